@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Install the real peers that the end-to-end tests drive. Idempotent: when
+# every binary is already present it does not touch apt at all.
+set -euo pipefail
+
+# binary (absolute path or name on PATH) -> Debian package that ships it
+declare -A PEERS=(
+  [/usr/bin/docker-registry]=docker-registry
+  [skopeo]=skopeo
+  [podman]=podman
+  [dockerd]=docker.io
+  [ctr]=docker.io
+  [buildah]=buildah
+  [slapd]=slapd
+  [ldapadd]=ldap-utils
+)
+
+has_binary() {
+  local bin=$1
+  if [[ $bin == /* ]]; then
+    [[ -x $bin ]]
+  else
+    # slapd lives in /usr/sbin, which a non-login root shell may lack in PATH
+    PATH="$PATH:/usr/sbin:/sbin" command -v "$bin" >/dev/null 2>&1
+  fi
+}
+
+has_initdb() {
+  compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null
+}
+
+declare -A missing=()
+for bin in "${!PEERS[@]}"; do
+  has_binary "$bin" || missing[${PEERS[$bin]}]=1
+done
+has_initdb || missing[postgresql]=1
+
+if ((${#missing[@]} == 0)); then
+  echo "install-peers: all peers present"
+  exit 0
+fi
+
+packages=("${!missing[@]}")
+echo "install-peers: installing ${packages[*]}"
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "install-peers: must run as root to install packages" >&2
+  exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+if [[ -n ${missing[slapd]:-} ]]; then
+  # Without this the slapd postinst builds a system-wide directory we never use.
+  echo "slapd slapd/no_configuration boolean true" | debconf-set-selections
+fi
+apt-get update </dev/null
+apt-get install -y "${packages[@]}" </dev/null
+echo "install-peers: done"

@@ -1,0 +1,5 @@
+import sys
+
+from tokenserver.cli import main
+
+sys.exit(main())

@@ -1,0 +1,99 @@
+"""The application factory: wires configuration into services for one app's lifespan."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from tokenserver import __version__
+from tokenserver.authn.base import Backend
+from tokenserver.authn.cache import CredentialCache
+from tokenserver.authn.chain import Authenticator
+from tokenserver.authn.database import DatabaseBackend
+from tokenserver.authn.htpasswd import HtpasswdBackend
+from tokenserver.authz.policy import OwnNamespacePolicy
+from tokenserver.config import Config
+from tokenserver.errors import InvalidRequest, TokenEndpointError
+from tokenserver.grants import GrantService
+from tokenserver.issuer import Issuer
+from tokenserver.keys import load_keys
+from tokenserver.middleware import RequestContextMiddleware
+from tokenserver.routes import token, wellknown
+from tokenserver.store.db import Database
+from tokenserver.store.refresh_tokens import RefreshTokenStore
+from tokenserver.store.users import UserStore
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def build_backends(config: Config, users: UserStore) -> list[Backend]:
+    backends: list[Backend] = []
+    if config.users.htpasswd is not None:
+        backends.append(HtpasswdBackend(config.users.htpasswd))
+    backends.append(DatabaseBackend(users))
+    return backends
+
+
+def create_app(config: Config, *, clock: Callable[[], dt.datetime] = _utcnow) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database(config.database.url)
+        db.migrate()
+        keys = load_keys(config.token.keys_dir, config.token.algorithm, config.token.signing_key)
+        users = UserStore(db)
+        app.state.config = config
+        app.state.db = db
+        app.state.users = users
+        app.state.jwks = keys.jwks()
+        app.state.grants = GrantService(
+            authenticator=Authenticator(
+                build_backends(config, users), CredentialCache(config.users.credential_cache_ttl)
+            ),
+            policy=OwnNamespacePolicy(),
+            issuer=Issuer(keys, config.token.issuer, config.token.expiration, config.token.x5c),
+            refresh_tokens=RefreshTokenStore(db),
+            services=config.token.services,
+            refresh_lifetime=dt.timedelta(seconds=config.token.refresh_expiration),
+            clock=clock,
+            issuer_name=config.token.issuer,
+        )
+        log.info(
+            "token server ready",
+            extra={
+                "signing_kid": keys.signing.kid,
+                "alg": keys.signing.alg,
+                "keys": len(keys.public),
+            },
+        )
+        try:
+            yield
+        finally:
+            db.dispose()
+
+    app = FastAPI(title="tokenserver", version=__version__, lifespan=lifespan)
+    app.include_router(token.router)
+    app.include_router(wellknown.router)
+    app.add_middleware(RequestContextMiddleware)
+
+    @app.exception_handler(TokenEndpointError)
+    async def token_error(_request: Request, exc: TokenEndpointError) -> JSONResponse:
+        log.info("request refused", extra={"error": exc.error, "status": exc.status})
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers())
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return await token_error(request, InvalidRequest("malformed request"))
+
+    return app

@@ -1,0 +1,1 @@
+"""Identity sources behind one protocol, tried in order by `chain.Authenticator`."""

@@ -1,0 +1,47 @@
+"""Tries the configured backends in order.
+
+"No such user" moves on to the next backend; a wrong password stops the chain,
+so a user cannot be shadowed by a same-named entry further down.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from tokenserver.authn.base import Account, Backend, BadCredentials, Identity
+from tokenserver.authn.cache import CredentialCache
+from tokenserver.passwords import hash_password, verify_password
+from tokenserver.secret import Secret
+
+__all__ = ["Authenticator"]
+
+
+class Authenticator:
+    def __init__(self, backends: Sequence[Backend], cache: CredentialCache) -> None:
+        self.backends = tuple(backends)
+        self.cache = cache
+        # Checked for unknown users, so a miss costs as long as a wrong password.
+        self._decoy_hash = hash_password("decoy-password", rounds=10)
+
+    def authenticate(self, username: str, password: Secret) -> Identity:
+        for backend in self.backends:
+            account = backend.lookup(username)
+            if account is None:
+                continue
+            if account.disabled:
+                raise BadCredentials("account disabled")
+            if not self.cache.hit(backend.name, username, password, account.fingerprint):
+                if not backend.check(account, password):
+                    raise BadCredentials("wrong password")
+                self.cache.remember(backend.name, username, password, account.fingerprint)
+            return Identity(account.name, "user", account.groups, backend.name)
+        verify_password(password.reveal(), self._decoy_hash)
+        raise BadCredentials("unknown user")
+
+    def find(self, username: str) -> tuple[str, Account] | None:
+        """The first backend's live (not disabled) account of this name."""
+        for backend in self.backends:
+            account = backend.lookup(username)
+            if account is not None:
+                return None if account.disabled else (backend.name, account)
+        return None

@@ -1,0 +1,67 @@
+"""Users from an htpasswd file of bcrypt hashes, re-read when the file changes."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+
+from tokenserver.authn.base import Account, BackendUnavailable
+from tokenserver.passwords import is_bcrypt, verify_password
+from tokenserver.secret import Secret
+
+__all__ = ["HtpasswdBackend"]
+
+log = logging.getLogger(__name__)
+
+
+class HtpasswdBackend:
+    name = "htpasswd"
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, int, int] | None = None
+        self._entries: dict[str, str] = {}
+
+    def _load(self) -> dict[str, str]:
+        try:
+            st = os.stat(self._path)
+        except OSError as exc:
+            raise BackendUnavailable(f"htpasswd file {self._path}: {exc.strerror}") from None
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if stamp == self._stamp:
+            return self._entries
+        with self._lock:
+            if stamp != self._stamp:
+                self._entries = self._parse(self._path.read_text(encoding="utf-8"))
+                self._stamp = stamp
+                log.info("htpasswd loaded", extra={"users": len(self._entries)})
+        return self._entries
+
+    def _parse(self, text: str) -> dict[str, str]:
+        entries: dict[str, str] = {}
+        for number, line in enumerate(text.splitlines(), 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            name, sep, hashed = line.partition(":")
+            if not sep or not name:
+                log.warning("htpasswd line ignored: not NAME:HASH", extra={"line": number})
+            elif not is_bcrypt(hashed):
+                log.warning(
+                    "htpasswd line ignored: only bcrypt is accepted", extra={"line": number}
+                )
+            else:
+                entries[name] = hashed
+        return entries
+
+    def lookup(self, username: str) -> Account | None:
+        hashed = self._load().get(username)
+        if hashed is None:
+            return None
+        return Account(username, frozenset(), fingerprint=hashed)
+
+    def check(self, account: Account, password: Secret) -> bool:
+        return verify_password(password.reveal(), account.fingerprint)

@@ -1,0 +1,1 @@
+"""What an identity may do: the policy that filters requested scopes down to a grant."""

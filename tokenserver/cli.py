@@ -1,0 +1,222 @@
+"""The `tokenserver` command line."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from tokenserver.config import Config, ConfigError, load_config
+from tokenserver.keys import KeyError_, generate_key
+from tokenserver.passwords import PasswordRejected, hash_password
+from tokenserver.store.db import Database
+from tokenserver.store.refresh_tokens import RefreshTokenStore
+from tokenserver.store.users import UserExists, UserNotFound, UserStore
+
+__all__ = ["main"]
+
+
+class CLIError(Exception):
+    pass
+
+
+def _config(args: argparse.Namespace) -> Config:
+    path = args.config or os.environ.get("TOKENSERVER_CONFIG")
+    return load_config(Path(path) if path else None)
+
+
+def _database(config: Config) -> Database:
+    db = Database(config.database.url)
+    db.migrate()
+    return db
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if not args.password_stdin:
+        raise CLIError("give the password on standard input with --password-stdin")
+    line = sys.stdin.readline()
+    password = line.removesuffix("\n").removesuffix("\r")
+    try:
+        return hash_password(password)
+    except PasswordRejected as exc:
+        raise CLIError(str(exc)) from None
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from tokenserver.app import create_app
+    from tokenserver.context import configure_logging
+
+    config = _config(args)
+    if args.addr:
+        config = config.model_copy(
+            update={"server": config.server.model_copy(update={"addr": args.addr})}
+        )
+        Config.model_validate(config.model_dump())
+    configure_logging(config.log.level)
+    tls = config.server.tls
+    if (tls.certificate is None) != (tls.key is None):
+        raise CLIError("server.tls.certificate and server.tls.key must be set together")
+    uvicorn.run(
+        create_app(config),
+        host=config.server.host,
+        port=config.server.port,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        ssl_certfile=str(tls.certificate) if tls.certificate else None,
+        ssl_keyfile=str(tls.key) if tls.key else None,
+    )
+
+
+def cmd_keys_generate(args: argparse.Namespace) -> None:
+    config = _config(args)
+    algorithm = args.algorithm or config.token.algorithm
+    print(generate_key(config.token.keys_dir, algorithm))
+
+
+def cmd_user_add(args: argparse.Namespace) -> None:
+    store = UserStore(_database(_config(args)))
+    try:
+        store.add(args.name, _read_password(args), args.group or ())
+    except UserExists:
+        raise CLIError(f"user {args.name} already exists") from None
+    print(f"user {args.name} added")
+
+
+def cmd_user_passwd(args: argparse.Namespace) -> None:
+    store = UserStore(_database(_config(args)))
+    try:
+        store.set_password(args.name, _read_password(args))
+    except UserNotFound:
+        raise CLIError(f"no user {args.name}") from None
+    print(f"password of {args.name} changed")
+
+
+def cmd_user_del(args: argparse.Namespace) -> None:
+    db = _database(_config(args))
+    try:
+        UserStore(db).delete(args.name)
+    except UserNotFound:
+        raise CLIError(f"no user {args.name}") from None
+    RefreshTokenStore(db).revoke_subject(args.name, dt.datetime.now(dt.UTC))
+    print(f"user {args.name} deleted")
+
+
+def cmd_user_disable(args: argparse.Namespace) -> None:
+    try:
+        UserStore(_database(_config(args))).set_disabled(args.name, args.disable)
+    except UserNotFound:
+        raise CLIError(f"no user {args.name}") from None
+    print(f"user {args.name} {'disabled' if args.disable else 'enabled'}")
+
+
+def cmd_user_groups(args: argparse.Namespace) -> None:
+    try:
+        UserStore(_database(_config(args))).set_groups(args.name, args.group or ())
+    except UserNotFound:
+        raise CLIError(f"no user {args.name}") from None
+    print(f"groups of {args.name}: {' '.join(sorted(set(args.group or ())))}")
+
+
+def cmd_user_list(args: argparse.Namespace) -> None:
+    users = UserStore(_database(_config(args))).list()
+    if args.json:
+        print(
+            json.dumps(
+                [{"name": u.name, "groups": list(u.groups), "disabled": u.disabled} for u in users]
+            )
+        )
+        return
+    for u in users:
+        flags = " (disabled)" if u.disabled else ""
+        print(f"{u.name}\t{','.join(u.groups)}{flags}")
+
+
+def cmd_refresh_list(args: argparse.Namespace) -> None:
+    for t in RefreshTokenStore(_database(_config(args))).list(args.user):
+        state = "revoked" if t.revoked_at else "live"
+        print(
+            f"{t.id}\t{t.subject}\t{t.service}\t{t.client_id}\t"
+            f"{t.created_at:%Y-%m-%dT%H:%M:%SZ}\t{t.expires_at:%Y-%m-%dT%H:%M:%SZ}\t{state}"
+        )
+
+
+def cmd_refresh_revoke(args: argparse.Namespace) -> None:
+    count = RefreshTokenStore(_database(_config(args))).revoke_subject(
+        args.user, dt.datetime.now(dt.UTC)
+    )
+    print(f"revoked {count} refresh token(s) of {args.user}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tokenserver", description=__doc__)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", help="YAML configuration file (or $TOKENSERVER_CONFIG)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", parents=[common], help="run the token server")
+    serve.add_argument("--addr", help="listen address HOST:PORT (overrides server.addr)")
+    serve.set_defaults(func=cmd_serve)
+
+    keys = sub.add_parser("keys", help="signing keys").add_subparsers(dest="keys", required=True)
+    gen = keys.add_parser("generate", parents=[common], help="create a new signing key")
+    gen.add_argument("--algorithm", help="ES256 (default), ES384, ES512, RS256, RS384, RS512")
+    gen.set_defaults(func=cmd_keys_generate)
+
+    user = sub.add_parser("user", help="the server's own users").add_subparsers(
+        dest="user", required=True
+    )
+    add = user.add_parser("add", parents=[common], help="add a user")
+    add.add_argument("name")
+    add.add_argument("--password-stdin", action="store_true")
+    add.add_argument("--group", action="append", help="a group (repeatable)")
+    add.set_defaults(func=cmd_user_add)
+    passwd = user.add_parser("passwd", parents=[common], help="set a user's password")
+    passwd.add_argument("name")
+    passwd.add_argument("--password-stdin", action="store_true")
+    passwd.set_defaults(func=cmd_user_passwd)
+    delete = user.add_parser("del", parents=[common], help="delete a user")
+    delete.add_argument("name")
+    delete.set_defaults(func=cmd_user_del)
+    for verb, flag in (("disable", True), ("enable", False)):
+        p = user.add_parser(verb, parents=[common], help=f"{verb} a user")
+        p.add_argument("name")
+        p.set_defaults(func=cmd_user_disable, disable=flag)
+    groups = user.add_parser("groups", parents=[common], help="replace a user's groups")
+    groups.add_argument("name")
+    groups.add_argument("--group", action="append", help="a group (repeatable)")
+    groups.set_defaults(func=cmd_user_groups)
+    lst = user.add_parser("list", parents=[common], help="list users")
+    lst.add_argument("--json", action="store_true")
+    lst.set_defaults(func=cmd_user_list)
+
+    refresh = sub.add_parser("refresh-token", help="refresh tokens").add_subparsers(
+        dest="refresh", required=True
+    )
+    rlist = refresh.add_parser("list", parents=[common], help="list refresh tokens")
+    rlist.add_argument("--user")
+    rlist.set_defaults(func=cmd_refresh_list)
+    revoke = refresh.add_parser("revoke", parents=[common], help="revoke a user's refresh tokens")
+    revoke.add_argument("--user", required=True)
+    revoke.set_defaults(func=cmd_refresh_revoke)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (CLIError, ConfigError, KeyError_) as exc:
+        print(f"tokenserver: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

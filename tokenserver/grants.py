@@ -1,0 +1,119 @@
+"""From an authenticated identity and requested scopes to a signed grant.
+
+Shared by GET /token and POST /token; the routes only parse and respond.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from tokenserver import context
+from tokenserver.authn.base import BackendUnavailable, Identity
+from tokenserver.authn.chain import Authenticator
+from tokenserver.authz.policy import Policy
+from tokenserver.errors import (
+    InvalidGrant,
+    InvalidRequest,
+    InvalidScope,
+    TemporarilyUnavailable,
+)
+from tokenserver.issuer import IssuedToken, Issuer
+from tokenserver.scope import Access, ScopeError, merge, parse_scopes
+from tokenserver.secret import Secret
+from tokenserver.store.refresh_tokens import RefreshTokenStore
+
+__all__ = ["Grant", "GrantService"]
+
+log = logging.getLogger(__name__)
+
+MAX_SCOPES = 100
+
+
+@dataclass(frozen=True)
+class Grant:
+    token: IssuedToken
+    granted: tuple[Access, ...]
+    refresh_token: str | None
+
+
+class GrantService:
+    def __init__(
+        self,
+        *,
+        authenticator: Authenticator,
+        policy: Policy,
+        issuer: Issuer,
+        refresh_tokens: RefreshTokenStore,
+        services: Sequence[str],
+        refresh_lifetime: dt.timedelta,
+        clock: Callable[[], dt.datetime],
+        issuer_name: str,
+    ) -> None:
+        self.issuer_name = issuer_name
+        self.authenticator = authenticator
+        self.policy = policy
+        self.issuer = issuer
+        self.refresh_tokens = refresh_tokens
+        self.services = frozenset(services)
+        self.refresh_lifetime = refresh_lifetime
+        self.clock = clock
+
+    def check_service(self, service: str) -> str:
+        if service not in self.services:
+            raise InvalidRequest("unknown service")
+        return service
+
+    def parse_requested(self, values: Sequence[str]) -> tuple[Access, ...]:
+        try:
+            requested = parse_scopes(values)
+        except ScopeError as exc:
+            raise InvalidScope(f"malformed scope: {exc}") from None
+        if len(requested) > MAX_SCOPES:
+            raise InvalidScope(f"more than {MAX_SCOPES} scopes requested")
+        merged = tuple(merge(requested))
+        context.REQUESTED.set(merged)
+        return merged
+
+    def authenticate(self, username: str, password: Secret) -> Identity:
+        """Blocking (may run bcrypt or ask a directory): call from a worker thread."""
+        try:
+            return self.authenticator.authenticate(username, password)
+        except BackendUnavailable as exc:
+            log.warning("identity backend unavailable", extra={"reason": str(exc)})
+            raise TemporarilyUnavailable("the identity backend is unavailable; retry") from None
+
+    def identity_for_refresh(self, value: Secret, service: str) -> Identity:
+        """Blocking: resolve a refresh token to the identity it was issued to."""
+        now = self.clock()
+        info = self.refresh_tokens.use(value.reveal(), now)
+        if info is None:
+            raise InvalidGrant("the refresh token is invalid, expired or revoked")
+        if info.service != service:
+            raise InvalidGrant("the refresh token was issued for another service")
+        try:
+            found = self.authenticator.find(info.subject)
+        except BackendUnavailable:
+            raise TemporarilyUnavailable("the identity backend is unavailable; retry") from None
+        if found is None:
+            raise InvalidGrant("the refresh token's account no longer exists or is disabled")
+        backend, account = found
+        return Identity(account.name, "user", account.groups, backend)
+
+    def grant(self, identity: Identity, service: str, requested: Sequence[Access]) -> IssuedToken:
+        context.ACCOUNT.set(identity.subject)
+        granted = tuple(self.policy.filter(identity, requested))
+        context.GRANTED.set(granted)
+        token = self.issuer.issue(identity.subject, service, granted, self.clock())
+        log.info("token issued", extra={"kind": identity.kind, "backend": identity.backend})
+        return token
+
+    def new_refresh_token(self, identity: Identity, service: str, client_id: str) -> str:
+        """Blocking: store a new refresh token for this identity and service."""
+        if identity.kind != "user":
+            raise InvalidRequest("offline tokens need credentials")
+        return self.refresh_tokens.issue(
+            identity.subject, service, client_id, self.refresh_lifetime, self.clock()
+        )

@@ -1,0 +1,64 @@
+"""Builds and signs registry tokens."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import jwt
+
+from tokenserver.claims import ClaimSet
+from tokenserver.keys import KeySet
+from tokenserver.scope import Access
+
+__all__ = ["IssuedToken", "Issuer"]
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str
+    claims: ClaimSet
+    expires_in: int
+    issued_at: dt.datetime
+
+    @property
+    def issued_at_rfc3339(self) -> str:
+        return self.issued_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Issuer:
+    def __init__(self, keys: KeySet, issuer: str, expiration: int, x5c: bool = False) -> None:
+        self._keys = keys
+        self._issuer = issuer
+        self._expiration = expiration
+        signing = keys.signing
+        self._headers: dict[str, object] = {"typ": "JWT", "kid": signing.kid}
+        if x5c:
+            self._headers["x5c"] = [signing.public.x5c]
+
+    @property
+    def keys(self) -> KeySet:
+        return self._keys
+
+    def issue(
+        self, subject: str, audience: str, access: Sequence[Access], now: dt.datetime
+    ) -> IssuedToken:
+        now = now.replace(microsecond=0)
+        iat = int(now.timestamp())
+        claims = ClaimSet(
+            issuer=self._issuer,
+            subject=subject,
+            audience=audience,
+            expires_at=iat + self._expiration,
+            not_before=iat,
+            issued_at=iat,
+            jwt_id=secrets.token_urlsafe(16),
+            access=tuple(access),
+        )
+        signing = self._keys.signing
+        token = jwt.encode(
+            claims.to_dict(), signing.private, algorithm=signing.alg, headers=self._headers
+        )
+        return IssuedToken(token, claims, self._expiration, now)

@@ -1,0 +1,220 @@
+"""Signing keys: generation, libtrust key ids, JWKS, rotation.
+
+A keys directory holds `<stem>.crt` certificates and, for keys that may still
+sign, the matching `<stem>.key`. Every certificate is trusted (published in
+the JWKS and in `bundle.pem`); the newest key with a private half signs unless
+one is named, so a new key can be rolled out before the old one is retired.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+
+__all__ = [
+    "ALGORITHMS",
+    "KeyError_",
+    "KeySet",
+    "PublicKey",
+    "SigningKey",
+    "generate_key",
+    "libtrust_kid",
+    "load_keys",
+]
+
+ALGORITHMS = ("ES256", "ES384", "ES512", "RS256", "RS384", "RS512")
+_CURVES: dict[str, ec.EllipticCurve] = {
+    "ES256": ec.SECP256R1(),
+    "ES384": ec.SECP384R1(),
+    "ES512": ec.SECP521R1(),
+}
+_CURVE_ALG = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
+_JWK_CURVE = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
+BUNDLE_NAME = "bundle.pem"
+
+PublicKeyType = ec.EllipticCurvePublicKey | rsa.RSAPublicKey
+PrivateKeyType = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+
+
+class KeyError_(Exception):
+    """The keys directory cannot provide what was asked of it."""
+
+
+def libtrust_kid(public_key: PublicKeyType) -> str:
+    """The key id the Go registry derives: SHA-256 of the DER SPKI, 240 bits, base32."""
+    der = public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    encoded = base64.b32encode(hashlib.sha256(der).digest()[:30]).decode("ascii")
+    return ":".join(encoded[i : i + 4] for i in range(0, len(encoded), 4))
+
+
+def _b64url_uint(value: int) -> str:
+    raw = value.to_bytes(max(1, (value.bit_length() + 7) // 8), "big")
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _algorithm_for(public_key: PublicKeyType, preferred: str) -> str:
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        alg = _CURVE_ALG.get(public_key.curve.name)
+        if alg is None:
+            raise KeyError_(f"unsupported curve {public_key.curve.name}")
+        return alg
+    return preferred if preferred.startswith("RS") else "RS256"
+
+
+@dataclass(frozen=True)
+class PublicKey:
+    kid: str
+    alg: str
+    key: PublicKeyType
+    certificate: x509.Certificate
+    path: Path
+
+    def jwk(self) -> dict[str, Any]:
+        jwk: dict[str, Any] = {"kid": self.kid, "use": "sig", "alg": self.alg}
+        if isinstance(self.key, ec.EllipticCurvePublicKey):
+            numbers = self.key.public_numbers()
+            size = (self.key.curve.key_size + 7) // 8
+            jwk |= {
+                "kty": "EC",
+                "crv": _JWK_CURVE[self.alg],
+                "x": base64.urlsafe_b64encode(numbers.x.to_bytes(size, "big"))
+                .rstrip(b"=")
+                .decode(),
+                "y": base64.urlsafe_b64encode(numbers.y.to_bytes(size, "big"))
+                .rstrip(b"=")
+                .decode(),
+            }
+        else:
+            numbers_rsa = self.key.public_numbers()
+            jwk |= {
+                "kty": "RSA",
+                "n": _b64url_uint(numbers_rsa.n),
+                "e": _b64url_uint(numbers_rsa.e),
+            }
+        jwk["x5c"] = [self.x5c]
+        return jwk
+
+    @property
+    def x5c(self) -> str:
+        der = self.certificate.public_bytes(serialization.Encoding.DER)
+        return base64.b64encode(der).decode("ascii")
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    public: PublicKey
+    private: PrivateKeyType
+
+    @property
+    def kid(self) -> str:
+        return self.public.kid
+
+    @property
+    def alg(self) -> str:
+        return self.public.alg
+
+
+@dataclass(frozen=True)
+class KeySet:
+    """Every trusted public key and the one key that signs."""
+
+    public: tuple[PublicKey, ...]
+    signing: SigningKey
+
+    def jwks(self) -> dict[str, Any]:
+        return {"keys": [k.jwk() for k in self.public]}
+
+
+def load_keys(keys_dir: Path, algorithm: str = "ES256", signing_key: str | None = None) -> KeySet:
+    """Load a keys directory; `signing_key` picks a key by kid or file stem."""
+    if not keys_dir.is_dir():
+        raise KeyError_(f"keys directory {keys_dir} does not exist")
+    public: list[PublicKey] = []
+    for cert_path in sorted(keys_dir.glob("*.crt")):
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        key = cert.public_key()
+        if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
+            raise KeyError_(f"{cert_path.name}: only EC and RSA keys can sign registry tokens")
+        public.append(
+            PublicKey(libtrust_kid(key), _algorithm_for(key, algorithm), key, cert, cert_path)
+        )
+    candidates = [p for p in public if p.path.with_suffix(".key").exists()]
+    if signing_key:
+        candidates = [p for p in candidates if signing_key in (p.kid, p.path.stem)]
+        if not candidates:
+            raise KeyError_(f"token.signing_key {signing_key!r} names no key in {keys_dir}")
+    if not candidates:
+        raise KeyError_(
+            f"no signing key in {keys_dir}: run `tokenserver keys generate --config FILE`"
+        )
+    chosen = candidates[-1]
+    private = serialization.load_pem_private_key(
+        chosen.path.with_suffix(".key").read_bytes(), password=None
+    )
+    if not isinstance(private, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+        raise KeyError_(f"{chosen.path.stem}.key is not an EC or RSA key")
+    if libtrust_kid(private.public_key()) != chosen.kid:
+        raise KeyError_(f"{chosen.path.stem}.key does not match its certificate")
+    return KeySet(tuple(public), SigningKey(chosen, private))
+
+
+def generate_key(keys_dir: Path, algorithm: str = "ES256", now: dt.datetime | None = None) -> Path:
+    """Create a key and a self-signed certificate; return the certificate's path."""
+    if algorithm not in ALGORITHMS:
+        raise KeyError_(f"unsupported algorithm {algorithm}; use one of {', '.join(ALGORITHMS)}")
+    now = now or dt.datetime.now(dt.UTC)
+    private: PrivateKeyType
+    if algorithm.startswith("ES"):
+        private = ec.generate_private_key(_CURVES[algorithm])
+    else:
+        private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    kid = libtrust_kid(private.public_key())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"token signing key {kid[:14]}")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(private.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(private, hashes.SHA256())
+    )
+    keys_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"token-{now:%Y%m%dT%H%M%S%f}-{algorithm.lower()}"
+    key_path = keys_dir / f"{stem}.key"
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(
+            private.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+    cert_path = keys_dir / f"{stem}.crt"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    write_bundle(keys_dir)
+    return cert_path
+
+
+def write_bundle(keys_dir: Path) -> Path:
+    """Concatenate every certificate for a registry's `rootcertbundle`."""
+    bundle = keys_dir / BUNDLE_NAME
+    tmp = bundle.with_suffix(".tmp")
+    tmp.write_bytes(b"".join(p.read_bytes() for p in sorted(keys_dir.glob("*.crt"))))
+    tmp.replace(bundle)
+    return bundle

@@ -1,0 +1,20 @@
+"""JWKS and health."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+
+@router.get("/.well-known/jwks.json", summary="Public keys that verify our tokens")
+async def jwks(request: Request) -> JSONResponse:
+    return JSONResponse(request.app.state.jwks, headers={"Cache-Control": "public, max-age=300"})
+
+
+@router.get("/healthz", summary="Liveness")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
