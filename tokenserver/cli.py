@@ -10,6 +10,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from tokenserver.config import Config, ConfigError, load_config
 from tokenserver.keys import KeyError_, generate_key
 from tokenserver.passwords import PasswordRejected, hash_password
@@ -57,7 +59,10 @@ def cmd_serve(args: argparse.Namespace) -> None:
         config = config.model_copy(
             update={"server": config.server.model_copy(update={"addr": args.addr})}
         )
-        Config.model_validate(config.model_dump())
+        try:
+            Config.model_validate(config.model_dump())
+        except ValidationError:
+            raise CLIError(f"--addr {args.addr!r}: must be HOST:PORT") from None
     configure_logging(config.log.level)
     tls = config.server.tls
     if (tls.certificate is None) != (tls.key is None):

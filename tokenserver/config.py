@@ -1,9 +1,10 @@
 """The token server's settings: one model, read from YAML, overridable by environment.
 
 Every key can be set as `TOKENSERVER_<SECTION>_<KEY>` (e.g.
-`TOKENSERVER_TOKEN_EXPIRATION=600`); values are read as YAML scalars, so lists
-and booleans work too. Unknown keys and bad values stop the start-up with a
-message naming the key.
+`TOKENSERVER_TOKEN_EXPIRATION=600`); values are read as YAML, so lists and
+booleans work too, except for plain string and path keys, which take the value
+as it is (`[::1]:5001`, `*`). Unknown keys and bad values stop the start-up
+with a message naming the key.
 """
 
 from __future__ import annotations
@@ -125,6 +126,17 @@ def _env_path(model: type[BaseModel], parts: list[str]) -> list[str] | None:
     return None
 
 
+# Keys whose environment value is taken verbatim rather than parsed as YAML.
+_VERBATIM: tuple[object, ...] = (str, str | None, Path, Path | None)
+
+
+def _annotation(path: list[str]) -> object:
+    model: type[BaseModel] = Config
+    for name in path[:-1]:
+        model = model.model_fields[name].annotation  # type: ignore[assignment]
+    return model.model_fields[path[-1]].annotation
+
+
 def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> None:
     for var, raw in sorted(environ.items()):
         if not var.startswith(ENV_PREFIX) or var == f"{ENV_PREFIX}CONFIG":
@@ -138,8 +150,11 @@ def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> None:
             if not isinstance(child, dict):
                 child = node[key] = {}
             node = child
+        if not raw or _annotation(path) in _VERBATIM:
+            node[path[-1]] = raw
+            continue
         try:
-            node[path[-1]] = yaml.safe_load(raw) if raw else raw
+            node[path[-1]] = yaml.safe_load(raw)
         except yaml.YAMLError as exc:
             raise ConfigError(f"{var}: not a valid value") from exc
 

@@ -102,12 +102,18 @@ class GrantService:
         backend, account = found
         return Identity(account.name, "user", account.groups, backend)
 
-    def grant(self, identity: Identity, service: str, requested: Sequence[Access]) -> IssuedToken:
+    def grant(
+        self, identity: Identity, service: str, requested: Sequence[Access], *, via: str
+    ) -> IssuedToken:
+        """Filter and sign; `via` names how the caller proved who it is (for the log)."""
         context.ACCOUNT.set(identity.subject)
         granted = tuple(self.policy.filter(identity, requested))
         context.GRANTED.set(granted)
         token = self.issuer.issue(identity.subject, service, granted, self.clock())
-        log.info("token issued", extra={"kind": identity.kind, "backend": identity.backend})
+        log.info(
+            "token issued",
+            extra={"kind": identity.kind, "backend": identity.backend, "via": via},
+        )
         return token
 
     def new_refresh_token(self, identity: Identity, service: str, client_id: str) -> str:

@@ -25,9 +25,10 @@ def hash_password(password: str, rounds: int | None = None) -> str:
         raise PasswordRejected(f"the password is longer than {MAX_PASSWORD_BYTES} bytes")
     if b"\x00" in raw:
         raise PasswordRejected("the password contains a NUL character")
-    if rounds is None:
-        return _context.hash(password)
-    return _context.hash(password, rounds=rounds)
+    hashed: str = (
+        _context.hash(password) if rounds is None else _context.hash(password, rounds=rounds)
+    )
+    return hashed
 
 
 def verify_password(password: str, hashed: str) -> bool:
@@ -42,4 +43,4 @@ def verify_password(password: str, hashed: str) -> bool:
 
 
 def is_bcrypt(hashed: str) -> bool:
-    return _context.identify(hashed, required=False) == "bcrypt"
+    return bool(_context.identify(hashed, required=False) == "bcrypt")

@@ -6,6 +6,7 @@ so a user cannot be shadowed by a same-named entry further down.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 from tokenserver.authn.base import Account, Backend, BadCredentials, Identity
@@ -16,12 +17,18 @@ from tokenserver.secret import Secret
 __all__ = ["Authenticator"]
 
 
+@functools.cache
+def _decoy_hash() -> str:
+    return hash_password("decoy-password")
+
+
 class Authenticator:
     def __init__(self, backends: Sequence[Backend], cache: CredentialCache) -> None:
         self.backends = tuple(backends)
         self.cache = cache
-        # Checked for unknown users, so a miss costs as long as a wrong password.
-        self._decoy_hash = hash_password("decoy-password", rounds=10)
+        # Checked for unknown users, so a miss costs as long as a wrong password:
+        # the same cost as the hashes `tokenserver user add` writes.
+        self._decoy_hash = _decoy_hash()
 
     def authenticate(self, username: str, password: Secret) -> Identity:
         for backend in self.backends:

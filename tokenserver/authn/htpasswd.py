@@ -35,7 +35,13 @@ class HtpasswdBackend:
             return self._entries
         with self._lock:
             if stamp != self._stamp:
-                self._entries = self._parse(self._path.read_text(encoding="utf-8"))
+                try:
+                    text = self._path.read_text(encoding="utf-8")
+                except (OSError, UnicodeDecodeError) as exc:
+                    # Unreadable or not UTF-8: a 503 the operator sees, not a 500.
+                    reason = getattr(exc, "strerror", None) or "not UTF-8"
+                    raise BackendUnavailable(f"htpasswd file {self._path}: {reason}") from None
+                self._entries = self._parse(text)
                 self._stamp = stamp
                 log.info("htpasswd loaded", extra={"users": len(self._entries)})
         return self._entries

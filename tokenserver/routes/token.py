@@ -71,7 +71,8 @@ async def get_token(request: Request) -> JSONResponse:
     if offline and identity.kind == "anonymous":
         raise Unauthorized("offline tokens need credentials", realm=grants.issuer_name)
 
-    token = grants.grant(identity, service, requested)
+    via = "anonymous" if header is None else "basic"
+    token = grants.grant(identity, service, requested, via=via)
     refresh = None
     if offline:
         client_id = params.one("client_id") or ""
@@ -114,7 +115,7 @@ async def post_token(request: Request) -> JSONResponse:
             identity = await run_in_threadpool(grants.authenticate, username, password)
         except BadCredentials:
             raise InvalidGrant("invalid username or password") from None
-        token = grants.grant(identity, service, requested)
+        token = grants.grant(identity, service, requested, via="password")
         refresh = None
         if (form.one("access_type") or "").lower() == "offline":
             refresh = await run_in_threadpool(
@@ -127,7 +128,7 @@ async def post_token(request: Request) -> JSONResponse:
         if not value:
             raise InvalidRequest("parameter 'refresh_token' is required")
         identity = await run_in_threadpool(grants.identity_for_refresh, value, service)
-        token = grants.grant(identity, service, requested)
+        token = grants.grant(identity, service, requested, via="refresh_token")
         return _answer(token, value.reveal(), oauth=True)
 
     raise UnsupportedGrantType("grant_type must be password or refresh_token")

@@ -1,0 +1,154 @@
+"""Runs the real token server as a subprocess for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+__all__ = ["TokenServer"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class TokenServer:
+    """One token-server process with its own config, keys dir and database.
+
+    Instances may share a keys dir and a database URL (several instances
+    behind one registry).
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        service: str = "registry",
+        issuer: str = "tokenserver-test",
+        database_url: str | None = None,
+        keys_dir: Path | None = None,
+        x5c: bool = False,
+        algorithm: str = "ES256",
+        htpasswd: Path | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.port = _free_port()
+        self.addr = f"127.0.0.1:{self.port}"
+        self.url = f"http://{self.addr}"
+        self.realm = f"{self.url}/token"
+        self.service = service
+        self.issuer = issuer
+        self.keys_dir = keys_dir or workdir / "keys"
+        self.log_path = workdir / f"tokenserver-{self.port}.log"
+        config: dict[str, Any] = {
+            "server": {"addr": self.addr},
+            "token": {
+                "issuer": issuer,
+                "service": service,
+                "keys_dir": str(self.keys_dir),
+                "algorithm": algorithm,
+                "x5c": x5c,
+            },
+            "database": {"url": database_url or f"sqlite:///{workdir / 'tokenserver.db'}"},
+            "log": {"level": "info"},
+        }
+        if htpasswd is not None:
+            config["users"] = {"htpasswd": str(htpasswd)}
+        for section, values in (extra or {}).items():
+            config.setdefault(section, {}).update(values)
+        self.config_path = workdir / f"tokenserver-{self.port}.yaml"
+        self.config_path.write_text(yaml.safe_dump(config))
+        self._proc: subprocess.Popen[bytes] | None = None
+        if not any(self.keys_dir.glob("*.key")):
+            self.cli("keys", "generate", "--algorithm", algorithm)
+
+    @property
+    def cert_bundle(self) -> Path:
+        return self.keys_dir / "bundle.pem"
+
+    def cli(self, *args: str, input: str | None = None, check: bool = True) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "tokenserver", *args, "--config", str(self.config_path)],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=self._env(),
+        )
+        if check and result.returncode != 0:
+            raise RuntimeError(f"tokenserver {' '.join(args)} failed: {result.stderr}")
+        return result.stdout
+
+    def add_user(self, name: str, password: str, *groups: str) -> None:
+        group_args = [arg for g in groups for arg in ("--group", g)]
+        self.cli("user", "add", name, "--password-stdin", *group_args, input=password + "\n")
+
+    def _env(self) -> dict[str, str]:
+        return {k: v for k, v in os.environ.items() if not k.startswith("TOKENSERVER_")}
+
+    def start(self) -> TokenServer:
+        self.spawn()
+        return self.wait_ready()
+
+    def spawn(self) -> None:
+        with self.log_path.open("ab") as log:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "tokenserver", "serve", "--config", str(self.config_path)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self._env(),
+            )
+
+    def wait_ready(self) -> TokenServer:
+        assert self._proc is not None, "spawn() first"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"tokenserver exited at start:\n{self.log_tail()}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"tokenserver did not start:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def __enter__(self) -> TokenServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,425 @@
+"""Authentication: credential cache, backend chain, database and htpasswd backends, Secret."""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tokenserver.authn.base import Account, BackendUnavailable, BadCredentials
+from tokenserver.authn.cache import CredentialCache
+from tokenserver.authn.chain import Authenticator
+from tokenserver.authn.database import DatabaseBackend
+from tokenserver.authn.htpasswd import HtpasswdBackend
+from tokenserver.passwords import (
+    MAX_PASSWORD_BYTES,
+    PasswordRejected,
+    hash_password,
+    is_bcrypt,
+    verify_password,
+)
+from tokenserver.secret import Secret
+from tokenserver.store.users import UserStore
+
+ROUNDS = 4
+
+
+class Ticker:
+    """A monotonic clock the test moves."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class CountingBackend:
+    """Wraps a backend and counts the expensive checks (bcrypt)."""
+
+    def __init__(self, inner: object, name: str | None = None) -> None:
+        self.inner = inner
+        self.name = name or inner.name  # type: ignore[attr-defined]
+        self.checks = 0
+        self.lookups = 0
+
+    def lookup(self, username: str) -> Account | None:
+        self.lookups += 1
+        return self.inner.lookup(username)  # type: ignore[attr-defined, no-any-return]
+
+    def check(self, account: Account, password: Secret) -> bool:
+        self.checks += 1
+        return self.inner.check(account, password)  # type: ignore[attr-defined, no-any-return]
+
+
+class DictBackend:
+    """Users in memory: name -> (bcrypt hash, disabled)."""
+
+    def __init__(self, name: str, users: dict[str, str], disabled: frozenset[str] = frozenset()):
+        self.name = name
+        self.users = users
+        self.disabled = disabled
+
+    def lookup(self, username: str) -> Account | None:
+        hashed = self.users.get(username)
+        if hashed is None:
+            return None
+        return Account(username, frozenset({self.name}), hashed, username in self.disabled)
+
+    def check(self, account: Account, password: Secret) -> bool:
+        return verify_password(password.reveal(), account.fingerprint)
+
+
+def _hash(password: str) -> str:
+    return hash_password(password, rounds=ROUNDS)
+
+
+# ---- Secret -----------------------------------------------------------------
+
+
+def test_secret_never_shows_its_value() -> None:
+    s = Secret("hunter2-very-secret")
+    for text in (repr(s), str(s), f"{s}", f"{s!r}", f"{s:>30}", "%s" % s, format(s, "")):  # noqa: UP031
+        assert "hunter2" not in text
+    assert "hunter2" not in repr([s, {"p": s}])
+    assert s.reveal() == "hunter2-very-secret"
+    assert s == Secret("hunter2-very-secret")
+    assert s != Secret("other")
+    assert bool(s) and not Secret("")
+    with pytest.raises(TypeError):
+        hash(s)
+
+
+def test_secret_in_a_log_record_is_masked(caplog: pytest.LogCaptureFixture) -> None:
+    logging.getLogger("test").info("password is %s", Secret("hunter2-very-secret"))
+    assert "hunter2" not in caplog.text
+
+
+# ---- passwords --------------------------------------------------------------
+
+
+def test_password_hashing_rules() -> None:
+    hashed = _hash("correct horse")
+    assert is_bcrypt(hashed)
+    assert verify_password("correct horse", hashed)
+    assert not verify_password("correct horsE", hashed)
+    assert not verify_password("", hashed)
+    assert not verify_password("x", "not a hash")
+    assert not is_bcrypt("{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=")
+    for bad, reason in (
+        ("", "empty"),
+        ("x" * (MAX_PASSWORD_BYTES + 1), "longer"),
+        ("a\x00b", "NUL"),
+    ):
+        with pytest.raises(PasswordRejected, match=reason) as info:
+            _hash(bad)
+        assert bad not in str(info.value) or bad == ""
+    # 72 bytes counted in UTF-8, not characters.
+    with pytest.raises(PasswordRejected):
+        _hash("é" * 37)
+    assert verify_password("é" * 36, _hash("é" * 36))
+
+
+def test_a_password_longer_than_72_bytes_never_matches() -> None:
+    hashed = _hash("a" * 72)
+    assert verify_password("a" * 72, hashed)
+    assert not verify_password("a" * 73, hashed)
+
+
+# ---- the cache --------------------------------------------------------------
+
+
+def test_cache_hit_and_ttl_expiry() -> None:
+    clock = Ticker()
+    cache = CredentialCache(ttl=60, clock=clock)
+    pw = Secret("pw-abc")
+    assert not cache.hit("db", "alice", pw, "fp1")
+    cache.remember("db", "alice", pw, "fp1")
+    assert cache.hit("db", "alice", pw, "fp1")
+    assert not cache.hit("db", "alice", Secret("pw-abd"), "fp1")
+    assert not cache.hit("db", "bob", pw, "fp1")
+    assert not cache.hit("ldap", "alice", pw, "fp1")
+    clock.t += 59.9
+    assert cache.hit("db", "alice", pw, "fp1")
+    clock.t += 0.1
+    assert not cache.hit("db", "alice", pw, "fp1")
+    assert len(cache) == 0  # the expired entry is gone
+
+
+def test_cache_fingerprint_mismatch_invalidates() -> None:
+    cache = CredentialCache(ttl=60, clock=Ticker())
+    pw = Secret("pw-abc")
+    cache.remember("db", "alice", pw, "fp1")
+    assert not cache.hit("db", "alice", pw, "fp2")
+    # Dropped, not merely skipped: the old fingerprint no longer hits either.
+    assert not cache.hit("db", "alice", pw, "fp1")
+
+
+def test_cache_ttl_zero_disables() -> None:
+    cache = CredentialCache(ttl=0, clock=Ticker())
+    cache.remember("db", "alice", Secret("pw"), "fp")
+    assert len(cache) == 0
+    assert not cache.hit("db", "alice", Secret("pw"), "fp")
+
+
+def test_cache_is_bounded_and_evicts_oldest() -> None:
+    cache = CredentialCache(ttl=60, max_entries=2, clock=Ticker())
+    for name in ("a", "b", "c"):
+        cache.remember("db", name, Secret("pw"), "fp")
+    assert len(cache) == 2
+    assert not cache.hit("db", "a", Secret("pw"), "fp")
+    assert cache.hit("db", "c", Secret("pw"), "fp")
+
+
+def test_cache_never_stores_the_password() -> None:
+    password = "pw-UNIQUE-needle-5150"
+    cache = CredentialCache(ttl=60, clock=Ticker())
+    cache.remember("db", "alice", Secret(password), "$2b$04$fingerprint")
+    raw = password.encode()
+    assert len(cache._entries) == 1
+    for key, value in cache._entries.items():
+        assert raw not in key
+        assert password not in repr(value)
+    dumped = pickle.dumps(dict(cache._entries))
+    assert raw not in dumped
+    assert password not in repr(cache._entries)
+    # The key is keyed (HMAC): a second cache derives a different one.
+    other = CredentialCache(ttl=60, clock=Ticker())
+    other.remember("db", "alice", Secret(password), "$2b$04$fingerprint")
+    assert set(other._entries) != set(cache._entries)
+
+
+# ---- the chain --------------------------------------------------------------
+
+
+def test_unknown_user_in_the_first_backend_moves_on() -> None:
+    first = CountingBackend(DictBackend("first", {"bob": _hash("bob-pw")}))
+    second = CountingBackend(DictBackend("second", {"alice": _hash("alice-pw")}))
+    auth = Authenticator([first, second], CredentialCache(60))
+    identity = auth.authenticate("alice", Secret("alice-pw"))
+    assert (identity.subject, identity.kind, identity.backend) == ("alice", "user", "second")
+    assert identity.groups == frozenset({"second"})
+    assert (first.lookups, first.checks, second.checks) == (1, 0, 1)
+
+
+def test_wrong_password_in_the_first_backend_stops_the_chain() -> None:
+    first = CountingBackend(DictBackend("first", {"alice": _hash("first-pw")}))
+    second = CountingBackend(DictBackend("second", {"alice": _hash("second-pw")}))
+    auth = Authenticator([first, second], CredentialCache(60))
+    with pytest.raises(BadCredentials):
+        auth.authenticate("alice", Secret("second-pw"))
+    assert second.lookups == 0 and second.checks == 0
+    assert auth.authenticate("alice", Secret("first-pw")).backend == "first"
+
+
+def test_unknown_everywhere_is_bad_credentials() -> None:
+    auth = Authenticator([DictBackend("a", {}), DictBackend("b", {})], CredentialCache(60))
+    with pytest.raises(BadCredentials):
+        auth.authenticate("nobody", Secret("pw"))
+    assert auth.find("nobody") is None
+
+
+def test_unknown_user_costs_a_bcrypt_check_at_the_default_cost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    auth = Authenticator([DictBackend("a", {})], CredentialCache(60))
+    checked: list[str] = []
+
+    def spy(password: str, hashed: str) -> bool:
+        checked.append(hashed)
+        return verify_password(password, hashed)
+
+    monkeypatch.setattr("tokenserver.authn.chain.verify_password", spy)
+    with pytest.raises(BadCredentials):
+        auth.authenticate("nobody", Secret("pw"))
+    assert len(checked) == 1
+    # Same bcrypt cost as a password set with the default (`tokenserver user add`),
+    # so "no such user" does not answer measurably faster than "wrong password".
+    default_cost = hash_password("x").split("$")[2]
+    assert checked[0].split("$")[2] == default_cost
+
+
+def test_disabled_user_is_refused_even_with_a_warm_cache() -> None:
+    backend = DictBackend("db", {"alice": _hash("alice-pw")})
+    counting = CountingBackend(backend)
+    auth = Authenticator([counting], CredentialCache(60))
+    auth.authenticate("alice", Secret("alice-pw"))
+    backend.disabled = frozenset({"alice"})
+    with pytest.raises(BadCredentials):
+        auth.authenticate("alice", Secret("alice-pw"))
+    assert auth.find("alice") is None
+
+
+def test_disabled_in_the_first_backend_does_not_fall_through() -> None:
+    first = DictBackend("first", {"alice": _hash("pw")}, disabled=frozenset({"alice"}))
+    second = DictBackend("second", {"alice": _hash("pw")})
+    auth = Authenticator([first, second], CredentialCache(60))
+    with pytest.raises(BadCredentials):
+        auth.authenticate("alice", Secret("pw"))
+    assert auth.find("alice") is None
+
+
+@pytest.fixture
+def db_users(users: UserStore) -> UserStore:
+    users.add("alice", _hash("alice-pw"), ["dev", "admin"])
+    return users
+
+
+def test_warm_path_skips_bcrypt(db_users: UserStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    backend = CountingBackend(DatabaseBackend(db_users))
+    auth = Authenticator([backend], CredentialCache(60))
+    bcrypt_calls = 0
+    real_verify = verify_password
+
+    def counting_verify(password: str, hashed: str) -> bool:
+        nonlocal bcrypt_calls
+        bcrypt_calls += 1
+        return real_verify(password, hashed)
+
+    monkeypatch.setattr("tokenserver.authn.database.verify_password", counting_verify)
+    for _ in range(5):
+        identity = auth.authenticate("alice", Secret("alice-pw"))
+        assert identity.groups == frozenset({"dev", "admin"})
+    assert backend.checks == 1
+    assert bcrypt_calls == 1
+    # A wrong password is not answered from the cache.
+    with pytest.raises(BadCredentials):
+        auth.authenticate("alice", Secret("alice-pw-wrong"))
+    assert backend.checks == 2
+
+
+def test_password_change_invalidates_the_cache(db_users: UserStore) -> None:
+    backend = CountingBackend(DatabaseBackend(db_users))
+    auth = Authenticator([backend], CredentialCache(60))
+    auth.authenticate("alice", Secret("alice-pw"))
+    db_users.set_password("alice", _hash("new-pw"))
+    with pytest.raises(BadCredentials):
+        auth.authenticate("alice", Secret("alice-pw"))
+    assert auth.authenticate("alice", Secret("new-pw")).subject == "alice"
+    # Even re-setting the same password yields a new salt, hence a new fingerprint.
+    checks = backend.checks
+    db_users.set_password("alice", _hash("new-pw"))
+    auth.authenticate("alice", Secret("new-pw"))
+    assert backend.checks == checks + 1
+
+
+def test_deletion_and_disable_invalidate_the_cache(db_users: UserStore) -> None:
+    auth = Authenticator([DatabaseBackend(db_users)], CredentialCache(60))
+    auth.authenticate("alice", Secret("alice-pw"))
+    db_users.set_disabled("alice", True)
+    with pytest.raises(BadCredentials):
+        auth.authenticate("alice", Secret("alice-pw"))
+    db_users.set_disabled("alice", False)
+    assert auth.authenticate("alice", Secret("alice-pw")).subject == "alice"
+    db_users.delete("alice")
+    with pytest.raises(BadCredentials):
+        auth.authenticate("alice", Secret("alice-pw"))
+    # A new user of the same name with another password does not inherit the entry.
+    db_users.add("alice", _hash("fresh-pw"))
+    with pytest.raises(BadCredentials):
+        auth.authenticate("alice", Secret("alice-pw"))
+
+
+def test_database_backend_lookup(db_users: UserStore) -> None:
+    backend = DatabaseBackend(db_users)
+    account = backend.lookup("alice")
+    assert account is not None
+    assert account.groups == frozenset({"dev", "admin"})
+    assert not account.disabled
+    assert backend.lookup("nobody") is None
+    assert backend.check(account, Secret("alice-pw"))
+    assert not backend.check(account, Secret("nope"))
+
+
+# ---- htpasswd ---------------------------------------------------------------
+
+
+def _write_htpasswd(path: Path, lines: list[str], bump: int) -> None:
+    path.write_text("\n".join(lines) + "\n")
+    # Make the change visible even on a coarse-mtime filesystem.
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + bump * 1_000_000_000))
+
+
+def test_htpasswd_reads_bcrypt_and_ignores_the_rest(tmp_path: Path) -> None:
+    path = tmp_path / "users.htpasswd"
+    _write_htpasswd(
+        path,
+        [
+            "# comment",
+            f"alice:{_hash('alice-pw')}",
+            "apache:$2y$" + _hash("apache-pw")[4:],  # `htpasswd -B` writes $2y$
+            "sha:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=",
+            "md5:$apr1$abcdefgh$0123456789abcdefghijkl",
+            "crypt:rqXexS6ZhobKA",
+            "plain:plaintext",
+            "no-separator",
+            f":{_hash('x')}",
+            "",
+        ],
+        bump=0,
+    )
+    backend = HtpasswdBackend(path)
+    account = backend.lookup("alice")
+    assert account is not None and account.name == "alice"
+    assert backend.check(account, Secret("alice-pw"))
+    assert not backend.check(account, Secret("wrong"))
+    apache = backend.lookup("apache")
+    assert apache is not None and backend.check(apache, Secret("apache-pw"))
+    for name in ("sha", "md5", "crypt", "plain", "no-separator", ""):
+        assert backend.lookup(name) is None
+
+
+def test_htpasswd_rereads_when_the_file_changes(tmp_path: Path) -> None:
+    path = tmp_path / "users.htpasswd"
+    _write_htpasswd(path, [f"alice:{_hash('alice-pw')}"], bump=0)
+    backend = CountingBackend(HtpasswdBackend(path))
+    auth = Authenticator([backend], CredentialCache(60))
+    assert auth.authenticate("alice", Secret("alice-pw")).backend == "htpasswd"
+    assert backend.lookup("bob") is None
+
+    _write_htpasswd(path, [f"alice:{_hash('alice-new')}", f"bob:{_hash('bob-pw')}"], bump=1)
+    assert auth.authenticate("bob", Secret("bob-pw")).subject == "bob"
+    with pytest.raises(BadCredentials):  # the cached old password is worthless now
+        auth.authenticate("alice", Secret("alice-pw"))
+    assert auth.authenticate("alice", Secret("alice-new")).subject == "alice"
+
+    _write_htpasswd(path, [f"bob:{_hash('bob-pw')}"], bump=2)
+    with pytest.raises(BadCredentials):
+        auth.authenticate("alice", Secret("alice-new"))
+
+
+def test_htpasswd_missing_file_is_unavailable(tmp_path: Path) -> None:
+    backend = HtpasswdBackend(tmp_path / "absent")
+    with pytest.raises(BackendUnavailable):
+        backend.lookup("alice")
+
+
+def test_htpasswd_unreadable_content_is_unavailable(tmp_path: Path) -> None:
+    path = tmp_path / "users.htpasswd"
+    path.write_bytes(b"caf\xe9:" + _hash("pw").encode() + b"\n")
+    with pytest.raises(BackendUnavailable):
+        HtpasswdBackend(path).lookup("alice")
+
+
+def test_htpasswd_then_database_chain(tmp_path: Path, db_users: UserStore) -> None:
+    path = tmp_path / "users.htpasswd"
+    _write_htpasswd(path, [f"bob:{_hash('bob-pw')}", f"alice:{_hash('shadow-pw')}"], bump=0)
+    auth = Authenticator([HtpasswdBackend(path), DatabaseBackend(db_users)], CredentialCache(60))
+    assert auth.authenticate("bob", Secret("bob-pw")).backend == "htpasswd"
+    # alice is in both: htpasswd comes first and her database password does not count.
+    with pytest.raises(BadCredentials):
+        auth.authenticate("alice", Secret("alice-pw"))
+    found = auth.find("alice")
+    assert found is not None and found[0] == "htpasswd"
+
+
+def test_user_factory_adds_database_users(add_user: Callable[..., str], users: UserStore) -> None:
+    password = add_user("carol", groups=("g",))
+    info = users.get("carol")
+    assert info is not None and info.groups == ("g",)
+    assert verify_password(password, info.password_hash)

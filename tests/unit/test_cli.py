@@ -1,0 +1,223 @@
+"""The `tokenserver` command line: users, refresh tokens, keys."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import io
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tokenserver import cli
+from tokenserver.config import Config
+from tokenserver.keys import load_keys
+from tokenserver.passwords import hash_password, verify_password
+from tokenserver.store.db import Database
+from tokenserver.store.refresh_tokens import RefreshTokenStore
+from tokenserver.store.users import UserStore
+
+
+@pytest.fixture(autouse=True)
+def _fast_bcrypt(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli, "hash_password", functools.partial(hash_password, rounds=4))
+
+
+Run = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def run(
+    config: Config,
+    config_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> Run:
+    """Run the CLI against the test config; return (exit code, stdout, stderr)."""
+
+    def run(*argv: str, stdin: str = "") -> tuple[int, str, str]:
+        monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+        code = cli.main([*argv, "--config", str(config_path)])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def test_user_add_list_passwd_disable_del(run: Run, users: UserStore) -> None:
+    code, out, _ = run(
+        "user", "add", "alice", "--password-stdin", "--group", "dev", "--group", "admin",
+        stdin="first-pw\n",
+    )  # fmt: skip
+    assert code == 0 and "alice added" in out
+    info = users.get("alice")
+    assert info is not None
+    assert info.groups == ("admin", "dev")
+    assert verify_password("first-pw", info.password_hash)
+    assert "first-pw" not in info.password_hash
+
+    assert run("user", "add", "bob", "--password-stdin", stdin="bob-pw\r\n")[0] == 0
+    bob = users.get("bob")
+    assert bob is not None and verify_password("bob-pw", bob.password_hash)
+
+    code, out, _ = run("user", "list", "--json")
+    assert code == 0
+    assert json.loads(out) == [
+        {"name": "alice", "groups": ["admin", "dev"], "disabled": False},
+        {"name": "bob", "groups": [], "disabled": False},
+    ]
+
+    code, out, _ = run("user", "passwd", "alice", "--password-stdin", stdin="second-pw\n")
+    assert code == 0 and "changed" in out
+    info = users.get("alice")
+    assert info is not None
+    assert verify_password("second-pw", info.password_hash)
+    assert not verify_password("first-pw", info.password_hash)
+
+    assert run("user", "disable", "alice")[0] == 0
+    assert users.get("alice").disabled  # type: ignore[union-attr]
+    code, out, _ = run("user", "list")
+    assert "alice\tadmin,dev (disabled)" in out
+    assert run("user", "enable", "alice")[0] == 0
+    assert not users.get("alice").disabled  # type: ignore[union-attr]
+
+    assert run("user", "groups", "bob", "--group", "ops")[0] == 0
+    assert users.get("bob").groups == ("ops",)  # type: ignore[union-attr]
+
+    code, out, _ = run("user", "del", "alice")
+    assert code == 0 and "deleted" in out
+    assert users.get("alice") is None
+    assert [u["name"] for u in json.loads(run("user", "list", "--json")[1])] == ["bob"]
+
+
+def test_user_errors_exit_2(run: Run) -> None:
+    assert run("user", "add", "alice", "--password-stdin", stdin="pw-1\n")[0] == 0
+    code, _, err = run("user", "add", "alice", "--password-stdin", stdin="pw-2\n")
+    assert code == 2 and "already exists" in err
+    for argv in (
+        ("user", "del", "ghost"),
+        ("user", "disable", "ghost"),
+        ("user", "groups", "ghost"),
+    ):
+        code, _, err = run(*argv)
+        assert code == 2 and "no user ghost" in err
+    code, _, err = run("user", "passwd", "ghost", "--password-stdin", stdin="pw-3\n")
+    assert code == 2 and "no user ghost" in err
+    code, _, err = run("user", "add", "carol")  # no --password-stdin
+    assert code == 2 and "--password-stdin" in err
+
+
+@pytest.mark.parametrize(
+    ("password", "reason"),
+    [("", "empty"), ("p" * 73, "longer than 72"), ("é" * 37, "longer than 72"), ("a\x00b", "NUL")],
+)
+def test_bad_password_refused(run: Run, users: UserStore, password: str, reason: str) -> None:
+    code, out, err = run("user", "add", "alice", "--password-stdin", stdin=password + "\n")
+    assert code == 2
+    assert reason in err
+    if password:
+        assert password not in err and password not in out
+    assert users.get("alice") is None
+
+
+def test_bad_password_on_passwd_keeps_the_old_one(run: Run, users: UserStore) -> None:
+    run("user", "add", "alice", "--password-stdin", stdin="good-pw\n")
+    code, _, err = run("user", "passwd", "alice", "--password-stdin", stdin="q" * 80 + "\n")
+    assert code == 2 and "q" * 80 not in err
+    assert verify_password("good-pw", users.get("alice").password_hash)  # type: ignore[union-attr]
+
+
+def test_refresh_token_revoke_and_list(run: Run, database: Database) -> None:
+    store = RefreshTokenStore(database)
+    now = dt.datetime.now(dt.UTC)
+    for subject in ("alice", "alice", "bob"):
+        store.issue(subject, "registry", "docker", dt.timedelta(days=1), now)
+    code, out, _ = run("refresh-token", "revoke", "--user", "alice")
+    assert code == 0 and "revoked 2 refresh token(s) of alice" in out
+    assert [t.revoked_at is not None for t in store.list()] == [True, True, False]
+    assert "revoked 0" in run("refresh-token", "revoke", "--user", "alice")[1]
+    code, out, _ = run("refresh-token", "list", "--user", "bob")
+    assert code == 0 and out.count("\n") == 1 and "\tbob\tregistry\tdocker\t" in out
+    assert out.rstrip().endswith("live")
+
+
+def test_user_del_revokes_refresh_tokens(run: Run, database: Database) -> None:
+    run("user", "add", "alice", "--password-stdin", stdin="pw-x\n")
+    store = RefreshTokenStore(database)
+    value = store.issue(
+        "alice", "registry", "docker", dt.timedelta(days=1), dt.datetime.now(dt.UTC)
+    )
+    assert run("user", "del", "alice")[0] == 0
+    assert store.use(value, dt.datetime.now(dt.UTC)) is None
+
+
+def test_keys_generate_prints_the_certificate_path(run: Run, config: Config) -> None:
+    before = set(config.token.keys_dir.glob("*.crt"))
+    code, out, _ = run("keys", "generate")
+    assert code == 0
+    cert = Path(out.strip())
+    assert cert.is_file() and cert.suffix == ".crt"
+    assert cert.parent == config.token.keys_dir
+    assert set(config.token.keys_dir.glob("*.crt")) == before | {cert}
+    assert load_keys(config.token.keys_dir).signing.public.path == cert  # newest signs
+
+    code, out, _ = run("keys", "generate", "--algorithm", "RS256")
+    assert code == 0 and out.strip().endswith("-rs256.crt")
+    code, _, err = run("keys", "generate", "--algorithm", "EdDSA")
+    assert code == 2 and "unsupported algorithm" in err
+
+
+def test_bad_config_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("token: {nope: 1}\n")
+    assert cli.main(["user", "list", "--config", str(path)]) == 2
+    assert "token.nope: unknown key" in capsys.readouterr().err
+
+
+def test_config_from_environment(
+    config_path: Path,
+    config: Config,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("TOKENSERVER_CONFIG", str(config_path))
+    assert cli.main(["user", "list", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+
+
+@pytest.fixture
+def fake_uvicorn(monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
+    """`serve` without a server: capture what would be run, keep logging untouched."""
+    seen: dict[str, object] = {}
+
+    def fake_run(app: object, **kwargs: object) -> None:
+        seen.update(kwargs, app=app)
+
+    monkeypatch.setattr("uvicorn.run", fake_run)
+    monkeypatch.setattr("tokenserver.context.configure_logging", lambda level: None)
+    return seen
+
+
+def test_serve_uses_addr_override(run: Run, fake_uvicorn: dict[str, object]) -> None:
+    code, _, err = run("serve", "--addr", "0.0.0.0:7001")
+    assert code == 0, err
+    assert (fake_uvicorn["host"], fake_uvicorn["port"]) == ("0.0.0.0", 7001)
+    assert fake_uvicorn["ssl_certfile"] is None
+
+
+@pytest.mark.parametrize("addr", ["nonsense", "host:0", ":80"])
+def test_serve_bad_addr_exits_2(run: Run, fake_uvicorn: dict[str, object], addr: str) -> None:
+    code, _, err = run("serve", "--addr", addr)
+    assert code == 2 and "HOST:PORT" in err
+    assert not fake_uvicorn
+
+
+def test_serve_tls_needs_both_halves(
+    make_config: Callable[..., Config], run: Run, fake_uvicorn: dict[str, object]
+) -> None:
+    make_config({"server": {"tls": {"certificate": "tls.crt"}}})
+    code, _, err = run("serve")
+    assert code == 2 and "set together" in err
+    assert not fake_uvicorn

@@ -1,0 +1,209 @@
+"""Settings: defaults, YAML, environment overrides, validation, relative paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tokenserver.config import Config, ConfigError, load_config
+
+
+def _write(path: Path, data: object) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_defaults() -> None:
+    config = load_config(None, environ={})
+    assert config == Config()
+    assert config.server.addr == "127.0.0.1:5001"
+    assert (config.server.host, config.server.port) == ("127.0.0.1", 5001)
+    assert config.server.max_body_bytes == 64 * 1024
+    assert config.token.issuer == "tokenserver"
+    assert config.token.services == ("registry",)
+    assert config.token.expiration == 300
+    assert config.token.algorithm == "ES256"
+    assert config.token.keys_dir == Path("keys")
+    assert config.token.signing_key is None
+    assert config.token.x5c is False
+    assert config.users.credential_cache_ttl == 60
+    assert config.database.url == "sqlite:///tokenserver.db"
+
+
+def test_yaml_file(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path / "c.yaml",
+        {
+            "server": {"addr": "0.0.0.0:8443", "max_body_bytes": 4096},
+            "token": {
+                "issuer": "me",
+                "service": ["a", "b"],
+                "expiration": 600,
+                "algorithm": "RS256",
+                "keys_dir": "/abs/keys",
+            },
+            "log": {"level": "debug"},
+        },
+    )
+    config = load_config(path, environ={})
+    assert config.server.port == 8443
+    assert config.server.max_body_bytes == 4096
+    assert config.token.issuer == "me"
+    assert config.token.services == ("a", "b")
+    assert config.token.expiration == 600
+    assert config.token.algorithm == "RS256"
+    assert config.token.keys_dir == Path("/abs/keys")
+    assert config.log.level == "debug"
+
+
+def test_empty_yaml_file_gives_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("")
+    config = load_config(path, environ={})
+    assert config.server == Config().server
+    assert config.token.expiration == 300
+    assert config.token.keys_dir == tmp_path / "keys"
+
+
+def test_environment_overrides_the_file(tmp_path: Path) -> None:
+    path = _write(tmp_path / "c.yaml", {"token": {"service": "fromfile", "expiration": 120}})
+    config = load_config(
+        path,
+        environ={
+            "TOKENSERVER_TOKEN_KEYS_DIR": "/etc/tokenserver/keys",
+            "TOKENSERVER_TOKEN_SERVICE": "[a, b]",
+            "TOKENSERVER_SERVER_ADDR": "[::1]:6000",
+            "TOKENSERVER_USERS_CREDENTIAL_CACHE_TTL": "0",
+            "TOKENSERVER_TOKEN_X5C": "true",
+            "TOKENSERVER_CONFIG": "/ignored.yaml",
+            "UNRELATED": "x",
+        },
+    )
+    assert config.token.keys_dir == Path("/etc/tokenserver/keys")
+    assert config.token.services == ("a", "b")
+    assert config.token.expiration == 120  # untouched by env
+    assert config.server.addr == "[::1]:6000"
+    assert (config.server.host, config.server.port) == ("::1", 6000)
+    assert config.users.credential_cache_ttl == 0
+    assert config.token.x5c is True
+
+
+@pytest.mark.parametrize("value", ["123", "*", "yes", "a: b", "[x]"])
+def test_environment_string_keys_are_taken_verbatim(value: str) -> None:
+    # Parsed as YAML these would be an int, an alias error, a bool, a map, a list.
+    config = load_config(None, environ={"TOKENSERVER_TOKEN_ISSUER": value})
+    assert config.token.issuer == value
+
+
+def test_environment_bad_value_names_the_variable() -> None:
+    with pytest.raises(ConfigError, match=r"token\.expiration"):
+        load_config(None, environ={"TOKENSERVER_TOKEN_EXPIRATION": "soon"})
+    with pytest.raises(ConfigError, match="TOKENSERVER_TOKEN_SERVICE"):
+        load_config(None, environ={"TOKENSERVER_TOKEN_SERVICE": "[a, b"})
+
+
+def test_environment_without_a_file() -> None:
+    config = load_config(None, environ={"TOKENSERVER_TOKEN_EXPIRATION": "900"})
+    assert config.token.expiration == 900
+
+
+def test_unknown_yaml_key_names_the_key(tmp_path: Path) -> None:
+    path = _write(tmp_path / "c.yaml", {"token": {"expiraton": 300}})
+    with pytest.raises(ConfigError, match=r"token\.expiraton: unknown key"):
+        load_config(path, environ={})
+
+
+def test_unknown_top_level_section(tmp_path: Path) -> None:
+    path = _write(tmp_path / "c.yaml", {"tokens": {}})
+    with pytest.raises(ConfigError, match="tokens: unknown key"):
+        load_config(path, environ={})
+
+
+@pytest.mark.parametrize("var", ["TOKENSERVER_TOKEN_EXPIRATON", "TOKENSERVER_NOPE", "TOKENSERVER_"])
+def test_unknown_environment_key_names_the_variable(var: str) -> None:
+    with pytest.raises(ConfigError, match=var):
+        load_config(None, environ={var: "1"})
+
+
+@pytest.mark.parametrize("value", [0, 59, -1])
+def test_expiration_under_60_refused(tmp_path: Path, value: int) -> None:
+    path = _write(tmp_path / "c.yaml", {"token": {"expiration": value}})
+    with pytest.raises(ConfigError, match=r"token\.expiration"):
+        load_config(path, environ={})
+
+
+def test_expiration_60_accepted() -> None:
+    assert load_config(None, environ={"TOKENSERVER_TOKEN_EXPIRATION": "60"}).token.expiration == 60
+
+
+@pytest.mark.parametrize("addr", ["localhost", ":5001", "host:", "host:0", "host:65536", "h:x"])
+def test_bad_addr_refused(addr: str) -> None:
+    with pytest.raises(ConfigError, match=r"server\.addr"):
+        load_config(None, environ={"TOKENSERVER_SERVER_ADDR": addr})
+
+
+@pytest.mark.parametrize(
+    ("section", "values", "key"),
+    [
+        ("token", {"service": []}, "token.service"),
+        ("token", {"service": ""}, "token.service"),
+        ("token", {"algorithm": "EdDSA"}, "token.algorithm"),
+        ("token", {"algorithm": "PS256"}, "token.algorithm"),
+        ("users", {"credential_cache_ttl": -1}, "users.credential_cache_ttl"),
+        ("server", {"max_body_bytes": 10}, "server.max_body_bytes"),
+        ("log", {"level": "loud"}, "log.level"),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path: Path, section: str, values: dict, key: str) -> None:
+    path = _write(tmp_path / "c.yaml", {section: values})
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(path, environ={})
+
+
+def test_not_a_mapping_and_bad_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(path, environ={})
+    path.write_text("token: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(path, environ={})
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "absent.yaml", environ={})
+
+
+def test_relative_paths_resolve_against_the_config_directory(tmp_path: Path) -> None:
+    conf_dir = tmp_path / "etc"
+    conf_dir.mkdir()
+    path = _write(
+        conf_dir / "c.yaml",
+        {
+            "token": {"keys_dir": "keys"},
+            "users": {"htpasswd": "users.htpasswd"},
+            "database": {"url": "sqlite:///data/ts.db"},
+            "server": {"tls": {"certificate": "tls/cert.pem", "key": "/abs/key.pem"}},
+        },
+    )
+    config = load_config(path, environ={})
+    assert config.token.keys_dir == conf_dir / "keys"
+    assert config.users.htpasswd == conf_dir / "users.htpasswd"
+    assert config.database.url == f"sqlite:///{conf_dir / 'data/ts.db'}"
+    assert config.server.tls.certificate == conf_dir / "tls/cert.pem"
+    assert config.server.tls.key == Path("/abs/key.pem")
+
+
+def test_absolute_and_memory_sqlite_urls_are_kept(tmp_path: Path) -> None:
+    path = _write(tmp_path / "c.yaml", {"database": {"url": "sqlite:////var/lib/ts.db"}})
+    assert load_config(path, environ={}).database.url == "sqlite:////var/lib/ts.db"
+    _write(path, {"database": {"url": "sqlite:///:memory:"}})
+    assert load_config(path, environ={}).database.url == "sqlite:///:memory:"
+    _write(path, {"database": {"url": "postgresql://u@h/db"}})
+    assert load_config(path, environ={}).database.url == "postgresql://u@h/db"
+
+
+def test_config_is_frozen() -> None:
+    config = Config()
+    with pytest.raises(ValueError):
+        config.token.expiration = 10  # type: ignore[misc]
