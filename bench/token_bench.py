@@ -2,18 +2,21 @@
 
 Starts two token servers on 127.0.0.1 with one htpasswd user hashed with
 bcrypt cost 10: one with `users.credential_cache_ttl: 0` (every request runs
-bcrypt) and one with the default cache. Each level is bounded in requests and
-seconds. Prints requests/s, p50 and p99 per concurrency, and warm/cold ratios.
+bcrypt) and one with the default cache. Load comes from `wrk` in another
+process, each level bounded in seconds and, as a safety cap set well above what
+the time allows, in requests (a Lua counter stops each wrk thread). Prints requests/s, p50 and p99 per concurrency, and the
+warm/cold ratio.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import statistics
+import base64
+import re
+import shutil
+import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
@@ -26,53 +29,80 @@ from tokenserver.passwords import hash_password
 USER, PASSWORD = "bench", "bench-password"
 SCOPE = f"repository:{USER}/app:pull,push"
 
+# Stops a wrk thread after its share of the request budget.
+LUA = """
+local budget = tonumber(os.getenv("BENCH_BUDGET"))
+local done = 0
+response = function(status)
+  if status ~= 200 then print("status " .. status) end
+  done = done + 1
+  if done >= budget then wrk.thread:stop() end
+end
+"""
 
-async def run_level(
-    url: str, concurrency: int, max_requests: int, max_seconds: float
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def _ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    return float(value) * _UNITS[unit]
+
+
+def run_level(
+    wrk: str, url: str, script: Path, concurrency: int, requests: int, seconds: int
 ) -> dict[str, float]:
-    latencies: list[float] = []
-    failures = 0
-    issued = 0
-    deadline = time.perf_counter() + max_seconds
-    params = {"service": "registry", "scope": SCOPE, "account": USER}
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(auth=(USER, PASSWORD), limits=limits, timeout=30) as client:
-
-        async def worker() -> None:
-            nonlocal issued, failures
-            while issued < max_requests and time.perf_counter() < deadline:
-                issued += 1
-                t0 = time.perf_counter()
-                response = await client.get(url, params=params)
-                latencies.append(time.perf_counter() - t0)
-                if response.status_code != 200:
-                    failures += 1
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
-    if failures:
-        raise SystemExit(f"{failures} requests failed")
-    latencies.sort()
+    threads = min(2, concurrency)
+    auth = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    out = subprocess.run(
+        [
+            wrk,
+            f"-t{threads}",
+            f"-c{concurrency}",
+            f"-d{int(seconds)}s",
+            "--latency",
+            "--timeout",
+            "30s",
+            "-s",
+            str(script),
+            "-H",
+            f"Authorization: Basic {auth}",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=True,
+        env={"BENCH_BUDGET": str(max(1, requests // threads)), "PATH": "/usr/bin:/bin"},
+    ).stdout
+    if "status " in out or "Socket errors" in out:
+        raise SystemExit(f"non-200 answers during the run:\n{out}")
+    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", out, re.M))
+    if len(latency) != 2:
+        raise SystemExit(f"unexpected wrk output:\n{out}")
     return {
-        "requests": len(latencies),
-        "rps": len(latencies) / elapsed,
-        "p50_ms": statistics.median(latencies) * 1000,
-        "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
+        "requests": float(re.search(r"(\d+) requests in", out).group(1)),  # type: ignore[union-attr]
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        "p50_ms": _ms(latency["50"]),
+        "p99_ms": _ms(latency["99"]),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--levels", default="1,16,64")
-    parser.add_argument("--seconds", type=float, default=8.0, help="cap per level")
-    parser.add_argument("--cold-requests", type=int, default=300)
-    parser.add_argument("--warm-requests", type=int, default=3000)
+    parser.add_argument("--seconds", type=int, default=5, help="cap per level")
+    parser.add_argument("--cold-requests", type=int, default=5000)
+    parser.add_argument("--warm-requests", type=int, default=200000)
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise SystemExit("wrk is missing: apt-get install wrk (or make peers)")
 
     with tempfile.TemporaryDirectory(prefix="token-bench-") as tmp:
         work = Path(tmp)
+        script = work / "budget.lua"
+        script.write_text(LUA)
         htpasswd = work / "htpasswd"
         htpasswd.write_text(f"{USER}:{hash_password(PASSWORD, rounds=10)}\n")
         keys = work / "keys"
@@ -88,13 +118,14 @@ def main() -> None:
                 extra={"users": {"credential_cache_ttl": ttl}, "log": {"level": "warning"}},
             )
             with server:
-                url = f"{server.url}/token"
-                asyncio.run(run_level(url, 1, 5, 5))  # warm up connections and the cache
+                url = f"{server.url}/token?service=registry&scope={SCOPE}&account={USER}"
+                # Proves the credentials work before any timing starts.
+                httpx.get(url, auth=(USER, PASSWORD)).raise_for_status()
                 results[mode] = {
-                    c: asyncio.run(run_level(url, c, count, args.seconds)) for c in levels
+                    c: run_level(wrk, url, script, c, count, args.seconds) for c in levels
                 }
 
-    print(f"GET /token, bcrypt cost 10, one user, {SCOPE}")
+    print(f"GET /token, bcrypt cost 10, one htpasswd user, {SCOPE}")
     print(f"{'mode':<6}{'conc':>6}{'requests':>10}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
     for mode, by_level in results.items():
         for c, r in by_level.items():

@@ -13,6 +13,7 @@ declare -A PEERS=(
   [buildah]=buildah
   [slapd]=slapd
   [ldapadd]=ldap-utils
+  [wrk]=wrk
 )
 
 has_binary() {

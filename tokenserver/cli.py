@@ -17,7 +17,7 @@ from tokenserver.keys import KeyError_, generate_key
 from tokenserver.passwords import PasswordRejected, hash_password
 from tokenserver.store.db import Database
 from tokenserver.store.refresh_tokens import RefreshTokenStore
-from tokenserver.store.users import UserExists, UserNotFound, UserStore
+from tokenserver.store.users import InvalidName, UserExists, UserNotFound, UserStore
 
 __all__ = ["main"]
 
@@ -91,16 +91,20 @@ def cmd_user_add(args: argparse.Namespace) -> None:
         store.add(args.name, _read_password(args), args.group or ())
     except UserExists:
         raise CLIError(f"user {args.name} already exists") from None
+    except InvalidName as exc:
+        raise CLIError(str(exc)) from None
     print(f"user {args.name} added")
 
 
 def cmd_user_passwd(args: argparse.Namespace) -> None:
-    store = UserStore(_database(_config(args)))
+    db = _database(_config(args))
     try:
-        store.set_password(args.name, _read_password(args))
+        UserStore(db).set_password(args.name, _read_password(args))
     except UserNotFound:
         raise CLIError(f"no user {args.name}") from None
-    print(f"password of {args.name} changed")
+    # A new password ends every session the old one opened.
+    revoked = RefreshTokenStore(db).revoke_subject(args.name, dt.datetime.now(dt.UTC))
+    print(f"password of {args.name} changed; {revoked} refresh token(s) revoked")
 
 
 def cmd_user_del(args: argparse.Namespace) -> None:
@@ -126,6 +130,8 @@ def cmd_user_groups(args: argparse.Namespace) -> None:
         UserStore(_database(_config(args))).set_groups(args.name, args.group or ())
     except UserNotFound:
         raise CLIError(f"no user {args.name}") from None
+    except InvalidName as exc:
+        raise CLIError(str(exc)) from None
     print(f"groups of {args.name}: {' '.join(sorted(set(args.group or ())))}")
 
 

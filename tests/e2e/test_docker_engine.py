@@ -32,12 +32,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         tokens.add_user("carl", PASSWORD)
         registry = GoRegistry(
             work / "registry",
-            token={
-                "realm": tokens.realm,
-                "service": tokens.service,
-                "issuer": tokens.issuer,
-                "rootcertbundle": str(tokens.cert_bundle),
-            },
+            token=tokens.registry_auth(),
         )
         with registry:
             yield Stack(tokens, registry)

@@ -30,12 +30,7 @@ class Stack:
 def registry_for(tokens: TokenServer, root: Path) -> GoRegistry:
     return GoRegistry(
         root,
-        token={
-            "realm": tokens.realm,
-            "service": tokens.service,
-            "issuer": tokens.issuer,
-            "rootcertbundle": str(tokens.cert_bundle),
-        },
+        token=tokens.registry_auth(),
     )
 
 

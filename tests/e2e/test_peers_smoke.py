@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import datetime
 import json
 from pathlib import Path
 
 import httpx
 import pytest
 import sqlalchemy as sa
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 
+from tests.support.certs import self_signed
 from tests.support.images import (
     OCI_MANIFEST,
     REF_NAME_ANNOTATION,
@@ -34,19 +31,7 @@ pytestmark = pytest.mark.e2e
 
 
 def self_signed_ec_cert_pem(common_name: str = "test-token-signer") -> bytes:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
+    cert, _ = self_signed(common_name)
     return cert.public_bytes(serialization.Encoding.PEM)
 
 

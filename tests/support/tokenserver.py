@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -41,13 +42,15 @@ class TokenServer:
         x5c: bool = False,
         algorithm: str = "ES256",
         htpasswd: Path | None = None,
+        tls: tuple[Path, Path] | None = None,
         extra: dict[str, Any] | None = None,
     ) -> None:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = _free_port()
         self.addr = f"127.0.0.1:{self.port}"
-        self.url = f"http://{self.addr}"
+        self.url = f"{'https' if tls else 'http'}://{self.addr}"
+        self.tls = tls
         self.realm = f"{self.url}/token"
         self.service = service
         self.issuer = issuer
@@ -65,6 +68,8 @@ class TokenServer:
             "database": {"url": database_url or f"sqlite:///{workdir / 'tokenserver.db'}"},
             "log": {"level": "info"},
         }
+        if tls is not None:
+            config["server"]["tls"] = {"certificate": str(tls[0]), "key": str(tls[1])}
         if htpasswd is not None:
             config["users"] = {"htpasswd": str(htpasswd)}
         for section, values in (extra or {}).items():
@@ -76,8 +81,22 @@ class TokenServer:
             self.cli("keys", "generate", "--algorithm", algorithm)
 
     @property
+    def verify(self) -> ssl.SSLContext | bool:
+        """What an httpx client passes as `verify` to trust this server."""
+        return ssl.create_default_context(cafile=str(self.tls[0])) if self.tls else True
+
+    @property
     def cert_bundle(self) -> Path:
         return self.keys_dir / "bundle.pem"
+
+    def registry_auth(self) -> dict[str, str]:
+        """The `auth.token` section of a registry that trusts this server."""
+        return {
+            "realm": f"{self.url}/token",
+            "service": self.service,
+            "issuer": self.issuer,
+            "rootcertbundle": str(self.cert_bundle),
+        }
 
     def cli(self, *args: str, input: str | None = None, check: bool = True) -> str:
         result = subprocess.run(
@@ -119,7 +138,10 @@ class TokenServer:
             if self._proc.poll() is not None:
                 raise RuntimeError(f"tokenserver exited at start:\n{self.log_tail()}")
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                if (
+                    httpx.get(f"{self.url}/healthz", timeout=1, verify=self.verify).status_code
+                    == 200
+                ):
                     return self
             except httpx.HTTPError:
                 pass

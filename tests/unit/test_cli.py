@@ -221,3 +221,32 @@ def test_serve_tls_needs_both_halves(
     code, _, err = run("serve")
     assert code == 2 and "set together" in err
     assert not fake_uvicorn
+
+
+@pytest.mark.parametrize("name", ["a:b", "team/alice", "with space", "tab\tname", "x" * 256, ""])
+def test_unusable_user_names_refused(run: Run, users: UserStore, name: str) -> None:
+    code, _, err = run("user", "add", name, "--password-stdin", stdin="pw-1\n")
+    assert code == 2 and "name" in err
+    assert users.list() == []
+
+
+def test_unusable_group_names_refused(run: Run, users: UserStore) -> None:
+    code, _, err = run("user", "add", "alice", "--password-stdin", "--group", "a:b", stdin="pw\n")
+    assert code == 2 and "group name" in err
+    assert users.get("alice") is None
+    run("user", "add", "alice", "--password-stdin", "--group", "dev", stdin="pw\n")
+    code, _, err = run("user", "groups", "alice", "--group", "bad group")
+    assert code == 2 and "group name" in err
+    assert users.get("alice").groups == ("dev",)  # type: ignore[union-attr]
+
+
+def test_passwd_revokes_the_users_refresh_tokens(run: Run, database: Database) -> None:
+    store = RefreshTokenStore(database)
+    run("user", "add", "alice", "--password-stdin", stdin="pw-1\n")
+    now = dt.datetime.now(dt.UTC)
+    value = store.issue("alice", "registry", "docker", dt.timedelta(days=1), now)
+    other = store.issue("bob", "registry", "docker", dt.timedelta(days=1), now)
+    code, out, _ = run("user", "passwd", "alice", "--password-stdin", stdin="pw-2\n")
+    assert code == 0 and "1 refresh token(s) revoked" in out
+    assert store.use(value, now) is None
+    assert store.use(other, now) is not None

@@ -12,7 +12,22 @@ from sqlalchemy.exc import IntegrityError
 from tokenserver.store.db import Database
 from tokenserver.store.models import User, UserGroup
 
-__all__ = ["UserExists", "UserInfo", "UserNotFound", "UserStore"]
+__all__ = ["InvalidName", "UserExists", "UserInfo", "UserNotFound", "UserStore", "check_name"]
+
+MAX_NAME = 255
+
+
+class InvalidName(ValueError):
+    pass
+
+
+def check_name(name: str, what: str = "user name") -> str:
+    """User and group names: no ':' (it splits Basic credentials), '/', spaces or controls."""
+    if not name or len(name) > MAX_NAME:
+        raise InvalidName(f"a {what} has 1 to {MAX_NAME} characters")
+    if any(c in ":/" or c.isspace() or not c.isprintable() for c in name):
+        raise InvalidName(f"a {what} may not contain ':', '/', spaces or control characters")
+    return name
 
 
 class UserExists(Exception):
@@ -47,15 +62,34 @@ class UserStore:
         self._db = db
 
     def get(self, name: str) -> UserInfo | None:
-        with self._db.session() as s:
-            user = s.scalar(select(User).where(User.name == name))
-            return None if user is None else _info(user)
+        # Runs on every authenticated request: one round trip, no ORM identity map.
+        query = (
+            select(
+                User.name,
+                User.password_hash,
+                User.disabled,
+                User.created_at,
+                UserGroup.name.label("group"),
+            )
+            .outerjoin(UserGroup, UserGroup.user_id == User.id)
+            .where(User.name == name)
+            .order_by(UserGroup.name)
+        )
+        with self._db.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        if not rows:
+            return None
+        first = rows[0]
+        groups = tuple(r.group for r in rows if r.group is not None)
+        return UserInfo(first.name, first.password_hash, first.disabled, groups, first.created_at)
 
     def list(self) -> list[UserInfo]:
         with self._db.session() as s:
             return [_info(u) for u in s.scalars(select(User).order_by(User.name))]
 
     def add(self, name: str, password_hash: str, groups: Iterable[str] = ()) -> UserInfo:
+        check_name(name)
+        groups = [check_name(g, "group name") for g in groups]
         now = dt.datetime.now(dt.UTC)
         user = User(
             name=name,
@@ -93,7 +127,7 @@ class UserStore:
             user = s.scalar(select(User).where(User.name == name))
             if user is None:
                 raise UserNotFound(name)
-            user.groups = [UserGroup(name=g) for g in sorted(set(groups))]
+            user.groups = [UserGroup(name=check_name(g, "group name")) for g in sorted(set(groups))]
             user.updated_at = dt.datetime.now(dt.UTC)
 
     def delete(self, name: str) -> None:
