@@ -36,6 +36,8 @@ class Authenticator:
             if account is None:
                 continue
             if account.disabled:
+                # Spend the same time as a live account, so timing does not tell.
+                backend.check(account, password)
                 raise BadCredentials("account disabled")
             if not self.cache.hit(backend.name, username, password, account.fingerprint):
                 if not backend.check(account, password):
