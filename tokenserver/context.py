@@ -28,6 +28,7 @@ __all__ = [
     "ContextKey",
     "JSONFormatter",
     "configure_logging",
+    "make_key",
     "request_scope",
 ]
 
@@ -47,7 +48,7 @@ class ContextKey(Generic[T]):
         return self.var.get()
 
 
-def _key(log_field: str, render: Callable[[T], Any]) -> ContextKey[T]:
+def make_key(log_field: str, render: Callable[[T], Any]) -> ContextKey[T]:
     return ContextKey(log_field, ContextVar(log_field, default=None), render)
 
 
@@ -55,18 +56,18 @@ def _accesses(value: Iterable[Access]) -> list[str]:
     return [str(a) for a in value]
 
 
-REQUEST_ID: ContextKey[str] = _key("request_id", str)
-ACCOUNT: ContextKey[str] = _key("account", str)
-REQUESTED: ContextKey[tuple[Access, ...]] = _key("requested", _accesses)
-GRANTED: ContextKey[tuple[Access, ...]] = _key("granted", _accesses)
+REQUEST_ID: ContextKey[str] = make_key("request_id", str)
+ACCOUNT: ContextKey[str] = make_key("account", str)
+REQUESTED: ContextKey[tuple[Access, ...]] = make_key("requested", _accesses)
+GRANTED: ContextKey[tuple[Access, ...]] = make_key("granted", _accesses)
 
 KEYS: tuple[ContextKey[Any], ...] = (REQUEST_ID, ACCOUNT, REQUESTED, GRANTED)
 
 
 @contextmanager
-def request_scope(request_id: str) -> Iterator[None]:
+def request_scope(request_id: str, keys: tuple[ContextKey[Any], ...] = KEYS) -> Iterator[None]:
     """Start a request with every key cleared, and restore the outer values after."""
-    tokens = [(key, key.var.set(None)) for key in KEYS]
+    tokens = [(key, key.var.set(None)) for key in keys]
     REQUEST_ID.set(request_id)
     try:
         yield
@@ -78,9 +79,15 @@ def request_scope(request_id: str) -> Iterator[None]:
 class ContextFilter(logging.Filter):
     """Copies the current request's context onto each record as `record.context`."""
 
+    def __init__(self, keys: tuple[ContextKey[Any], ...] = KEYS) -> None:
+        super().__init__()
+        self.keys = keys
+
     def filter(self, record: logging.LogRecord) -> bool:
         record.context = {
-            key.log_field: key.render(value) for key in KEYS if (value := key.get()) is not None
+            key.log_field: key.render(value)
+            for key in self.keys
+            if (value := key.get()) is not None
         }
         return True
 
@@ -110,10 +117,10 @@ class JSONFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def configure_logging(level: str = "info") -> None:
+def configure_logging(level: str = "info", keys: tuple[ContextKey[Any], ...] = KEYS) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(JSONFormatter())
-    handler.addFilter(ContextFilter())
+    handler.addFilter(ContextFilter(keys))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

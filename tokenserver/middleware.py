@@ -5,19 +5,25 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tokenserver.context import request_scope
+from tokenserver.context import KEYS, ContextKey, request_scope
 
 __all__ = ["RequestContextMiddleware"]
 
-log = logging.getLogger("tokenserver.access")
-
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        keys: tuple[ContextKey[Any], ...] = KEYS,
+        logger: str = "tokenserver.access",
+    ) -> None:
         self.app = app
+        self.keys = keys
+        self.log = logging.getLogger(logger)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -32,12 +38,12 @@ class RequestContextMiddleware:
                 status = message["status"]
             await send(message)
 
-        with request_scope(secrets.token_hex(8)):
+        with request_scope(secrets.token_hex(8), self.keys):
             try:
                 await self.app(scope, receive, send_wrapper)
             finally:
                 # The path only: query strings and bodies may carry credentials.
-                log.info(
+                self.log.info(
                     "request",
                     extra={
                         "method": scope["method"],

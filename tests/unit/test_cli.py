@@ -196,7 +196,7 @@ def fake_uvicorn(monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
         seen.update(kwargs, app=app)
 
     monkeypatch.setattr("uvicorn.run", fake_run)
-    monkeypatch.setattr("tokenserver.context.configure_logging", lambda level: None)
+    monkeypatch.setattr("tokenserver.context.configure_logging", lambda level, keys=None: None)
     return seen
 
 
