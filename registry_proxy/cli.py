@@ -1,13 +1,103 @@
-"""The `registry-proxy` command line (the registry service is not built yet)."""
+"""The `registry-proxy` command line."""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+
+from registry_proxy.config import Config, ConfigError, load_config
 
 __all__ = ["main"]
 
 
+def _config(args: argparse.Namespace) -> Config:
+    path = args.config or os.environ.get("REGISTRY_PROXY_CONFIG")
+    if not path:
+        raise ConfigError("give the configuration with --config FILE (or $REGISTRY_PROXY_CONFIG)")
+    return load_config(Path(path))
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from registry_proxy.app import create_app
+    from registry_proxy.context import KEYS
+    from tokenserver.context import configure_logging
+
+    config = _config(args)
+    configure_logging(config.log.level, KEYS)
+    tls = config.http.tls
+    if (tls.certificate is None) != (tls.key is None):
+        raise ConfigError("http.tls.certificate and http.tls.key must be set together")
+    uvicorn.run(
+        create_app(config),
+        host=config.http.host,
+        port=config.http.port,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        ssl_certfile=str(tls.certificate) if tls.certificate else None,
+        ssl_keyfile=str(tls.key) if tls.key else None,
+    )
+
+
+def cmd_gc(args: argparse.Namespace) -> None:
+    from registry_proxy.storage import Storage, make_driver
+    from registry_proxy.storage.gc import collect
+
+    config = _config(args)
+    if config.storage.driver == "memory":
+        raise ConfigError("garbage collection needs persistent storage")
+    assert config.storage.filesystem is not None
+    storage = Storage(make_driver("filesystem", root=config.storage.filesystem.rootdirectory))
+
+    def progress(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    report = asyncio.run(
+        collect(
+            storage,
+            dry_run=args.dry_run,
+            delete_untagged=args.delete_untagged,
+            progress=progress,
+        )
+    )
+    verb = "would delete" if args.dry_run else "deleted"
+    print(
+        f"{report.marked} blobs marked, {verb} {report.swept} blobs "
+        f"({report.bytes_freed} bytes) and {report.manifests_deleted} untagged manifests"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="registry-proxy", description=__doc__)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", help="YAML configuration file (or $REGISTRY_PROXY_CONFIG)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", parents=[common], help="run the registry")
+    serve.set_defaults(func=cmd_serve)
+    gc = sub.add_parser("gc", parents=[common], help="delete blobs no manifest references")
+    gc.add_argument("--dry-run", action="store_true", help="report, change nothing")
+    gc.add_argument(
+        "--delete-untagged", action="store_true", help="also delete manifests no tag points to"
+    )
+    gc.set_defaults(func=cmd_gc)
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    print("registry-proxy: not available in this version", file=sys.stderr)
-    return 2
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except ConfigError as exc:
+        print(f"registry-proxy: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""The application factory of the registry service."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from registry_proxy import context
+from registry_proxy.auth import AccessController
+from registry_proxy.config import Config
+from registry_proxy.errors import RegistryError, error_response, from_storage
+from registry_proxy.routes import base, blobs, catalog, manifests, referrers, tags, uploads
+from registry_proxy.storage import Storage, make_driver
+from registry_proxy.storage.errors import StorageError
+from registry_proxy.trust import KeyStore
+from tokenserver.middleware import RequestContextMiddleware
+
+__all__ = ["Services", "create_app"]
+
+log = logging.getLogger("registry_proxy")
+
+NAME = "{name:path}"
+
+
+@dataclass(frozen=True)
+class Services:
+    storage: Storage
+    access: AccessController
+    delete_enabled: bool
+
+
+ROUTES = [
+    Route("/v2/", base.version_check, methods=["GET", "HEAD"]),
+    Route("/v2/_catalog", catalog.catalog, methods=["GET"]),
+    Route(f"/v2/{NAME}/tags/list", tags.list_tags, methods=["GET"]),
+    Route(f"/v2/{NAME}/manifests/{{reference}}", manifests.get_manifest, methods=["GET", "HEAD"]),
+    Route(f"/v2/{NAME}/manifests/{{reference}}", manifests.put_manifest, methods=["PUT"]),
+    Route(f"/v2/{NAME}/manifests/{{reference}}", manifests.delete_manifest, methods=["DELETE"]),
+    Route(f"/v2/{NAME}/blobs/uploads/", uploads.start_upload, methods=["POST"]),
+    Route(f"/v2/{NAME}/blobs/uploads", uploads.start_upload, methods=["POST"]),
+    Route(f"/v2/{NAME}/blobs/uploads/{{upload_id}}", uploads.upload_status, methods=["GET"]),
+    Route(f"/v2/{NAME}/blobs/uploads/{{upload_id}}", uploads.patch_upload, methods=["PATCH"]),
+    Route(f"/v2/{NAME}/blobs/uploads/{{upload_id}}", uploads.finish_upload, methods=["PUT"]),
+    Route(f"/v2/{NAME}/blobs/uploads/{{upload_id}}", uploads.cancel_upload, methods=["DELETE"]),
+    Route(f"/v2/{NAME}/blobs/{{digest}}", blobs.get_blob, methods=["GET", "HEAD"]),
+    Route(f"/v2/{NAME}/blobs/{{digest}}", blobs.delete_blob, methods=["DELETE"]),
+    Route(f"/v2/{NAME}/referrers/{{digest}}", referrers.referrers, methods=["GET"]),
+]
+
+
+def _respond(request: Request, exc: RegistryError) -> Response:
+    context.ERROR_CODE.set(exc.code)
+    context.ERROR_MESSAGE.set(exc.message)
+    if exc.detail is not None:
+        context.ERROR_DETAIL.set(exc.detail)
+    # Logged once, here, with the typed context keys; challenges are routine.
+    level = logging.INFO if exc.status in (401, 404) else logging.WARNING
+    log.log(level, "request failed", extra={"status": exc.status})
+    return error_response(exc, head=request.method == "HEAD")
+
+
+async def _registry_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RegistryError)
+    return _respond(request, exc)
+
+
+async def _storage_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StorageError)
+    return _respond(request, from_storage(exc))
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        error = RegistryError(
+            "UNSUPPORTED", {"method": request.method}, message="method not allowed"
+        )
+    else:
+        error = RegistryError("UNSUPPORTED", None, message="not found", status=exc.status_code)
+    return _respond(request, error)
+
+
+async def _disconnect(request: Request, exc: Exception) -> Response:
+    # Nothing can be sent; whatever arrived stays in the upload session.
+    log.info("client disconnected", extra={"path": request.url.path})
+    return Response(status_code=499)
+
+
+def create_app(config: Config) -> Starlette:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        token = config.auth.token
+        keys = KeyStore.from_sources(token.rootcertbundle, token.jwks, token.jwks_min_refresh)
+        if token.jwks and "://" in token.jwks:
+            await keys.refresh()
+        if config.storage.driver == "memory":
+            driver = make_driver("memory")
+        else:
+            assert config.storage.filesystem is not None
+            driver = make_driver("filesystem", root=config.storage.filesystem.rootdirectory)
+        app.state.services = Services(
+            storage=Storage(driver),
+            access=AccessController(
+                keys,
+                realm=token.realm,
+                service=token.service,
+                issuer=token.issuer,
+                leeway=token.leeway,
+            ),
+            delete_enabled=config.storage.delete.enabled,
+        )
+        log.info(
+            "registry ready",
+            extra={"storage": config.storage.driver, "keys": len(keys.current.by_kid)},
+        )
+        yield
+
+    app = Starlette(
+        routes=ROUTES,
+        lifespan=lifespan,
+        exception_handlers={
+            RegistryError: _registry_error,
+            StorageError: _storage_error,
+            HTTPException: _http_error,
+            ClientDisconnect: _disconnect,
+        },
+    )
+    app.add_middleware(RequestContextMiddleware, keys=context.KEYS, logger="registry_proxy.access")
+    return app

@@ -1,0 +1,250 @@
+"""Bearer-token verification and the challenges that ask for a better token.
+
+`verify_token` is a pure function of (token, trusted keys, expectations, now),
+so forged tokens are easy to test. `AccessController` adds key refresh, a
+cache of verified tokens and the mapping to `WWW-Authenticate` challenges.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import hmac
+import itertools
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature as InvalidSignatureError
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from registry_proxy.errors import RegistryError
+from registry_proxy.trust import KeyStore, TrustedKeys
+from tokenserver.claims import access_from_claims
+from tokenserver.keys import PublicKeyType
+from tokenserver.scope import Access
+
+__all__ = [
+    "ALLOWED_ALGORITHMS",
+    "AccessController",
+    "InvalidToken",
+    "VerifiedToken",
+    "challenge_header",
+    "verify_token",
+]
+
+ALLOWED_ALGORITHMS = frozenset({"ES256", "ES384", "ES512", "RS256", "RS384", "RS512"})
+_CURVE_FOR = {"ES256": "secp256r1", "ES384": "secp384r1", "ES512": "secp521r1"}
+MAX_TOKEN_BYTES = 16 * 1024
+
+
+class InvalidToken(Exception):
+    """The token cannot be trusted; the reason is for logs, never echoed with secrets."""
+
+
+class UnknownKey(InvalidToken):
+    """The token names a key we do not (yet) trust."""
+
+
+@dataclass(frozen=True)
+class VerifiedToken:
+    subject: str
+    access: tuple[Access, ...]
+    expires_at: int
+
+    def allows(self, needed: Access) -> bool:
+        granted: set[str] = set()
+        for entry in self.access:
+            if entry.type == needed.type and entry.name == needed.name:
+                granted |= entry.actions
+        return "*" in granted or needed.actions <= granted
+
+
+def _x5c_key(chain: object, roots: Sequence[x509.Certificate], now: float) -> PublicKeyType:
+    if not isinstance(chain, list) or not chain or len(chain) > 10:
+        raise InvalidToken("malformed x5c")
+    try:
+        certs = [x509.load_der_x509_certificate(base64.b64decode(c, validate=True)) for c in chain]
+    except (TypeError, ValueError, binascii.Error):
+        raise InvalidToken("malformed x5c certificate") from None
+    for cert in certs:
+        if not cert.not_valid_before_utc.timestamp() <= now <= cert.not_valid_after_utc.timestamp():
+            raise InvalidToken("x5c certificate outside its validity period")
+    try:
+        for child, parent in itertools.pairwise(certs):
+            child.verify_directly_issued_by(parent)
+    except (ValueError, TypeError, InvalidSignatureError):
+        raise InvalidToken("x5c chain does not verify") from None
+    top = certs[-1]
+    top_der = top.public_bytes(serialization.Encoding.DER)
+    anchored = False
+    for root in roots:
+        if hmac.compare_digest(root.public_bytes(serialization.Encoding.DER), top_der):
+            anchored = True
+            break
+        try:
+            top.verify_directly_issued_by(root)
+        except (ValueError, TypeError, InvalidSignatureError):
+            continue
+        anchored = (
+            root.not_valid_before_utc.timestamp() <= now <= root.not_valid_after_utc.timestamp()
+        )
+        if anchored:
+            break
+    if not anchored:
+        raise InvalidToken("x5c chain does not lead to a trusted certificate")
+    key = certs[0].public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
+        raise InvalidToken("unsupported key type")
+    return key
+
+
+def verify_token(
+    token: str,
+    keys: TrustedKeys,
+    *,
+    issuer: str,
+    audience: str,
+    now: float,
+    leeway: int = 60,
+) -> VerifiedToken:
+    if len(token) > MAX_TOKEN_BYTES:
+        raise InvalidToken("token too large")
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise InvalidToken("malformed token") from None
+    alg = header.get("alg")
+    if alg not in ALLOWED_ALGORITHMS:
+        raise InvalidToken("algorithm not allowed")
+    key: PublicKeyType | None
+    if "x5c" in header:
+        key = _x5c_key(header["x5c"], keys.roots, now)
+    else:
+        kid = header.get("kid")
+        key = keys.by_kid.get(kid) if isinstance(kid, str) else None
+        if key is None:
+            raise UnknownKey("unknown signing key")
+    if alg.startswith("ES"):
+        if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != _CURVE_FOR[alg]:
+            raise InvalidToken("key does not fit the algorithm")
+    elif not isinstance(key, rsa.RSAPublicKey):
+        raise InvalidToken("key does not fit the algorithm")
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key,
+            algorithms=[alg],
+            options={
+                "verify_exp": False,
+                "verify_nbf": False,
+                "verify_iat": False,
+                "verify_aud": False,
+                "verify_iss": False,
+            },
+        )
+    except jwt.PyJWTError:
+        raise InvalidToken("bad signature") from None
+    if claims.get("iss") != issuer:
+        raise InvalidToken("wrong issuer")
+    aud = claims.get("aud")
+    if not (aud == audience or (isinstance(aud, list) and audience in aud)):
+        raise InvalidToken("wrong audience")
+    exp, nbf = claims.get("exp"), claims.get("nbf")
+    if not isinstance(exp, int | float) or isinstance(exp, bool) or now > exp + leeway:
+        raise InvalidToken("expired")
+    if nbf is not None and (not isinstance(nbf, int | float) or now < nbf - leeway):
+        raise InvalidToken("not yet valid")
+    try:
+        access = access_from_claims(claims.get("access"))
+    except ValueError:
+        raise InvalidToken("malformed access claim") from None
+    sub = claims.get("sub")
+    return VerifiedToken(sub if isinstance(sub, str) else "", tuple(access), int(exp))
+
+
+def challenge_header(realm: str, service: str, scopes: Sequence[Access], error: str | None) -> str:
+    parts = [f'realm="{realm}"', f'service="{service}"']
+    if scopes:
+        parts.append(f'scope="{" ".join(str(s) for s in scopes)}"')
+    if error:
+        parts.append(f'error="{error}"')
+    return "Bearer " + ",".join(parts)
+
+
+class AccessController:
+    def __init__(
+        self,
+        keys: KeyStore,
+        *,
+        realm: str,
+        service: str,
+        issuer: str,
+        leeway: int = 60,
+        clock: Callable[[], float] = time.time,
+        cache_size: int = 10_000,
+    ) -> None:
+        self._keys = keys
+        self.realm = realm
+        self.service = service
+        self.issuer = issuer
+        self._leeway = leeway
+        self._clock = clock
+        self._cache: OrderedDict[str, VerifiedToken] = OrderedDict()
+        self._cache_size = cache_size
+
+    def _challenge(self, needed: Sequence[Access], error: str | None, detail: Any) -> RegistryError:
+        header = challenge_header(self.realm, self.service, needed, error)
+        message = {
+            None: "authentication required",
+            "invalid_token": "authentication required",
+            "insufficient_scope": "authentication required",
+        }[error]
+        return RegistryError(
+            "UNAUTHORIZED", detail, message=message, headers={"WWW-Authenticate": header}
+        )
+
+    async def verify(self, token: str) -> VerifiedToken:
+        now = self._clock()
+        cached = self._cache.get(token)
+        if cached is not None and now <= cached.expires_at + self._leeway:
+            return cached
+        check = functools.partial(
+            verify_token, issuer=self.issuer, audience=self.service, now=now, leeway=self._leeway
+        )
+        try:
+            verified = check(token, self._keys.current)
+        except UnknownKey:
+            if not await self._keys.refresh():
+                raise
+            verified = check(token, self._keys.current)
+        self._cache[token] = verified
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return verified
+
+    async def authorize(self, authorization: str | None, needed: Sequence[Access]) -> VerifiedToken:
+        """The verified token if it grants everything `needed`; else a challenge error."""
+        if not authorization:
+            raise self._challenge(needed, None, None)
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise self._challenge(needed, None, None)
+        try:
+            verified = await self.verify(token.strip())
+        except InvalidToken as exc:
+            raise self._challenge(needed, "invalid_token", None) from exc
+        missing = [a for a in needed if not verified.allows(a)]
+        if missing:
+            detail = [
+                {"Type": a.type, "Name": a.name, "Action": ",".join(sorted(a.actions))}
+                for a in missing
+            ]
+            raise self._challenge(needed, "insufficient_scope", detail)
+        return verified

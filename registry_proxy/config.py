@@ -1,0 +1,142 @@
+"""The registry service's settings: the Go registry's key names where they overlap.
+
+Read from YAML; every key can be overridden as `REGISTRY_PROXY_<PATH>`
+(`REGISTRY_PROXY_HTTP_ADDR=127.0.0.1:5000`). Unknown keys and bad values stop
+the start-up with a message naming the key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from tokenserver.settings import ConfigError, load_settings
+
+__all__ = ["Config", "ConfigError", "load_config"]
+
+ENV_PREFIX = "REGISTRY_PROXY_"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TLSConfig(_Section):
+    certificate: Path | None = None
+    key: Path | None = None
+
+
+class HTTPConfig(_Section):
+    addr: str = "127.0.0.1:5000"
+    tls: TLSConfig = TLSConfig()
+    # Accepted for compatibility with Go registry configs; unused.
+    secret: str | None = None
+
+    @field_validator("addr")
+    @classmethod
+    def _addr(cls, value: str) -> str:
+        _host, sep, port = value.rpartition(":")
+        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("must be HOST:PORT")
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.addr.rpartition(":")[0].strip("[]") or "0.0.0.0"
+
+    @property
+    def port(self) -> int:
+        return int(self.addr.rpartition(":")[2])
+
+
+class FilesystemConfig(_Section):
+    rootdirectory: Path = Path("/var/lib/registry")
+
+
+class DeleteConfig(_Section):
+    enabled: bool = False
+
+
+class StorageConfig(_Section):
+    filesystem: FilesystemConfig | None = None
+    memory: dict[str, Any] | None = None
+    delete: DeleteConfig = DeleteConfig()
+
+    @model_validator(mode="after")
+    def _one_driver(self) -> StorageConfig:
+        if self.filesystem is not None and self.memory is not None:
+            raise ValueError("configure one storage driver: filesystem or memory")
+        return self
+
+    @property
+    def driver(self) -> Literal["filesystem", "memory"]:
+        return "memory" if self.memory is not None else "filesystem"
+
+
+class TokenAuthConfig(_Section):
+    realm: str
+    service: str
+    issuer: str
+    rootcertbundle: Path | None = None
+    jwks: str | None = None
+    leeway: int = Field(default=60, ge=0, le=600)
+    jwks_min_refresh: float = Field(default=30.0, ge=0)
+
+    @model_validator(mode="after")
+    def _keys(self) -> TokenAuthConfig:
+        if self.rootcertbundle is None and self.jwks is None:
+            raise ValueError("needs rootcertbundle or jwks (or both)")
+        return self
+
+
+class AuthConfig(_Section):
+    token: TokenAuthConfig
+
+
+class LogConfig(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class Config(_Section):
+    version: str | float | None = None
+    log: LogConfig = LogConfig()
+    http: HTTPConfig = HTTPConfig()
+    storage: StorageConfig = StorageConfig()
+    auth: AuthConfig
+
+
+def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    config = load_settings(Config, ENV_PREFIX, path, environ)
+    if path is None:
+        return config
+    base = path.parent
+
+    def fix(p: Path | None) -> Path | None:
+        return p if p is None or p.is_absolute() else base / p
+
+    storage = config.storage
+    if storage.filesystem is not None:
+        root = storage.filesystem.rootdirectory
+        root = root if root.is_absolute() else base / root
+        storage = storage.model_copy(update={"filesystem": FilesystemConfig(rootdirectory=root)})
+    token = config.auth.token
+    jwks = token.jwks
+    if jwks and "://" not in jwks:
+        jwks = str(fix(Path(jwks)))
+    token = token.model_copy(update={"rootcertbundle": fix(token.rootcertbundle), "jwks": jwks})
+    return config.model_copy(
+        update={
+            "storage": storage,
+            "auth": AuthConfig(token=token),
+            "http": config.http.model_copy(
+                update={
+                    "tls": TLSConfig(
+                        certificate=fix(config.http.tls.certificate), key=fix(config.http.tls.key)
+                    )
+                }
+            ),
+        }
+    )

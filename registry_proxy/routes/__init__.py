@@ -1,0 +1,1 @@
+"""Thin HTTP handlers per API area: check the request and the token, call storage, answer."""

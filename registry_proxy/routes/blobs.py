@@ -1,0 +1,91 @@
+"""GET/HEAD/DELETE /v2/<name>/blobs/<digest>, with Range support."""
+
+from __future__ import annotations
+
+import re
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from registry_proxy.errors import RegistryError
+from registry_proxy.routes.common import (
+    API_HEADERS,
+    authorize,
+    delete,
+    parse_digest,
+    pull,
+    repository,
+    services,
+)
+
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+def parse_range(header: str, size: int) -> tuple[int, int] | None:
+    """Inclusive (start, end) of a single `bytes=` range, or None if unsatisfiable."""
+    match = _RANGE.fullmatch(header.strip())
+    if match is None or match.groups() == ("", ""):
+        return None
+    first, last = match.groups()
+    if first == "":
+        length = int(last)
+        if length == 0 or size == 0:
+            return None
+        return max(0, size - length), size - 1
+    start = int(first)
+    end = size - 1 if last == "" else min(int(last), size - 1)
+    if start >= size or end < start:
+        return None
+    return start, end
+
+
+async def get_blob(request: Request) -> Response:
+    name = repository(request)
+    digest = parse_digest(request.path_params["digest"])
+    await authorize(request, pull(name))
+    storage = services(request).storage
+    size = await storage.blobs.linked(name, digest)
+    if size is None:
+        raise RegistryError("BLOB_UNKNOWN", {"digest": str(digest)})
+    headers = {
+        **API_HEADERS,
+        "Docker-Content-Digest": str(digest),
+        "Content-Type": "application/octet-stream",
+        "Accept-Ranges": "bytes",
+        "ETag": f'"{digest}"',
+        "Cache-Control": "max-age=31536000",
+    }
+    status = 200
+    start, end = 0, size - 1
+    range_header = request.headers.get("range")
+    if range_header is not None:
+        wanted = parse_range(range_header, size)
+        if wanted is None:
+            raise RegistryError(
+                "RANGE_INVALID",
+                {"range": range_header[:100]},
+                message="requested range not satisfiable",
+                headers={"Content-Range": f"bytes */{size}"},
+            )
+        start, end = wanted
+        status = 206
+        headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+    headers["Content-Length"] = str(end - start + 1 if size else 0)
+    if request.method == "HEAD":
+        return Response(status_code=status, headers=headers)
+    if size == 0:
+        return Response(b"", status_code=status, headers=headers)
+    return StreamingResponse(
+        storage.blobs.open(digest, start, end), status_code=status, headers=headers
+    )
+
+
+async def delete_blob(request: Request) -> Response:
+    name = repository(request)
+    digest = parse_digest(request.path_params["digest"])
+    await authorize(request, delete(name))
+    svc = services(request)
+    if not svc.delete_enabled:
+        raise RegistryError("UNSUPPORTED", message="deletes are disabled on this registry")
+    await svc.storage.blobs.unlink(name, digest)
+    return Response(status_code=202, headers={**API_HEADERS, "Docker-Content-Digest": str(digest)})

@@ -1,0 +1,105 @@
+"""GET/HEAD/PUT/DELETE /v2/<name>/manifests/<reference>."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from registry_proxy.errors import RegistryError
+from registry_proxy.reference import InvalidTag, check_tag, is_digest
+from registry_proxy.routes.common import (
+    API_HEADERS,
+    authorize,
+    delete,
+    parse_digest,
+    pull,
+    push,
+    repository,
+    services,
+)
+
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+
+
+def _reference(request: Request) -> str:
+    reference: str = request.path_params["reference"]
+    if is_digest(reference):
+        return str(parse_digest(reference, code="MANIFEST_UNKNOWN"))
+    try:
+        return check_tag(reference)
+    except InvalidTag:
+        raise RegistryError("TAG_INVALID", {"tag": reference[:300]}) from None
+
+
+async def get_manifest(request: Request) -> Response:
+    name = repository(request)
+    reference = _reference(request)
+    await authorize(request, pull(name))
+    manifest = await services(request).storage.manifests.get(name, reference)
+    headers = {
+        **API_HEADERS,
+        "Docker-Content-Digest": str(manifest.digest),
+        "Content-Type": manifest.media_type,
+        "Content-Length": str(len(manifest.body)),
+        "ETag": f'"{manifest.digest}"',
+    }
+    if request.method == "HEAD":
+        return Response(status_code=200, headers=headers)
+    return Response(manifest.body, status_code=200, headers=headers)
+
+
+async def _read_manifest(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_MANIFEST_BYTES:
+        raise RegistryError(
+            "PAYLOAD_TOO_LARGE", {"limit": MAX_MANIFEST_BYTES}, message="manifest too large"
+        )
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_MANIFEST_BYTES:
+            raise RegistryError(
+                "PAYLOAD_TOO_LARGE", {"limit": MAX_MANIFEST_BYTES}, message="manifest too large"
+            )
+    return bytes(body)
+
+
+async def put_manifest(request: Request) -> Response:
+    name = repository(request)
+    reference = _reference(request)
+    extra_tags = request.query_params.getlist("tag")
+    for tag in extra_tags:
+        try:
+            check_tag(tag)
+        except InvalidTag:
+            raise RegistryError("TAG_INVALID", {"tag": tag[:300]}) from None
+    await authorize(request, push(name))
+    body = await _read_manifest(request)
+    manifests = services(request).storage.manifests
+    content_type = request.headers.get("content-type")
+    result = await manifests.put(name, reference, body, content_type)
+    for tag in extra_tags:
+        await manifests.put(name, tag, body, content_type)
+    headers = {
+        **API_HEADERS,
+        "Location": f"/v2/{name}/manifests/{result.digest}",
+        "Docker-Content-Digest": str(result.digest),
+        "Content-Length": "0",
+    }
+    if result.subject is not None:
+        headers["OCI-Subject"] = str(result.subject)
+    return Response(status_code=201, headers=headers)
+
+
+async def delete_manifest(request: Request) -> Response:
+    name = repository(request)
+    reference = _reference(request)
+    await authorize(request, delete(name))
+    svc = services(request)
+    if not svc.delete_enabled:
+        raise RegistryError("UNSUPPORTED", message="deletes are disabled on this registry")
+    if is_digest(reference):
+        await svc.storage.manifests.delete(name, parse_digest(reference))
+    else:
+        await svc.storage.manifests.delete_tag(name, reference)
+    return Response(status_code=202, headers={**API_HEADERS, "Content-Length": "0"})

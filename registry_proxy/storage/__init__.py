@@ -1,0 +1,54 @@
+"""The registry's storage layer: blobs, uploads, manifests, tags, catalog, referrers.
+
+On-disk layout is the Go distribution registry's (see `paths`), so either
+registry can serve the other's data directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from registry_proxy.storage.blobs import Blobs
+from registry_proxy.storage.catalog import Catalog
+from registry_proxy.storage.driver import StorageDriver
+from registry_proxy.storage.filesystem import FilesystemDriver
+from registry_proxy.storage.manifests import Manifests
+from registry_proxy.storage.memory import MemoryDriver
+from registry_proxy.storage.referrers import Referrers
+from registry_proxy.storage.tags import Tags
+from registry_proxy.storage.uploads import Uploads
+
+__all__ = ["Storage", "StorageDriver", "make_driver"]
+
+
+class Storage:
+    """Every storage service over one driver."""
+
+    def __init__(self, driver: StorageDriver) -> None:
+        self.driver = driver
+        self.blobs = Blobs(driver)
+        self.uploads = Uploads(driver, self.blobs)
+        self.tags = Tags(driver)
+        self.referrers = Referrers(driver)
+        self.manifests = Manifests(driver, self.blobs, self.tags, self.referrers)
+        self.catalog = Catalog(driver)
+
+
+def make_driver(kind: str, **options: Any) -> StorageDriver:
+    """A driver by configuration name: "filesystem" (`root=` or `rootdirectory=`) or "memory"."""
+    if kind == "filesystem":
+        root = options.pop("root", None) or options.pop("rootdirectory", None)
+        if root is None:
+            raise ValueError("the filesystem driver needs a root directory")
+        _no_more(kind, options)
+        return FilesystemDriver(Path(root))
+    if kind == "memory":
+        _no_more(kind, options)
+        return MemoryDriver()
+    raise ValueError(f"unknown storage driver {kind!r}")
+
+
+def _no_more(kind: str, options: dict[str, Any]) -> None:
+    if options:
+        raise ValueError(f"unknown {kind} driver options: {', '.join(sorted(options))}")

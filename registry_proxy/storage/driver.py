@@ -1,0 +1,135 @@
+"""The async storage driver protocol, its value types, and the path rules every driver enforces.
+
+Driver paths are '/'-separated and relative to the driver's root. A path that
+could name anything outside the root is refused with `PathInvalid` before any
+I/O happens, by every driver, through `split_path`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from registry_proxy.storage.errors import PathInvalid
+
+__all__ = [
+    "CHUNK_SIZE",
+    "MAX_CONTENT_SIZE",
+    "AppendWriter",
+    "DriverError",
+    "FileInfo",
+    "FileNotFound",
+    "StorageDriver",
+    "TooLarge",
+    "split_path",
+]
+
+MAX_CONTENT_SIZE = 4 * 1024 * 1024
+CHUNK_SIZE = 1024 * 1024
+
+
+class DriverError(Exception):
+    """Base of the driver-level conditions the storage layer translates; never shown to clients."""
+
+
+class FileNotFound(DriverError):
+    def __init__(self, path: str) -> None:
+        super().__init__(f"not found: {path}")
+        self.path = path
+
+
+class TooLarge(DriverError):
+    def __init__(self, path: str, limit: int) -> None:
+        super().__init__(f"larger than {limit} bytes: {path}")
+        self.path = path
+        self.limit = limit
+
+
+@dataclass(frozen=True, slots=True)
+class FileInfo:
+    path: str
+    size: int
+    modified: dt.datetime
+    is_dir: bool
+
+
+def split_path(path: str, *, allow_root: bool = False) -> list[str]:
+    """The components of a driver path, or `PathInvalid` if it could leave the root.
+
+    The empty path names the root itself and is only accepted where `allow_root`.
+    """
+    if not isinstance(path, str):
+        raise PathInvalid("path must be a string")
+    if path == "":
+        if allow_root:
+            return []
+        raise PathInvalid("empty path")
+    if "\x00" in path or "\\" in path:
+        raise PathInvalid("path contains NUL or backslash")
+    if path.startswith("/"):
+        raise PathInvalid("absolute path")
+    parts = path.split("/")
+    for part in parts:
+        if part in ("", ".", ".."):
+            raise PathInvalid("empty, '.' or '..' path component")
+    return parts
+
+
+class AppendWriter(Protocol):
+    """Appends to one file; the caller batches, so every `write` goes to the backend."""
+
+    @property
+    def size(self) -> int:
+        """The file's size including everything written so far."""
+        ...
+
+    async def write(self, data: bytes) -> None: ...
+
+    async def close(self, *, sync: bool = False) -> None:
+        """Release the file; with `sync`, make what was written durable first."""
+        ...
+
+
+class StorageDriver(Protocol):
+    """What the storage layer needs from a backend; see `filesystem` and `memory`.
+
+    Errors: `FileNotFound`, `TooLarge`, `PathInvalid`, and `StorageUnavailable`
+    for any other backend failure (never an empty result in its place).
+    """
+
+    async def get_content(self, path: str, max_size: int = MAX_CONTENT_SIZE) -> bytes: ...
+
+    async def put_content(self, path: str, data: bytes) -> None:
+        """Replace the file atomically: readers see the old or the new content, never a mix."""
+        ...
+
+    def reader(
+        self, path: str, offset: int = 0, length: int | None = None, chunk_size: int = CHUNK_SIZE
+    ) -> AsyncGenerator[bytes, None]:
+        """`length` bytes (all, if None) from `offset`, in chunks of at most `chunk_size`."""
+        ...
+
+    async def stat(self, path: str) -> FileInfo: ...
+
+    async def list(self, path: str) -> list[str]:
+        """Names of the direct children of a directory, sorted."""
+        ...
+
+    async def move(self, src: str, dst: str) -> None:
+        """Rename atomically, replacing `dst`; parent directories are created."""
+        ...
+
+    async def delete(self, path: str) -> None:
+        """Remove a file or a whole directory tree."""
+        ...
+
+    def local_path(self, path: str) -> Path | None:
+        """The real file behind `path` (for zero-copy serving), if the backend has one."""
+        ...
+
+    async def open_append(self, path: str) -> AppendWriter:
+        """A writer appending to `path`, created (with its parents) if missing."""
+        ...

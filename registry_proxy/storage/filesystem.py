@@ -1,0 +1,199 @@
+"""A storage driver over a local directory, laid out exactly like the Go registry's."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import os
+import shutil
+import stat as stat_mode
+import uuid
+from collections.abc import AsyncGenerator, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from registry_proxy.storage.driver import (
+    CHUNK_SIZE,
+    MAX_CONTENT_SIZE,
+    FileInfo,
+    FileNotFound,
+    TooLarge,
+    split_path,
+)
+from registry_proxy.storage.errors import StorageUnavailable
+
+__all__ = ["FilesystemDriver"]
+
+
+@contextlib.contextmanager
+def _os_errors(path: str) -> Iterator[None]:
+    """Not-found conditions become `FileNotFound`; every other OS error `StorageUnavailable`."""
+    try:
+        yield
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        raise FileNotFound(path) from None
+    except OSError as exc:
+        raise StorageUnavailable(f"{path}: {exc.strerror or exc}") from exc
+
+
+class _FileAppender:
+    def __init__(self, file: BinaryIO, path: str, size: int) -> None:
+        self._file = file
+        self._path = path
+        self._size = size
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    async def write(self, data: bytes) -> None:
+        with _os_errors(self._path):
+            await asyncio.to_thread(self._file.write, data)
+        self._size += len(data)
+
+    async def close(self, *, sync: bool = False) -> None:
+        with _os_errors(self._path):
+            await asyncio.to_thread(self._close, sync)
+
+    def _close(self, sync: bool) -> None:
+        try:
+            self._file.flush()
+            if sync:
+                os.fsync(self._file.fileno())
+        finally:
+            self._file.close()
+
+
+class FilesystemDriver:
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root).absolute()
+
+    def _full(self, path: str, *, allow_root: bool = False) -> Path:
+        return self.root.joinpath(*split_path(path, allow_root=allow_root))
+
+    async def get_content(self, path: str, max_size: int = MAX_CONTENT_SIZE) -> bytes:
+        full = self._full(path)
+        with _os_errors(path):
+            data = await asyncio.to_thread(_read_small, full, max_size)
+        if data is None:
+            raise TooLarge(path, max_size)
+        return data
+
+    async def put_content(self, path: str, data: bytes) -> None:
+        full = self._full(path)
+        with _os_errors(path):
+            await asyncio.to_thread(_replace_atomically, full, data)
+
+    async def reader(
+        self, path: str, offset: int = 0, length: int | None = None, chunk_size: int = CHUNK_SIZE
+    ) -> AsyncGenerator[bytes, None]:
+        full = self._full(path)
+        with _os_errors(path):
+            file = await asyncio.to_thread(_open_at, full, offset)
+        try:
+            remaining = length
+            while remaining is None or remaining > 0:
+                size = chunk_size if remaining is None else min(chunk_size, remaining)
+                with _os_errors(path):
+                    data = await asyncio.to_thread(file.read, size)
+                if not data:
+                    return
+                if remaining is not None:
+                    remaining -= len(data)
+                yield data
+        finally:
+            file.close()
+
+    async def stat(self, path: str) -> FileInfo:
+        full = self._full(path, allow_root=True)
+        with _os_errors(path):
+            st = await asyncio.to_thread(os.stat, full)
+        is_dir = stat_mode.S_ISDIR(st.st_mode)
+        return FileInfo(
+            path=path,
+            size=0 if is_dir else st.st_size,
+            modified=dt.datetime.fromtimestamp(st.st_mtime, dt.UTC),
+            is_dir=is_dir,
+        )
+
+    async def list(self, path: str) -> list[str]:
+        full = self._full(path, allow_root=True)
+        with _os_errors(path):
+            return sorted(await asyncio.to_thread(os.listdir, full))
+
+    async def move(self, src: str, dst: str) -> None:
+        source, target = self._full(src), self._full(dst)
+        with _os_errors(src):
+            await asyncio.to_thread(_move, source, target)
+
+    async def delete(self, path: str) -> None:
+        full = self._full(path)
+        with _os_errors(path):
+            await asyncio.to_thread(_remove, full)
+
+    def local_path(self, path: str) -> Path:
+        return self._full(path)
+
+    async def open_append(self, path: str) -> _FileAppender:
+        full = self._full(path)
+        with _os_errors(path):
+            file, size = await asyncio.to_thread(_open_append, full)
+        return _FileAppender(file, path, size)
+
+
+def _read_small(full: Path, max_size: int) -> bytes | None:
+    with full.open("rb") as file:
+        if os.fstat(file.fileno()).st_size > max_size:
+            return None
+        data = file.read(max_size + 1)
+    return None if len(data) > max_size else data
+
+
+def _replace_atomically(full: Path, data: bytes) -> None:
+    full.parent.mkdir(parents=True, exist_ok=True)
+    # A dot-name in the same directory: same filesystem for the rename, and
+    # never a name the Go registry or our listings look for.
+    temp = full.with_name(f".{full.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with temp.open("xb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp, full)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def _open_at(full: Path, offset: int) -> BinaryIO:
+    file = full.open("rb")
+    try:
+        if stat_mode.S_ISDIR(os.fstat(file.fileno()).st_mode):
+            raise IsADirectoryError(str(full))
+        file.seek(offset)
+    except BaseException:
+        file.close()
+        raise
+    return file
+
+
+def _move(source: Path, target: Path) -> None:
+    if not source.exists():
+        raise FileNotFoundError(str(source))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(source, target)
+
+
+def _remove(full: Path) -> None:
+    st = full.lstat()
+    if stat_mode.S_ISDIR(st.st_mode):
+        shutil.rmtree(full)
+    else:
+        full.unlink()
+
+
+def _open_append(full: Path) -> tuple[BinaryIO, int]:
+    full.parent.mkdir(parents=True, exist_ok=True)
+    file = full.open("ab")
+    return file, os.fstat(file.fileno()).st_size

@@ -1,0 +1,155 @@
+"""Every storage path, in one place: the Go registry's (v2) filesystem layout.
+
+docker/registry/v2/blobs/<alg>/<2 hex>/<hex>/data
+docker/registry/v2/repositories/<name>/
+    _layers/<alg>/<hex>/link                        -> "<alg>:<hex>"
+    _manifests/revisions/<alg>/<hex>/link
+    _manifests/tags/<tag>/current/link
+    _manifests/tags/<tag>/index/<alg>/<hex>/link
+    _uploads/<uuid>/data, _uploads/<uuid>/startedat  (RFC 3339)
+    _referrers/<alg>/<subject hex>/<alg>/<referrer hex>/link   (ours only)
+"""
+
+from __future__ import annotations
+
+import re
+
+from registry_proxy.reference import Digest, InvalidName, InvalidTag, check_name, check_tag
+from registry_proxy.storage.errors import PathInvalid
+
+__all__ = [
+    "BLOBS",
+    "REPOSITORIES",
+    "ROOT",
+    "UPLOAD_ID",
+    "blob_data",
+    "blob_dir",
+    "layer_dir",
+    "layer_link",
+    "layers",
+    "manifests_dir",
+    "referrer_dir",
+    "referrer_link",
+    "referrers_of",
+    "repository",
+    "revision_dir",
+    "revision_link",
+    "revisions",
+    "tag_current_link",
+    "tag_dir",
+    "tag_index_link",
+    "tags",
+    "upload_data",
+    "upload_dir",
+    "upload_started_at",
+]
+
+ROOT = "docker/registry/v2"
+BLOBS = f"{ROOT}/blobs"
+REPOSITORIES = f"{ROOT}/repositories"
+UPLOAD_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_ALGORITHM = re.compile(r"[a-z0-9]+")
+_HEX = re.compile(r"[a-f0-9]{2,}")
+
+
+def _digest(digest: Digest) -> tuple[str, str]:
+    # Digest.parse has checked this already; a hand-built Digest may not have been.
+    if not _ALGORITHM.fullmatch(digest.algorithm) or not _HEX.fullmatch(digest.hex):
+        raise PathInvalid("malformed digest")
+    return digest.algorithm, digest.hex
+
+
+def repository(name: str) -> str:
+    try:
+        check_name(name)
+    except InvalidName:
+        raise PathInvalid("invalid repository name") from None
+    return f"{REPOSITORIES}/{name}"
+
+
+def blob_dir(digest: Digest) -> str:
+    algorithm, hex_ = _digest(digest)
+    return f"{BLOBS}/{algorithm}/{hex_[:2]}/{hex_}"
+
+
+def blob_data(digest: Digest) -> str:
+    return f"{blob_dir(digest)}/data"
+
+
+def layers(name: str) -> str:
+    return f"{repository(name)}/_layers"
+
+
+def layer_dir(name: str, digest: Digest) -> str:
+    algorithm, hex_ = _digest(digest)
+    return f"{layers(name)}/{algorithm}/{hex_}"
+
+
+def layer_link(name: str, digest: Digest) -> str:
+    return f"{layer_dir(name, digest)}/link"
+
+
+def manifests_dir(name: str) -> str:
+    return f"{repository(name)}/_manifests"
+
+
+def revisions(name: str) -> str:
+    return f"{manifests_dir(name)}/revisions"
+
+
+def revision_dir(name: str, digest: Digest) -> str:
+    algorithm, hex_ = _digest(digest)
+    return f"{revisions(name)}/{algorithm}/{hex_}"
+
+
+def revision_link(name: str, digest: Digest) -> str:
+    return f"{revision_dir(name, digest)}/link"
+
+
+def tags(name: str) -> str:
+    return f"{manifests_dir(name)}/tags"
+
+
+def tag_dir(name: str, tag: str) -> str:
+    try:
+        check_tag(tag)
+    except InvalidTag:
+        raise PathInvalid("invalid tag") from None
+    return f"{tags(name)}/{tag}"
+
+
+def tag_current_link(name: str, tag: str) -> str:
+    return f"{tag_dir(name, tag)}/current/link"
+
+
+def tag_index_link(name: str, tag: str, digest: Digest) -> str:
+    algorithm, hex_ = _digest(digest)
+    return f"{tag_dir(name, tag)}/index/{algorithm}/{hex_}/link"
+
+
+def upload_dir(name: str, upload_id: str) -> str:
+    if not UPLOAD_ID.fullmatch(upload_id):
+        raise PathInvalid("malformed upload id")
+    return f"{repository(name)}/_uploads/{upload_id}"
+
+
+def upload_data(name: str, upload_id: str) -> str:
+    return f"{upload_dir(name, upload_id)}/data"
+
+
+def upload_started_at(name: str, upload_id: str) -> str:
+    return f"{upload_dir(name, upload_id)}/startedat"
+
+
+def referrers_of(name: str, subject: Digest) -> str:
+    algorithm, hex_ = _digest(subject)
+    return f"{repository(name)}/_referrers/{algorithm}/{hex_}"
+
+
+def referrer_dir(name: str, subject: Digest, referrer: Digest) -> str:
+    algorithm, hex_ = _digest(referrer)
+    return f"{referrers_of(name, subject)}/{algorithm}/{hex_}"
+
+
+def referrer_link(name: str, subject: Digest, referrer: Digest) -> str:
+    return f"{referrer_dir(name, subject, referrer)}/link"

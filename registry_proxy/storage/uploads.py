@@ -1,0 +1,264 @@
+"""Resumable blob upload sessions, kept in storage so a restart or another replica can continue.
+
+Data is hashed while it is written. The running hash lives in memory, keyed
+by session, for the fast path; when it is missing or stale (restart, another
+replica wrote the last chunk) it is recomputed from the stored partial data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import hashlib
+import uuid
+import weakref
+from collections import OrderedDict
+from collections.abc import AsyncGenerator, AsyncIterable
+from dataclasses import dataclass
+
+from registry_proxy.reference import Digest
+from registry_proxy.storage import paths
+from registry_proxy.storage.blobs import Blobs
+from registry_proxy.storage.driver import CHUNK_SIZE, AppendWriter, FileNotFound, StorageDriver
+from registry_proxy.storage.errors import (
+    BlobUploadUnknown,
+    DigestInvalid,
+    RangeInvalid,
+    StorageError,
+)
+from registry_proxy.storage.hashing import hash_stored
+from registry_proxy.storage.links import write_link
+
+__all__ = ["UploadStatus", "Uploads"]
+
+# Chunks from the network are small; file I/O and hashing go to a thread in batches this big.
+BATCH_SIZE = CHUNK_SIZE
+RUNNING_ALGORITHM = "sha256"
+MAX_HASH_STATES = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class UploadStatus:
+    id: str
+    offset: int
+    started_at: dt.datetime
+
+
+@dataclass(slots=True)
+class _HashState:
+    hasher: hashlib._Hash
+    size: int
+
+
+def _format_rfc3339(moment: dt.datetime) -> str:
+    # Go's time.RFC3339 for a UTC time: whole seconds and a "Z".
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Uploads:
+    def __init__(self, driver: StorageDriver, blobs: Blobs) -> None:
+        self._driver = driver
+        self._blobs = blobs
+        self._states: OrderedDict[str, _HashState] = OrderedDict()
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    async def start(self, repo: str) -> UploadStatus:
+        upload_id = str(uuid.uuid4())
+        started_at = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        # The data file first: a session is visible once "startedat" exists.
+        await self._driver.put_content(paths.upload_data(repo, upload_id), b"")
+        await self._driver.put_content(
+            paths.upload_started_at(repo, upload_id), _format_rfc3339(started_at).encode()
+        )
+        self._remember(self._key(repo, upload_id), _HashState(hashlib.new(RUNNING_ALGORITHM), 0))
+        return UploadStatus(upload_id, 0, started_at)
+
+    async def status(self, repo: str, upload_id: str) -> UploadStatus:
+        started_at = await self._require(repo, upload_id)
+        return UploadStatus(upload_id, await self._size(repo, upload_id), started_at)
+
+    async def append(
+        self,
+        repo: str,
+        upload_id: str,
+        chunks: AsyncIterable[bytes],
+        start: int | None = None,
+    ) -> int:
+        """Append a chunk; returns the new size. `RangeInvalid` if `start` is not the current end.
+
+        If `chunks` fails midway (client gone), what arrived so far is kept.
+        """
+        key = self._key(repo, upload_id)
+        async with self._lock(key):
+            await self._require(repo, upload_id)
+            return await self._append(repo, upload_id, key, chunks, start)
+
+    async def commit(
+        self,
+        repo: str,
+        upload_id: str,
+        digest: Digest,
+        chunks: AsyncIterable[bytes] | None = None,
+    ) -> int:
+        """Append the last chunks, verify, store the blob and link it into `repo`; returns its size.
+
+        On a digest mismatch the session is dropped and `DigestInvalid` raised.
+        """
+        key = self._key(repo, upload_id)
+        async with self._lock(key):
+            await self._require(repo, upload_id)
+            if chunks is not None:
+                await self._append(repo, upload_id, key, chunks, None)
+            size = await self._size(repo, upload_id)
+            actual = await self._digest(repo, upload_id, key, size, digest.algorithm)
+            if actual != digest:
+                await self._discard(repo, upload_id, key)
+                raise DigestInvalid(f"uploaded content has digest {actual}, not {digest}")
+            await self._store(repo, upload_id, digest)
+            await write_link(self._driver, paths.layer_link(repo, digest), digest)
+            await self._discard(repo, upload_id, key)
+            return size
+
+    async def cancel(self, repo: str, upload_id: str) -> None:
+        key = self._key(repo, upload_id)
+        async with self._lock(key):
+            await self._require(repo, upload_id)
+            await self._discard(repo, upload_id, key)
+
+    async def put(self, repo: str, digest: Digest, chunks: AsyncIterable[bytes]) -> int:
+        """A whole blob in one call (monolithic upload); returns its size."""
+        status = await self.start(repo)
+        try:
+            return await self.commit(repo, status.id, digest, chunks)
+        except Exception:
+            with contextlib.suppress(StorageError):
+                await self.cancel(repo, status.id)
+            raise
+
+    # -- internals ---------------------------------------------------------
+
+    @staticmethod
+    def _key(repo: str, upload_id: str) -> str:
+        if not paths.UPLOAD_ID.fullmatch(upload_id):
+            # A client-supplied id; a malformed one names no session, it is not a path error.
+            raise BlobUploadUnknown(upload_id)
+        return f"{repo}/{upload_id}"
+
+    def _lock(self, key: str) -> asyncio.Lock:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        return lock
+
+    def _remember(self, key: str, state: _HashState) -> None:
+        self._states[key] = state
+        self._states.move_to_end(key)
+        while len(self._states) > MAX_HASH_STATES:
+            self._states.popitem(last=False)
+
+    async def _require(self, repo: str, upload_id: str) -> dt.datetime:
+        """When the session started; `BlobUploadUnknown` if there is none."""
+        self._key(repo, upload_id)
+        path = paths.upload_started_at(repo, upload_id)
+        try:
+            text = (await self._driver.get_content(path, 1024)).decode("ascii", "replace")
+        except FileNotFound:
+            raise BlobUploadUnknown(upload_id) from None
+        try:
+            return dt.datetime.fromisoformat(text.strip())
+        except ValueError:
+            return (await self._driver.stat(path)).modified
+
+    async def _size(self, repo: str, upload_id: str) -> int:
+        try:
+            return (await self._driver.stat(paths.upload_data(repo, upload_id))).size
+        except FileNotFound:
+            return 0
+
+    async def _state(self, repo: str, upload_id: str, key: str, size: int) -> _HashState:
+        state = self._states.get(key)
+        if state is None or state.size != size:
+            hasher, hashed = await hash_stored(
+                self._driver, paths.upload_data(repo, upload_id), RUNNING_ALGORITHM
+            )
+            state = _HashState(hasher, hashed)
+        self._remember(key, state)
+        return state
+
+    async def _digest(
+        self, repo: str, upload_id: str, key: str, size: int, algorithm: str
+    ) -> Digest:
+        if algorithm == RUNNING_ALGORITHM:
+            state = await self._state(repo, upload_id, key, size)
+            return Digest(algorithm, state.hasher.hexdigest())
+        hasher, _ = await hash_stored(self._driver, paths.upload_data(repo, upload_id), algorithm)
+        return Digest(algorithm, hasher.hexdigest())
+
+    async def _append(
+        self,
+        repo: str,
+        upload_id: str,
+        key: str,
+        chunks: AsyncIterable[bytes],
+        start: int | None,
+    ) -> int:
+        size = await self._size(repo, upload_id)
+        if start is not None and start != size:
+            raise RangeInvalid(size)
+        state = await self._state(repo, upload_id, key, size)
+        writer = await self._driver.open_append(paths.upload_data(repo, upload_id))
+        try:
+            async with contextlib.aclosing(_batched(chunks, BATCH_SIZE)) as batches:
+                async for batch in batches:
+                    await self._write(writer, state, key, batch)
+        finally:
+            await writer.close()
+        return writer.size
+
+    async def _write(self, writer: AppendWriter, state: _HashState, key: str, batch: bytes) -> None:
+        try:
+            await asyncio.gather(writer.write(batch), asyncio.to_thread(state.hasher.update, batch))
+        except BaseException:
+            # The file and the hash may now disagree: recompute from the file next time.
+            self._states.pop(key, None)
+            raise
+        state.size += len(batch)
+
+    async def _store(self, repo: str, upload_id: str, digest: Digest) -> None:
+        if await self._blobs.stat(digest) is not None:
+            return  # Same bytes already stored; the session is dropped by the caller.
+        data = paths.upload_data(repo, upload_id)
+        # Durable before it becomes visible under its digest. (Opening also
+        # recreates a missing data file, which the digest check showed is empty.)
+        await (await self._driver.open_append(data)).close(sync=True)
+        await self._driver.move(data, paths.blob_data(digest))
+
+    async def _discard(self, repo: str, upload_id: str, key: str) -> None:
+        self._states.pop(key, None)
+        with contextlib.suppress(FileNotFound):
+            await self._driver.delete(paths.upload_dir(repo, upload_id))
+
+
+async def _batched(chunks: AsyncIterable[bytes], size: int) -> AsyncGenerator[bytes, None]:
+    """Regroup `chunks` into batches of at least `size` bytes (the last may be short).
+
+    If `chunks` fails, what was buffered is still yielded before the error.
+    """
+    buffer = bytearray()
+    try:
+        async for chunk in chunks:
+            if not buffer and len(chunk) >= size:
+                yield bytes(chunk)
+                continue
+            buffer += chunk
+            if len(buffer) >= size:
+                batch = bytes(buffer)
+                buffer.clear()
+                yield batch
+    except Exception:
+        if buffer:
+            yield bytes(buffer)
+        raise
+    if buffer:
+        yield bytes(buffer)
