@@ -20,9 +20,8 @@ install: $(STAMP)
 peers:
 	bash scripts/install-peers.sh
 
-## Start the token server and a registry with embedded defaults (Ctrl-C stops both).
+## Start the token server and the registry with embedded defaults (Ctrl-C stops both).
 run: install
-	@command -v docker-registry >/dev/null || [ "$$(id -u)" != 0 ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry; }
 	$(PY) scripts/devstack.py
 
 ## Install everything the tests need (Python packages, real peers), then run them all.

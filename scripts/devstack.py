@@ -1,6 +1,6 @@
-"""`make run`: the token server and a registry on loopback with embedded defaults.
+"""`make run`: the token server and the registry service on loopback with embedded defaults.
 
-State lives in var/dev (SQLite database, registry storage, generated config);
+State lives in var/dev (SQLite database, registry storage, generated configs);
 signing keys in keys/. The first start creates an `admin` user with a random
 password and prints it once.
 """
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -50,13 +49,12 @@ def write_configs() -> None:
     }
     (VAR / "tokenserver.yaml").write_text(yaml.safe_dump(config))
     registry = {
-        "version": 0.1,
         "log": {"level": "info"},
+        "http": {"addr": REGISTRY_ADDR},
         "storage": {
             "filesystem": {"rootdirectory": str(VAR / "registry")},
             "delete": {"enabled": True},
         },
-        "http": {"addr": REGISTRY_ADDR, "secret": secrets.token_hex(16)},
         "auth": {
             "token": {
                 "realm": f"http://{TOKEN_ADDR}/token",
@@ -104,19 +102,15 @@ def main() -> None:
     procs.append(token)
     wait_for(f"http://{TOKEN_ADDR}/healthz", token, "tokenserver")
 
-    registry_bin = shutil.which("docker-registry")
-    if registry_bin:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
-        registry = subprocess.Popen([registry_bin, "serve", str(VAR / "registry.yaml")], env=env)
-        procs.append(registry)
-        wait_for(f"http://{REGISTRY_ADDR}/v2/", registry, "docker-registry")
+    registry = subprocess.Popen(
+        [sys.executable, "-m", "registry_proxy", "serve", "--config", str(VAR / "registry.yaml")]
+    )
+    procs.append(registry)
+    wait_for(f"http://{REGISTRY_ADDR}/v2/", registry, "registry-proxy")
 
     print()
     print(f"token server:  http://{TOKEN_ADDR}/token  (JWKS at /.well-known/jwks.json)")
-    if registry_bin:
-        print(f"registry:      http://{REGISTRY_ADDR}/v2/  (token auth, service {SERVICE!r})")
-    else:
-        print("registry:      not started (install Debian's docker-registry package)")
+    print(f"registry:      http://{REGISTRY_ADDR}/v2/  (token auth, service {SERVICE!r})")
     if password:
         print()
         print("Created user 'admin' (group admin). Its password is shown only this once:")
