@@ -56,7 +56,31 @@ ROUTES = [
 ]
 
 
-def _respond(request: Request, exc: RegistryError) -> Response:
+# Bodies up to this size are read and dropped before an error answer, so the
+# client's connection stays usable (as Go's HTTP server does); larger ones
+# are left unread and the connection is closed.
+DRAIN_LIMIT = 4 * 1024 * 1024
+
+
+async def _drain(request: Request) -> None:
+    declared = request.headers.get("content-length")
+    if declared is None and "chunked" not in request.headers.get("transfer-encoding", ""):
+        return
+    if declared is not None and (not declared.isdigit() or int(declared) > DRAIN_LIMIT):
+        return
+    drained = 0
+    try:
+        async for chunk in request.stream():
+            drained += len(chunk)
+            if drained > DRAIN_LIMIT:
+                return
+    except (ClientDisconnect, RuntimeError):
+        # RuntimeError: the handler already consumed the stream.
+        return
+
+
+async def _respond(request: Request, exc: RegistryError) -> Response:
+    await _drain(request)
     context.ERROR_CODE.set(exc.code)
     context.ERROR_MESSAGE.set(exc.message)
     if exc.detail is not None:
@@ -69,12 +93,12 @@ def _respond(request: Request, exc: RegistryError) -> Response:
 
 async def _registry_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RegistryError)
-    return _respond(request, exc)
+    return await _respond(request, exc)
 
 
 async def _storage_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StorageError)
-    return _respond(request, from_storage(exc))
+    return await _respond(request, from_storage(exc))
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -85,7 +109,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         )
     else:
         error = RegistryError("UNSUPPORTED", None, message="not found", status=exc.status_code)
-    return _respond(request, error)
+    return await _respond(request, error)
 
 
 async def _disconnect(request: Request, exc: Exception) -> Response:

@@ -65,7 +65,12 @@ class RegistryError(Exception):
 
 
 def error_response(exc: RegistryError, *, head: bool = False) -> JSONResponse:
-    headers = {**API_VERSION_HEADER, **exc.headers}
+    # The body decides the length, whatever headers the error carries along.
+    headers = {
+        k: v
+        for k, v in {**API_VERSION_HEADER, **exc.headers}.items()
+        if k.lower() != "content-length"
+    }
     if head:
         # HEAD answers carry no body; the status and headers say it all.
         response = JSONResponse(None, status_code=exc.status, headers=headers)

@@ -88,6 +88,9 @@ async def put_manifest(request: Request) -> Response:
     }
     if result.subject is not None:
         headers["OCI-Subject"] = str(result.subject)
+    applied = ([] if is_digest(reference) else [reference]) + extra_tags
+    if applied:
+        headers["OCI-Tag"] = ", ".join(applied)
     return Response(status_code=201, headers=headers)
 
 
