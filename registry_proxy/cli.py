@@ -40,6 +40,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         log_config=None,
         access_log=False,
         server_header=False,
+        timeout_graceful_shutdown=config.http.draintimeout,
         ssl_certfile=str(tls.certificate) if tls.certificate else None,
         ssl_keyfile=str(tls.key) if tls.key else None,
     )

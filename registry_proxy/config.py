@@ -34,6 +34,8 @@ class HTTPConfig(_Section):
     tls: TLSConfig = TLSConfig()
     # Accepted for compatibility with Go registry configs; unused.
     secret: str | None = None
+    # Seconds to let requests in flight finish at shutdown before closing them.
+    draintimeout: int = Field(default=10, ge=0, le=3600)
 
     @field_validator("addr")
     @classmethod

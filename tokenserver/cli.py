@@ -74,6 +74,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
         log_config=None,
         access_log=False,
         server_header=False,
+        # Idle TLS keep-alive connections would otherwise hold shutdown for 30 s.
+        timeout_graceful_shutdown=5,
         ssl_certfile=str(tls.certificate) if tls.certificate else None,
         ssl_keyfile=str(tls.key) if tls.key else None,
     )

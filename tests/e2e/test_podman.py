@@ -3,60 +3,20 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support.images import write_oci_layout
-from tests.support.peers import (
-    GoRegistry,
-    checked,
-    env_without,
-    require_binary,
-    run,
-    short_tempdir,
-)
+from tests.support.peers import GoRegistry, short_tempdir
+from tests.support.podman import Podman
 from tests.support.tokenserver import TokenServer
 
 pytestmark = pytest.mark.e2e
 
 PASSWORD = "pia-pw-1"
 ADMIN_PASSWORD = "root-pw-1"
-
-
-class Podman:
-    """podman with private image storage and auth file."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.binary = require_binary("podman")
-        self.workdir = workdir
-        self.auth_file = workdir / "auth.json"
-        self.auth_file.write_text("{}")
-
-    def __call__(
-        self, *args: str, input: str | None = None, check: bool = True
-    ) -> subprocess.CompletedProcess[str]:
-        env = env_without(prefixes=("REGISTRY_",))
-        env["REGISTRY_AUTH_FILE"] = str(self.auth_file)
-        cmd = [
-            self.binary,
-            "--root", str(self.workdir / "root"),
-            "--runroot", str(self.workdir / "run"),
-            "--storage-driver", "vfs",
-            *args,
-        ]  # fmt: skip
-        result = run(cmd, input=input, env=env)
-        return checked(result) if check else result
-
-    def login(
-        self, addr: str, user: str, password: str, *, check: bool = True
-    ) -> subprocess.CompletedProcess[str]:
-        return self(
-            "login", "--tls-verify=false", addr, "-u", user, "--password-stdin",
-            input=password, check=check,
-        )  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -209,3 +209,77 @@ def write_docker_archive(
         config=config,
         diff_ids=diff_ids,
     )
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    """An image index written to an OCI layout, and the platform images it lists."""
+
+    tag: str
+    index_digest: str
+    index: bytes
+    images: dict[str, ImageInfo]
+
+
+def write_oci_index_layout(
+    layout_dir: str | Path,
+    *,
+    tag: str = "v1",
+    platforms: tuple[str, ...] = ("linux/amd64", "linux/arm64"),
+    layers: int = 2,
+    seed: str = "x",
+) -> IndexInfo:
+    """Write (or add `tag` to) an OCI layout whose `tag` is an image index over `platforms`.
+
+    Each platform ("os/architecture") gets its own image with distinct layers and a
+    config naming that platform; skopeo reads it as `oci:DIR:tag` (copy it with `--all`).
+    """
+    layout_dir = Path(layout_dir)
+    blobs_dir = layout_dir / "blobs" / "sha256"
+    blobs_dir.mkdir(parents=True, exist_ok=True)
+    (layout_dir / "oci-layout").write_bytes(
+        canonical_json({"imageLayoutVersion": OCI_LAYOUT_VERSION})
+    )
+
+    images: dict[str, ImageInfo] = {}
+    entries: list[dict[str, Any]] = []
+    for platform in platforms:
+        os_name, architecture = platform.split("/", 1)
+        platform_seed = f"{seed}/{platform}"
+        tars = [make_tar(layer_files(platform_seed, i)) for i in range(layers)]
+        gzipped = [gzip.compress(t, mtime=0) for t in tars]
+        diff_ids = [sha256_digest(t) for t in tars]
+        layer_digests = [_write_blob(blobs_dir, g) for g in gzipped]
+        config_obj = json.loads(image_config(diff_ids, platform_seed))
+        config_obj.update(os=os_name, architecture=architecture)
+        config = canonical_json(config_obj)
+        config_digest = _write_blob(blobs_dir, config)
+        manifest = canonical_json(
+            {
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST,
+                "config": _descriptor(OCI_CONFIG, config),
+                "layers": [_descriptor(OCI_LAYER_GZIP, g) for g in gzipped],
+            }
+        )
+        manifest_digest = _write_blob(blobs_dir, manifest)
+        entries.append(
+            {
+                **_descriptor(OCI_MANIFEST, manifest),
+                "platform": {"architecture": architecture, "os": os_name},
+            }
+        )
+        images[platform] = ImageInfo(
+            tag=tag,
+            manifest_digest=manifest_digest,
+            manifest=manifest,
+            config_digest=config_digest,
+            config=config,
+            layer_digests=layer_digests,
+            diff_ids=diff_ids,
+        )
+
+    index = canonical_json({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries})
+    index_digest = _write_blob(blobs_dir, index)
+    _update_index(layout_dir, _descriptor(OCI_INDEX, index), tag)
+    return IndexInfo(tag=tag, index_digest=index_digest, index=index, images=images)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -70,7 +71,7 @@ class RegistryProxy:
                 self.command("serve"), stdout=log, stderr=subprocess.STDOUT, env=self._env()
             )
         deadline = time.monotonic() + 30
-        verify: Any = str(self.tls[0]) if self.tls else True
+        verify: Any = ssl.create_default_context(cafile=str(self.tls[0])) if self.tls else True
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"registry-proxy exited at start:\n{self.log_tail()}")
