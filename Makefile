@@ -37,6 +37,7 @@ typecheck: install
 
 bench: install peers
 	$(PY) bench/token_bench.py
+	$(PY) bench/blob_bench.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache

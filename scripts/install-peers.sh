@@ -14,6 +14,8 @@ declare -A PEERS=(
   [slapd]=slapd
   [ldapadd]=ldap-utils
   [wrk]=wrk
+  [hey]=hey
+  [curl]=curl
 )
 
 has_binary() {

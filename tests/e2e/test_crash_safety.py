@@ -11,8 +11,7 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -30,22 +29,6 @@ CHUNKS = 4
 WAIT_SECONDS = 30
 
 
-@dataclass
-class Stack:
-    tokens: TokenServer
-    tmp: Path
-
-    def token(self, repo: str) -> str:
-        answer = httpx.get(
-            self.tokens.realm,
-            params={"service": self.tokens.service, "scope": f"repository:{repo}:pull,push"},
-            auth=(ADMIN, ADMIN_PASSWORD),
-        )
-        answer.raise_for_status()
-        token: str = answer.json()["token"]
-        return token
-
-
 @pytest.fixture(scope="module")
 def tokens(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TokenServer]:
     with TokenServer(tmp_path_factory.mktemp("crash-ts")) as server:
@@ -53,17 +36,25 @@ def tokens(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TokenServer]:
         yield server
 
 
-@pytest.fixture
-def stack(tokens: TokenServer, tmp_path: Path) -> Stack:
-    return Stack(tokens, tmp_path)
+def admin_token(tokens: TokenServer, repo: str) -> str:
+    """What a client gets from GET /token for pull,push on `repo` (Basic auth, admin user)."""
+    answer = httpx.get(
+        tokens.realm,
+        params={"service": tokens.service, "scope": f"repository:{repo}:pull,push"},
+        auth=(ADMIN, ADMIN_PASSWORD),
+    )
+    answer.raise_for_status()
+    token: str = answer.json()["token"]
+    return token
 
 
 class Proxy:
-    """registry_proxy over one storage root, restartable on the same port."""
+    """registry_proxy over one storage root, restartable (same port, same root) after a kill."""
 
-    def __init__(self, stack: Stack, token: str) -> None:
-        self.stack = stack
-        self.root = stack.tmp / "storage"
+    def __init__(self, tokens: TokenServer, workdir: Path, token: str) -> None:
+        self.tokens = tokens
+        self.workdir = workdir
+        self.root = workdir / "storage"
         self.port: int | None = None
         self.generation = 0
         self.server: RegistryProxy | None = None
@@ -73,8 +64,8 @@ class Proxy:
     def start(self) -> None:
         self.generation += 1
         self.server = RegistryProxy(
-            self.stack.tmp / f"proxy-{self.generation}",
-            self.stack.tokens.registry_auth(),
+            self.workdir / f"proxy-{self.generation}",
+            self.tokens.registry_auth(),
             root=self.root,
             port=self.port,
         ).start()
@@ -105,17 +96,18 @@ class Proxy:
 
 
 @pytest.fixture
-def proxy_factory(stack: Stack) -> Iterator[list[Proxy]]:
+def make_proxy(tokens: TokenServer, tmp_path: Path) -> Iterator[Callable[[str], Proxy]]:
+    """Starts a Proxy with a token for `repo`; every one is stopped at the end."""
     made: list[Proxy] = []
-    yield made
+
+    def make(repo: str) -> Proxy:
+        proxy = Proxy(tokens, tmp_path, admin_token(tokens, repo))
+        made.append(proxy)
+        return proxy
+
+    yield make
     for proxy in made:
         proxy.stop()
-
-
-def new_proxy(stack: Stack, made: list[Proxy], repo: str) -> Proxy:
-    proxy = Proxy(stack, stack.token(repo))
-    made.append(proxy)
-    return proxy
 
 
 def digest_of(data: bytes) -> str:
@@ -184,10 +176,10 @@ def finish(client: httpx.Client, repo: str, location: str, data: bytes, offset: 
 
 
 def test_killed_between_chunks_resumes_from_reported_offset(
-    stack: Stack, proxy_factory: list[Proxy]
+    make_proxy: Callable[[str], Proxy],
 ) -> None:
     repo = "crash/between"
-    proxy = new_proxy(stack, proxy_factory, repo)
+    proxy = make_proxy(repo)
     data = os.urandom(CHUNK * CHUNKS)
     digest = digest_of(data)
 
@@ -279,10 +271,10 @@ def wait_for_size(path: Path, at_least: int) -> int:
 
 
 def test_killed_while_a_chunk_streams_keeps_a_consistent_prefix(
-    stack: Stack, proxy_factory: list[Proxy]
+    make_proxy: Callable[[str], Proxy],
 ) -> None:
     repo = "crash/streaming"
-    proxy = new_proxy(stack, proxy_factory, repo)
+    proxy = make_proxy(repo)
     data = os.urandom(CHUNK * CHUNKS)
     digest = digest_of(data)
 
@@ -325,10 +317,10 @@ def test_killed_while_a_chunk_streams_keeps_a_consistent_prefix(
 
 
 def test_killed_during_a_monolithic_upload_serves_nothing(
-    stack: Stack, proxy_factory: list[Proxy]
+    make_proxy: Callable[[str], Proxy],
 ) -> None:
     repo = "crash/monolithic"
-    proxy = new_proxy(stack, proxy_factory, repo)
+    proxy = make_proxy(repo)
     data = os.urandom(CHUNK * CHUNKS)
     digest = digest_of(data)
     uploads = proxy.root / "docker/registry/v2/repositories" / repo / "_uploads"
