@@ -201,14 +201,7 @@ class AccessController:
 
     def _challenge(self, needed: Sequence[Access], error: str | None, detail: Any) -> RegistryError:
         header = challenge_header(self.realm, self.service, needed, error)
-        message = {
-            None: "authentication required",
-            "invalid_token": "authentication required",
-            "insufficient_scope": "authentication required",
-        }[error]
-        return RegistryError(
-            "UNAUTHORIZED", detail, message=message, headers={"WWW-Authenticate": header}
-        )
+        return RegistryError("UNAUTHORIZED", detail, headers={"WWW-Authenticate": header})
 
     async def verify(self, token: str) -> VerifiedToken:
         now = self._clock()

@@ -7,7 +7,6 @@ because the Docker client shows that field to its user.
 from __future__ import annotations
 
 __all__ = [
-    "BadRequest",
     "InvalidClient",
     "InvalidGrant",
     "InvalidRequest",
@@ -41,9 +40,6 @@ class TokenEndpointError(Exception):
 
 class InvalidRequest(TokenEndpointError):
     pass
-
-
-BadRequest = InvalidRequest
 
 
 class InvalidScope(TokenEndpointError):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -15,13 +14,9 @@ from typing import Any
 import httpx
 import yaml
 
+from tests.support.peers import free_port
+
 __all__ = ["TokenServer"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class TokenServer:
@@ -47,7 +42,7 @@ class TokenServer:
     ) -> None:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
-        self.port = _free_port()
+        self.port = free_port()
         self.addr = f"127.0.0.1:{self.port}"
         self.url = f"{'https' if tls else 'http'}://{self.addr}"
         self.tls = tls
