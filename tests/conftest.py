@@ -20,6 +20,7 @@ import jwt
 import pytest
 import yaml
 
+from tests.support.ldap import Slapd
 from tokenserver.app import create_app
 from tokenserver.config import Config, load_config
 from tokenserver.keys import generate_key
@@ -197,3 +198,10 @@ def decode_token(client: TestClient, config: Config) -> Callable[[str], dict[str
         return payload
 
     return decode
+
+
+@pytest.fixture(scope="session")
+def slapd() -> Iterator[Slapd]:
+    """A real OpenLDAP server with TLS and no users: each test adds its own, uniquely named."""
+    with Slapd(tls=True) as server:
+        yield server

@@ -17,7 +17,10 @@ from tokenserver.authn.cache import CredentialCache
 from tokenserver.authn.chain import Authenticator
 from tokenserver.authn.database import DatabaseBackend
 from tokenserver.authn.htpasswd import HtpasswdBackend
-from tokenserver.authz.policy import OwnNamespacePolicy
+from tokenserver.authn.ldap import LDAPBackend
+from tokenserver.authz.acl import DEFAULT_ACL, ACLPolicy
+from tokenserver.authz.acl_file import ACLFile
+from tokenserver.authz.policy import Explaining
 from tokenserver.config import Config
 from tokenserver.errors import InvalidRequest, TokenEndpointError
 from tokenserver.grants import GrantService
@@ -40,28 +43,43 @@ def _utcnow() -> dt.datetime:
 
 def build_backends(config: Config, users: UserStore) -> list[Backend]:
     backends: list[Backend] = []
-    if config.users.htpasswd is not None:
-        backends.append(HtpasswdBackend(config.users.htpasswd))
-    backends.append(DatabaseBackend(users))
+    for name in config.backend_order:
+        if name == "htpasswd":
+            assert config.users.htpasswd is not None
+            backends.append(HtpasswdBackend(config.users.htpasswd))
+        elif name == "database":
+            backends.append(DatabaseBackend(users))
+        elif name == "ldap":
+            backends.append(LDAPBackend(config.ldap))
     return backends
 
 
+def build_policy(config: Config) -> Explaining:
+    """The configured rules; a bad rules file raises ConfigError here, before serving."""
+    if config.acl_file is not None:
+        return ACLFile(config.acl_file)
+    return ACLPolicy(DEFAULT_ACL if config.acl is None else config.acl)
+
+
 def create_app(config: Config, *, clock: Callable[[], dt.datetime] = _utcnow) -> FastAPI:
+    policy = build_policy(config)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database(config.database.url)
         db.migrate()
         keys = load_keys(config.token.keys_dir, config.token.algorithm, config.token.signing_key)
         users = UserStore(db)
+        backends = build_backends(config, users)
         app.state.config = config
         app.state.db = db
         app.state.users = users
         app.state.jwks = keys.jwks()
         app.state.grants = GrantService(
             authenticator=Authenticator(
-                build_backends(config, users), CredentialCache(config.users.credential_cache_ttl)
+                backends, CredentialCache(config.users.credential_cache_ttl)
             ),
-            policy=OwnNamespacePolicy(),
+            policy=policy,
             issuer=Issuer(keys, config.token.issuer, config.token.expiration, config.token.x5c),
             refresh_tokens=RefreshTokenStore(db),
             services=config.token.services,
@@ -75,11 +93,15 @@ def create_app(config: Config, *, clock: Callable[[], dt.datetime] = _utcnow) ->
                 "signing_kid": keys.signing.kid,
                 "alg": keys.signing.alg,
                 "keys": len(keys.public),
+                "backends": ",".join(b.name for b in backends),
             },
         )
         try:
             yield
         finally:
+            for backend in backends:
+                if isinstance(backend, LDAPBackend):
+                    backend.close()
             db.dispose()
 
     app = FastAPI(title="tokenserver", version=__version__, lifespan=lifespan)

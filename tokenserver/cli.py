@@ -78,6 +78,10 @@ def cmd_serve(args: argparse.Namespace) -> None:
         timeout_graceful_shutdown=5,
         ssl_certfile=str(tls.certificate) if tls.certificate else None,
         ssl_keyfile=str(tls.key) if tls.key else None,
+        # X-Forwarded-For only from proxies the operator named: `ip` rules
+        # must not be steerable by a header any local client can send.
+        proxy_headers=bool(config.server.trusted_proxies),
+        forwarded_allow_ips=",".join(config.server.trusted_proxies) or None,
     )
 
 
@@ -167,6 +171,47 @@ def cmd_refresh_revoke(args: argparse.Namespace) -> None:
     print(f"revoked {count} refresh token(s) of {args.user}")
 
 
+def cmd_policy_check(args: argparse.Namespace) -> None:
+    from tokenserver.app import build_policy
+    from tokenserver.authn.base import Identity, Kind
+    from tokenserver.authz.acl import ACLPolicy
+    from tokenserver.authz.acl_file import read_acl_file
+    from tokenserver.authz.policy import Requester
+    from tokenserver.scope import ScopeError, parse_scopes
+
+    config = _config(args)
+    policy = ACLPolicy(read_acl_file(args.acl_file)) if args.acl_file else build_policy(config)
+    try:
+        requested = parse_scopes(args.scope)
+    except ScopeError as exc:
+        raise CLIError(f"--scope: {exc}") from None
+    kind: Kind = "anonymous" if args.anonymous else args.kind
+    identity = Identity("" if args.anonymous else args.user, kind, frozenset(args.group or ()))
+    if not args.anonymous and not args.user:
+        raise CLIError("give --user NAME (or --anonymous)")
+    service = args.service or config.token.services[0]
+    decisions = policy.explain(Requester(identity, service, args.ip), requested)
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "requested": str(d.requested),
+                        "granted": sorted(d.actions),
+                        "rule": d.rule,
+                        "reason": d.reason,
+                    }
+                    for d in decisions
+                ]
+            )
+        )
+        return
+    width = max((len(str(d.requested)) for d in decisions), default=0)
+    for d in decisions:
+        granted = ",".join(sorted(d.actions)) or "denied"
+        print(f"{d.requested!s:<{width}}  ->  {granted:<16}  {d.reason}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tokenserver", description=__doc__)
     common = argparse.ArgumentParser(add_help=False)
@@ -218,6 +263,23 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = refresh.add_parser("revoke", parents=[common], help="revoke a user's refresh tokens")
     revoke.add_argument("--user", required=True)
     revoke.set_defaults(func=cmd_refresh_revoke)
+
+    policy = sub.add_parser("policy", help="access rules").add_subparsers(
+        dest="policy", required=True
+    )
+    check = policy.add_parser(
+        "check", parents=[common], help="show what a user would be granted, and by which rule"
+    )
+    check.add_argument("--user", help="the account name")
+    check.add_argument("--anonymous", action="store_true", help="ask as an anonymous client")
+    check.add_argument("--group", action="append", help="a group of the user (repeatable)")
+    check.add_argument("--kind", choices=("user", "ci"), default="user")
+    check.add_argument("--scope", action="append", required=True, help="a scope (repeatable)")
+    check.add_argument("--service", help="the service asked for (default: the first configured)")
+    check.add_argument("--ip", help="the client address, for `ip` rules")
+    check.add_argument("--acl-file", type=Path, help="check these rules instead of the configured")
+    check.add_argument("--json", action="store_true")
+    check.set_defaults(func=cmd_policy_check)
     return parser
 
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from tokenserver.authz.acl import ACLEntry
 from tokenserver.keys import ALGORITHMS
 from tokenserver.settings import ConfigError, load_settings
 
@@ -36,6 +38,9 @@ class ServerConfig(_Section):
     addr: str = "127.0.0.1:5001"
     tls: TLSConfig = TLSConfig()
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Addresses of reverse proxies whose X-Forwarded-For is believed; without
+    # them the client address (for `ip` rules) is the peer's.
+    trusted_proxies: list[str] = []
 
     @field_validator("addr")
     @classmethod
@@ -86,6 +91,93 @@ class UsersConfig(_Section):
     credential_cache_ttl: float = Field(default=60.0, ge=0, le=3600)
 
 
+Backend = Literal["htpasswd", "database", "ldap"]
+
+
+class AuthnConfig(_Section):
+    # None: every configured backend, in this order: htpasswd, database, ldap.
+    order: list[Backend] | None = None
+
+    @field_validator("order")
+    @classmethod
+    def _order(cls, value: list[Backend] | None) -> list[Backend] | None:
+        if value is not None:
+            if not value:
+                raise ValueError("needs at least one backend")
+            if len(set(value)) != len(value):
+                raise ValueError("names a backend twice")
+        return value
+
+
+class LDAPConfig(_Section):
+    url: str | None = None
+    start_tls: bool = False
+    ca_file: Path | None = None
+    bind_dn: str | None = None
+    bind_password: SecretStr | None = None
+    bind_password_file: Path | None = None
+    base_dn: str = ""
+    user_filter: str = "(uid={username})"
+    group_attribute: str | None = None
+    group_filter: str | None = None
+    group_base_dn: str | None = None
+    timeout: int = Field(default=5, ge=1, le=120)  # whole seconds: what ldap3 takes
+    pool_size: int = Field(default=8, ge=1, le=256)
+    cache_ttl: float = Field(default=60.0, ge=0, le=3600)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("ldap", "ldaps") or not parts.hostname:
+                raise ValueError("must be ldap://HOST[:PORT] or ldaps://HOST[:PORT]")
+            try:
+                parts.port  # noqa: B018 - raises on a bad port
+            except ValueError:
+                raise ValueError("has a bad port") from None
+        return value
+
+    @field_validator("user_filter")
+    @classmethod
+    def _user_filter(cls, value: str) -> str:
+        if "{username}" not in value or not (value.startswith("(") and value.endswith(")")):
+            raise ValueError("must be a parenthesised filter containing {username}")
+        return value
+
+    @field_validator("group_filter")
+    @classmethod
+    def _group_filter(cls, value: str | None) -> str | None:
+        if value is not None and not (value.startswith("(") and value.endswith(")")):
+            raise ValueError("must be a parenthesised filter (with {dn} or {username})")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LDAPConfig:
+        if self.group_attribute and self.group_filter:
+            raise ValueError("set group_attribute or group_filter, not both")
+        if self.bind_password is not None and self.bind_password_file is not None:
+            raise ValueError("set bind_password or bind_password_file, not both")
+        if self.url is not None:
+            if not self.base_dn:
+                raise ValueError("base_dn is required with url")
+            if self.start_tls and self.url.startswith("ldaps:"):
+                raise ValueError("start_tls is for ldap:// URLs; ldaps:// is TLS already")
+            if not self.group_attribute and not self.group_filter:
+                return self.model_copy(update={"group_attribute": "memberOf"})
+        return self
+
+    def bind_password_value(self) -> str | None:
+        if self.bind_password_file is not None:
+            try:
+                text = self.bind_password_file.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = getattr(exc, "strerror", None) or "not UTF-8"
+                raise ConfigError(f"ldap.bind_password_file: {reason}") from None
+            return text.removesuffix("\n").removesuffix("\r")
+        return None if self.bind_password is None else self.bind_password.get_secret_value()
+
+
 class LogConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -96,6 +188,32 @@ class Config(_Section):
     database: DatabaseConfig = DatabaseConfig()
     users: UsersConfig = UsersConfig()
     log: LogConfig = LogConfig()
+    authn: AuthnConfig = AuthnConfig()
+    ldap: LDAPConfig = LDAPConfig()
+    acl: list[ACLEntry] | None = None
+    acl_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Config:
+        if self.acl is not None and self.acl_file is not None:
+            raise ValueError("set acl or acl_file, not both")
+        if self.authn.order is not None:
+            if "htpasswd" in self.authn.order and self.users.htpasswd is None:
+                raise ValueError("authn.order names htpasswd but users.htpasswd is not set")
+            if "ldap" in self.authn.order and self.ldap.url is None:
+                raise ValueError("authn.order names ldap but ldap.url is not set")
+        return self
+
+    @property
+    def backend_order(self) -> tuple[str, ...]:
+        if self.authn.order is not None:
+            return tuple(self.authn.order)
+        configured = {
+            "htpasswd": self.users.htpasswd is not None,
+            "database": True,
+            "ldap": self.ldap.url is not None,
+        }
+        return tuple(name for name, on in configured.items() if on)
 
 
 assert set(ALGORITHMS) == set(TokenConfig.model_fields["algorithm"].annotation.__args__)  # type: ignore[union-attr]
@@ -123,6 +241,13 @@ def _relative_to(config: Config, base: Path) -> Config:
             "token": config.token.model_copy(update={"keys_dir": fix(config.token.keys_dir)}),
             "users": config.users.model_copy(update={"htpasswd": fix(config.users.htpasswd)}),
             "database": config.database.model_copy(update={"url": url}),
+            "acl_file": fix(config.acl_file),
+            "ldap": config.ldap.model_copy(
+                update={
+                    "ca_file": fix(config.ldap.ca_file),
+                    "bind_password_file": fix(config.ldap.bind_password_file),
+                }
+            ),
             "server": config.server.model_copy(
                 update={
                     "tls": TLSConfig(

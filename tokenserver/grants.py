@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from tokenserver import context
 from tokenserver.authn.base import BackendUnavailable, Identity
 from tokenserver.authn.chain import Authenticator
-from tokenserver.authz.policy import Policy
+from tokenserver.authz.policy import Policy, Requester
 from tokenserver.errors import (
     InvalidGrant,
     InvalidRequest,
@@ -103,11 +103,17 @@ class GrantService:
         return Identity(account.name, "user", account.groups, backend)
 
     def grant(
-        self, identity: Identity, service: str, requested: Sequence[Access], *, via: str
+        self,
+        identity: Identity,
+        service: str,
+        requested: Sequence[Access],
+        *,
+        via: str,
+        ip: str | None = None,
     ) -> IssuedToken:
         """Filter and sign; `via` names how the caller proved who it is (for the log)."""
         context.ACCOUNT.set(identity.subject)
-        granted = tuple(self.policy.filter(identity, requested))
+        granted = tuple(self.policy.filter(Requester(identity, service, ip), requested))
         context.GRANTED.set(granted)
         token = self.issuer.issue(identity.subject, service, granted, self.clock())
         log.info(

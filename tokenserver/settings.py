@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 
 __all__ = ["ConfigError", "load_settings"]
 
@@ -46,7 +46,7 @@ def _env_path(model: type[BaseModel], parts: list[str]) -> list[str] | None:
 
 
 # Keys whose environment value is taken verbatim rather than parsed as YAML.
-_VERBATIM: tuple[object, ...] = (str, str | None, Path, Path | None)
+_VERBATIM: tuple[object, ...] = (str, str | None, Path, Path | None, SecretStr | None)
 
 
 def _annotation(model: type[BaseModel], path: list[str]) -> object:

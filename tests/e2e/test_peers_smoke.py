@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import json
+import secrets
+import ssl
+import time
 from pathlib import Path
 
 import httpx
+import ldap3
 import pytest
 import sqlalchemy as sa
 from cryptography.hazmat.primitives import serialization
+from ldap3.core.exceptions import (
+    LDAPBindError,
+    LDAPInvalidCredentialsResult,
+    LDAPSocketOpenError,
+    LDAPSocketReceiveError,
+)
+from ldap3.utils.conv import escape_filter_chars
 
 from tests.support.certs import self_signed
 from tests.support.images import (
@@ -18,6 +29,7 @@ from tests.support.images import (
     write_docker_archive,
     write_oci_layout,
 )
+from tests.support.ldap import EMPTY_GROUP_MEMBER, SilentServer, Slapd
 from tests.support.peers import (
     Dockerd,
     GoRegistry,
@@ -173,3 +185,123 @@ def test_postgres_through_sqlalchemy(postgres: Postgres) -> None:
         with engine.begin() as conn:
             conn.execute(sa.text("DROP TABLE IF EXISTS smoke"))
         engine.dispose()
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(4)}"
+
+
+def ldap_bind(
+    url: str,
+    dn: str | None,
+    password: str | None,
+    *,
+    tls: ldap3.Tls | None = None,
+    start_tls: bool = False,
+    receive_timeout: float = 5,
+) -> ldap3.Connection:
+    server = ldap3.Server(url, tls=tls, get_info=ldap3.NONE, connect_timeout=5)
+    return ldap3.Connection(
+        server,
+        user=dn,
+        password=password,
+        auto_bind=ldap3.AUTO_BIND_TLS_BEFORE_BIND if start_tls else ldap3.AUTO_BIND_NO_TLS,
+        raise_exceptions=True,
+        receive_timeout=receive_timeout,
+    )
+
+
+def search_user(conn: ldap3.Connection, slapd: Slapd, uid: str) -> list[dict[str, list[str]]]:
+    conn.search(
+        slapd.people_dn,
+        f"(&(objectClass=inetOrgPerson)(uid={escape_filter_chars(uid)}))",
+        attributes=["uid", "memberOf", "userPassword"],
+    )
+    return [dict(entry["attributes"]) for entry in conn.response]
+
+
+def group_members(slapd: Slapd, conn: ldap3.Connection, group_dn: str) -> list[str]:
+    conn.search(group_dn, "(objectClass=groupOfNames)", ldap3.BASE, attributes=["member"])
+    return list(conn.entries[0].member.values)
+
+
+def test_slapd_service_account_sees_member_of(slapd: Slapd) -> None:
+    uid, password = unique("jörg*(x)\\y"), unique("pw")
+    group = unique("smoke (devs)*")
+    user_dn = slapd.add_user(uid, password)
+    group_dn = slapd.add_group(group, [uid])
+    service = ldap_bind(slapd.url, slapd.service_dn, slapd.service_password)
+
+    (user,) = search_user(service, slapd, uid)
+    assert user["uid"] == [uid]
+    assert user["memberOf"] == [group_dn]
+    assert user["userPassword"] == []
+    ldap_bind(slapd.url, user_dn, password).unbind()
+
+    slapd.remove_member(group, uid)
+    assert search_user(service, slapd, uid)[0]["memberOf"] == []
+    assert group_members(slapd, service, group_dn) == [EMPTY_GROUP_MEMBER]
+    slapd.add_member(group, uid)
+    assert search_user(service, slapd, uid)[0]["memberOf"] == [group_dn]
+
+    slapd.set_password(uid, "changed")
+    ldap_bind(slapd.url, user_dn, "changed").unbind()
+    slapd.delete_user(uid)
+    assert search_user(service, slapd, uid) == []
+    assert group_members(slapd, service, group_dn) == [EMPTY_GROUP_MEMBER]
+
+
+def test_slapd_refuses_anonymous_search_and_wrong_passwords(slapd: Slapd) -> None:
+    uid, other = unique("alice"), unique("bob")
+    user_dn = slapd.add_user(uid, "right")
+    slapd.add_user(other, "other")
+
+    anonymous = ldap_bind(slapd.url, None, None)
+    anonymous.raise_exceptions = False
+    assert not anonymous.search(slapd.base_dn, "(uid=*)")
+    assert anonymous.result["description"] == "unwillingToPerform"
+    assert anonymous.entries == []
+    with pytest.raises((LDAPBindError, LDAPInvalidCredentialsResult)):
+        ldap_bind(slapd.url, user_dn, "wrong")
+    with pytest.raises((LDAPBindError, LDAPInvalidCredentialsResult)):
+        ldap_bind(slapd.url, slapd.service_dn, "wrong")
+
+    user = ldap_bind(slapd.url, user_dn, "right")
+    assert search_user(user, slapd, other) == []
+    (own,) = search_user(user, slapd, uid)
+    assert own["userPassword"] == []
+
+
+def test_slapd_ldaps_and_starttls_verify_against_ca_file(slapd: Slapd) -> None:
+    assert slapd.ldaps_url is not None
+    assert slapd.ca_file is not None
+    tls = ldap3.Tls(ca_certs_file=str(slapd.ca_file), validate=ssl.CERT_REQUIRED)
+    expected = f"dn:{slapd.service_dn}"
+
+    ldaps = ldap_bind(slapd.ldaps_url, slapd.service_dn, slapd.service_password, tls=tls)
+    assert ldaps.extend.standard.who_am_i() == expected
+    start_tls = ldap_bind(
+        slapd.url, slapd.service_dn, slapd.service_password, tls=tls, start_tls=True
+    )
+    assert start_tls.tls_started
+    assert start_tls.extend.standard.who_am_i() == expected
+
+    untrusted = ldap3.Tls(validate=ssl.CERT_REQUIRED)
+    with pytest.raises(LDAPSocketOpenError):
+        ldap_bind(slapd.ldaps_url, slapd.service_dn, slapd.service_password, tls=untrusted)
+
+
+def test_paused_slapd_and_silent_server_time_out(slapd: Slapd) -> None:
+    with slapd.paused():
+        started = time.monotonic()
+        with pytest.raises(LDAPSocketReceiveError):
+            ldap_bind(slapd.url, slapd.service_dn, slapd.service_password, receive_timeout=1)
+        assert time.monotonic() - started < 5
+    ldap_bind(slapd.url, slapd.service_dn, slapd.service_password).unbind()
+
+    with SilentServer() as silent:
+        started = time.monotonic()
+        with pytest.raises(LDAPSocketReceiveError):
+            ldap_bind(silent.url, slapd.service_dn, slapd.service_password, receive_timeout=1)
+        assert time.monotonic() - started < 5
+        assert len(silent.connections) == 1

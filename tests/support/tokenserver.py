@@ -68,7 +68,10 @@ class TokenServer:
         if htpasswd is not None:
             config["users"] = {"htpasswd": str(htpasswd)}
         for section, values in (extra or {}).items():
-            config.setdefault(section, {}).update(values)
+            if isinstance(values, dict):
+                config.setdefault(section, {}).update(values)
+            else:
+                config[section] = values  # top-level keys such as `acl`
         self.config_path = workdir / f"tokenserver-{self.port}.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
         self._proc: subprocess.Popen[bytes] | None = None

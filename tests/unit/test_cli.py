@@ -250,3 +250,89 @@ def test_passwd_revokes_the_users_refresh_tokens(run: Run, database: Database) -
     assert code == 0 and "1 refresh token(s) revoked" in out
     assert store.use(value, now) is None
     assert store.use(other, now) is not None
+
+
+def test_serve_ignores_forwarded_headers_unless_proxies_are_named(
+    make_config: Callable[..., Config], run: Run, fake_uvicorn: dict[str, object]
+) -> None:
+    assert run("serve")[0] == 0
+    assert fake_uvicorn["proxy_headers"] is False
+    fake_uvicorn.clear()
+    make_config({"server": {"trusted_proxies": ["127.0.0.2", "10.0.0.0/8"]}})
+    assert run("serve")[0] == 0
+    assert fake_uvicorn["proxy_headers"] is True
+    assert fake_uvicorn["forwarded_allow_ips"] == "127.0.0.2,10.0.0.0/8"
+
+
+TEAM_RULES = [
+    {"match": {"account": "/.+/", "name": "${account}/*"}, "actions": ["*"], "comment": "own"},
+    {
+        "match": {"name": "team/*", "labels": {"groups": "developers"}},
+        "actions": ["pull", "push"],
+        "comment": "developers push team",
+    },
+    {"match": {"name": "team/secret"}, "actions": []},
+    {"match": {"name": "team/*", "labels": {"groups": "ci"}}, "actions": ["pull"]},
+]
+
+
+def test_policy_check_names_the_deciding_rule(make_config: Callable[..., Config], run: Run) -> None:
+    make_config({"acl": TEAM_RULES})
+    code, out, err = run(
+        "policy", "check", "--user", "carol", "--group", "ci",
+        "--scope", "repository:team/app:pull,push",
+        "--scope", "repository:team/secret:pull",
+        "--scope", "repository:carol/x:push",
+        "--scope", "repository:bob/x:pull",
+    )  # fmt: skip
+    assert code == 0, err
+    lines = out.splitlines()
+    assert len(lines) == 4
+    assert "repository:team/app:pull,push" in lines[0] and "-> " in lines[0]
+    assert lines[0].split("->")[1].split()[0] == "pull" and "rule 4" in lines[0]
+    assert "denied" in lines[1] and "rule 3" in lines[1]
+    assert lines[2].split("->")[1].split()[0] == "push" and "rule 1 (own)" in lines[2]
+    assert "denied" in lines[3] and "no rule matched" in lines[3]
+
+    code, out, _ = run(
+        "policy", "check", "--user", "dave", "--group", "developers", "--json",
+        "--scope", "repository:team/app:pull,push",
+    )  # fmt: skip
+    assert code == 0
+    assert json.loads(out) == [
+        {
+            "requested": "repository:team/app:pull,push",
+            "granted": ["pull", "push"],
+            "rule": 2,
+            "reason": "rule 2 (developers push team)",
+        }
+    ]
+
+
+def test_policy_check_default_rules_and_a_candidate_file(run: Run, tmp_path: Path) -> None:
+    code, out, _ = run(
+        "policy", "check", "--user", "alice", "--scope", "repository:alice/app:*", "--json"
+    )
+    assert code == 0
+    assert json.loads(out)[0]["granted"] == ["delete", "pull", "push"]
+    code, out, _ = run("policy", "check", "--anonymous", "--scope", "repository:a/b:pull")
+    assert code == 0 and "denied" in out
+
+    candidate = tmp_path / "candidate.yaml"
+    candidate.write_text(json.dumps([{"match": {"ip": "127.0.0.0/8"}, "actions": ["pull"]}]))
+    argv = ["policy", "check", "--user", "x", "--scope", "repository:a/b:pull,push"]
+    code, out, _ = run(*argv, "--acl-file", str(candidate), "--ip", "127.0.0.9", "--json")
+    assert code == 0 and json.loads(out)[0]["granted"] == ["pull"]
+    code, out, _ = run(*argv, "--acl-file", str(candidate), "--json")
+    assert code == 0 and json.loads(out)[0]["granted"] == []
+
+    candidate.write_text(json.dumps([{"match": {"ip": "bad"}, "actions": ["pull"]}]))
+    code, _, err = run(*argv, "--acl-file", str(candidate))
+    assert code == 2 and "rule 1 match.ip" in err
+
+
+def test_policy_check_errors(run: Run) -> None:
+    code, _, err = run("policy", "check", "--scope", "repository:a/b:pull")
+    assert code == 2 and "--user" in err
+    code, _, err = run("policy", "check", "--user", "a", "--scope", "repository:A:pull")
+    assert code == 2 and "--scope" in err

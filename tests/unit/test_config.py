@@ -207,3 +207,58 @@ def test_config_is_frozen() -> None:
     config = Config()
     with pytest.raises(ValueError):
         config.token.expiration = 10  # type: ignore[misc]
+
+
+def test_ldap_and_backend_order(tmp_path: Path) -> None:
+    config = load_config(None, environ={})
+    assert config.ldap.url is None
+    assert config.backend_order == ("database",)
+    ldap = {"url": "ldaps://127.0.0.1:636", "base_dn": "dc=example,dc=test"}
+    path = _write(
+        tmp_path / "c.yaml",
+        {
+            "users": {"htpasswd": "users.htpasswd"},
+            "ldap": {**ldap, "ca_file": "ca.pem", "bind_password_file": "bind.pw"},
+        },
+    )
+    config = load_config(path, environ={})
+    assert config.backend_order == ("htpasswd", "database", "ldap")
+    assert config.ldap.ca_file == tmp_path / "ca.pem"
+    assert config.ldap.group_attribute == "memberOf"  # the default way to find groups
+    (tmp_path / "bind.pw").write_text("s3cret\n")
+    assert config.ldap.bind_password_value() == "s3cret"
+
+    env = {
+        "TOKENSERVER_AUTHN_ORDER": "[ldap, database]",
+        "TOKENSERVER_LDAP_URL": "ldap://127.0.0.1:389",
+        "TOKENSERVER_LDAP_BASE_DN": "dc=example,dc=test",
+        "TOKENSERVER_LDAP_BIND_PASSWORD": "12345",
+    }
+    config = load_config(None, environ=env)
+    assert config.backend_order == ("ldap", "database")
+    assert config.ldap.bind_password_value() == "12345"
+    assert "12345" not in repr(config)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"authn": {"order": ["ldap"]}}, "ldap.url is not set"),
+        ({"authn": {"order": ["htpasswd"]}}, "users.htpasswd is not set"),
+        ({"authn": {"order": ["database", "database"]}}, "twice"),
+        ({"authn": {"order": []}}, "at least one"),
+        ({"authn": {"order": ["kerberos"]}}, "authn.order"),
+        ({"ldap": {"url": "http://127.0.0.1", "base_dn": "x"}}, "ldap.url"),
+        ({"ldap": {"url": "ldap://127.0.0.1:99999", "base_dn": "x"}}, "ldap.url"),
+        ({"ldap": {"url": "ldap://127.0.0.1"}}, "base_dn is required"),
+        ({"ldap": {"url": "ldaps://h", "base_dn": "x", "start_tls": True}}, "start_tls"),
+        ({"ldap": {"user_filter": "uid={username}"}}, "ldap.user_filter"),
+        ({"ldap": {"user_filter": "(uid=alice)"}}, "ldap.user_filter"),
+        ({"ldap": {"group_attribute": "memberOf", "group_filter": "(member={dn})"}}, "not both"),
+        ({"ldap": {"bind_password": "a", "bind_password_file": "f"}}, "not both"),
+        ({"ldap": {"timeout": 0}}, "ldap.timeout"),
+    ],
+)
+def test_bad_ldap_and_authn_settings(tmp_path: Path, data: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(_write(tmp_path / "c.yaml", data), environ={})

@@ -59,7 +59,12 @@ class Backend(Protocol):
     name: str
 
     def lookup(self, username: str) -> Account | None:
-        """The account, or None if this backend does not know the user."""
+        """The account, or None if this backend does not know the user.
+
+        Raises BadCredentials when the backend knows the name but will not let
+        it log in at all (an ambiguous directory entry), BackendUnavailable
+        when it cannot be asked.
+        """
         ...
 
     def check(self, account: Account, password: Secret) -> bool:

@@ -50,7 +50,10 @@ class Authenticator:
     def find(self, username: str) -> tuple[str, Account] | None:
         """The first backend's live (not disabled) account of this name."""
         for backend in self.backends:
-            account = backend.lookup(username)
+            try:
+                account = backend.lookup(username)
+            except BadCredentials:
+                return None  # e.g. a directory entry that is ambiguous
             if account is not None:
                 return None if account.disabled else (backend.name, account)
         return None

@@ -1,4 +1,4 @@
-"""The policy protocol and the default policy.
+"""The policy protocol: who asks, what they asked for, what they get.
 
 A policy never raises for a denied scope: it returns less (maybe nothing),
 and the token endpoint answers 200 with that grant.
@@ -7,39 +7,39 @@ and the token endpoint answers 200 with that grant.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from tokenserver.authn.base import Identity
 from tokenserver.scope import Access
 
-__all__ = ["ADMIN_GROUP", "OwnNamespacePolicy", "Policy"]
+__all__ = ["ADMIN_GROUP", "Decision", "Explaining", "Policy", "Requester"]
 
 ADMIN_GROUP = "admin"
-REPOSITORY_ACTIONS = frozenset({"pull", "push", "delete"})
+
+
+@dataclass(frozen=True)
+class Requester:
+    """The authenticated identity and where the request came from."""
+
+    identity: Identity
+    service: str
+    ip: str | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What one requested scope became, and which rule said so (None: no rule)."""
+
+    requested: Access
+    actions: frozenset[str]
+    rule: int | None
+    reason: str
 
 
 class Policy(Protocol):
-    def filter(self, identity: Identity, requested: Sequence[Access]) -> list[Access]: ...
+    def filter(self, requester: Requester, requested: Sequence[Access]) -> list[Access]: ...
 
 
-class OwnNamespacePolicy:
-    """Each user owns `<name>/*`; members of `admin` may do anything; anonymous nothing."""
-
-    def filter(self, identity: Identity, requested: Sequence[Access]) -> list[Access]:
-        granted: list[Access] = []
-        for access in requested:
-            actions = self._allowed(identity, access)
-            if actions:
-                granted.append(access.with_actions(actions))
-        return granted
-
-    def _allowed(self, identity: Identity, access: Access) -> frozenset[str]:
-        if identity.kind == "anonymous" or not identity.subject:
-            return frozenset()
-        if ADMIN_GROUP in identity.groups:
-            return access.actions
-        if access.type != "repository" or not access.name.startswith(identity.subject + "/"):
-            return frozenset()
-        if "*" in access.actions:
-            return REPOSITORY_ACTIONS
-        return access.actions & REPOSITORY_ACTIONS
+class Explaining(Policy, Protocol):
+    def explain(self, requester: Requester, requested: Sequence[Access]) -> list[Decision]: ...

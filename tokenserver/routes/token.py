@@ -33,6 +33,10 @@ def _grants(request: Request) -> GrantService:
     return grants
 
 
+def _client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
 def _answer(token: IssuedToken, refresh_token: str | None, *, oauth: bool) -> JSONResponse:
     body: dict[str, Any] = {
         "token": token.token,
@@ -72,7 +76,7 @@ async def get_token(request: Request) -> JSONResponse:
         raise Unauthorized("offline tokens need credentials", realm=grants.issuer_name)
 
     via = "anonymous" if header is None else "basic"
-    token = grants.grant(identity, service, requested, via=via)
+    token = grants.grant(identity, service, requested, via=via, ip=_client_ip(request))
     refresh = None
     if offline:
         client_id = params.one("client_id") or ""
@@ -115,7 +119,7 @@ async def post_token(request: Request) -> JSONResponse:
             identity = await run_in_threadpool(grants.authenticate, username, password)
         except BadCredentials:
             raise InvalidGrant("invalid username or password") from None
-        token = grants.grant(identity, service, requested, via="password")
+        token = grants.grant(identity, service, requested, via="password", ip=_client_ip(request))
         refresh = None
         if (form.one("access_type") or "").lower() == "offline":
             refresh = await run_in_threadpool(
@@ -128,7 +132,9 @@ async def post_token(request: Request) -> JSONResponse:
         if not value:
             raise InvalidRequest("parameter 'refresh_token' is required")
         identity = await run_in_threadpool(grants.identity_for_refresh, value, service)
-        token = grants.grant(identity, service, requested, via="refresh_token")
+        token = grants.grant(
+            identity, service, requested, via="refresh_token", ip=_client_ip(request)
+        )
         return _answer(token, value.reveal(), oauth=True)
 
     raise UnsupportedGrantType("grant_type must be password or refresh_token")

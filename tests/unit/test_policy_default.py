@@ -1,11 +1,12 @@
-"""The default policy: own namespace, admin group, anonymous gets nothing."""
+"""The default rules: own namespace, admin group, anonymous gets nothing."""
 
 from __future__ import annotations
 
 import pytest
 
 from tokenserver.authn.base import Identity
-from tokenserver.authz.policy import OwnNamespacePolicy
+from tokenserver.authz.acl import ACLPolicy
+from tokenserver.authz.policy import Requester
 from tokenserver.scope import Access, parse_scope, parse_scopes
 
 ALICE = Identity("alice", "user", frozenset({"dev"}))
@@ -14,7 +15,7 @@ ALL = frozenset({"pull", "push", "delete"})
 
 
 def _grant(identity: Identity, *scopes: str) -> list[Access]:
-    return OwnNamespacePolicy().filter(identity, parse_scopes(scopes))
+    return ACLPolicy().filter(Requester(identity, "registry"), parse_scopes(scopes))
 
 
 @pytest.mark.parametrize(
@@ -83,4 +84,4 @@ def test_anonymous_gets_nothing() -> None:
 
 
 def test_no_scopes_no_grant() -> None:
-    assert OwnNamespacePolicy().filter(ALICE, []) == []
+    assert ACLPolicy().filter(Requester(ALICE, "registry"), []) == []

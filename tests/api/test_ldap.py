@@ -1,0 +1,429 @@
+"""LDAP logins against a real slapd: the backend itself, then through GET /token.
+
+Every test adds its own uniquely named users, so the session's slapd is shared.
+"""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import itertools
+import logging
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.conftest import LeakGuard
+from tests.support.ldap import SilentServer, Slapd
+from tokenserver.authn.base import BackendUnavailable, BadCredentials
+from tokenserver.authn.ldap import LDAPBackend, escape_filter_value
+from tokenserver.config import Config, LDAPConfig
+from tokenserver.secret import Secret
+
+SERVICE = "registry"
+StartClient = Callable[[Config], AbstractContextManager[TestClient]]
+
+_serial = itertools.count()
+
+
+class Directory:
+    """The shared slapd, with helpers that make unique names and remember secrets."""
+
+    def __init__(self, slapd: Slapd, leak_guard: LeakGuard) -> None:
+        self.slapd = slapd
+        self.leak_guard = leak_guard
+        self.tag = secrets.token_hex(3)
+
+    def name(self, base: str) -> str:
+        return f"{base}-{self.tag}{next(_serial)}"
+
+    def user(self, base: str, *, exact: bool = False) -> tuple[str, str]:
+        uid = base if exact else self.name(base)
+        password = self.leak_guard.add(f"ldap-pw-{secrets.token_hex(8)}")
+        self.slapd.add_user(uid, password)
+        return uid, password
+
+    def group(self, base: str, *members: str) -> str:
+        cn = self.name(base)
+        self.slapd.add_group(cn, list(members))
+        return cn
+
+    def settings(self, **overrides: Any) -> LDAPConfig:
+        self.leak_guard.add(self.slapd.service_password)
+        data: dict[str, Any] = {
+            "url": self.slapd.url,
+            "bind_dn": self.slapd.service_dn,
+            "bind_password": self.slapd.service_password,
+            "base_dn": self.slapd.people_dn,
+            "timeout": 2,
+        }
+        data.update(overrides)
+        return LDAPConfig.model_validate(data)
+
+    def backend(self, **overrides: Any) -> LDAPBackend:
+        return LDAPBackend(self.settings(**overrides))
+
+
+@pytest.fixture
+def directory(slapd: Slapd, leak_guard: LeakGuard) -> Directory:
+    return Directory(slapd, leak_guard)
+
+
+@pytest.fixture
+def backend(directory: Directory) -> Iterator[LDAPBackend]:
+    b = directory.backend()
+    yield b
+    b.close()
+
+
+def _login(b: LDAPBackend, username: str, password: str) -> frozenset[str]:
+    """What the chain does: lookup, then the bind; the groups on success."""
+    account = b.lookup(username)
+    if account is None:
+        raise BadCredentials("unknown user")
+    if not b.check(account, Secret(password)):
+        raise BadCredentials("wrong password")
+    return account.groups
+
+
+# -- the backend ------------------------------------------------------------
+
+
+def test_login_and_groups_from_member_of(directory: Directory, backend: LDAPBackend) -> None:
+    uid, password = directory.user("dev")
+    devs = directory.group("developers", uid)
+    ops = directory.group("ops", uid)
+    directory.group("others", directory.user("other")[0])
+    assert _login(backend, uid, password) == {devs, ops}
+
+
+def test_groups_from_a_group_search(directory: Directory) -> None:
+    uid, password = directory.user("searcher")
+    devs = directory.group("developers", uid)
+    b = directory.backend(
+        group_filter="(&(objectClass=groupOfNames)(member={dn}))",
+        group_base_dn=directory.slapd.groups_dn,
+    )
+    try:
+        assert _login(b, uid, password) == {devs}
+    finally:
+        b.close()
+
+
+def test_wrong_password_unknown_user_and_empty_password(
+    directory: Directory, backend: LDAPBackend
+) -> None:
+    uid, password = directory.user("pw")
+    account = backend.lookup(uid)
+    assert account is not None
+    assert backend.check(account, Secret(password + "x")) is False
+    assert backend.check(account, Secret("")) is False  # an anonymous bind is not a login
+    assert backend.check(account, Secret("x" * 10_000)) is False
+    assert backend.lookup(directory.name("nobody")) is None
+    assert backend.check(account, Secret(password)) is True
+
+
+@pytest.mark.parametrize(
+    "probe",
+    ["*", "{uid}*", "*{tail}", "{uid})(uid=*", "*)(|(uid=*", "{uid}\\", "{uid}\x00", "(uid=*)"],
+)
+def test_injection_does_not_widen_the_search(
+    directory: Directory, backend: LDAPBackend, probe: str
+) -> None:
+    uid, password = directory.user("victim")
+    username = probe.format(uid=uid, tail=uid[2:])
+    account = backend.lookup(username)
+    assert account is None
+    # And the password of the real user does not log the probe in either.
+    with pytest.raises(BadCredentials):
+        _login(backend, username, password)
+
+
+@pytest.mark.parametrize("base", ["a*b", "x(y)", "back\\slash", "jörg", "nul-free.name"])
+def test_names_with_special_characters_log_in_as_themselves(
+    directory: Directory, backend: LDAPBackend, base: str
+) -> None:
+    uid, password = directory.user(directory.name(base), exact=True)
+    assert backend.lookup(uid) is not None
+    assert _login(backend, uid, password) == frozenset()
+    if "*" in uid:
+        assert backend.lookup(uid.replace("b", "", 1)) is None
+
+
+def test_unusable_names_are_not_asked(backend: LDAPBackend) -> None:
+    for name in ["", " padded", "padded ", "tab\tname", "nul\x00", "x" * 257]:
+        assert backend.lookup(name) is None
+
+
+def test_escape_filter_value() -> None:
+    assert escape_filter_value("a*(b)\\\x00ö") == "a\\2a\\28b\\29\\5c\\00ö"
+
+
+def test_starttls_and_ldaps_with_a_ca_file(directory: Directory) -> None:
+    uid, password = directory.user("tls")
+    slapd = directory.slapd
+    assert slapd.ldaps_url is not None
+    for overrides in (
+        {"start_tls": True, "ca_file": slapd.ca_file},
+        {"url": slapd.ldaps_url, "ca_file": slapd.ca_file},
+    ):
+        b = directory.backend(**overrides)
+        try:
+            _login(b, uid, password)
+        finally:
+            b.close()
+
+
+def test_tls_to_an_untrusted_certificate_is_unavailable(
+    directory: Directory, tmp_path: Path
+) -> None:
+    from tests.support.certs import write_self_signed
+
+    other_ca, _ = write_self_signed(tmp_path)
+    assert directory.slapd.ldaps_url is not None
+    b = directory.backend(url=directory.slapd.ldaps_url, ca_file=other_ca)
+    try:
+        with pytest.raises(BackendUnavailable):
+            b.lookup(directory.user("untrusted")[0])
+    finally:
+        b.close()
+
+
+def test_refused_service_account_is_unavailable_and_not_logged(
+    directory: Directory, caplog: pytest.LogCaptureFixture
+) -> None:
+    wrong = directory.leak_guard.add(f"wrong-service-pw-{secrets.token_hex(4)}")
+    b = directory.backend(bind_password=wrong)
+    try:
+        with pytest.raises(BackendUnavailable):
+            b.lookup(directory.user("svc")[0])
+    finally:
+        b.close()
+    assert any("service bind refused" in r.getMessage() for r in caplog.records)
+
+
+def test_server_down_is_unavailable(directory: Directory) -> None:
+    from tests.support.peers import free_port
+
+    b = directory.backend(url=f"ldap://127.0.0.1:{free_port()}")
+    try:
+        with pytest.raises(BackendUnavailable):
+            b.lookup("anyone")
+    finally:
+        b.close()
+
+
+def test_a_server_that_never_answers_times_out(directory: Directory) -> None:
+    with SilentServer() as silent:
+        b = directory.backend(url=silent.url, timeout=1)
+        try:
+            started = time.monotonic()
+            with pytest.raises(BackendUnavailable):
+                b.lookup("anyone")
+            # Bounded by the timeout, not by TCP or the test's own limit.
+            assert time.monotonic() - started < 10
+        finally:
+            b.close()
+
+
+def test_lookups_are_cached_briefly(directory: Directory) -> None:
+    now = [1000.0]
+    b = LDAPBackend(directory.settings(cache_ttl=30), clock=lambda: now[0])
+    try:
+        uid, password = directory.user("cached")
+        assert _login(b, uid, password) == frozenset()
+        team = directory.group("late", uid)
+        assert _login(b, uid, password) == frozenset()  # still the cached groups
+        now[0] += 31
+        assert _login(b, uid, password) == {team}
+    finally:
+        b.close()
+
+
+def test_concurrent_logins_share_a_small_pool(directory: Directory) -> None:
+    users = [directory.user(f"pool{i}") for i in range(6)]
+    b = directory.backend(pool_size=2, cache_ttl=0)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(lambda u: _login(b, *u), users * 4))
+        assert results == [frozenset()] * 24
+    finally:
+        b.close()
+
+
+# -- through the token endpoint ---------------------------------------------
+
+
+def _basic(user: str, password: str) -> dict[str, str]:
+    raw = f"{user}:{password}".encode()
+    return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
+
+
+def _ldap_config(make_config: Callable[..., Config], directory: Directory, **extra: Any) -> Config:
+    settings = directory.settings()
+    ldap = {
+        "url": settings.url,
+        "bind_dn": settings.bind_dn,
+        "bind_password": directory.slapd.service_password,
+        "base_dn": settings.base_dn,
+        "timeout": 2,
+        **extra.pop("ldap", {}),
+    }
+    return make_config({"ldap": ldap, **extra})
+
+
+RULES = [
+    {"match": {"account": "/.+/", "name": "${account}/*"}, "actions": ["*"]},
+    {"match": {"name": "team/*", "labels": {"groups": "{devs}"}}, "actions": ["pull", "push"]},
+    {"match": {"name": "team/*", "labels": {"groups": "{ci}"}}, "actions": ["pull"]},
+]
+
+
+def _rules(devs: str, ci: str) -> list[dict[str, Any]]:
+    out = []
+    for rule in RULES:
+        labels = rule["match"].get("labels")
+        match = dict(rule["match"])
+        if labels:
+            match["labels"] = {"groups": labels["groups"].format(devs=devs, ci=ci)}
+        out.append({"match": match, "actions": rule["actions"]})
+    return out
+
+
+def _scope(response: Any, decode: Callable[[str], dict[str, Any]]) -> list[dict[str, Any]]:
+    assert response.status_code == 200, response.text
+    access: list[dict[str, Any]] = decode(response.json()["token"])["access"]
+    return access
+
+
+def test_group_rules_through_get_token(
+    make_config: Callable[..., Config],
+    directory: Directory,
+    start_client: StartClient,
+    decode_token: Callable[[str], dict[str, Any]],
+) -> None:
+    dev, dev_pw = directory.user("dev")
+    bot, bot_pw = directory.user("bot")
+    devs = directory.group("developers", dev)
+    ci = directory.group("ci", bot)
+    config = _ldap_config(make_config, directory, acl=_rules(devs, ci))
+    with start_client(config) as client:
+        url = f"/token?service={SERVICE}&scope=repository:team/app:pull,push"
+        granted = _scope(client.get(url, headers=_basic(dev, dev_pw)), decode_token)
+        assert granted == [{"type": "repository", "name": "team/app", "actions": ["pull", "push"]}]
+        granted = _scope(client.get(url, headers=_basic(bot, bot_pw)), decode_token)
+        assert granted == [{"type": "repository", "name": "team/app", "actions": ["pull"]}]
+        wrong = client.get(url, headers=_basic(dev, bot_pw))
+        assert wrong.status_code == 401 and wrong.json()["error"] == "unauthorized"
+        empty = client.get(url, headers=_basic(dev, ""))
+        assert empty.status_code == 401
+
+
+def test_chain_order_no_such_user_moves_on_wrong_password_stops(
+    make_config: Callable[..., Config],
+    directory: Directory,
+    start_client: StartClient,
+    add_user: Callable[..., str],
+) -> None:
+    ldap_user, ldap_pw = directory.user("both")
+    db_pw = add_user(ldap_user)  # the same name in the database, another password
+    db_only = directory.name("dbonly")
+    db_only_pw = add_user(db_only)
+    config = _ldap_config(make_config, directory, authn={"order": ["ldap", "database"]})
+    with start_client(config) as client:
+        url = f"/token?service={SERVICE}"
+        assert client.get(url, headers=_basic(ldap_user, ldap_pw)).status_code == 200
+        # LDAP knows the name and refuses the password: the database is not asked.
+        assert client.get(url, headers=_basic(ldap_user, db_pw)).status_code == 401
+        assert client.get(url, headers=_basic(db_only, db_only_pw)).status_code == 200
+    config = _ldap_config(make_config, directory, authn={"order": ["database", "ldap"]})
+    with start_client(config) as client:
+        assert client.get(url, headers=_basic(ldap_user, db_pw)).status_code == 200
+        assert client.get(url, headers=_basic(ldap_user, ldap_pw)).status_code == 401
+
+
+def test_directory_down_is_503_json_not_401(
+    make_config: Callable[..., Config],
+    directory: Directory,
+    start_client: StartClient,
+    add_user: Callable[..., str],
+) -> None:
+    from tests.support.peers import free_port
+
+    db_user = directory.name("dbuser")
+    db_pw = add_user(db_user)
+    config = _ldap_config(
+        make_config,
+        directory,
+        ldap={"url": f"ldap://127.0.0.1:{free_port()}"},
+        authn={"order": ["database", "ldap"]},
+    )
+    with start_client(config) as client:
+        url = f"/token?service={SERVICE}"
+        response = client.get(url, headers=_basic("someone", "pw"))
+        assert response.status_code == 503
+        assert response.json()["error"] == "temporarily_unavailable"
+        assert response.headers["retry-after"]
+        # Users the chain finds before the directory are not affected.
+        assert client.get(url, headers=_basic(db_user, db_pw)).status_code == 200
+
+
+def test_paused_directory_times_out_then_recovers_and_warm_path_skips_it(
+    make_config: Callable[..., Config],
+    leak_guard: LeakGuard,
+    start_client: StartClient,
+    tmp_path: Path,
+) -> None:
+    with Slapd(tmp_path / "slapd") as own:
+        directory = Directory(own, leak_guard)
+        uid, password = directory.user("warm")
+        other, other_pw = directory.user("cold")
+        config = _ldap_config(make_config, directory, ldap={"timeout": 1})
+        with start_client(config) as client:
+            url = f"/token?service={SERVICE}"
+            assert client.get(url, headers=_basic(uid, password)).status_code == 200
+            own.pause()
+            try:
+                # Cached lookup and cached password check: no directory needed.
+                assert client.get(url, headers=_basic(uid, password)).status_code == 200
+                started = time.monotonic()
+                response = client.get(url, headers=_basic(other, other_pw))
+                assert response.status_code == 503, response.text
+                assert time.monotonic() - started < 10
+            finally:
+                own.resume()
+            assert client.get(url, headers=_basic(other, other_pw)).status_code == 200
+
+
+def test_secrets_stay_out_of_logs(
+    make_config: Callable[..., Config],
+    directory: Directory,
+    start_client: StartClient,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    uid, password = directory.user("quiet")
+    config = _ldap_config(make_config, directory)
+    with start_client(config) as client:
+        url = f"/token?service={SERVICE}"
+        assert client.get(url, headers=_basic(uid, password)).status_code == 200
+        assert client.get(url, headers=_basic(uid, password + "!")).status_code == 401
+    # The autouse leak guard checks every record for the passwords registered above.
+    assert any(r.getMessage() == "token issued" for r in caplog.records)
+
+
+def test_a_filter_matching_two_entries_refuses_the_login(directory: Directory) -> None:
+    uid, password = directory.user("twin")
+    directory.slapd.add_user(directory.name("other"), "irrelevant-pw", cn=uid)
+    b = directory.backend(user_filter="(|(uid={username})(cn={username}))")
+    try:
+        with pytest.raises(BadCredentials):
+            b.lookup(uid)
+    finally:
+        b.close()

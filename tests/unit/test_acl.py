@@ -1,0 +1,333 @@
+"""ACL rules: patterns, placeholders, conditions, order, deny, reload."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import TypeAdapter, ValidationError
+
+from tokenserver.authn.base import Identity, Kind
+from tokenserver.authz.acl import ACLEntry, ACLPolicy
+from tokenserver.authz.acl_file import ACLFile, read_acl_file
+from tokenserver.authz.patterns import Pattern, PatternError, Values
+from tokenserver.authz.policy import Requester
+from tokenserver.config import ConfigError, load_config
+from tokenserver.scope import parse_scopes
+
+NO_VALUES = Values({}, {})
+ENTRIES = TypeAdapter(list[ACLEntry])
+
+
+def policy(rules: list[dict[str, Any]]) -> ACLPolicy:
+    return ACLPolicy(ENTRIES.validate_python(rules))
+
+
+def grant(
+    rules: list[dict[str, Any]] | ACLPolicy,
+    *scopes: str,
+    user: str = "alice",
+    groups: Sequence[str] = (),
+    kind: Kind = "user",
+    service: str = "registry",
+    ip: str | None = "127.0.0.1",
+) -> dict[str, set[str]]:
+    acl = rules if isinstance(rules, ACLPolicy) else policy(rules)
+    requester = Requester(Identity(user, kind, frozenset(groups)), service, ip)
+    return {
+        f"{a.type}:{a.name}": set(a.actions) for a in acl.filter(requester, parse_scopes(scopes))
+    }
+
+
+# -- patterns ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pattern", "value", "expected"),
+    [
+        ("team/*", "team/app", True),
+        ("team/*", "team/a/b", False),  # `*` never crosses a slash (Go path.Match)
+        ("team/*", "team/", True),
+        ("*", "", True),
+        ("team/?pp", "team/app", True),
+        ("team/?pp", "team//pp", False),
+        ("team/[a-c]pp", "team/bpp", True),
+        ("team/[a-c]pp", "team/dpp", False),
+        ("team/[^a-c]pp", "team/dpp", True),
+        ("team/[^a-c]pp", "team/app", False),
+        ("a[/]b", "a/b", False),
+        (r"lit\*", "lit*", True),
+        (r"lit\*", "litx", False),
+        ("a.b", "axb", False),
+        ("team/app", "team/app", True),
+        ("team/app", "team/app2", False),
+        ("/^team\\/.+$/", "team/a/b", True),
+        ("/^team\\/.+$/", "xteam/a", False),
+        ("/app/", "team/myapp/x", True),  # unanchored, like Go's regexp.Match
+        ("/^(dev|ops)$/", "ops", True),
+        ("/^(dev|ops)$/", "devops", False),
+        ("/^admin$/", "admin\n", False),  # Python's `$` would accept the newline
+        ("//", "//", True),  # too short to be a regex: a literal glob
+    ],
+)
+def test_pattern_semantics(pattern: str, value: str, expected: bool) -> None:
+    assert Pattern(pattern).matches(value, NO_VALUES) is expected
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    ["team/[a-", "team/[", "trailing\\", "/(unclosed/", "${nope}", "${labels}", "${account:x}"],
+)
+def test_bad_patterns_are_refused(pattern: str) -> None:
+    with pytest.raises(PatternError):
+        Pattern(pattern)
+
+
+def test_placeholder_values_are_escaped() -> None:
+    # An account named `a*` owns `a*/...` only, never `abc/...`.
+    star = Values({"account": "a*"}, {})
+    assert not Pattern("${account}/*").matches("abc/x", star)
+    dotted = Values({"account": "a.b"}, {})
+    assert Pattern("/^${account}\\/.+$/").matches("a.b/x", dotted)
+    assert not Pattern("/^${account}\\/.+$/").matches("axb/x", dotted)
+    assert Pattern("${account}/*").matches("a.b/x", dotted)
+
+
+def test_label_placeholder_tries_every_value() -> None:
+    values = Values({}, {"groups": ["ops", "dev"]})
+    assert Pattern("${labels:groups}/*").matches("dev/tool", values)
+    assert Pattern("${labels:groups}/*").matches("ops/tool", values)
+    assert not Pattern("${labels:groups}/*").matches("qa/tool", values)
+    assert not Pattern("${labels:groups}/*").matches("x/y", Values({}, {}))
+
+
+# -- rules ------------------------------------------------------------------
+
+RULES: list[dict[str, Any]] = [
+    {"match": {"account": "/.+/", "name": "${account}/*"}, "actions": ["*"]},
+    {
+        "match": {"type": "repository", "name": "team/*", "labels": {"groups": "developers"}},
+        "actions": ["pull", "push"],
+    },
+    {
+        "match": {"type": "repository", "name": "team/*", "labels": {"groups": "ci"}},
+        "actions": ["pull"],
+    },
+]
+
+
+def test_account_placeholder_owns_namespace() -> None:
+    assert grant(RULES, "repository:alice/app:pull,push") == {
+        "repository:alice/app": {"pull", "push"}
+    }
+    assert grant(RULES, "repository:bob/app:pull") == {}
+    assert grant(RULES, "repository:alice/a/b:pull") == {}  # one level, as globbed
+
+
+def test_group_labels() -> None:
+    assert grant(RULES, "repository:team/app:pull,push", groups=["developers"]) == {
+        "repository:team/app": {"pull", "push"}
+    }
+    assert grant(RULES, "repository:team/app:pull,push", groups=["ci"]) == {
+        "repository:team/app": {"pull"}
+    }
+    assert grant(RULES, "repository:team/app:pull", groups=["qa"]) == {}
+
+
+def test_groups_placeholder_in_name() -> None:
+    rules = [{"match": {"name": "${labels:groups}/*"}, "actions": ["pull"]}]
+    assert grant(rules, "repository:ops/x:pull", groups=["dev", "ops"]) == {
+        "repository:ops/x": {"pull"}
+    }
+    assert grant(rules, "repository:qa/x:pull", groups=["dev", "ops"]) == {}
+
+
+def test_first_matching_rule_wins() -> None:
+    rules = [
+        {"match": {"name": "team/secret"}, "actions": ["pull"]},
+        {"match": {"name": "team/*"}, "actions": ["pull", "push"]},
+    ]
+    assert grant(rules, "repository:team/secret:pull,push", "repository:team/app:push") == {
+        "repository:team/secret": {"pull"},
+        "repository:team/app": {"push"},
+    }
+
+
+def test_explicit_deny_stops_later_rules() -> None:
+    rules = [
+        {"match": {"account": "mallory"}, "actions": []},
+        {"match": {}, "actions": ["pull"]},
+    ]
+    assert grant(rules, "repository:x/y:pull", user="mallory") == {}
+    assert grant(rules, "repository:x/y:pull", user="alice") == {"repository:x/y": {"pull"}}
+    decisions = policy(rules).explain(
+        Requester(Identity("mallory"), "registry"), parse_scopes(["repository:x/y:pull"])
+    )
+    assert [(d.rule, d.actions) for d in decisions] == [(1, frozenset())]
+
+
+def test_no_rule_grants_nothing() -> None:
+    rules = [{"match": {"account": "bob"}, "actions": ["*"]}]
+    assert grant(rules, "repository:x/y:pull") == {}
+    decisions = policy(rules).explain(
+        Requester(Identity("alice"), "registry"), parse_scopes(["repository:x/y:pull"])
+    )
+    assert decisions[0].rule is None and decisions[0].reason == "no rule matched"
+
+
+@pytest.mark.parametrize(
+    ("cidr", "ip", "expected"),
+    [
+        ("127.0.0.0/8", "127.0.0.1", True),
+        ("127.0.0.0/8", "127.1.2.3", True),
+        ("10.0.0.0/8", "127.0.0.1", False),
+        ("127.0.0.1", "127.0.0.1", True),
+        ("127.0.0.1", "127.0.0.2", False),
+        ("127.0.0.0/8", "::ffff:127.0.0.1", True),
+        ("::1/128", "::1", True),
+        ("::1/128", "127.0.0.1", False),
+        ("127.0.0.0/8", None, False),
+        ("127.0.0.0/8", "not-an-ip", False),
+    ],
+)
+def test_ip_condition(cidr: str, ip: str | None, expected: bool) -> None:
+    rules = [{"match": {"ip": cidr}, "actions": ["pull"]}]
+    assert bool(grant(rules, "repository:x/y:pull", ip=ip)) is expected
+
+
+def test_service_type_and_kind_conditions() -> None:
+    rules = [
+        {"match": {"service": "prod-*", "type": "registry", "name": "catalog"}, "actions": ["*"]},
+        {"match": {"labels": {"kind": "ci"}}, "actions": ["pull"]},
+    ]
+    assert grant(rules, "registry:catalog:*", service="prod-eu") == {"registry:catalog": {"*"}}
+    assert grant(rules, "registry:catalog:*", service="staging") == {}
+    assert grant(rules, "repository:x/y:pull,push", kind="ci") == {"repository:x/y": {"pull"}}
+    assert grant(rules, "repository:x/y:pull,push", kind="user") == {}
+
+
+def test_anonymous_account_is_empty() -> None:
+    rules = [
+        {"match": {"account": "/.+/"}, "actions": ["pull", "push"]},
+        {"match": {"labels": {"kind": "anonymous"}, "name": "public/*"}, "actions": ["pull"]},
+    ]
+    assert grant(rules, "repository:public/x:pull,push", user="", kind="anonymous") == {
+        "repository:public/x": {"pull"}
+    }
+    assert grant(rules, "repository:other/x:pull", user="", kind="anonymous") == {}
+
+
+def test_wildcards_on_either_side() -> None:
+    every = [{"match": {}, "actions": ["*"]}]
+    some = [{"match": {}, "actions": ["pull", "delete"]}]
+    assert grant(every, "repository:x/y:pull,push") == {"repository:x/y": {"pull", "push"}}
+    assert grant(every, "repository:x/y:*") == {"repository:x/y": {"*"}}
+    # A client asking for `*` gets what the rule allows, no more.
+    assert grant(some, "repository:x/y:*") == {"repository:x/y": {"pull", "delete"}}
+    assert grant(some, "repository:x/y:push") == {}
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        ({"match": {"name": "/(/"}}, "actions"),
+        ({"match": {"name": "/(/"}, "actions": []}, "match.name"),
+        ({"match": {"ip": "10.0.0.0/33"}, "actions": []}, "match.ip"),
+        ({"match": {"ip": "example.com"}, "actions": []}, "match.ip"),
+        ({"match": {"acount": "x"}, "actions": []}, "unknown key"),
+        ({"match": {}, "actions": ["Pull"]}, "actions"),
+        ({"match": {}, "actions": [""]}, "actions"),
+        ({"match": {"labels": {"groups": "${wat}"}}, "actions": []}, "labels"),
+    ],
+)
+def test_bad_rules_are_refused_with_the_key(
+    tmp_path: Path, rule: dict[str, Any], message: str
+) -> None:
+    path = tmp_path / "acl.yaml"
+    path.write_text(yaml.safe_dump([{"match": {}, "actions": ["pull"]}, rule]))
+    with pytest.raises(ConfigError) as info:
+        read_acl_file(path)
+    assert "rule 2" in str(info.value) and message in str(info.value)
+
+
+def test_acl_file_accepts_a_pasted_acl_section(tmp_path: Path) -> None:
+    path = tmp_path / "acl.yaml"
+    path.write_text(yaml.safe_dump({"acl": RULES}))
+    assert len(read_acl_file(path)) == 3
+    path.write_text(yaml.safe_dump({"acl": RULES, "users": {}}))
+    with pytest.raises(ConfigError, match="must be a list"):
+        read_acl_file(path)
+    path.write_text("acl: [")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        read_acl_file(path)
+
+
+def _replace(path: Path, rules: object) -> None:
+    """Write as an editor would (new file, rename), so the change is always seen."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(rules if isinstance(rules, str) else yaml.safe_dump(rules))
+    os.replace(tmp, path)
+
+
+def test_acl_file_hot_reload_and_bad_file_kept_out(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "acl.yaml"
+    _replace(path, [{"match": {"name": "a/*"}, "actions": ["pull"]}])
+    acl = ACLFile(path)
+    requester = Requester(Identity("alice"), "registry")
+    scopes = parse_scopes(["repository:a/x:pull", "repository:b/x:pull"])
+    assert [a.name for a in acl.filter(requester, scopes)] == ["a/x"]
+
+    _replace(path, [{"match": {"name": "b/*"}, "actions": ["pull"]}])
+    assert [a.name for a in acl.filter(requester, scopes)] == ["b/x"]
+
+    caplog.set_level(logging.INFO, logger="tokenserver.authz.acl_file")
+    _replace(path, [{"match": {"ip": "nonsense"}, "actions": ["pull"]}])
+    assert [a.name for a in acl.filter(requester, scopes)] == ["b/x"]
+    assert any(
+        r.levelno == logging.ERROR and "previous rules stay" in r.getMessage()
+        for r in caplog.records
+    )
+    _replace(path, "- [unbalanced")
+    assert [a.name for a in acl.filter(requester, scopes)] == ["b/x"]
+
+    path.unlink()
+    assert [a.name for a in acl.filter(requester, scopes)] == ["b/x"]
+
+    _replace(path, [{"match": {}, "actions": ["pull"]}])
+    assert [a.name for a in acl.filter(requester, scopes)] == ["a/x", "b/x"]
+
+
+def test_a_bad_file_at_start_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "acl.yaml"
+    _replace(path, [{"match": {"nme": "x"}, "actions": []}])
+    with pytest.raises(ConfigError, match=r"rule 1 match\.nme: unknown key"):
+        ACLFile(path)
+    with pytest.raises(ConfigError, match="No such file"):
+        ACLFile(tmp_path / "missing.yaml")
+
+
+def test_rules_in_the_config(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"acl": RULES}))
+    config = load_config(path, environ={})
+    assert config.acl is not None and len(config.acl) == 3
+    path.write_text(yaml.safe_dump({"acl": RULES, "acl_file": "rules.yaml"}))
+    with pytest.raises(ConfigError, match="acl or acl_file"):
+        load_config(path, environ={})
+    path.write_text(yaml.safe_dump({"acl_file": "rules.yaml"}))
+    assert load_config(path, environ={}).acl_file == tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump({"acl": [{"match": {"ip": "x"}, "actions": []}]}))
+    with pytest.raises(ConfigError, match=r"acl\.0\.match\.ip"):
+        load_config(path, environ={})
+
+
+def test_validation_error_type() -> None:
+    with pytest.raises(ValidationError):
+        ACLEntry.model_validate({"match": {"name": "[x"}, "actions": []})

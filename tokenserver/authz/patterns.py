@@ -1,0 +1,175 @@
+"""The value patterns of ACL rules, with the semantics docker_auth users know.
+
+A pattern is a glob (Go's `path.Match`: `*` and `?` never cross a `/`,
+`[a-z]` and `[^a-z]` classes, `\\` escapes) or, between slashes, a regular
+expression that may match anywhere in the value (`/^team\\//` to anchor).
+Placeholders `${account}`, `${type}`, `${name}`, `${service}` and
+`${labels:KEY}` are filled in before matching; the values are escaped, so an
+account named `a*` matches only itself. A multi-valued label makes the
+pattern match when any of its values does.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+__all__ = ["Pattern", "PatternError", "Values", "compile_pattern"]
+
+# Upper bound on label-value combinations tried for one pattern: a user in
+# thousands of groups must not turn one match into a long loop.
+MAX_COMBINATIONS = 4096
+
+_PLACEHOLDER = re.compile(r"\$\{([a-z]+)(?::([^}]*))?\}")
+_SCALARS = frozenset({"account", "type", "name", "service"})
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class PatternError(ValueError):
+    """A pattern that cannot be used; raised when rules are loaded, never when matching."""
+
+
+@dataclass(frozen=True)
+class Values:
+    """What placeholders stand for in one match: scalars and multi-valued labels."""
+
+    scalars: Mapping[str, str]
+    labels: Mapping[str, Sequence[str]]
+
+
+def _glob_to_regex(glob: str) -> str:
+    out: list[str] = []
+    i, n = 0, len(glob)
+    while i < n:
+        c = glob[i]
+        i += 1
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "\\":
+            if i == n:
+                raise PatternError(f"{glob!r}: ends with a lone backslash")
+            out.append(re.escape(glob[i]))
+            i += 1
+        elif c == "[":
+            end, members = _glob_class(glob, i)
+            out.append(members)
+            i = end
+        else:
+            out.append(re.escape(c))
+    return "".join(out)
+
+
+def _glob_class(glob: str, start: int) -> tuple[int, str]:
+    """Translate `[...]` starting after the '['; returns (index after ']', regex)."""
+    i, n = start, len(glob)
+    negate = i < n and glob[i] == "^"
+    if negate:
+        i += 1
+    parts: list[str] = []
+    while True:
+        if i >= n:
+            raise PatternError(f"{glob!r}: unterminated character class")
+        c = glob[i]
+        if c == "]" and parts:
+            break
+        if c == "\\":
+            i += 1
+            if i >= n:
+                raise PatternError(f"{glob!r}: unterminated character class")
+            c = glob[i]
+        lo = c
+        i += 1
+        if i + 1 < n and glob[i] == "-" and glob[i + 1] != "]":
+            hi = glob[i + 1]
+            if hi == "\\":
+                i += 1
+                if i + 1 >= n:
+                    raise PatternError(f"{glob!r}: unterminated character class")
+                hi = glob[i + 1]
+            if hi < lo:
+                raise PatternError(f"{glob!r}: bad range {lo}-{hi}")
+            parts.append(f"{re.escape(lo)}-{re.escape(hi)}")
+            i += 2
+        else:
+            parts.append(re.escape(lo))
+    # A class never matches '/', like `*` and `?`.
+    body = "".join(parts)
+    return i + 1, f"[^/{body}]" if negate else f"(?!/)[{body}]"
+
+
+def _glob_escape(value: str) -> str:
+    return re.sub(r"([*?\[\]\\])", r"\\\1", value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _compile(source: str, is_regex: bool) -> re.Pattern[str]:
+    try:
+        if is_regex:
+            return re.compile(source)
+        return re.compile(_glob_to_regex(source), re.DOTALL)
+    except re.error as exc:
+        raise PatternError(f"{source!r}: {exc}") from None
+
+
+class Pattern:
+    """One compiled rule value; `matches` is cheap when there are no placeholders."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.is_regex = len(source) > 2 and source.startswith("/") and source.endswith("/")
+        self._body = source[1:-1] if self.is_regex else source
+        self._placeholders = [(m.group(1), m.group(2)) for m in _PLACEHOLDER.finditer(self._body)]
+        for kind, key in self._placeholders:
+            if kind == "labels" and key:
+                continue
+            if kind in _SCALARS and key is None:
+                continue
+            raise PatternError(
+                f"{source!r}: unknown placeholder ${{{kind}{':' + key if key else ''}}}"
+            )
+        # Compile once with neutral stand-ins, so a broken pattern fails at load time.
+        _compile(_PLACEHOLDER.sub("x", self._body), self.is_regex)
+        self._static = None if self._placeholders else _compile(self._body, self.is_regex)
+
+    def __repr__(self) -> str:
+        return f"Pattern({self.source!r})"
+
+    def matches(self, value: str, values: Values) -> bool:
+        if self.is_regex and _CONTROL.search(value):
+            # Python's `$` also matches before a final newline, Go's does not:
+            # refuse rather than match more than the rule's author meant.
+            return False
+        if self._static is not None:
+            return self._test(self._static, value)
+        for filled in itertools.islice(self._fill(values), MAX_COMBINATIONS):
+            if self._test(_compile(filled, self.is_regex), value):
+                return True
+        return False
+
+    def _test(self, compiled: re.Pattern[str], value: str) -> bool:
+        if self.is_regex:
+            return compiled.search(value) is not None
+        return compiled.fullmatch(value) is not None
+
+    def _fill(self, values: Values) -> Iterator[str]:
+        escape = re.escape if self.is_regex else _glob_escape
+        label_keys = sorted({key for kind, key in self._placeholders if kind == "labels" and key})
+        choices = [values.labels.get(key, ()) for key in label_keys]
+        for combination in itertools.product(*choices):
+            chosen = dict(zip(label_keys, combination, strict=True))
+
+            def substitute(m: re.Match[str], chosen: Mapping[str, str] = chosen) -> str:
+                kind, key = m.group(1), m.group(2)
+                raw = chosen[key] if kind == "labels" else values.scalars.get(kind, "")
+                return escape(raw)
+
+            yield _PLACEHOLDER.sub(substitute, self._body)
+
+
+def compile_pattern(source: str) -> Pattern:
+    return Pattern(source)
