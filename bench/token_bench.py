@@ -1,33 +1,56 @@
-"""GET /token throughput and latency, cold (credential cache off) and warm.
+"""GET /token throughput and latency for each way a user can log in.
 
-Starts two token servers on 127.0.0.1 with one htpasswd user hashed with
-bcrypt cost 10: one with `users.credential_cache_ttl: 0` (every request runs
-bcrypt) and one with the default cache. Load comes from `wrk` in another
-process, each level bounded in seconds and, as a safety cap set well above what
-the time allows, in requests (a Lua counter stops each wrk thread). Prints requests/s, p50 and p99 per concurrency, and the
-warm/cold ratio.
+Starts one token server per mode on 127.0.0.1, all sharing one signing key:
+
+- cold: one htpasswd user hashed with bcrypt cost 10 and
+  `users.credential_cache_ttl: 0` (every request runs bcrypt);
+- warm: the same htpasswd user with the default credential cache;
+- database: a user in the server's own database (`tokenserver user add`,
+  bcrypt at the default cost), default credential cache;
+- ldap: a user in a real OpenLDAP (slapd on 127.0.0.1, `{SSHA}` password,
+  member of one group, found through `memberOf`), default `ldap.cache_ttl`
+  and credential cache. The server's database backend comes first in the
+  default order, so each LDAP login also misses there.
+
+Each mode asks for its own user's namespace, `repository:<user>/app:pull,push`;
+one request per mode proves the login and the granted actions (and fills the
+caches) before any timing starts. Load comes from `wrk` in another process,
+each level bounded in seconds and, as a safety cap set well above what the
+time allows, in requests (a Lua counter stops each wrk thread). Prints
+requests/s, p50 and p99 per mode and concurrency, then the warm/cold ratio and
+the ldap/database warm ratio (target: at least 0.5, the LDAP warm path within
+2x of the database user's).
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import json
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import ldap3
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tests.support.ldap import Slapd
 from tests.support.tokenserver import TokenServer
 from tokenserver.passwords import hash_password
 
-USER, PASSWORD = "bench", "bench-password"
-SCOPE = f"repository:{USER}/app:pull,push"
+HTPASSWD_USER, HTPASSWD_PASSWORD = "bench", "bench-password"
+DATABASE_USER, DATABASE_PASSWORD = "dbuser", "dbuser-password"
+LDAP_USER, LDAP_PASSWORD = "ldapuser", "ldapuser-password"
+LDAP_GROUP = "developers"
+# The LDAP warm path must stay within 2x of the database user's.
+LDAP_TARGET = 0.5
+QUIET = {"log": {"level": "warning"}}
 
 # Stops a wrk thread after its share of the request budget.
 LUA = """
@@ -43,16 +66,35 @@ end
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
+@dataclass(frozen=True)
+class Mode:
+    name: str
+    user: str
+    password: str
+    requests: int
+
+    @property
+    def scope(self) -> str:
+        return f"repository:{self.user}/app:pull,push"
+
+
 def _ms(text: str) -> float:
     value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
     return float(value) * _UNITS[unit]
 
 
 def run_level(
-    wrk: str, url: str, script: Path, concurrency: int, requests: int, seconds: int
+    wrk: str,
+    url: str,
+    script: Path,
+    user: str,
+    password: str,
+    concurrency: int,
+    requests: int,
+    seconds: int,
 ) -> dict[str, float]:
     threads = min(2, concurrency)
-    auth = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    auth = base64.b64encode(f"{user}:{password}".encode()).decode()
     out = subprocess.run(
         [
             wrk,
@@ -87,6 +129,34 @@ def run_level(
     }
 
 
+def _granted_actions(token: str) -> set[str]:
+    """Every action the token's `access` claim grants (signature not checked)."""
+    payload = token.split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return {action for entry in claims.get("access", []) for action in entry["actions"]}
+
+
+def measure(
+    server: TokenServer,
+    mode: Mode,
+    wrk: str,
+    script: Path,
+    levels: list[int],
+    seconds: int,
+) -> dict[int, dict[str, float]]:
+    url = f"{server.url}/token?service=registry&scope={mode.scope}&account={mode.user}"
+    # Proves the credentials and the grant before any timing starts (and warms the caches).
+    answer = httpx.get(url, auth=(mode.user, mode.password), timeout=30)
+    answer.raise_for_status()
+    actions = _granted_actions(answer.json()["token"])
+    if actions != {"pull", "push"}:
+        raise SystemExit(f"{mode.name}: {mode.scope} granted {sorted(actions)}, not pull,push")
+    return {
+        c: run_level(wrk, url, script, mode.user, mode.password, c, mode.requests, seconds)
+        for c in levels
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--levels", default="1,16,64")
@@ -99,43 +169,78 @@ def main() -> None:
     if wrk is None:
         raise SystemExit("wrk is missing: apt-get install wrk (or make peers)")
 
+    cold = Mode("cold", HTPASSWD_USER, HTPASSWD_PASSWORD, args.cold_requests)
+    warm = Mode("warm", HTPASSWD_USER, HTPASSWD_PASSWORD, args.warm_requests)
+    database = Mode("database", DATABASE_USER, DATABASE_PASSWORD, args.warm_requests)
+    ldap = Mode("ldap", LDAP_USER, LDAP_PASSWORD, args.warm_requests)
+    results: dict[str, dict[int, dict[str, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="token-bench-") as tmp:
         work = Path(tmp)
         script = work / "budget.lua"
         script.write_text(LUA)
         htpasswd = work / "htpasswd"
-        htpasswd.write_text(f"{USER}:{hash_password(PASSWORD, rounds=10)}\n")
+        htpasswd.write_text(f"{HTPASSWD_USER}:{hash_password(HTPASSWD_PASSWORD, rounds=10)}\n")
         keys = work / "keys"
-        results: dict[str, dict[int, dict[str, float]]] = {}
-        for mode, ttl, count in (
-            ("cold", 0, args.cold_requests),
-            ("warm", 60, args.warm_requests),
-        ):
-            server = TokenServer(
-                work / mode,
-                keys_dir=keys,
-                htpasswd=htpasswd,
-                extra={"users": {"credential_cache_ttl": ttl}, "log": {"level": "warning"}},
-            )
-            with server:
-                url = f"{server.url}/token?service=registry&scope={SCOPE}&account={USER}"
-                # Proves the credentials work before any timing starts.
-                httpx.get(url, auth=(USER, PASSWORD)).raise_for_status()
-                results[mode] = {
-                    c: run_level(wrk, url, script, c, count, args.seconds) for c in levels
-                }
 
-    print(f"GET /token, bcrypt cost 10, one htpasswd user, {SCOPE}")
-    print(f"{'mode':<6}{'conc':>6}{'requests':>10}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
-    for mode, by_level in results.items():
+        for mode, ttl in ((cold, 0), (warm, 60)):
+            extra = {"users": {"credential_cache_ttl": ttl}, **QUIET}
+            with TokenServer(work / mode.name, keys_dir=keys, htpasswd=htpasswd, extra=extra) as s:
+                results[mode.name] = measure(s, mode, wrk, script, levels, args.seconds)
+
+        server = TokenServer(work / database.name, keys_dir=keys, extra=QUIET)
+        server.add_user(database.user, database.password)
+        with server:
+            results[database.name] = measure(server, database, wrk, script, levels, args.seconds)
+
+        with Slapd(work / "slapd") as slapd:
+            slapd.add_user(ldap.user, ldap.password)
+            group_dn = slapd.add_group(LDAP_GROUP, [ldap.user])
+            # The server reads groups from memberOf: check the overlay filled it in.
+            conn = slapd.connection(slapd.service_dn, slapd.service_password)
+            try:
+                conn.search(
+                    slapd.user_dn(ldap.user),
+                    "(objectClass=*)",
+                    search_scope=ldap3.BASE,
+                    attributes=["memberOf"],
+                )
+                member_of = [str(v) for v in conn.entries[0].memberOf.values]
+            finally:
+                conn.unbind()
+            if member_of != [group_dn]:
+                raise SystemExit(f"ldap: {ldap.user} has memberOf {member_of}, not {group_dn}")
+            directory = {
+                "url": slapd.url,
+                "bind_dn": slapd.service_dn,
+                "bind_password": slapd.service_password,
+                "base_dn": slapd.people_dn,
+            }
+            extra = {"ldap": directory, **QUIET}
+            with TokenServer(work / ldap.name, keys_dir=keys, extra=extra) as s:
+                results[ldap.name] = measure(s, ldap, wrk, script, levels, args.seconds)
+
+    print("GET /token, scope repository:<user>/app:pull,push, one user per mode:")
+    print(f"  cold, warm: htpasswd user {HTPASSWD_USER} (bcrypt cost 10), cache off / default")
+    print(f"  database: user {DATABASE_USER} from `tokenserver user add` (bcrypt default cost)")
+    print(f"  ldap: OpenLDAP user {LDAP_USER} in group {LDAP_GROUP} (memberOf)")
+    print(f"{'mode':<10}{'conc':>6}{'requests':>10}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
+    for mode_name, by_level in results.items():
         for c, r in by_level.items():
             print(
-                f"{mode:<6}{c:>6}{r['requests']:>10.0f}{r['rps']:>10.1f}"
+                f"{mode_name:<10}{c:>6}{r['requests']:>10.0f}{r['rps']:>10.1f}"
                 f"{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}"
             )
     for c in levels:
         ratio = results["warm"][c]["rps"] / results["cold"][c]["rps"]
         print(f"warm/cold req/s at concurrency {c}: {ratio:.1f}x")
+    print(
+        "Target: the LDAP warm path stays within 2x of the database user's,"
+        f" i.e. ldap/database warm req/s >= {LDAP_TARGET}"
+    )
+    for c in levels:
+        ratio = results["ldap"][c]["rps"] / results["database"][c]["rps"]
+        verdict = "met" if ratio >= LDAP_TARGET else "MISSED"
+        print(f"ldap/database warm req/s at concurrency {c}: {ratio:.2f} (target {verdict})")
 
 
 if __name__ == "__main__":
