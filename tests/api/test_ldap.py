@@ -419,7 +419,7 @@ def test_secrets_stay_out_of_logs(
 
 
 def test_a_filter_matching_two_entries_refuses_the_login(directory: Directory) -> None:
-    uid, password = directory.user("twin")
+    uid, _ = directory.user("twin")
     directory.slapd.add_user(directory.name("other"), "irrelevant-pw", cn=uid)
     b = directory.backend(user_filter="(|(uid={username})(cn={username}))")
     try:
