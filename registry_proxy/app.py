@@ -17,6 +17,7 @@ from registry_proxy import context
 from registry_proxy.auth import AccessController
 from registry_proxy.config import Config
 from registry_proxy.errors import RegistryError, error_response, from_storage
+from registry_proxy.metrics import RegistryMetrics, RegistryMetricsMiddleware, auth_failure_reason
 from registry_proxy.routes import base, blobs, catalog, manifests, referrers, tags, uploads
 from registry_proxy.storage import Storage, make_driver
 from registry_proxy.storage.errors import StorageError
@@ -85,6 +86,13 @@ async def _respond(request: Request, exc: RegistryError) -> Response:
     context.ERROR_MESSAGE.set(exc.message)
     if exc.detail is not None:
         context.ERROR_DETAIL.set(exc.detail)
+    metrics: RegistryMetrics | None = getattr(request.app.state, "metrics", None)
+    if metrics is not None and exc.code == "UNAUTHORIZED":
+        metrics.auth_failure(
+            auth_failure_reason(
+                request.headers.get("authorization"), exc.headers.get("WWW-Authenticate")
+            )
+        )
     # Logged once, here, with the typed context keys; challenges are routine.
     level = logging.INFO if exc.status in (401, 404) else logging.WARNING
     log.log(level, "request failed", extra={"status": exc.status})
@@ -110,6 +118,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     else:
         error = RegistryError("UNSUPPORTED", None, message="not found", status=exc.status_code)
     return await _respond(request, error)
+
+
+async def _metrics(request: Request) -> Response:
+    metrics: RegistryMetrics = request.app.state.metrics
+    body, content_type = metrics.render()
+    return Response(body, headers={"Content-Type": content_type})
 
 
 async def _disconnect(request: Request, exc: Exception) -> Response:
@@ -147,8 +161,10 @@ def create_app(config: Config) -> Starlette:
         )
         yield
 
+    metrics = RegistryMetrics() if config.http.metrics.enabled else None
+    routes = ROUTES if metrics is None else [*ROUTES, Route("/metrics", _metrics, methods=["GET"])]
     app = Starlette(
-        routes=ROUTES,
+        routes=routes,
         lifespan=lifespan,
         exception_handlers={
             RegistryError: _registry_error,
@@ -158,4 +174,7 @@ def create_app(config: Config) -> Starlette:
         },
     )
     app.add_middleware(RequestContextMiddleware, keys=context.KEYS, logger="registry_proxy.access")
+    app.state.metrics = metrics
+    if metrics is not None:
+        app.add_middleware(RegistryMetricsMiddleware, metrics=metrics)
     return app

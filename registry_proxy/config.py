@@ -29,9 +29,15 @@ class TLSConfig(_Section):
     key: Path | None = None
 
 
+class MetricsConfig(_Section):
+    # GET /metrics (Prometheus text format, no auth) on the main port.
+    enabled: bool = True
+
+
 class HTTPConfig(_Section):
     addr: str = "127.0.0.1:5000"
     tls: TLSConfig = TLSConfig()
+    metrics: MetricsConfig = MetricsConfig()
     # Accepted for compatibility with Go registry configs; unused.
     secret: str | None = None
     # Seconds to let requests in flight finish at shutdown before closing them.

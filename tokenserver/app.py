@@ -9,9 +9,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tokenserver import __version__
+from tokenserver.audit import AuditLog
 from tokenserver.authn.base import Backend
 from tokenserver.authn.cache import CredentialCache
 from tokenserver.authn.chain import Authenticator
@@ -22,15 +24,19 @@ from tokenserver.authz.acl import DEFAULT_ACL, ACLPolicy
 from tokenserver.authz.acl_file import ACLFile
 from tokenserver.authz.policy import Explaining
 from tokenserver.config import Config
-from tokenserver.errors import InvalidRequest, TokenEndpointError
+from tokenserver.errors import AdminUnauthorized, HTTPError, InvalidRequest, TokenEndpointError
 from tokenserver.grants import GrantService
 from tokenserver.issuer import Issuer
 from tokenserver.keys import load_keys
+from tokenserver.metrics import HTTPMetricsMiddleware, TokenMetrics
 from tokenserver.middleware import RequestContextMiddleware
-from tokenserver.routes import token, wellknown
+from tokenserver.routes import admin, token, wellknown
+from tokenserver.store.audit import AuditStore
+from tokenserver.store.ci_tokens import CITokenStore
 from tokenserver.store.db import Database
 from tokenserver.store.refresh_tokens import RefreshTokenStore
 from tokenserver.store.users import UserStore
+from tokenserver.throttle import LoginThrottle
 
 __all__ = ["create_app"]
 
@@ -86,6 +92,17 @@ def create_app(config: Config, *, clock: Callable[[], dt.datetime] = _utcnow) ->
             refresh_lifetime=dt.timedelta(seconds=config.token.refresh_expiration),
             clock=clock,
             issuer_name=config.token.issuer,
+            ci_tokens=CITokenStore(db),
+            throttle=LoginThrottle(
+                config.throttle.account_failures,
+                config.throttle.address_failures,
+                config.throttle.window,
+            ),
+            metrics=app.state.metrics,
+        )
+        app.state.keys = keys
+        app.state.audit = AuditLog(
+            AuditStore(db), dt.timedelta(days=config.audit.retention_days), clock
         )
         log.info(
             "token server ready",
@@ -99,23 +116,51 @@ def create_app(config: Config, *, clock: Callable[[], dt.datetime] = _utcnow) ->
         try:
             yield
         finally:
+            app.state.audit.close()
             for backend in backends:
                 if isinstance(backend, LDAPBackend):
                     backend.close()
             db.dispose()
 
     app = FastAPI(title="tokenserver", version=__version__, lifespan=lifespan)
+    metrics = TokenMetrics()
+    app.state.metrics = metrics
     app.include_router(token.router)
     app.include_router(wellknown.router)
+    app.include_router(admin.router)
     app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(HTTPMetricsMiddleware, metrics=metrics)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        body, content_type = metrics.render()
+        return Response(body, headers={"Content-Type": content_type})
 
     @app.exception_handler(TokenEndpointError)
     async def token_error(_request: Request, exc: TokenEndpointError) -> JSONResponse:
         log.info("request refused", extra={"error": exc.error, "status": exc.status})
         return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers())
 
+    def refused_before_auth(request: Request) -> TokenEndpointError | None:
+        # FastAPI reads a body before the admin dependency runs; a caller
+        # without credentials still learns only that it needs some.
+        path = request.url.path
+        if path.startswith(admin.router.prefix + "/") and "authorization" not in request.headers:
+            return AdminUnauthorized("credentials are required", admin.REALM)
+        return None
+
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return await token_error(request, InvalidRequest("malformed request"))
+        error = refused_before_auth(request) or InvalidRequest("malformed request")
+        return await token_error(request, error)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """Routing and body-parsing errors, in the same JSON shape as every other error."""
+        error = refused_before_auth(request) or HTTPError(exc.status_code, str(exc.detail))
+        response = await token_error(request, error)
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
 
     return app

@@ -212,6 +212,106 @@ def cmd_policy_check(args: argparse.Namespace) -> None:
         print(f"{d.requested!s:<{width}}  ->  {granted:<16}  {d.reason}")
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> int:
+    """`30d`, `12h`, `90m`, `45s`, `2w` or plain seconds."""
+    value = text.strip().lower()
+    unit = value[-1:] if value[-1:] in _UNITS else "s"
+    number = value[:-1] if value[-1:] in _UNITS else value
+    if not number.isdigit() or int(number) <= 0:
+        raise CLIError(f"{text!r}: a duration such as 30d, 12h, 90m or 3600")
+    return int(number) * _UNITS[unit]
+
+
+def cmd_ci_create(args: argparse.Namespace) -> None:
+    from tokenserver.errors import TokenEndpointError
+    from tokenserver.routes.admin import CITokenCreate, create_ci_token
+    from tokenserver.store.ci_tokens import CITokenStore
+
+    config = _config(args)
+    try:
+        body = CITokenCreate(
+            name=args.name,
+            scopes=args.scope,
+            ttl=parse_duration(args.ttl),
+            description=args.description or "",
+        )
+    except ValidationError as exc:
+        raise CLIError(exc.errors()[0]["msg"]) from None
+    try:
+        _info, secret = create_ci_token(
+            CITokenStore(_database(config)),
+            body,
+            max_ttl=config.ci_tokens.max_ttl,
+            now=dt.datetime.now(dt.UTC),
+            created_by=os.environ.get("USER", "cli"),
+        )
+    except TokenEndpointError as exc:
+        raise CLIError(exc.description) from None
+    # Only the secret on stdout, so `$(tokenserver ci-token create ...)` captures it.
+    print(secret)
+
+
+def cmd_ci_list(args: argparse.Namespace) -> None:
+    from tokenserver.store.ci_tokens import CITokenStore
+
+    now = dt.datetime.now(dt.UTC)
+    tokens = CITokenStore(_database(_config(args))).list()
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "name": t.name,
+                        "scopes": [str(p) for p in t.scopes.patterns],
+                        "description": t.description,
+                        "expires_at": t.expires_at.isoformat(),
+                        "last_used_at": t.last_used_at.isoformat() if t.last_used_at else None,
+                        "last_used_ip": t.last_used_ip,
+                        "state": t.state(now),
+                    }
+                    for t in tokens
+                ]
+            )
+        )
+        return
+    for t in tokens:
+        used = f"{t.last_used_at:%Y-%m-%dT%H:%M:%SZ} {t.last_used_ip}" if t.last_used_at else "-"
+        print(
+            f"{t.name}\t{t.scopes}\t{t.expires_at:%Y-%m-%dT%H:%M:%SZ}\t{t.state(now)}\t{used}"
+            f"\t{t.description}"
+        )
+
+
+def cmd_ci_revoke(args: argparse.Namespace) -> None:
+    from tokenserver.store.ci_tokens import CITokenStore
+
+    count = CITokenStore(_database(_config(args))).revoke(args.name, dt.datetime.now(dt.UTC))
+    if not count:
+        raise CLIError(f"no live CI token named {args.name}")
+    print(f"CI token {args.name} revoked")
+
+
+def cmd_audit_tail(args: argparse.Namespace) -> None:
+    from tokenserver.store.audit import AuditStore
+
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=parse_duration(args.since))
+    records = AuditStore(_database(_config(args))).query(
+        subject=args.subject, outcome=args.outcome, since=since, limit=args.limit
+    )
+    for r in reversed(records):  # oldest first, as a tail reads
+        if args.json:
+            print(json.dumps({**vars(r), "at": r.at.isoformat()}))
+        else:
+            print(
+                f"{r.at:%Y-%m-%dT%H:%M:%SZ}\t{r.outcome}\t{r.subject or '-'}\t{r.kind or '-'}"
+                f"\t{r.client_ip}\t{r.service}\trequested={r.requested or '-'}"
+                f"\tgranted={r.granted or '-'}"
+            )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tokenserver", description=__doc__)
     common = argparse.ArgumentParser(add_help=False)
@@ -280,6 +380,35 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--acl-file", type=Path, help="check these rules instead of the configured")
     check.add_argument("--json", action="store_true")
     check.set_defaults(func=cmd_policy_check)
+
+    ci = sub.add_parser("ci-token", help="CI tokens (robot accounts)").add_subparsers(
+        dest="ci", required=True
+    )
+    create = ci.add_parser("create", parents=[common], help="create a token; prints its secret")
+    create.add_argument("name")
+    create.add_argument(
+        "--scope", action="append", required=True, help="e.g. repository:team/*:pull (repeatable)"
+    )
+    create.add_argument("--ttl", required=True, help="lifetime: 30d, 12h, 90m or seconds")
+    create.add_argument("--description")
+    create.set_defaults(func=cmd_ci_create)
+    cilist = ci.add_parser("list", parents=[common], help="list tokens (never their secrets)")
+    cilist.add_argument("--json", action="store_true")
+    cilist.set_defaults(func=cmd_ci_list)
+    cirevoke = ci.add_parser("revoke", parents=[common], help="revoke a token")
+    cirevoke.add_argument("name")
+    cirevoke.set_defaults(func=cmd_ci_revoke)
+
+    audit = sub.add_parser("audit", help="the audit trail").add_subparsers(
+        dest="audit", required=True
+    )
+    tail = audit.add_parser("tail", parents=[common], help="recent token requests, oldest first")
+    tail.add_argument("--since", default="1h", help="how far back: 1h, 30m, 7d (default 1h)")
+    tail.add_argument("--subject")
+    tail.add_argument("--outcome")
+    tail.add_argument("--limit", type=int, default=1000)
+    tail.add_argument("--json", action="store_true")
+    tail.set_defaults(func=cmd_audit_tail)
     return parser
 
 

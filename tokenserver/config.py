@@ -178,6 +178,20 @@ class LDAPConfig(_Section):
         return None if self.bind_password is None else self.bind_password.get_secret_value()
 
 
+class CITokensConfig(_Section):
+    max_ttl: int = Field(default=365 * 86400, ge=60)  # seconds
+
+
+class AuditConfig(_Section):
+    retention_days: int = Field(default=90, ge=1)
+
+
+class ThrottleConfig(_Section):
+    account_failures: int = Field(default=10, ge=1)
+    address_failures: int = Field(default=50, ge=1)
+    window: int = Field(default=300, ge=1)  # seconds
+
+
 class LogConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -190,6 +204,9 @@ class Config(_Section):
     log: LogConfig = LogConfig()
     authn: AuthnConfig = AuthnConfig()
     ldap: LDAPConfig = LDAPConfig()
+    ci_tokens: CITokensConfig = CITokensConfig()
+    audit: AuditConfig = AuditConfig()
+    throttle: ThrottleConfig = ThrottleConfig()
     acl: list[ACLEntry] | None = None
     acl_file: Path | None = None
 

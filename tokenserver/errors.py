@@ -7,13 +7,19 @@ because the Docker client shows that field to its user.
 from __future__ import annotations
 
 __all__ = [
+    "AdminUnauthorized",
+    "Conflict",
+    "Forbidden",
+    "HTTPError",
     "InvalidClient",
     "InvalidGrant",
     "InvalidRequest",
     "InvalidScope",
+    "NotFound",
     "PayloadTooLarge",
     "TemporarilyUnavailable",
     "TokenEndpointError",
+    "TooManyRequests",
     "Unauthorized",
     "UnsupportedGrantType",
 ]
@@ -83,3 +89,51 @@ class TemporarilyUnavailable(TokenEndpointError):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": "5"}
+
+
+class TooManyRequests(TokenEndpointError):
+    """Too many failed logins for this account or address; the password was not checked."""
+
+    status = 429
+    error = "too_many_requests"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many failed logins; retry in {retry_after} s")
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class AdminUnauthorized(Unauthorized):
+    """The admin API needs a password or a token: 401 with both challenges."""
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": f'Basic realm="{self.realm}", Bearer realm="{self.realm}"'}
+
+
+class Forbidden(TokenEndpointError):
+    status = 403
+    error = "forbidden"
+
+
+class NotFound(TokenEndpointError):
+    status = 404
+    error = "not_found"
+
+
+class Conflict(TokenEndpointError):
+    status = 409
+    error = "conflict"
+
+
+_HTTP_CODES = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed"}
+
+
+class HTTPError(TokenEndpointError):
+    """An error raised by the framework (no route, wrong method, unreadable body)."""
+
+    def __init__(self, status: int, description: str) -> None:
+        super().__init__(description)
+        self.status = status
+        self.error = _HTTP_CODES.get(status, "error")

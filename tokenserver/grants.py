@@ -10,8 +10,10 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from tokenserver import context
-from tokenserver.authn.base import BackendUnavailable, Identity
+from tokenserver.authn.base import BackendUnavailable, BadCredentials, Identity
 from tokenserver.authn.chain import Authenticator
 from tokenserver.authz.policy import Policy, Requester
 from tokenserver.errors import (
@@ -19,11 +21,15 @@ from tokenserver.errors import (
     InvalidRequest,
     InvalidScope,
     TemporarilyUnavailable,
+    TooManyRequests,
 )
 from tokenserver.issuer import IssuedToken, Issuer
+from tokenserver.metrics import TokenMetrics
 from tokenserver.scope import Access, ScopeError, merge, parse_scopes
 from tokenserver.secret import Secret
+from tokenserver.store.ci_tokens import CITokenStore, looks_like_ci_secret
 from tokenserver.store.refresh_tokens import RefreshTokenStore
+from tokenserver.throttle import LoginThrottle
 
 __all__ = ["Grant", "GrantService"]
 
@@ -51,8 +57,14 @@ class GrantService:
         refresh_lifetime: dt.timedelta,
         clock: Callable[[], dt.datetime],
         issuer_name: str,
+        ci_tokens: CITokenStore,
+        throttle: LoginThrottle,
+        metrics: TokenMetrics,
     ) -> None:
         self.issuer_name = issuer_name
+        self.ci_tokens = ci_tokens
+        self.throttle = throttle
+        self.metrics = metrics
         self.authenticator = authenticator
         self.policy = policy
         self.issuer = issuer
@@ -77,13 +89,38 @@ class GrantService:
         context.REQUESTED.set(merged)
         return merged
 
-    def authenticate(self, username: str, password: Secret) -> Identity:
-        """Blocking (may run bcrypt or ask a directory): call from a worker thread."""
+    def authenticate(self, username: str, password: Secret, ip: str | None = None) -> Identity:
+        """Blocking (may run bcrypt or ask a directory): call from a worker thread.
+
+        Throttled accounts and addresses are refused before the password is
+        looked at. Raises BadCredentials, TooManyRequests or TemporarilyUnavailable.
+        """
+        wait = self.throttle.retry_after(username, ip)
+        if wait:
+            raise TooManyRequests(wait)
         try:
-            return self.authenticator.authenticate(username, password)
+            identity = self._check(username, password, ip)
+        except BadCredentials as exc:
+            self.throttle.failure(username, ip)
+            self.metrics.login(exc.backend or "none", "failure")
+            raise
         except BackendUnavailable as exc:
+            self.metrics.login("unavailable", "failure")
             log.warning("identity backend unavailable", extra={"reason": str(exc)})
             raise TemporarilyUnavailable("the identity backend is unavailable; retry") from None
+        self.throttle.success(username)
+        self.metrics.login(identity.backend, "success")
+        return identity
+
+    def _check(self, username: str, password: Secret, ip: str | None) -> Identity:
+        if looks_like_ci_secret(password.reveal()):
+            try:
+                token = self.ci_tokens.authenticate(username, password.reveal(), self.clock(), ip)
+            except SQLAlchemyError:
+                raise BackendUnavailable("the CI token database cannot be reached") from None
+            if token is not None:
+                return Identity(token.name, "ci", frozenset(), "ci-token", limit=token.scopes)
+        return self.authenticator.authenticate(username, password)
 
     def identity_for_refresh(self, value: Secret, service: str) -> Identity:
         """Blocking: resolve a refresh token to the identity it was issued to."""
@@ -113,6 +150,8 @@ class GrantService:
     ) -> IssuedToken:
         """Filter and sign; `via` names how the caller proved who it is (for the log)."""
         context.ACCOUNT.set(identity.subject)
+        if identity.limit is not None:
+            requested = identity.limit.narrow(requested)
         granted = tuple(self.policy.filter(Requester(identity, service, ip), requested))
         context.GRANTED.set(granted)
         token = self.issuer.issue(identity.subject, service, granted, self.clock())

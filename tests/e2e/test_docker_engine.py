@@ -38,13 +38,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             yield Stack(tokens, registry)
 
 
-def token_requests(tokens: TokenServer, since: int) -> list[dict[str, object]]:
-    """`token issued` log entries written after byte offset `since`."""
-    lines = tokens.log_text()[since:].splitlines()
-    entries = [json.loads(line) for line in lines if line.startswith("{")]
-    return [e for e in entries if e.get("msg") == "token issued"]
-
-
 def test_docker_login_push_pull_with_refresh_token_then_revoke(
     stack: Stack, dockerd: Dockerd, tmp_path: Path
 ) -> None:
@@ -64,7 +57,7 @@ def test_docker_login_push_pull_with_refresh_token_then_revoke(
     inspected = json.loads(dockerd.docker("image", "inspect", image).stdout)
     assert inspected[0]["Id"] == archive.config_digest
 
-    issued = token_requests(stack.tokens, offset)
+    issued = stack.tokens.issued_since(offset)
     assert issued, "push and pull asked for tokens"
     assert {e["via"] for e in issued} == {"refresh_token"}
     assert all(e["account"] == "dora" for e in issued)
@@ -94,7 +87,7 @@ def test_ctr_push_and_pull_with_password_grant(
     listed = dockerd.ctr("images", "ls", "-q").stdout.split()
     assert ref in listed
 
-    issued = token_requests(stack.tokens, offset)
+    issued = stack.tokens.issued_since(offset)
     assert issued
     assert {e["via"] for e in issued} == {"password"}
 

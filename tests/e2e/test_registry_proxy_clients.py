@@ -83,11 +83,6 @@ def access_log(registry: RegistryProxy, since: int = 0) -> list[dict[str, Any]]:
     return [e for e in json_lines(registry.log_text()[since:]) if e.get("msg") == "request"]
 
 
-def token_requests(tokens: TokenServer, since: int = 0) -> list[dict[str, Any]]:
-    """`token issued` entries of the token server written after byte offset `since`."""
-    return [e for e in json_lines(tokens.log_text()[since:]) if e.get("msg") == "token issued"]
-
-
 def blob_path(layout: Path, digest: str) -> Path:
     return layout / "blobs" / "sha256" / digest.removeprefix("sha256:")
 
@@ -298,7 +293,7 @@ def test_docker_login_load_push_rmi_pull(stack: Stack, dockerd: Dockerd, tmp_pat
     inspected = json.loads(dockerd.docker("image", "inspect", image).stdout)
     assert inspected[0]["Id"] == archive.config_digest
 
-    issued = token_requests(stack.tokens, offset)
+    issued = stack.tokens.issued_since(offset)
     assert issued, "push and pull asked for tokens"
     assert {e["via"] for e in issued} == {"refresh_token"}
     assert any("repository:dora/app:pull,push" in e["granted"] for e in issued)
@@ -323,7 +318,7 @@ def test_docker_push_to_a_second_repository_mounts_blobs(
     # A mount needs pull on the source too: one token carried both repositories.
     assert any(
         {"repository:dora/two:pull,push", "repository:dora/one:pull"} <= set(e["granted"])
-        for e in token_requests(stack.tokens, token_offset)
+        for e in stack.tokens.issued_since(token_offset)
     )
 
     posts = [
@@ -364,7 +359,7 @@ def test_ctr_import_push_rm_pull(stack: Stack, dockerd: Dockerd, tmp_path: Path)
     dockerd.ctr("images", "pull", *user, ref)
     assert _ctr_image_digest(dockerd, ref) == digest
 
-    issued = token_requests(stack.tokens, offset)
+    issued = stack.tokens.issued_since(offset)
     assert issued
     assert {e["via"] for e in issued} == {"password"}
 
@@ -411,7 +406,7 @@ def test_python_dxf_over_https(tmp_path: Path) -> None:
                 and e["status"] == 201
                 for e in access_log(reg)
             )
-        issued = token_requests(tokens)
+        issued = tokens.issued_since(0)
         assert issued
         assert all(e["account"] == "xena" for e in issued)
         assert any("repository:xena/blobs:pull,push" in e["granted"] for e in issued)

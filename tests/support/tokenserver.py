@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import ssl
@@ -166,6 +167,12 @@ class TokenServer:
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def issued_since(self, offset: int) -> list[dict[str, Any]]:
+        """`token issued` log entries written after byte offset `offset` of the log."""
+        lines = self.log_text()[offset:].splitlines()
+        entries = [json.loads(line) for line in lines if line.startswith("{")]
+        return [e for e in entries if e.get("msg") == "token issued"]
 
     def __enter__(self) -> TokenServer:
         return self.start()

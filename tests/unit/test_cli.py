@@ -8,6 +8,7 @@ import io
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -336,3 +337,61 @@ def test_policy_check_errors(run: Run) -> None:
     assert code == 2 and "--user" in err
     code, _, err = run("policy", "check", "--user", "a", "--scope", "repository:A:pull")
     assert code == 2 and "--scope" in err
+
+
+def test_ci_token_create_list_revoke(run: Run, database: Database) -> None:
+    code, out, err = run(
+        "ci-token", "create", "ci-app", "--scope", "repository:team/app:pull,push",
+        "--scope", "repository:team/*:pull", "--ttl", "30d", "--description", "deploys",
+    )  # fmt: skip
+    assert code == 0, err
+    secret = out.strip()
+    assert secret.startswith("tsci_") and "\n" not in secret
+    code, out, _ = run("ci-token", "list", "--json")
+    (entry,) = json.loads(out)
+    assert entry["name"] == "ci-app" and entry["state"] == "live"
+    assert entry["scopes"] == ["repository:team/app:pull,push", "repository:team/*:pull"]
+    expires = dt.datetime.fromisoformat(entry["expires_at"])
+    assert abs((expires - dt.datetime.now(dt.UTC)) - dt.timedelta(days=30)) < dt.timedelta(
+        minutes=1
+    )
+    assert secret not in out
+    code, out, _ = run("ci-token", "list")
+    assert code == 0 and "ci-app" in out and "live" in out and secret not in out
+
+    code, _, err = run("ci-token", "create", "ci-app", "--scope", "repository:a/b:pull",
+                       "--ttl", "1h")  # fmt: skip
+    assert code == 2 and "revoke it first" in err
+    assert run("ci-token", "revoke", "ci-app")[0] == 0
+    assert json.loads(run("ci-token", "list", "--json")[1])[0]["state"] == "revoked"
+    code, _, err = run("ci-token", "revoke", "ci-app")
+    assert code == 2 and "no live CI token" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--scope", "repository:a/b:pull", "--ttl", "soon"], "duration"),
+        (["--scope", "repository:a/b:pull", "--ttl", "0"], "duration"),
+        (["--scope", "repository:a/b:pull", "--ttl", "1000w"], "maximum"),
+        (["--scope", "junk", "--ttl", "1h"], "bad scope"),
+    ],
+)
+def test_ci_token_create_errors(run: Run, args: list[str], message: str) -> None:
+    code, out, err = run("ci-token", "create", "ci-x", *args)
+    assert code == 2 and message in err and not out
+
+
+def test_audit_tail(run: Run, client: Any, add_user: Callable[..., str]) -> None:
+    password = add_user("alice")
+    client.get("/token", params={"service": "registry"}, auth=("alice", password))
+    client.get("/token", params={"service": "registry"}, auth=("alice", "wrong"))
+    assert client.app.state.audit.flush(5)
+    code, out, _ = run("audit", "tail", "--since", "10m")
+    lines = out.splitlines()
+    assert code == 0 and len(lines) == 2
+    assert "granted" in lines[0] and "bad_credentials" in lines[1]
+    code, out, _ = run("audit", "tail", "--json", "--outcome", "bad_credentials")
+    (row,) = [json.loads(line) for line in out.splitlines()]
+    assert row["subject"] == "alice" and row["client_ip"] == "testclient"
+    assert password not in out

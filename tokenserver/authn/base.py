@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from tokenserver.secret import Secret
+
+if TYPE_CHECKING:
+    from tokenserver.authz.scope_limit import ScopeLimit
 
 __all__ = [
     "Account",
@@ -27,6 +30,8 @@ class Identity:
     kind: Kind = "user"
     groups: frozenset[str] = field(default_factory=frozenset)
     backend: str = ""
+    # A CI token's own scopes: nothing outside them is ever granted.
+    limit: ScopeLimit | None = None
 
     @classmethod
     def anonymous(cls) -> Identity:
@@ -48,7 +53,14 @@ class Account:
 
 
 class BadCredentials(Exception):
-    """Unknown user, wrong password or disabled account: indistinguishable to the client."""
+    """Unknown user, wrong password or disabled account: indistinguishable to the client.
+
+    `backend` names the backend that refused (empty when none knew the user).
+    """
+
+    def __init__(self, reason: str, backend: str = "") -> None:
+        super().__init__(reason)
+        self.backend = backend
 
 
 class BackendUnavailable(Exception):

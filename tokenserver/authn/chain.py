@@ -32,16 +32,20 @@ class Authenticator:
 
     def authenticate(self, username: str, password: Secret) -> Identity:
         for backend in self.backends:
-            account = backend.lookup(username)
+            try:
+                account = backend.lookup(username)
+            except BadCredentials as exc:
+                exc.backend = backend.name
+                raise
             if account is None:
                 continue
             if account.disabled:
                 # Spend the same time as a live account, so timing does not tell.
                 backend.check(account, password)
-                raise BadCredentials("account disabled")
+                raise BadCredentials("account disabled", backend.name)
             if not self.cache.hit(backend.name, username, password, account.fingerprint):
                 if not backend.check(account, password):
-                    raise BadCredentials("wrong password")
+                    raise BadCredentials("wrong password", backend.name)
                 self.cache.remember(backend.name, username, password, account.fingerprint)
             return Identity(account.name, "user", account.groups, backend.name)
         verify_password(password.reveal(), self._decoy_hash)

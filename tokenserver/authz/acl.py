@@ -94,7 +94,8 @@ class ACLEntry(BaseModel):
 
 
 # The behaviour without configured rules: members of `admin` may do anything,
-# every user owns the repositories under their own name, anonymous nothing.
+# every user owns the repositories under their own name, a CI token gets what
+# its own scopes allow, anonymous nothing.
 DEFAULT_ACL: tuple[ACLEntry, ...] = (
     ACLEntry(
         match=MatchConditions(account="/.+/", labels={"groups": ADMIN_GROUP, "kind": "user"}),
@@ -107,6 +108,11 @@ DEFAULT_ACL: tuple[ACLEntry, ...] = (
         ),
         actions=["pull", "push", "delete"],
         comment="every user owns the repositories under their own name",
+    ),
+    ACLEntry(
+        match=MatchConditions(account="/.+/", labels={"kind": "ci"}),
+        actions=["*"],
+        comment="CI tokens: as far as their own scopes reach",
     ),
 )
 

@@ -9,15 +9,17 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
+    Text,
     TypeDecorator,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-__all__ = ["Base", "RefreshToken", "User", "UserGroup"]
+__all__ = ["AuditEvent", "Base", "CIToken", "RefreshToken", "User", "UserGroup"]
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
@@ -83,3 +85,41 @@ class RefreshToken(Base):
     last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class CIToken(Base):
+    """A robot credential: a name, scope patterns, an expiry; the secret only hashed."""
+
+    __tablename__ = "ci_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), index=True)
+    description: Mapped[str] = mapped_column(String(1024), default="")
+    scopes: Mapped[str] = mapped_column(Text)  # space-separated scope patterns
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String(255), default="")
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_used_ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class AuditEvent(Base):
+    """One token request: who, from where, what was asked and what was granted."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_subject_at", "subject", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    subject: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(16))
+    backend: Mapped[str] = mapped_column(String(32))
+    via: Mapped[str] = mapped_column(String(32))
+    client_ip: Mapped[str] = mapped_column(String(64))
+    user_agent: Mapped[str] = mapped_column(String(512))
+    service: Mapped[str] = mapped_column(String(255))
+    requested: Mapped[str] = mapped_column(Text)
+    granted: Mapped[str] = mapped_column(Text)
+    outcome: Mapped[str] = mapped_column(String(32), index=True)

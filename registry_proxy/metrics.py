@@ -1,0 +1,161 @@
+"""Prometheus metrics of one registry app (no global registry: one per app).
+
+Requests are labelled by route template (`/v2/{name}/blobs/{digest}`), never
+by raw path or repository name; auth failures by a fixed set of reasons. Body
+bytes are counted as the chunks pass (their lengths only: nothing is buffered).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client import generate_latest as _generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tokenserver.metrics import method_label, route_label
+
+__all__ = [
+    "AUTH_FAILURE_REASONS",
+    "DURATION_BUCKETS",
+    "RegistryMetrics",
+    "RegistryMetricsMiddleware",
+    "auth_failure_reason",
+]
+
+AUTH_FAILURE_REASONS = ("missing", "malformed", "invalid_token", "insufficient_scope")
+
+# Blob pushes and pulls can take minutes; the default buckets stop at 10 s.
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+_CHALLENGE_ERROR = re.compile(r'error="(\w+)"')
+
+
+def auth_failure_reason(authorization: str | None, challenge: str | None) -> str:
+    """Why a 401 was answered, from the request's Authorization and our challenge header.
+
+    `missing`: no credentials; `malformed`: not a usable Bearer header;
+    otherwise the challenge's `error` (`invalid_token`, `insufficient_scope`).
+    """
+    match = _CHALLENGE_ERROR.search(challenge or "")
+    if match is not None and match.group(1) in AUTH_FAILURE_REASONS:
+        return match.group(1)
+    if not authorization or not authorization.strip():
+        return "missing"
+    return "malformed"
+
+
+class RegistryMetrics:
+    """The registry's request, byte and auth-failure metrics, in their own registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        labels = ["method", "route"]
+        self._requests = Counter(
+            "registry_http_requests",
+            "HTTP requests by method, route template and status.",
+            [*labels, "status"],
+            registry=self.registry,
+        )
+        self._request_bytes = Counter(
+            "registry_http_request_bytes",
+            "Request body bytes received, by method and route template.",
+            labels,
+            registry=self.registry,
+        )
+        self._response_bytes = Counter(
+            "registry_http_response_bytes",
+            "Response body bytes sent, by method and route template.",
+            labels,
+            registry=self.registry,
+        )
+        self._duration = Histogram(
+            "registry_http_request_duration_seconds",
+            "HTTP request duration (until the response body was sent), by method and route.",
+            labels,
+            registry=self.registry,
+            buckets=DURATION_BUCKETS,
+        )
+        self._auth_failures = Counter(
+            "registry_auth_failures",
+            "Requests answered 401, by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
+        for reason in AUTH_FAILURE_REASONS:
+            self._auth_failures.labels(reason)
+
+    def observe_request(
+        self,
+        method: str,
+        route: str,
+        status: int,
+        seconds: float,
+        bytes_in: int,
+        bytes_out: int,
+    ) -> None:
+        """Record one finished HTTP request (`route` a template or `unmatched`)."""
+        method = method_label(method)
+        self._requests.labels(method, route, str(status)).inc()
+        self._duration.labels(method, route).observe(seconds)
+        self._request_bytes.labels(method, route).inc(bytes_in)
+        self._response_bytes.labels(method, route).inc(bytes_out)
+
+    def auth_failure(self, reason: str) -> None:
+        """Count one 401; `reason` is one of AUTH_FAILURE_REASONS (else ValueError)."""
+        if reason not in AUTH_FAILURE_REASONS:
+            raise ValueError(f"unknown auth failure reason {reason!r}")
+        self._auth_failures.labels(reason).inc()
+
+    def render(self) -> tuple[bytes, str]:
+        """The text exposition of this app's metrics and its content type."""
+        return _generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class RegistryMetricsMiddleware:
+    """Counts requests, body bytes each way and durations (pure ASGI, streams untouched).
+
+    Byte counts are summed per request and recorded when it ends, so a long
+    upload shows up once it finished (or failed).
+    """
+
+    def __init__(self, app: ASGIApp, metrics: RegistryMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+        bytes_in = bytes_out = 0
+        started = time.perf_counter()
+
+        async def receive_wrapper() -> Message:
+            nonlocal bytes_in
+            message = await receive()
+            if message["type"] == "http.request":
+                bytes_in += len(message.get("body", b""))
+            return message
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status, bytes_out
+            kind = message["type"]
+            if kind == "http.response.body":
+                bytes_out += len(message.get("body", b""))
+            elif kind == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive_wrapper, send_wrapper)
+        finally:
+            self.metrics.observe_request(
+                scope["method"],
+                route_label(scope),
+                status,
+                time.perf_counter() - started,
+                bytes_in,
+                bytes_out,
+            )

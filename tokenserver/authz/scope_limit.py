@@ -1,0 +1,96 @@
+"""Scope patterns that bound what a CI token can ever be granted.
+
+    repository:team/app:pull,push     one repository
+    repository:team/*:pull            every repository one level under team/
+    registry:catalog:*                every action
+
+The name is a glob with the ACL rules' semantics (`*` and `?` stay within one
+path component). A request is narrowed to the actions the patterns allow; the
+policy then filters what is left.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from tokenserver.authz.patterns import Pattern, PatternError, Values
+from tokenserver.scope import Access
+
+__all__ = ["ScopeLimit", "ScopePattern", "ScopePatternError", "parse_scope_pattern"]
+
+_TYPE = re.compile(r"[a-z0-9]+")
+_ACTION = re.compile(r"[a-z]+|\*")
+_NAME_CHARS = re.compile(r"[a-z0-9._/:*?\[\]^-]+")
+_NO_VALUES = Values({}, {})
+
+
+class ScopePatternError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class ScopePattern:
+    type: str
+    name: str
+    actions: frozenset[str]
+
+    def __str__(self) -> str:
+        return f"{self.type}:{self.name}:{','.join(sorted(self.actions))}"
+
+
+def parse_scope_pattern(text: str) -> ScopePattern:
+    """`TYPE:NAME-GLOB:ACTION[,ACTION...]`; the type ends at the first ':', the actions after the last."""
+    first, last = text.find(":"), text.rfind(":")
+    if first < 0 or first == last:
+        raise ScopePatternError(f"{text!r}: expected TYPE:NAME:ACTIONS")
+    kind, name, actions = text[:first], text[first + 1 : last], text[last + 1 :]
+    if not _TYPE.fullmatch(kind):
+        raise ScopePatternError(f"{text!r}: the type is lower-case letters and digits")
+    if not name or not _NAME_CHARS.fullmatch(name) or name.startswith("/"):
+        raise ScopePatternError(f"{text!r}: the name is a repository name or a glob")
+    try:
+        Pattern(name)
+    except PatternError as exc:
+        raise ScopePatternError(str(exc)) from None
+    parts = actions.split(",")
+    if not all(_ACTION.fullmatch(a) for a in parts):
+        raise ScopePatternError(f"{text!r}: actions are lower-case words or '*'")
+    return ScopePattern(kind, name, frozenset(parts))
+
+
+@dataclass(frozen=True)
+class ScopeLimit:
+    patterns: tuple[ScopePattern, ...]
+
+    @classmethod
+    def parse(cls, texts: Iterable[str]) -> ScopeLimit:
+        patterns = tuple(parse_scope_pattern(t) for t in texts)
+        if not patterns:
+            raise ScopePatternError("at least one scope is needed")
+        return cls(patterns)
+
+    def __str__(self) -> str:
+        return " ".join(str(p) for p in self.patterns)
+
+    def allowed(self, access: Access) -> frozenset[str]:
+        allowed: set[str] = set()
+        for p in self.patterns:
+            if p.type == access.type and Pattern(p.name).matches(access.name, _NO_VALUES):
+                allowed |= p.actions
+        if not allowed:
+            return frozenset()
+        if "*" in allowed:
+            return access.actions
+        if "*" in access.actions:
+            return frozenset(allowed)
+        return access.actions & allowed
+
+    def narrow(self, requested: Sequence[Access]) -> list[Access]:
+        out = []
+        for access in requested:
+            actions = self.allowed(access)
+            if actions:
+                out.append(access.with_actions(actions))
+        return out

@@ -1,0 +1,112 @@
+"""The audit trail's table: every token request, never a secret."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+from sqlalchemy import delete, insert, select
+
+from tokenserver.store.db import Database
+from tokenserver.store.models import AuditEvent
+
+__all__ = ["OUTCOMES", "AuditRecord", "AuditStore", "Outcome"]
+
+Outcome = Literal[
+    "granted",
+    "partial",
+    "denied",
+    "bad_credentials",
+    "backend_unavailable",
+    "throttled",
+    "invalid_request",
+]
+OUTCOMES: tuple[Outcome, ...] = (
+    "granted",
+    "partial",
+    "denied",
+    "bad_credentials",
+    "backend_unavailable",
+    "throttled",
+    "invalid_request",
+)
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    at: dt.datetime
+    subject: str
+    kind: str
+    backend: str
+    via: str
+    client_ip: str
+    user_agent: str
+    service: str
+    requested: str
+    granted: str
+    outcome: Outcome
+
+    @classmethod
+    def from_row(cls, row: AuditEvent) -> AuditRecord:
+        return cls(
+            row.at,
+            row.subject,
+            row.kind,
+            row.backend,
+            row.via,
+            row.client_ip,
+            row.user_agent,
+            row.service,
+            row.requested,
+            row.granted,
+            row.outcome,  # type: ignore[arg-type]
+        )
+
+
+_LIMITS = {"subject": 255, "user_agent": 512, "client_ip": 64, "service": 255, "backend": 32}
+
+
+def _clip(record: AuditRecord) -> dict[str, object]:
+    values = asdict(record)
+    for key, limit in _LIMITS.items():
+        values[key] = str(values[key])[:limit]
+    return values
+
+
+class AuditStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def add(self, records: Sequence[AuditRecord]) -> None:
+        if records:
+            with self._db.session() as s:
+                s.execute(insert(AuditEvent), [_clip(r) for r in records])
+
+    def query(
+        self,
+        *,
+        subject: str | None = None,
+        outcome: str | None = None,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        limit: int = 100,
+    ) -> list[AuditRecord]:
+        """Newest first."""
+        q = select(AuditEvent).order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(limit)
+        if subject is not None:
+            q = q.where(AuditEvent.subject == subject)
+        if outcome is not None:
+            q = q.where(AuditEvent.outcome == outcome)
+        if since is not None:
+            q = q.where(AuditEvent.at >= since)
+        if until is not None:
+            q = q.where(AuditEvent.at < until)
+        with self._db.session() as s:
+            return [AuditRecord.from_row(r) for r in s.scalars(q)]
+
+    def purge(self, before: dt.datetime) -> int:
+        with self._db.session() as s:
+            result = s.execute(delete(AuditEvent).where(AuditEvent.at < before))
+            return int(result.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,149 @@
+"""CI tokens: created with scopes and an expiry, kept only as SHA-256 hashes of the secret.
+
+The secret (256 random bits) starts with `PREFIX` so secret scanners can find
+a leaked one. A login presents the token's name as the username and the
+secret as the password; the row is found by the secret's hash, so the name
+only has to agree with it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+
+from tokenserver.authz.scope_limit import ScopeLimit
+from tokenserver.store.db import Database
+from tokenserver.store.models import CIToken
+from tokenserver.store.users import check_name
+
+__all__ = ["PREFIX", "CITokenExists", "CITokenInfo", "CITokenStore", "looks_like_ci_secret"]
+
+PREFIX = "tsci_"
+_SECRET_LENGTH = len(PREFIX) + 43  # token_urlsafe(32)
+
+
+def looks_like_ci_secret(value: str) -> bool:
+    return value.startswith(PREFIX) and len(value) == _SECRET_LENGTH
+
+
+def _hash(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class CITokenExists(Exception):
+    """A live token already has this name; revoke it first."""
+
+
+@dataclass(frozen=True)
+class CITokenInfo:
+    id: int
+    name: str
+    description: str
+    scopes: ScopeLimit
+    created_at: dt.datetime
+    created_by: str
+    expires_at: dt.datetime
+    revoked_at: dt.datetime | None
+    last_used_at: dt.datetime | None
+    last_used_ip: str | None
+
+    def state(self, now: dt.datetime) -> str:
+        if self.revoked_at is not None:
+            return "revoked"
+        return "expired" if self.expires_at <= now else "live"
+
+
+def _info(row: CIToken) -> CITokenInfo:
+    return CITokenInfo(
+        row.id,
+        row.name,
+        row.description,
+        ScopeLimit.parse(row.scopes.split()),
+        row.created_at,
+        row.created_by,
+        row.expires_at,
+        row.revoked_at,
+        row.last_used_at,
+        row.last_used_ip,
+    )
+
+
+class CITokenStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def create(
+        self,
+        name: str,
+        scopes: ScopeLimit,
+        expires_at: dt.datetime,
+        now: dt.datetime,
+        *,
+        description: str = "",
+        created_by: str = "",
+    ) -> tuple[CITokenInfo, str]:
+        """Store a new token; returns its record and the secret (shown once, never stored)."""
+        check_name(name, "CI token name")
+        secret = PREFIX + secrets.token_urlsafe(32)
+        with self._db.session() as s:
+            live = s.scalar(
+                select(CIToken.id).where(
+                    CIToken.name == name, CIToken.revoked_at.is_(None), CIToken.expires_at > now
+                )
+            )
+            if live is not None:
+                raise CITokenExists(name)
+            row = CIToken(
+                name=name,
+                description=description,
+                scopes=str(scopes),
+                secret_hash=_hash(secret),
+                created_at=now,
+                created_by=created_by,
+                expires_at=expires_at,
+            )
+            s.add(row)
+            s.flush()
+            return _info(row), secret
+
+    def authenticate(
+        self, name: str, secret: str, now: dt.datetime, ip: str | None
+    ) -> CITokenInfo | None:
+        """The live token with this name and secret (recording its use), or None."""
+        with self._db.session() as s:
+            row = s.scalar(select(CIToken).where(CIToken.secret_hash == _hash(secret)))
+            if row is None or not hmac.compare_digest(row.name.encode(), name.encode()):
+                return None
+            if row.revoked_at is not None or row.expires_at <= now:
+                return None
+            row.last_used_at = now
+            row.last_used_ip = (ip or "")[:64] or None
+            return _info(row)
+
+    def get_live(self, name: str, now: dt.datetime) -> CITokenInfo | None:
+        with self._db.session() as s:
+            row = s.scalar(
+                select(CIToken).where(
+                    CIToken.name == name, CIToken.revoked_at.is_(None), CIToken.expires_at > now
+                )
+            )
+            return None if row is None else _info(row)
+
+    def list(self) -> list[CITokenInfo]:
+        with self._db.session() as s:
+            return [_info(r) for r in s.scalars(select(CIToken).order_by(CIToken.id))]
+
+    def revoke(self, name: str, now: dt.datetime) -> int:
+        """Revoke every live token of this name; the count revoked."""
+        with self._db.session() as s:
+            result = s.execute(
+                update(CIToken)
+                .where(CIToken.name == name, CIToken.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+            return int(result.rowcount)  # type: ignore[attr-defined]
