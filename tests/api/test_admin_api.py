@@ -247,3 +247,12 @@ def test_framework_errors_share_the_json_shape(client: TestClient, admin: tuple[
     # Without credentials, a broken body still only says that credentials are needed.
     assert _error(client.post("/admin/v1/users", content=b"{", headers=raw), 401)
     assert _error(client.post("/admin/v1/users", content=b"\x80", headers=raw), 401)
+
+
+def test_the_schema_documents_our_error_answers(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    create = schema["paths"]["/admin/v1/users"]["post"]["responses"]
+    assert {"400", "401", "403", "409"} <= set(create) and "422" not in create
+    assert "HTTPValidationError" not in schema["components"]["schemas"]
+    error = schema["components"]["schemas"]["ErrorBody"]
+    assert set(error["required"]) == {"error", "error_description", "details"}

@@ -21,7 +21,12 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import APIOperation, Case, GenerationMode, Response
-from schemathesis.checks import not_a_server_error
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from tests.conftest import LeakGuard
 from tokenserver.passwords import hash_password
@@ -31,6 +36,14 @@ PREFIX = "/admin/v1/"
 USER_PATH = "/admin/v1/users/{name}"
 EXAMPLES = 50
 UNAUTHENTICATED_EXAMPLES = 5
+
+# No 5xx, and every answer (status, content type, body) as the schema documents it.
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
 
 ASGIApp = Callable[..., Any]
 
@@ -130,7 +143,7 @@ def test_admin_api_never_answers_5xx(
                 hypothesis.assume(not _locks_admin_out(case))
                 response = _call(case, auth)
                 statuses[case.operation.label].add(response.status_code)
-                case.validate_response(response, checks=[not_a_server_error], headers=auth)
+                case.validate_response(response, checks=CHECKS, headers=auth)
                 _assert_error_body(case, response)
 
             try:
@@ -159,7 +172,7 @@ def test_admin_api_without_credentials_is_401(client: TestClient) -> None:
         def run(case: Case) -> None:
             response = _call(case)
             answered.add(case.operation.label)
-            case.validate_response(response, checks=[not_a_server_error])
+            case.validate_response(response, checks=CHECKS)
             assert response.status_code == 401, (
                 f"{response.status_code} {response.text!r} for\n{case.as_curl_command()}"
             )

@@ -43,9 +43,23 @@ ADMIN_SCOPE = "admin:api:*"
 REALM = "tokenserver-admin"
 _ALGORITHMS = ["ES256", "ES384", "ES512", "RS256", "RS384", "RS512"]
 
+
+class ErrorBody(BaseModel):
+    """Every refusal, as the token endpoint's errors (RFC 6749 §5.2 and `details`)."""
+
+    error: str
+    error_description: str
+    details: str
+
+
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "no or bad credentials"},
-    403: {"description": "not a member of the admin group"},
+    400: {"model": ErrorBody, "description": "malformed request or refused value"},
+    401: {"model": ErrorBody, "description": "no or bad credentials"},
+    403: {"model": ErrorBody, "description": "not a member of the admin group"},
+    404: {"model": ErrorBody, "description": "no such user or token"},
+    409: {"model": ErrorBody, "description": "the name is taken"},
+    429: {"model": ErrorBody, "description": "too many failed logins"},
+    503: {"model": ErrorBody, "description": "an identity backend is unavailable"},
 }
 
 
