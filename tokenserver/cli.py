@@ -67,6 +67,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
     tls = config.server.tls
     if (tls.certificate is None) != (tls.key is None):
         raise CLIError("server.tls.certificate and server.tls.key must be set together")
+    # Read now, so an unreadable password file is a clear message, not a failed start-up.
+    config.ldap.bind_password_value()
     uvicorn.run(
         create_app(config),
         host=config.server.host,

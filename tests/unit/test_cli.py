@@ -395,3 +395,20 @@ def test_audit_tail(run: Run, client: Any, add_user: Callable[..., str]) -> None
     (row,) = [json.loads(line) for line in out.splitlines()]
     assert row["subject"] == "alice" and row["client_ip"] == "testclient"
     assert password not in out
+
+
+def test_serve_checks_the_ldap_password_file_first(
+    make_config: Callable[..., Config], run: Run, fake_uvicorn: dict[str, object]
+) -> None:
+    make_config(
+        {
+            "ldap": {
+                "url": "ldap://127.0.0.1:389",
+                "base_dn": "dc=example,dc=test",
+                "bind_password_file": "missing.pw",
+            }
+        }
+    )
+    code, _, err = run("serve")
+    assert code == 2 and "ldap.bind_password_file" in err
+    assert not fake_uvicorn
