@@ -10,7 +10,6 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -120,8 +119,7 @@ def create_app(config: Config, *, clock: Callable[[], dt.datetime] = _utcnow) ->
         finally:
             app.state.audit.close()
             for backend in backends:
-                if isinstance(backend, LDAPBackend):
-                    backend.close()
+                backend.close()
             db.dispose()
 
     app = FastAPI(title="tokenserver", version=__version__, lifespan=lifespan)
@@ -165,18 +163,19 @@ def create_app(config: Config, *, clock: Callable[[], dt.datetime] = _utcnow) ->
             response.headers.update(exc.headers)
         return response
 
+    generate_openapi = app.openapi
+
     def openapi() -> dict[str, Any]:
         # Validation errors are answered 400 in our JSON shape, not FastAPI's 422.
         if app.openapi_schema is None:
-            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            schema = generate_openapi()
             for item in schema.get("paths", {}).values():
                 for operation in item.values():
                     operation.get("responses", {}).pop("422", None)
             components = schema.get("components", {}).get("schemas", {})
             for name in ("HTTPValidationError", "ValidationError"):
                 components.pop(name, None)
-            app.openapi_schema = schema
-        return app.openapi_schema
+        return app.openapi_schema or generate_openapi()
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app

@@ -82,3 +82,7 @@ class Backend(Protocol):
     def check(self, account: Account, password: Secret) -> bool:
         """The expensive proof: does this password belong to the account?"""
         ...
+
+    def close(self) -> None:
+        """Release connections at shutdown."""
+        ...

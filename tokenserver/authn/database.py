@@ -34,3 +34,6 @@ class DatabaseBackend:
 
     def check(self, account: Account, password: Secret) -> bool:
         return verify_password(password.reveal(), account.fingerprint)
+
+    def close(self) -> None:
+        pass  # nothing held open

@@ -71,3 +71,6 @@ class HtpasswdBackend:
 
     def check(self, account: Account, password: Secret) -> bool:
         return verify_password(password.reveal(), account.fingerprint)
+
+    def close(self) -> None:
+        pass  # nothing held open
