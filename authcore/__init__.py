@@ -1,0 +1,1 @@
+"""What both services stand on: the shared vocabulary and HTTP plumbing, importing neither."""
