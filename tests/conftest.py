@@ -117,6 +117,7 @@ def make_config(config_path: Path, keys_dir: Path) -> Callable[..., Config]:
             {
                 "token": {"issuer": ISSUER, "service": SERVICE, "keys_dir": keys_dir.name},
                 "database": {"url": "sqlite:///tokenserver.db"},
+                "users": {"bcrypt_cost": FAST_ROUNDS},
             },
             extra or {},
         )

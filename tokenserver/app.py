@@ -12,20 +12,26 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from tokenserver import __version__
-from tokenserver.audit import AuditLog
-from tokenserver.authn.base import Backend
+from tokenserver.accounts import AccountError, Accounts
+from tokenserver.audit import AdminTrail, AuditLog
 from tokenserver.authn.cache import CredentialCache
 from tokenserver.authn.chain import Authenticator
-from tokenserver.authn.database import DatabaseBackend
-from tokenserver.authn.htpasswd import HtpasswdBackend
-from tokenserver.authn.ldap import LDAPBackend
+from tokenserver.authn.configured import build_backends
 from tokenserver.authz.acl import DEFAULT_ACL, ACLPolicy
 from tokenserver.authz.acl_file import ACLFile
 from tokenserver.authz.policy import Explaining
 from tokenserver.config import Config
-from tokenserver.errors import AdminUnauthorized, HTTPError, InvalidRequest, TokenEndpointError
+from tokenserver.errors import (
+    AdminUnauthorized,
+    ClientGone,
+    HTTPError,
+    InvalidRequest,
+    TokenEndpointError,
+    from_account_error,
+)
 from tokenserver.grants import GrantService
 from tokenserver.issuer import Issuer
 from tokenserver.keys import load_keys
@@ -48,19 +54,6 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def build_backends(config: Config, users: UserStore) -> list[Backend]:
-    backends: list[Backend] = []
-    for name in config.backend_order:
-        if name == "htpasswd":
-            assert config.users.htpasswd is not None
-            backends.append(HtpasswdBackend(config.users.htpasswd))
-        elif name == "database":
-            backends.append(DatabaseBackend(users))
-        elif name == "ldap":
-            backends.append(LDAPBackend(config.ldap))
-    return backends
-
-
 def build_policy(config: Config) -> Explaining:
     """The configured rules; a bad rules file raises ConfigError here, before serving."""
     if config.acl_file is not None:
@@ -78,22 +71,26 @@ def create_app(config: Config, *, clock: Callable[[], dt.datetime] = _utcnow) ->
         keys = load_keys(config.token.keys_dir, config.token.algorithm, config.token.signing_key)
         users = UserStore(db)
         backends = build_backends(config, users)
+        authenticator = Authenticator(
+            backends,
+            CredentialCache(config.users.credential_cache_ttl),
+            config.users.bcrypt_cost,
+        )
+        refresh_tokens = RefreshTokenStore(db)
+        ci_tokens = CITokenStore(db)
         app.state.config = config
         app.state.db = db
-        app.state.users = users
         app.state.jwks = keys.jwks()
         app.state.grants = GrantService(
-            authenticator=Authenticator(
-                backends, CredentialCache(config.users.credential_cache_ttl)
-            ),
+            authenticator=authenticator,
             policy=policy,
             issuer=Issuer(keys, config.token.issuer, config.token.expiration, config.token.x5c),
-            refresh_tokens=RefreshTokenStore(db),
+            refresh_tokens=refresh_tokens,
             services=config.token.services,
             refresh_lifetime=dt.timedelta(seconds=config.token.refresh_expiration),
             clock=clock,
             issuer_name=config.token.issuer,
-            ci_tokens=CITokenStore(db),
+            ci_tokens=ci_tokens,
             throttle=LoginThrottle(
                 config.throttle.account_failures,
                 config.throttle.address_failures,
@@ -104,6 +101,16 @@ def create_app(config: Config, *, clock: Callable[[], dt.datetime] = _utcnow) ->
         app.state.keys = keys
         app.state.audit = AuditLog(
             AuditStore(db), dt.timedelta(days=config.audit.retention_days), clock
+        )
+        app.state.accounts = Accounts(
+            users=users,
+            refresh_tokens=refresh_tokens,
+            ci_tokens=ci_tokens,
+            directory=authenticator,
+            trail=AdminTrail(AuditStore(db), clock),
+            clock=clock,
+            bcrypt_cost=config.users.bcrypt_cost,
+            ci_max_ttl=config.ci_tokens.max_ttl,
         )
         log.info(
             "token server ready",
@@ -139,20 +146,31 @@ def create_app(config: Config, *, clock: Callable[[], dt.datetime] = _utcnow) ->
     @app.exception_handler(TokenEndpointError)
     async def token_error(_request: Request, exc: TokenEndpointError) -> JSONResponse:
         log.info("request refused", extra={"error": exc.error, "status": exc.status})
-        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers())
+        headers = exc.headers()
+        if exc.close:
+            headers["Connection"] = "close"
+        return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+
+    @app.exception_handler(AccountError)
+    async def account_error(request: Request, exc: AccountError) -> JSONResponse:
+        return await token_error(request, from_account_error(exc))
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, _exc: ClientDisconnect) -> JSONResponse:
+        # Routine on a flaky network, and nobody reads this answer: one info line.
+        return await token_error(request, ClientGone("the client went away"))
 
     def refused_before_auth(request: Request) -> TokenEndpointError | None:
-        # FastAPI reads a body before the admin dependency runs; a caller
-        # without credentials still learns only that it needs some.
+        # An unknown admin path or method tells a caller without credentials
+        # only that it needs some.
         path = request.url.path
-        if path.startswith(admin.router.prefix + "/") and "authorization" not in request.headers:
+        if path.startswith(admin.PREFIX + "/") and "authorization" not in request.headers:
             return AdminUnauthorized("credentials are required", admin.REALM)
         return None
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        error = refused_before_auth(request) or InvalidRequest("malformed request")
-        return await token_error(request, error)
+        return await token_error(request, InvalidRequest("malformed request"))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -1,10 +1,13 @@
-"""Writes audit records off the request path, in batches.
+"""Writes audit records: token requests in batches off the request path, acts at once.
 
-A request only puts its record on a queue; one thread writes what has
-gathered in one transaction, so the warm token path does not wait for a
-database commit. Records older than the retention are purged now and then.
-A failed write is logged (the records, which hold no secret, are counted)
-and the trail carries on.
+A token request only puts its record on a queue (`AuditLog`); one thread
+writes what has gathered in one transaction, so the warm token path does not
+wait for a database commit. Records older than the retention are purged now
+and then. A failed write is logged (the records, which hold no secret, are
+counted) and the trail carries on.
+
+An administrative act is rare and matters more: `AdminTrail` writes its
+record before the act is answered.
 """
 
 from __future__ import annotations
@@ -15,12 +18,13 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from tokenserver.store.audit import AuditRecord, AuditStore
+from tokenserver.store.audit import AuditRecord, AuditStore, Outcome
 
-__all__ = ["AuditLog"]
+__all__ = ["Actor", "AdminTrail", "AuditLog"]
 
 log = logging.getLogger(__name__)
 
@@ -120,3 +124,54 @@ class AuditLog:
         if purged:
             log.info("audit records purged", extra={"records": purged})
         return purged
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who performs an administrative act, and how they proved it (`basic`, `bearer`, `cli`).
+
+    `kind` is `user` for an account of ours, `local` for whoever runs the CLI on
+    the server (their login name, vouched for by access to the database).
+    """
+
+    subject: str
+    via: str
+    kind: str = "user"
+    backend: str = ""
+    client_ip: str = ""
+    user_agent: str = ""
+
+    def record(self, at: dt.datetime, action: str, target: str, outcome: Outcome) -> AuditRecord:
+        return AuditRecord(
+            at=at,
+            subject=self.subject,
+            kind=self.kind,
+            backend=self.backend,
+            via=self.via,
+            client_ip=self.client_ip,
+            user_agent=self.user_agent,
+            service="",
+            requested="",
+            granted="",
+            outcome=outcome,
+            action=action,
+            target=target,
+        )
+
+
+class AdminTrail:
+    """Records administrative acts synchronously (the caller waits for the row)."""
+
+    def __init__(self, store: AuditStore, clock: Callable[[], dt.datetime]) -> None:
+        self._store = store
+        self._clock = clock
+
+    def record(self, actor: Actor, action: str, target: str, outcome: Outcome) -> None:
+        try:
+            self._store.add([actor.record(self._clock(), action, target, outcome)])
+        except SQLAlchemyError as exc:
+            # The act itself has happened (or failed) already; say loudly that it went unrecorded.
+            log.error(
+                "administrative act not recorded",
+                extra={"action": action, "outcome": outcome, "reason": type(exc).__name__},
+            )

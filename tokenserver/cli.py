@@ -4,20 +4,28 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import getpass
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from pydantic import ValidationError
 
+from tokenserver.accounts import AccountError, Accounts
+from tokenserver.audit import Actor, AdminTrail
+from tokenserver.authn.cache import CredentialCache
+from tokenserver.authn.chain import Authenticator
+from tokenserver.authn.configured import build_backends
 from tokenserver.config import Config, ConfigError, load_config
 from tokenserver.keys import KeyError_, generate_key
-from tokenserver.passwords import PasswordRejected, hash_password
+from tokenserver.store.audit import TOKEN_ACTION, AuditStore
+from tokenserver.store.ci_tokens import CITokenStore
 from tokenserver.store.db import Database
 from tokenserver.store.refresh_tokens import RefreshTokenStore
-from tokenserver.store.users import InvalidName, UserExists, UserNotFound, UserStore
+from tokenserver.store.users import UserStore
 
 __all__ = ["main"]
 
@@ -37,15 +45,50 @@ def _database(config: Config) -> Database:
     return db
 
 
+def _actor() -> Actor:
+    """Whoever runs the CLI on the server, by login name (for the audit trail)."""
+    try:
+        name = os.environ.get("SUDO_USER") or getpass.getuser()
+    except (OSError, KeyError):
+        name = "unknown"
+    return Actor(name[:255], "cli", "local")
+
+
+@contextmanager
+def _accounts(args: argparse.Namespace) -> Iterator[Accounts]:
+    """The accounts service over the configured database and identity backends."""
+    config = _config(args)
+    db = _database(config)
+    users = UserStore(db)
+    backends = build_backends(config, users)
+    try:
+        yield Accounts(
+            users=users,
+            refresh_tokens=RefreshTokenStore(db),
+            ci_tokens=CITokenStore(db),
+            directory=Authenticator(backends, CredentialCache(0), config.users.bcrypt_cost),
+            trail=AdminTrail(AuditStore(db), _utcnow),
+            clock=_utcnow,
+            bcrypt_cost=config.users.bcrypt_cost,
+            ci_max_ttl=config.ci_tokens.max_ttl,
+        )
+    except AccountError as exc:
+        raise CLIError(str(exc)) from None
+    finally:
+        for backend in backends:
+            backend.close()
+        db.dispose()
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
 def _read_password(args: argparse.Namespace) -> str:
     if not args.password_stdin:
         raise CLIError("give the password on standard input with --password-stdin")
     line = sys.stdin.readline()
-    password = line.removesuffix("\n").removesuffix("\r")
-    try:
-        return hash_password(password)
-    except PasswordRejected as exc:
-        raise CLIError(str(exc)) from None
+    return line.removesuffix("\n").removesuffix("\r")
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -90,61 +133,54 @@ def cmd_serve(args: argparse.Namespace) -> None:
 def cmd_keys_generate(args: argparse.Namespace) -> None:
     config = _config(args)
     algorithm = args.algorithm or config.token.algorithm
-    print(generate_key(config.token.keys_dir, algorithm))
+    db = _database(config)
+    trail = AdminTrail(AuditStore(db), _utcnow)
+    try:
+        cert = generate_key(config.token.keys_dir, algorithm)
+    except KeyError_:
+        trail.record(_actor(), "keys.generate", algorithm, "invalid_request")
+        raise
+    finally:
+        db.dispose()
+    trail.record(_actor(), "keys.generate", cert.stem, "ok")
+    print(cert)
 
 
 def cmd_user_add(args: argparse.Namespace) -> None:
-    store = UserStore(_database(_config(args)))
-    try:
-        store.add(args.name, _read_password(args), args.group or ())
-    except UserExists:
-        raise CLIError(f"user {args.name} already exists") from None
-    except InvalidName as exc:
-        raise CLIError(str(exc)) from None
+    password = _read_password(args)
+    with _accounts(args) as accounts:
+        accounts.create_user(_actor(), args.name, password, args.group or ())
     print(f"user {args.name} added")
 
 
 def cmd_user_passwd(args: argparse.Namespace) -> None:
-    db = _database(_config(args))
-    try:
-        UserStore(db).set_password(args.name, _read_password(args))
-    except UserNotFound:
-        raise CLIError(f"no user {args.name}") from None
-    # A new password ends every session the old one opened.
-    revoked = RefreshTokenStore(db).revoke_subject(args.name, dt.datetime.now(dt.UTC))
+    password = _read_password(args)
+    with _accounts(args) as accounts:
+        revoked = accounts.set_password(_actor(), args.name, password)
     print(f"password of {args.name} changed; {revoked} refresh token(s) revoked")
 
 
 def cmd_user_del(args: argparse.Namespace) -> None:
-    db = _database(_config(args))
-    try:
-        UserStore(db).delete(args.name)
-    except UserNotFound:
-        raise CLIError(f"no user {args.name}") from None
-    RefreshTokenStore(db).revoke_subject(args.name, dt.datetime.now(dt.UTC))
+    with _accounts(args) as accounts:
+        accounts.delete_user(_actor(), args.name)
     print(f"user {args.name} deleted")
 
 
 def cmd_user_disable(args: argparse.Namespace) -> None:
-    try:
-        UserStore(_database(_config(args))).set_disabled(args.name, args.disable)
-    except UserNotFound:
-        raise CLIError(f"no user {args.name}") from None
+    with _accounts(args) as accounts:
+        accounts.set_disabled(_actor(), args.name, args.disable)
     print(f"user {args.name} {'disabled' if args.disable else 'enabled'}")
 
 
 def cmd_user_groups(args: argparse.Namespace) -> None:
-    try:
-        UserStore(_database(_config(args))).set_groups(args.name, args.group or ())
-    except UserNotFound:
-        raise CLIError(f"no user {args.name}") from None
-    except InvalidName as exc:
-        raise CLIError(str(exc)) from None
-    print(f"groups of {args.name}: {' '.join(sorted(set(args.group or ())))}")
+    with _accounts(args) as accounts:
+        user = accounts.set_groups(_actor(), args.name, args.group or ())
+    print(f"groups of {args.name}: {' '.join(user.groups)}")
 
 
 def cmd_user_list(args: argparse.Namespace) -> None:
-    users = UserStore(_database(_config(args))).list()
+    with _accounts(args) as accounts:
+        users = accounts.list_users()
     if args.json:
         print(
             json.dumps(
@@ -158,7 +194,9 @@ def cmd_user_list(args: argparse.Namespace) -> None:
 
 
 def cmd_refresh_list(args: argparse.Namespace) -> None:
-    for t in RefreshTokenStore(_database(_config(args))).list(args.user):
+    with _accounts(args) as accounts:
+        tokens = accounts.list_refresh_tokens(args.user)
+    for t in tokens:
         state = "revoked" if t.revoked_at else "live"
         print(
             f"{t.id}\t{t.subject}\t{t.service}\t{t.client_id}\t"
@@ -167,9 +205,8 @@ def cmd_refresh_list(args: argparse.Namespace) -> None:
 
 
 def cmd_refresh_revoke(args: argparse.Namespace) -> None:
-    count = RefreshTokenStore(_database(_config(args))).revoke_subject(
-        args.user, dt.datetime.now(dt.UTC)
-    )
+    with _accounts(args) as accounts:
+        count = accounts.revoke_refresh_tokens(_actor(), args.user)
     print(f"revoked {count} refresh token(s) of {args.user}")
 
 
@@ -228,39 +265,19 @@ def parse_duration(text: str) -> int:
 
 
 def cmd_ci_create(args: argparse.Namespace) -> None:
-    from tokenserver.errors import TokenEndpointError
-    from tokenserver.routes.admin import CITokenCreate, create_ci_token
-    from tokenserver.store.ci_tokens import CITokenStore
-
-    config = _config(args)
-    try:
-        body = CITokenCreate(
-            name=args.name,
-            scopes=args.scope,
-            ttl=parse_duration(args.ttl),
-            description=args.description or "",
+    ttl = parse_duration(args.ttl)
+    with _accounts(args) as accounts:
+        _info, secret = accounts.create_ci_token(
+            _actor(), args.name, args.scope, ttl, args.description or ""
         )
-    except ValidationError as exc:
-        raise CLIError(exc.errors()[0]["msg"]) from None
-    try:
-        _info, secret = create_ci_token(
-            CITokenStore(_database(config)),
-            body,
-            max_ttl=config.ci_tokens.max_ttl,
-            now=dt.datetime.now(dt.UTC),
-            created_by=os.environ.get("USER", "cli"),
-        )
-    except TokenEndpointError as exc:
-        raise CLIError(exc.description) from None
     # Only the secret on stdout, so `$(tokenserver ci-token create ...)` captures it.
     print(secret)
 
 
 def cmd_ci_list(args: argparse.Namespace) -> None:
-    from tokenserver.store.ci_tokens import CITokenStore
-
-    now = dt.datetime.now(dt.UTC)
-    tokens = CITokenStore(_database(_config(args))).list()
+    now = _utcnow()
+    with _accounts(args) as accounts:
+        tokens = accounts.list_ci_tokens()
     if args.json:
         print(
             json.dumps(
@@ -288,29 +305,33 @@ def cmd_ci_list(args: argparse.Namespace) -> None:
 
 
 def cmd_ci_revoke(args: argparse.Namespace) -> None:
-    from tokenserver.store.ci_tokens import CITokenStore
-
-    count = CITokenStore(_database(_config(args))).revoke(args.name, dt.datetime.now(dt.UTC))
-    if not count:
-        raise CLIError(f"no live CI token named {args.name}")
+    with _accounts(args) as accounts:
+        accounts.revoke_ci_token(_actor(), args.name)
     print(f"CI token {args.name} revoked")
 
 
 def cmd_audit_tail(args: argparse.Namespace) -> None:
-    from tokenserver.store.audit import AuditStore
-
     since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=parse_duration(args.since))
     records = AuditStore(_database(_config(args))).query(
-        subject=args.subject, outcome=args.outcome, since=since, limit=args.limit
+        subject=args.subject,
+        outcome=args.outcome,
+        action=args.action,
+        since=since,
+        limit=args.limit,
     )
     for r in reversed(records):  # oldest first, as a tail reads
         if args.json:
             print(json.dumps({**vars(r), "at": r.at.isoformat()}))
-        else:
+        elif r.action == TOKEN_ACTION:
             print(
                 f"{r.at:%Y-%m-%dT%H:%M:%SZ}\t{r.outcome}\t{r.subject or '-'}\t{r.kind or '-'}"
                 f"\t{r.client_ip}\t{r.service}\trequested={r.requested or '-'}"
                 f"\tgranted={r.granted or '-'}"
+            )
+        else:
+            print(
+                f"{r.at:%Y-%m-%dT%H:%M:%SZ}\t{r.outcome}\t{r.subject or '-'}\t{r.via}"
+                f"\t{r.client_ip or '-'}\t{r.action}\ttarget={r.target or '-'}"
             )
 
 
@@ -404,10 +425,13 @@ def build_parser() -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", help="the audit trail").add_subparsers(
         dest="audit", required=True
     )
-    tail = audit.add_parser("tail", parents=[common], help="recent token requests, oldest first")
+    tail = audit.add_parser(
+        "tail", parents=[common], help="recent token requests and admin acts, oldest first"
+    )
     tail.add_argument("--since", default="1h", help="how far back: 1h, 30m, 7d (default 1h)")
     tail.add_argument("--subject")
     tail.add_argument("--outcome")
+    tail.add_argument("--action", help="token, user.create, ci_token.revoke, ...")
     tail.add_argument("--limit", type=int, default=1000)
     tail.add_argument("--json", action="store_true")
     tail.set_defaults(func=cmd_audit_tail)

@@ -9,6 +9,7 @@ with a message naming the key.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
@@ -89,6 +90,8 @@ class DatabaseConfig(_Section):
 class UsersConfig(_Section):
     htpasswd: Path | None = None
     credential_cache_ttl: float = Field(default=60.0, ge=0, le=3600)
+    # bcrypt work factor of the passwords the server sets (each step doubles the cost).
+    bcrypt_cost: int = Field(default=12, ge=4, le=16)
 
 
 Backend = Literal["htpasswd", "database", "ldap"]
@@ -118,6 +121,8 @@ class LDAPConfig(_Section):
     bind_password_file: Path | None = None
     base_dn: str = ""
     user_filter: str = "(uid={username})"
+    # The entry's attribute whose value becomes the account name (the token's `sub`).
+    username_attribute: str = "uid"
     group_attribute: str | None = None
     group_filter: str | None = None
     group_base_dn: str | None = None
@@ -143,6 +148,13 @@ class LDAPConfig(_Section):
     def _user_filter(cls, value: str) -> str:
         if "{username}" not in value or not (value.startswith("(") and value.endswith(")")):
             raise ValueError("must be a parenthesised filter containing {username}")
+        return value
+
+    @field_validator("username_attribute")
+    @classmethod
+    def _username_attribute(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]{0,63}", value):
+            raise ValueError("must be an LDAP attribute name (e.g. uid)")
         return value
 
     @field_validator("group_filter")

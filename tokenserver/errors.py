@@ -6,8 +6,11 @@ because the Docker client shows that field to its user.
 
 from __future__ import annotations
 
+from tokenserver import accounts
+
 __all__ = [
     "AdminUnauthorized",
+    "ClientGone",
     "Conflict",
     "Forbidden",
     "HTTPError",
@@ -22,6 +25,7 @@ __all__ = [
     "TooManyRequests",
     "Unauthorized",
     "UnsupportedGrantType",
+    "from_account_error",
 ]
 
 
@@ -29,9 +33,11 @@ class TokenEndpointError(Exception):
     status = 400
     error = "invalid_request"
 
-    def __init__(self, description: str) -> None:
+    def __init__(self, description: str, *, close: bool = False) -> None:
         super().__init__(description)
         self.description = description
+        # Answer, then close the connection: what is left of the request body is not read.
+        self.close = close
 
     def headers(self) -> dict[str, str]:
         return {}
@@ -69,14 +75,18 @@ class PayloadTooLarge(TokenEndpointError):
     status = 413
 
 
+class ClientGone(TokenEndpointError):
+    """The client disconnected before its request was complete; nobody reads the answer."""
+
+
 class Unauthorized(TokenEndpointError):
     """Wrong Basic credentials on GET /token: 401 with a Basic challenge."""
 
     status = 401
     error = "unauthorized"
 
-    def __init__(self, description: str, realm: str) -> None:
-        super().__init__(description)
+    def __init__(self, description: str, realm: str, *, close: bool = False) -> None:
+        super().__init__(description, close=close)
         self.realm = realm
 
     def headers(self) -> dict[str, str]:
@@ -137,3 +147,16 @@ class HTTPError(TokenEndpointError):
         super().__init__(description)
         self.status = status
         self.error = _HTTP_CODES.get(status, "error")
+
+
+_ACCOUNT_ERRORS: dict[type[accounts.AccountError], type[TokenEndpointError]] = {
+    accounts.UnknownAccount: NotFound,
+    accounts.NameTaken: Conflict,
+    accounts.InvalidValue: InvalidRequest,
+    accounts.DirectoryUnavailable: TemporarilyUnavailable,
+}
+
+
+def from_account_error(exc: accounts.AccountError) -> TokenEndpointError:
+    """The answer to a change the accounts service refused (one table, one place)."""
+    return _ACCOUNT_ERRORS.get(type(exc), InvalidRequest)(str(exc))

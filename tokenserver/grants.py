@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy.exc import SQLAlchemyError
 
 from tokenserver import context
+from tokenserver.accounts import ADMIN_RESOURCE_TYPE
 from tokenserver.authn.base import BackendUnavailable, BadCredentials, Identity
 from tokenserver.authn.chain import Authenticator
 from tokenserver.authz.policy import Policy, Requester
@@ -25,6 +26,7 @@ from tokenserver.errors import (
 )
 from tokenserver.issuer import IssuedToken, Issuer
 from tokenserver.metrics import TokenMetrics
+from tokenserver.names import name_key
 from tokenserver.scope import Access, ScopeError, merge, parse_scopes
 from tokenserver.secret import Secret
 from tokenserver.store.ci_tokens import CITokenStore, looks_like_ci_secret
@@ -93,22 +95,25 @@ class GrantService:
         """Blocking (may run bcrypt or ask a directory): call from a worker thread.
 
         Throttled accounts and addresses are refused before the password is
-        looked at. Raises BadCredentials, TooManyRequests or TemporarilyUnavailable.
+        looked at. Every spelling of a name counts against one account, whatever
+        the backend makes of the variant. Raises BadCredentials, TooManyRequests
+        or TemporarilyUnavailable.
         """
-        wait = self.throttle.retry_after(username, ip)
+        account = name_key(username)
+        wait = self.throttle.retry_after(account, ip)
         if wait:
             raise TooManyRequests(wait)
         try:
             identity = self._check(username, password, ip)
         except BadCredentials as exc:
-            self.throttle.failure(username, ip)
+            self.throttle.failure(account, ip)
             self.metrics.login(exc.backend or "none", "failure")
             raise
         except BackendUnavailable as exc:
             self.metrics.login("unavailable", "failure")
             log.warning("identity backend unavailable", extra={"reason": str(exc)})
             raise TemporarilyUnavailable("the identity backend is unavailable; retry") from None
-        self.throttle.success(username)
+        self.throttle.success(account)
         self.metrics.login(identity.backend, "success")
         return identity
 
@@ -153,6 +158,9 @@ class GrantService:
         if identity.limit is not None:
             requested = identity.limit.narrow(requested)
         granted = tuple(self.policy.filter(Requester(identity, service, ip), requested))
+        if identity.kind == "ci":
+            # Whatever the rules say: a CI token never administers the server.
+            granted = tuple(a for a in granted if a.type != ADMIN_RESOURCE_TYPE)
         context.GRANTED.set(granted)
         token = self.issuer.issue(identity.subject, service, granted, self.clock())
         log.info(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -17,13 +16,6 @@ from tokenserver.store.refresh_tokens import RefreshTokenStore
 from tokenserver.store.users import UserStore
 
 SERVICE = "registry"
-
-
-@pytest.fixture(autouse=True)
-def _fast_bcrypt(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(
-        "tokenserver.routes.admin.hash_password", functools.partial(hash_password, rounds=4)
-    )
 
 
 @pytest.fixture

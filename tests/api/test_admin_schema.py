@@ -10,12 +10,10 @@ Generation is derandomized, so a run is repeatable.
 from __future__ import annotations
 
 import base64
-import functools
 from collections.abc import Callable
 from typing import Any
 
 import hypothesis
-import pytest
 import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, Phase, given, settings
@@ -29,7 +27,6 @@ from schemathesis.checks import (
 )
 
 from tests.conftest import LeakGuard
-from tokenserver.passwords import hash_password
 
 ADMIN = "fuzz-root"
 PREFIX = "/admin/v1/"
@@ -46,13 +43,6 @@ CHECKS = [
 ]
 
 ASGIApp = Callable[..., Any]
-
-
-@pytest.fixture(autouse=True)
-def _fast_bcrypt(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(
-        "tokenserver.routes.admin.hash_password", functools.partial(hash_password, rounds=4)
-    )
 
 
 def _http_only(app: ASGIApp) -> ASGIApp:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
@@ -14,18 +13,10 @@ from sqlalchemy import text
 
 from tests.conftest import FakeClock, LeakGuard
 from tokenserver.config import Config
-from tokenserver.passwords import hash_password
 from tokenserver.store.db import Database
 
 SERVICE = "registry"
 StartClient = Callable[[Config], AbstractContextManager[TestClient]]
-
-
-@pytest.fixture(autouse=True)
-def _fast_bcrypt(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(
-        "tokenserver.routes.admin.hash_password", functools.partial(hash_password, rounds=4)
-    )
 
 
 @pytest.fixture

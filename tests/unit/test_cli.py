@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import io
 import json
 from collections.abc import Callable
@@ -15,16 +14,10 @@ import pytest
 from tokenserver import cli
 from tokenserver.config import Config
 from tokenserver.keys import load_keys
-from tokenserver.passwords import hash_password, verify_password
+from tokenserver.passwords import verify_password
 from tokenserver.store.db import Database
 from tokenserver.store.refresh_tokens import RefreshTokenStore
 from tokenserver.store.users import UserStore
-
-
-@pytest.fixture(autouse=True)
-def _fast_bcrypt(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "hash_password", functools.partial(hash_password, rounds=4))
-
 
 Run = Callable[..., tuple[int, str, str]]
 

@@ -18,17 +18,19 @@ __all__ = ["Authenticator"]
 
 
 @functools.cache
-def _decoy_hash() -> str:
-    return hash_password("decoy-password")
+def _decoy_hash(cost: int) -> str:
+    return hash_password("decoy-password", rounds=cost)
 
 
 class Authenticator:
-    def __init__(self, backends: Sequence[Backend], cache: CredentialCache) -> None:
+    def __init__(
+        self, backends: Sequence[Backend], cache: CredentialCache, bcrypt_cost: int = 12
+    ) -> None:
         self.backends = tuple(backends)
         self.cache = cache
         # Checked for unknown users, so a miss costs as long as a wrong password:
-        # the same cost as the hashes `tokenserver user add` writes.
-        self._decoy_hash = _decoy_hash()
+        # the same cost as the hashes the server writes.
+        self._decoy_hash = _decoy_hash(bcrypt_cost)
 
     def authenticate(self, username: str, password: Secret) -> Identity:
         for backend in self.backends:
@@ -61,3 +63,16 @@ class Authenticator:
             if account is not None:
                 return None if account.disabled else (backend.name, account)
         return None
+
+    def knows(self, username: str) -> bool:
+        """Whether any backend has an account of this name, enabled or not.
+
+        Raises BackendUnavailable when a backend cannot be asked.
+        """
+        for backend in self.backends:
+            try:
+                if backend.lookup(username) is not None:
+                    return True
+            except BadCredentials:
+                return True  # known, but refused outright (an ambiguous directory entry)
+        return False

@@ -10,6 +10,10 @@ request. The password check binds as the found DN; an empty password never
 gets that far (a simple bind with no password is anonymous and always
 "succeeds").
 
+The account's name is the entry's own value of `ldap.username_attribute`
+(`uid`), never the text the client typed: directories match case-insensitively,
+and `MALLORY` must not become a subject that rules for `mallory` miss.
+
 Every directory operation is bounded by `ldap.timeout`; a directory that is
 down, refuses the service account or does not answer is `BackendUnavailable`
 (503 to the client), never a wrong password.
@@ -77,7 +81,17 @@ def _casefold_lookup(found: dict[str, object], wanted: list[str]) -> dict[str, o
 @dataclass(frozen=True)
 class _Found:
     dn: str
+    name: str
     groups: frozenset[str]
+
+
+def _own_name(values: list[str], typed: str) -> str | None:
+    """The directory's spelling of the login name: the value the typed one folds to, else the only one."""
+    usable = [v for v in values if _acceptable_username(v)]
+    for value in usable:
+        if value.casefold() == typed.casefold():
+            return value
+    return usable[0] if len(usable) == 1 else None
 
 
 class _Pool:
@@ -212,7 +226,7 @@ class LDAPBackend:
         found = self._cached(username)
         if found is None:
             return None
-        return Account(username, found.groups, fingerprint=found.dn)
+        return Account(found.name, found.groups, fingerprint=found.dn)
 
     def _cached(self, username: str) -> _Found | None:
         now = self._clock()
@@ -232,7 +246,9 @@ class LDAPBackend:
     def _search(self, username: str) -> _Found | None:
         config = self._config
         search_filter = config.user_filter.replace("{username}", escape_filter_value(username))
-        wanted = [config.group_attribute] if config.group_attribute else []
+        wanted = [config.username_attribute]
+        if config.group_attribute:
+            wanted.append(config.group_attribute)
         try:
             with self._search_pool.connection() as conn:
                 entries = self._entries(conn, config.base_dn, search_filter, wanted, 2)
@@ -242,14 +258,21 @@ class LDAPBackend:
                     log.warning("LDAP user filter matches more than one entry; login refused")
                     raise BadCredentials("ambiguous directory entry")
                 dn, attributes = entries[0]
+                name = _own_name(attributes.get(config.username_attribute, []), username)
+                if name is None:
+                    log.warning(
+                        "LDAP entry has no usable login name; login refused",
+                        extra={"attribute": config.username_attribute},
+                    )
+                    raise BadCredentials("directory entry without a login name")
                 if config.group_filter:
-                    groups = self._group_search(conn, dn, username)
+                    groups = self._group_search(conn, dn, name)
                 else:
                     values = attributes.get(config.group_attribute or "", [])
                     groups = {cn for v in values[:MAX_GROUPS] if (cn := _cn_of(v))}
         except LDAPException as exc:
             raise BackendUnavailable(f"LDAP search failed: {type(exc).__name__}") from None
-        return _Found(dn, frozenset(groups))
+        return _Found(dn, name, frozenset(groups))
 
     def _group_search(self, conn: ldap3.Connection, dn: str, username: str) -> set[str]:
         config = self._config

@@ -16,10 +16,10 @@ from starlette.concurrency import run_in_threadpool
 
 from tokenserver.audit import AuditLog
 from tokenserver.authn.base import BadCredentials, Identity
+from tokenserver.bodies import read_limited
 from tokenserver.errors import (
     InvalidGrant,
     InvalidRequest,
-    PayloadTooLarge,
     TemporarilyUnavailable,
     TokenEndpointError,
     TooManyRequests,
@@ -153,7 +153,8 @@ async def _get_token(request: Request, draft: _Draft) -> JSONResponse:
         except BadCredentials:
             raise Unauthorized("invalid username or password", realm=grants.issuer_name) from None
     draft.identity = identity
-    if account and account != identity.subject:
+    # Clients send the name as typed; the subject is the backend's own spelling of it.
+    if account and account not in (identity.subject, draft.subject):
         raise InvalidRequest("account does not match the authenticated user")
     if offline and identity.kind == "anonymous":
         raise Unauthorized("offline tokens need credentials", realm=grants.issuer_name)
@@ -173,18 +174,9 @@ async def _get_token(request: Request, draft: _Draft) -> JSONResponse:
 async def _read_form(request: Request) -> Params:
     content_type = request.headers.get("content-type", "")
     if content_type.split(";", 1)[0].strip().lower() != "application/x-www-form-urlencoded":
-        raise InvalidRequest("the body must be application/x-www-form-urlencoded")
+        raise InvalidRequest("the body must be application/x-www-form-urlencoded", close=True)
     limit: int = request.app.state.config.server.max_body_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"the body exceeds {limit} bytes")
-    body = bytearray()
-    # Chunked bodies carry no length; count as they arrive.
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise PayloadTooLarge(f"the body exceeds {limit} bytes")
-    return parse_params(bytes(body))
+    return parse_params(await read_limited(request, limit))
 
 
 @router.post("/token", summary="OAuth2 token (password and refresh_token grants)")

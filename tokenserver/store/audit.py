@@ -1,8 +1,9 @@
-"""The audit trail's table: every token request, never a secret."""
+"""The audit trail's table: every token request and administrative act, never a secret."""
 
 from __future__ import annotations
 
 import datetime as dt
+import typing
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal
@@ -12,26 +13,26 @@ from sqlalchemy import delete, insert, select
 from tokenserver.store.db import Database
 from tokenserver.store.models import AuditEvent
 
-__all__ = ["OUTCOMES", "AuditRecord", "AuditStore", "Outcome"]
+__all__ = ["OUTCOMES", "TOKEN_ACTION", "AuditRecord", "AuditStore", "Outcome"]
 
+# Token requests end granted, partial or denied; administrative acts ok,
+# not_found or conflict; either kind can end in any of the rest.
 Outcome = Literal[
     "granted",
     "partial",
     "denied",
+    "ok",
+    "not_found",
+    "conflict",
+    "forbidden",
     "bad_credentials",
     "backend_unavailable",
     "throttled",
     "invalid_request",
 ]
-OUTCOMES: tuple[Outcome, ...] = (
-    "granted",
-    "partial",
-    "denied",
-    "bad_credentials",
-    "backend_unavailable",
-    "throttled",
-    "invalid_request",
-)
+OUTCOMES: tuple[Outcome, ...] = typing.get_args(Outcome)
+# The action of a token request's row (every other action is an administrative act).
+TOKEN_ACTION = "token"  # noqa: S105 - a label, not a secret
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ class AuditRecord:
     requested: str
     granted: str
     outcome: Outcome
+    action: str = TOKEN_ACTION
+    target: str = ""
 
     @classmethod
     def from_row(cls, row: AuditEvent) -> AuditRecord:
@@ -62,10 +65,19 @@ class AuditRecord:
             row.requested,
             row.granted,
             row.outcome,  # type: ignore[arg-type]
+            row.action,
+            row.target,
         )
 
 
-_LIMITS = {"subject": 255, "user_agent": 512, "client_ip": 64, "service": 255, "backend": 32}
+_LIMITS = {
+    "subject": 255,
+    "user_agent": 512,
+    "client_ip": 64,
+    "service": 255,
+    "backend": 32,
+    "target": 255,
+}
 
 
 def _clip(record: AuditRecord) -> dict[str, object]:
@@ -89,6 +101,7 @@ class AuditStore:
         *,
         subject: str | None = None,
         outcome: str | None = None,
+        action: str | None = None,
         since: dt.datetime | None = None,
         until: dt.datetime | None = None,
         limit: int = 100,
@@ -99,6 +112,8 @@ class AuditStore:
             q = q.where(AuditEvent.subject == subject)
         if outcome is not None:
             q = q.where(AuditEvent.outcome == outcome)
+        if action is not None:
+            q = q.where(AuditEvent.action == action)
         if since is not None:
             q = q.where(AuditEvent.at >= since)
         if until is not None:

@@ -15,11 +15,12 @@ import secrets
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
 from tokenserver.authz.scope_limit import ScopeLimit
+from tokenserver.names import check_name, name_key
 from tokenserver.store.db import Database
 from tokenserver.store.models import CIToken
-from tokenserver.store.users import check_name
 
 __all__ = ["PREFIX", "CITokenExists", "CITokenInfo", "CITokenStore", "looks_like_ci_secret"]
 
@@ -87,29 +88,46 @@ class CITokenStore:
         description: str = "",
         created_by: str = "",
     ) -> tuple[CITokenInfo, str]:
-        """Store a new token; returns its record and the secret (shown once, never stored)."""
+        """Store a new token; returns its record and the secret (shown once, never stored).
+
+        Raises CITokenExists while a live token has any spelling of the name.
+        """
         check_name(name, "CI token name")
+        key = name_key(name)
         secret = PREFIX + secrets.token_urlsafe(32)
-        with self._db.session() as s:
-            live = s.scalar(
-                select(CIToken.id).where(
-                    CIToken.name == name, CIToken.revoked_at.is_(None), CIToken.expires_at > now
+        row = CIToken(
+            name=name,
+            live_key=key,
+            description=description,
+            scopes=str(scopes),
+            secret_hash=_hash(secret),
+            created_at=now,
+            created_by=created_by,
+            expires_at=expires_at,
+        )
+        try:
+            with self._db.session() as s:
+                # An expired token no longer holds its name.
+                s.execute(
+                    update(CIToken)
+                    .where(CIToken.live_key == key, CIToken.expires_at <= now)
+                    .values(live_key=None)
                 )
-            )
-            if live is not None:
-                raise CITokenExists(name)
-            row = CIToken(
-                name=name,
-                description=description,
-                scopes=str(scopes),
-                secret_hash=_hash(secret),
-                created_at=now,
-                created_by=created_by,
-                expires_at=expires_at,
-            )
-            s.add(row)
-            s.flush()
-            return _info(row), secret
+                s.add(row)
+                s.flush()
+                return _info(row), secret
+        except IntegrityError:
+            raise CITokenExists(name) from None
+
+    def live_like(self, name: str, now: dt.datetime) -> bool:
+        """Whether a live token goes by any spelling of `name`."""
+        with self._db.engine.connect() as conn:
+            found = conn.execute(
+                select(CIToken.id).where(
+                    CIToken.live_key == name_key(name), CIToken.expires_at > now
+                )
+            ).first()
+        return found is not None
 
     def authenticate(
         self, name: str, secret: str, now: dt.datetime, ip: str | None
@@ -144,6 +162,6 @@ class CITokenStore:
             result = s.execute(
                 update(CIToken)
                 .where(CIToken.name == name, CIToken.revoked_at.is_(None))
-                .values(revoked_at=now)
+                .values(revoked_at=now, live_key=None)
             )
             return int(result.rowcount)  # type: ignore[attr-defined]

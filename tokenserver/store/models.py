@@ -55,6 +55,8 @@ class User(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(255), unique=True)
+    # names.name_key(name): one account per spelling of a name, enforced here.
+    name_key: Mapped[str] = mapped_column(String(255), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
@@ -94,6 +96,9 @@ class CIToken(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(255), index=True)
+    # name_key(name) while the token may be live (cleared on revoke, and by the next
+    # create once expired): at most one live token per name, enforced here.
+    live_key: Mapped[str | None] = mapped_column(String(255), unique=True, nullable=True)
     description: Mapped[str] = mapped_column(String(1024), default="")
     scopes: Mapped[str] = mapped_column(Text)  # space-separated scope patterns
     secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
@@ -106,13 +111,20 @@ class CIToken(Base):
 
 
 class AuditEvent(Base):
-    """One token request: who, from where, what was asked and what was granted."""
+    """One token request or administrative act: who, from where, what, and how it ended."""
 
     __tablename__ = "audit_events"
-    __table_args__ = (Index("ix_audit_events_subject_at", "subject", "at"),)
+    __table_args__ = (
+        Index("ix_audit_events_subject_at", "subject", "at"),
+        Index("ix_audit_events_action_at", "action", "at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    # "token" for a token request, else the act ("user.create", "ci_token.revoke", ...).
+    action: Mapped[str] = mapped_column(String(64), default="token")
+    # What an act was done to (a user or token name); empty for token requests.
+    target: Mapped[str] = mapped_column(String(255), default="")
     subject: Mapped[str] = mapped_column(String(255))
     kind: Mapped[str] = mapped_column(String(16))
     backend: Mapped[str] = mapped_column(String(32))

@@ -1,4 +1,9 @@
-"""The server's own users and their groups."""
+"""The server's own users and their groups.
+
+Every change is one statement or locks the user's row first, so concurrent
+changes and deletes of one user (from several instances, too) end as
+"done" or "no such user", never as a half-applied update.
+"""
 
 from __future__ import annotations
 
@@ -6,28 +11,14 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from tokenserver.names import InvalidName, check_name, name_key
 from tokenserver.store.db import Database
 from tokenserver.store.models import User, UserGroup
 
-__all__ = ["InvalidName", "UserExists", "UserInfo", "UserNotFound", "UserStore", "check_name"]
-
-MAX_NAME = 255
-
-
-class InvalidName(ValueError):
-    pass
-
-
-def check_name(name: str, what: str = "user name") -> str:
-    """User and group names: no ':' (it splits Basic credentials), '/', spaces or controls."""
-    if not name or len(name) > MAX_NAME:
-        raise InvalidName(f"a {what} has 1 to {MAX_NAME} characters")
-    if any(c in ":/" or c.isspace() or not c.isprintable() for c in name):
-        raise InvalidName(f"a {what} may not contain ':', '/', spaces or control characters")
-    return name
+__all__ = ["InvalidName", "UserExists", "UserInfo", "UserNotFound", "UserStore"]
 
 
 class UserExists(Exception):
@@ -57,6 +48,10 @@ def _info(user: User) -> UserInfo:
     )
 
 
+def _group_names(groups: Iterable[str]) -> list[str]:
+    return sorted({check_name(g, "group name") for g in groups})
+
+
 class UserStore:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -83,21 +78,28 @@ class UserStore:
         groups = tuple(r.group for r in rows if r.group is not None)
         return UserInfo(first.name, first.password_hash, first.disabled, groups, first.created_at)
 
+    def exists_like(self, name: str) -> bool:
+        """Whether a user goes by any spelling of `name`."""
+        with self._db.engine.connect() as conn:
+            found = conn.execute(select(User.id).where(User.name_key == name_key(name))).first()
+        return found is not None
+
     def list(self) -> list[UserInfo]:
         with self._db.session() as s:
             return [_info(u) for u in s.scalars(select(User).order_by(User.name))]
 
     def add(self, name: str, password_hash: str, groups: Iterable[str] = ()) -> UserInfo:
+        """Raises UserExists when any spelling of the name is taken (the database decides)."""
         check_name(name)
-        groups = [check_name(g, "group name") for g in groups]
         now = dt.datetime.now(dt.UTC)
         user = User(
             name=name,
+            name_key=name_key(name),
             password_hash=password_hash,
             disabled=False,
             created_at=now,
             updated_at=now,
-            groups=[UserGroup(name=g) for g in sorted(set(groups))],
+            groups=[UserGroup(name=g) for g in _group_names(groups)],
         )
         try:
             with self._db.session() as s:
@@ -109,12 +111,13 @@ class UserStore:
 
     def _update(self, name: str, **changes: object) -> None:
         with self._db.session() as s:
-            user = s.scalar(select(User).where(User.name == name))
-            if user is None:
+            result = s.execute(
+                update(User)
+                .where(User.name == name)
+                .values(**changes, updated_at=dt.datetime.now(dt.UTC))
+            )
+            if result.rowcount == 0:  # type: ignore[attr-defined]
                 raise UserNotFound(name)
-            for key, value in changes.items():
-                setattr(user, key, value)
-            user.updated_at = dt.datetime.now(dt.UTC)
 
     def set_password(self, name: str, password_hash: str) -> None:
         self._update(name, password_hash=password_hash)
@@ -123,12 +126,25 @@ class UserStore:
         self._update(name, disabled=disabled)
 
     def set_groups(self, name: str, groups: Iterable[str]) -> None:
-        with self._db.session() as s:
-            user = s.scalar(select(User).where(User.name == name))
-            if user is None:
-                raise UserNotFound(name)
-            user.groups = [UserGroup(name=check_name(g, "group name")) for g in sorted(set(groups))]
-            user.updated_at = dt.datetime.now(dt.UTC)
+        names = _group_names(groups)
+        try:
+            with self._db.session() as s:
+                # The row lock (PostgreSQL; SQLite serialises writers anyway) makes
+                # concurrent replacements of one user's groups take turns.
+                user_id = s.scalar(select(User.id).where(User.name == name).with_for_update())
+                if user_id is None:
+                    raise UserNotFound(name)
+                s.execute(delete(UserGroup).where(UserGroup.user_id == user_id))
+                if names:
+                    s.execute(insert(UserGroup), [{"user_id": user_id, "name": g} for g in names])
+                s.execute(
+                    update(User)
+                    .where(User.id == user_id)
+                    .values(updated_at=dt.datetime.now(dt.UTC))
+                )
+        except IntegrityError:
+            # The user was deleted between the lookup and the insert.
+            raise UserNotFound(name) from None
 
     def delete(self, name: str) -> None:
         with self._db.session() as s:

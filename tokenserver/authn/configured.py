@@ -1,0 +1,25 @@
+"""The identity backends a configuration names, in its order."""
+
+from __future__ import annotations
+
+from tokenserver.authn.base import Backend
+from tokenserver.authn.database import DatabaseBackend
+from tokenserver.authn.htpasswd import HtpasswdBackend
+from tokenserver.authn.ldap import LDAPBackend
+from tokenserver.config import Config
+from tokenserver.store.users import UserStore
+
+__all__ = ["build_backends"]
+
+
+def build_backends(config: Config, users: UserStore) -> list[Backend]:
+    backends: list[Backend] = []
+    for name in config.backend_order:
+        if name == "htpasswd":
+            assert config.users.htpasswd is not None
+            backends.append(HtpasswdBackend(config.users.htpasswd))
+        elif name == "database":
+            backends.append(DatabaseBackend(users))
+        elif name == "ldap":
+            backends.append(LDAPBackend(config.ldap))
+    return backends

@@ -1,0 +1,16 @@
+"""The admin API under /admin/v1, one module per resource; see `auth` for who gets in."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from tokenserver.routes.admin import audit, ci_tokens, refresh_tokens, users
+from tokenserver.routes.admin.auth import ADMIN_SCOPE, REALM
+
+__all__ = ["ADMIN_SCOPE", "PREFIX", "REALM", "router"]
+
+PREFIX = "/admin/v1"
+
+router = APIRouter(prefix=PREFIX, tags=["admin"])
+for resource in (users, ci_tokens, refresh_tokens, audit):
+    router.include_router(resource.router)

@@ -1,0 +1,58 @@
+"""/admin/v1/audit: token requests and administrative acts, newest first."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from tokenserver.errors import InvalidRequest
+from tokenserver.routes.admin.auth import Admin, AdminRoute
+from tokenserver.routes.admin.common import ERROR_RESPONSES
+from tokenserver.store.audit import AuditRecord, AuditStore, Outcome
+
+__all__ = ["router"]
+
+router = APIRouter(route_class=AdminRoute, responses=ERROR_RESPONSES)
+
+
+def _utc(name: str, value: dt.datetime | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise InvalidRequest(f"{name} needs a time zone (e.g. 2026-01-01T00:00:00Z)")
+    try:
+        return value.astimezone(dt.UTC)
+    except OverflowError:
+        raise InvalidRequest(f"{name} is out of range") from None
+
+
+@router.get(
+    "/audit",
+    response_model=list[AuditRecord],
+    name="audit.read",
+    summary="The audit trail, newest first",
+)
+async def audit(
+    request: Request,
+    _admin: Admin,
+    subject: Annotated[str | None, Query(max_length=255)] = None,
+    outcome: Annotated[Outcome | None, Query()] = None,
+    action: Annotated[
+        str | None,
+        Query(max_length=64, pattern=r"^[a-z_.]+$", description="token, user.create, ..."),
+    ] = None,
+    since: Annotated[dt.datetime | None, Query()] = None,
+    until: Annotated[dt.datetime | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[AuditRecord]:
+    since, until = _utc("since", since), _utc("until", until)
+    await run_in_threadpool(request.app.state.audit.flush, 2.0)
+    store = AuditStore(request.app.state.db)
+    return await run_in_threadpool(
+        lambda: store.query(
+            subject=subject, outcome=outcome, action=action, since=since, until=until, limit=limit
+        )
+    )

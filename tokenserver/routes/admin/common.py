@@ -1,0 +1,42 @@
+"""What every admin resource shares: the error shape, strict bodies, the accounts service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from pydantic import BaseModel, ConfigDict
+
+from tokenserver.accounts import Accounts
+
+__all__ = ["ERROR_RESPONSES", "ErrorBody", "StrictBody", "accounts"]
+
+
+class ErrorBody(BaseModel):
+    """Every refusal, as the token endpoint's errors (RFC 6749 §5.2 and `details`)."""
+
+    error: str
+    error_description: str
+    details: str
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "malformed request or refused value"},
+    401: {"model": ErrorBody, "description": "no or bad credentials"},
+    403: {"model": ErrorBody, "description": "not a member of the admin group"},
+    404: {"model": ErrorBody, "description": "no such user or token"},
+    409: {"model": ErrorBody, "description": "the name is taken"},
+    413: {"model": ErrorBody, "description": "the body exceeds server.max_body_bytes"},
+    429: {"model": ErrorBody, "description": "too many failed logins"},
+    503: {"model": ErrorBody, "description": "an identity backend is unavailable"},
+}
+
+
+class StrictBody(BaseModel):
+    # No coercion: `"ttl": true` or `"disabled": "no"` is a 400, not a guess.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def accounts(request: Request) -> Accounts:
+    service: Accounts = request.app.state.accounts
+    return service

@@ -1,0 +1,121 @@
+"""/admin/v1/users: the database's users."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from tokenserver.passwords import MAX_PASSWORD_BYTES
+from tokenserver.routes.admin.auth import Admin, AdminRoute
+from tokenserver.routes.admin.common import ERROR_RESPONSES, StrictBody, accounts
+from tokenserver.store.users import UserInfo
+
+__all__ = ["router"]
+
+router = APIRouter(route_class=AdminRoute, responses=ERROR_RESPONSES)
+
+Name = Annotated[str, Field(min_length=1, max_length=255)]
+Password = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_PASSWORD_BYTES,
+        description=f"at most {MAX_PASSWORD_BYTES} bytes in UTF-8 (what bcrypt reads)",
+    ),
+]
+Groups = Annotated[list[Name], Field(max_length=100)]
+
+
+class UserOut(BaseModel):
+    name: str
+    groups: list[str]
+    disabled: bool
+
+
+class UserCreate(StrictBody):
+    name: Name
+    password: Password
+    groups: Groups = Field(default_factory=list)
+
+
+class PasswordIn(StrictBody):
+    password: Password
+
+
+class GroupsIn(StrictBody):
+    groups: Groups
+
+
+class DisabledIn(StrictBody):
+    disabled: bool
+
+
+def _out(user: UserInfo) -> UserOut:
+    return UserOut(name=user.name, groups=list(user.groups), disabled=user.disabled)
+
+
+@router.get("/users", response_model=list[UserOut], name="user.list", summary="List users")
+async def list_users(request: Request, _admin: Admin) -> list[UserOut]:
+    return [_out(u) for u in await run_in_threadpool(accounts(request).list_users)]
+
+
+@router.post(
+    "/users", response_model=UserOut, status_code=201, name="user.create", summary="Create a user"
+)
+async def create_user(request: Request, body: UserCreate, admin: Admin) -> UserOut:
+    user = await run_in_threadpool(
+        accounts(request).create_user, admin, body.name, body.password, body.groups
+    )
+    return _out(user)
+
+
+@router.get("/users/{name}", response_model=UserOut, name="user.get", summary="One user")
+async def get_user(request: Request, name: str, _admin: Admin) -> UserOut:
+    return _out(await run_in_threadpool(accounts(request).get_user, name))
+
+
+@router.put(
+    "/users/{name}/password",
+    status_code=204,
+    name="user.password",
+    summary="Set a password (revokes the user's refresh tokens)",
+)
+async def set_password(request: Request, name: str, body: PasswordIn, admin: Admin) -> Response:
+    await run_in_threadpool(accounts(request).set_password, admin, name, body.password)
+    return Response(status_code=204)
+
+
+@router.put(
+    "/users/{name}/groups",
+    response_model=UserOut,
+    name="user.groups",
+    summary="Replace a user's groups",
+)
+async def set_groups(request: Request, name: str, body: GroupsIn, admin: Admin) -> UserOut:
+    return _out(await run_in_threadpool(accounts(request).set_groups, admin, name, body.groups))
+
+
+@router.put(
+    "/users/{name}/disabled",
+    response_model=UserOut,
+    # Refused before the body is read, an enable is recorded as this act too.
+    name="user.disable",
+    summary="Disable or enable",
+)
+async def set_disabled(request: Request, name: str, body: DisabledIn, admin: Admin) -> UserOut:
+    user = await run_in_threadpool(accounts(request).set_disabled, admin, name, body.disabled)
+    return _out(user)
+
+
+@router.delete(
+    "/users/{name}",
+    status_code=204,
+    name="user.delete",
+    summary="Delete a user (and revoke their refresh tokens)",
+)
+async def delete_user(request: Request, name: str, admin: Admin) -> Response:
+    await run_in_threadpool(accounts(request).delete_user, admin, name)
+    return Response(status_code=204)
