@@ -20,7 +20,7 @@ import jwt
 import pytest
 import yaml
 
-from tests.support.ldap import Slapd
+from tests.support.ldap import LdapDirectory, Slapd
 from tokenserver.app import create_app
 from tokenserver.config import Config, load_config
 from tokenserver.keys import generate_key
@@ -206,3 +206,9 @@ def slapd() -> Iterator[Slapd]:
     """A real OpenLDAP server with TLS and no users: each test adds its own, uniquely named."""
     with Slapd(tls=True) as server:
         yield server
+
+
+@pytest.fixture
+def directory(slapd: Slapd, leak_guard: LeakGuard) -> LdapDirectory:
+    """The shared slapd, with helpers that make unique names and remember secrets."""
+    return LdapDirectory(slapd, leak_guard)

@@ -73,6 +73,15 @@ class Directory(Protocol):
     def knows(self, username: str) -> bool: ...
 
 
+def _existing(name: str, what: str = "user") -> str:
+    """A name to look up: one no account could have (a NUL, say, which PostgreSQL
+    cannot even compare) names nothing."""
+    try:
+        return check_name(name)
+    except InvalidName:
+        raise UnknownAccount(f"no {what} {name[:100]!r}") from None
+
+
 def _check_groups(groups: Sequence[str]) -> None:
     if len(groups) > MAX_GROUPS:
         raise InvalidValue(f"a user has at most {MAX_GROUPS} groups")
@@ -132,7 +141,7 @@ class Accounts:
         return self._users.list()
 
     def get_user(self, name: str) -> UserInfo:
-        user = self._users.get(name)
+        user = self._users.get(_existing(name))
         if user is None:
             raise UnknownAccount(f"no user {name}")
         return user
@@ -152,14 +161,16 @@ class Accounts:
             try:
                 return self._users.add(name, hashed, groups)
             except UserExists:
-                raise NameTaken(f"user {name} already exists (in this or another spelling)") from None
+                raise NameTaken(
+                    f"user {name} already exists (in this or another spelling)"
+                ) from None
 
     def set_password(self, actor: Actor, name: str, password: str) -> int:
         """Set the password and revoke the user's refresh tokens; the number revoked."""
         with self._act(actor, "user.password", name):
             hashed = self._hash(password)
             try:
-                self._users.set_password(name, hashed)
+                self._users.set_password(_existing(name), hashed)
             except UserNotFound:
                 raise UnknownAccount(f"no user {name}") from None
             # A new password ends every session the old one opened.
@@ -169,7 +180,7 @@ class Accounts:
         with self._act(actor, "user.groups", name):
             _check_groups(groups)
             try:
-                self._users.set_groups(name, groups)
+                self._users.set_groups(_existing(name), groups)
             except UserNotFound:
                 raise UnknownAccount(f"no user {name}") from None
             return self.get_user(name)
@@ -177,7 +188,7 @@ class Accounts:
     def set_disabled(self, actor: Actor, name: str, disabled: bool) -> UserInfo:
         with self._act(actor, "user.disable" if disabled else "user.enable", name):
             try:
-                self._users.set_disabled(name, disabled)
+                self._users.set_disabled(_existing(name), disabled)
             except UserNotFound:
                 raise UnknownAccount(f"no user {name}") from None
             return self.get_user(name)
@@ -186,7 +197,7 @@ class Accounts:
         """Delete the user and revoke their refresh tokens; the number revoked."""
         with self._act(actor, "user.delete", name):
             try:
-                self._users.delete(name)
+                self._users.delete(_existing(name))
             except UserNotFound:
                 raise UnknownAccount(f"no user {name}") from None
             return self._refresh.revoke_subject(name, self._clock())
@@ -247,18 +258,18 @@ class Accounts:
 
     def revoke_ci_token(self, actor: Actor, name: str) -> None:
         with self._act(actor, "ci_token.revoke", name):
-            if not self._ci.revoke(name, self._clock()):
+            if not self._ci.revoke(_existing(name, "CI token"), self._clock()):
                 raise UnknownAccount(f"no live CI token named {name}")
 
     # -- refresh tokens -------------------------------------------------------
 
     def list_refresh_tokens(self, user: str | None = None) -> list[RefreshTokenInfo]:
-        return self._refresh.list(user)
+        return self._refresh.list(None if user is None else _existing(user))
 
     def revoke_refresh_tokens(self, actor: Actor, user: str) -> int:
         """Revoke every live refresh token of `user`; the number revoked."""
         with self._act(actor, "refresh_token.revoke", user):
-            return self._refresh.revoke_subject(user, self._clock())
+            return self._refresh.revoke_subject(_existing(user), self._clock())
 
     def revoke_refresh_token(self, actor: Actor, token_id: int) -> None:
         with self._act(actor, "refresh_token.revoke", f"#{token_id}"):

@@ -18,7 +18,10 @@ class PasswordRejected(ValueError):
 
 
 def hash_password(password: str, rounds: int | None = None) -> str:
-    raw = password.encode("utf-8")
+    try:
+        raw = password.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, from a JSON \ud800 escape
+        raise PasswordRejected("the password is not valid text") from None
     if not raw:
         raise PasswordRejected("the password is empty")
     if len(raw) > MAX_PASSWORD_BYTES:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
-import itertools
 import logging
 import secrets
 import time
@@ -20,59 +19,15 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import LeakGuard
+from tests.support.ldap import LdapDirectory as Directory
 from tests.support.ldap import SilentServer, Slapd
 from tokenserver.authn.base import BackendUnavailable, BadCredentials
 from tokenserver.authn.ldap import LDAPBackend, escape_filter_value
-from tokenserver.config import Config, LDAPConfig
+from tokenserver.config import Config
 from tokenserver.secret import Secret
 
 SERVICE = "registry"
 StartClient = Callable[[Config], AbstractContextManager[TestClient]]
-
-_serial = itertools.count()
-
-
-class Directory:
-    """The shared slapd, with helpers that make unique names and remember secrets."""
-
-    def __init__(self, slapd: Slapd, leak_guard: LeakGuard) -> None:
-        self.slapd = slapd
-        self.leak_guard = leak_guard
-        self.tag = secrets.token_hex(3)
-
-    def name(self, base: str) -> str:
-        return f"{base}-{self.tag}{next(_serial)}"
-
-    def user(self, base: str, *, exact: bool = False) -> tuple[str, str]:
-        uid = base if exact else self.name(base)
-        password = self.leak_guard.add(f"ldap-pw-{secrets.token_hex(8)}")
-        self.slapd.add_user(uid, password)
-        return uid, password
-
-    def group(self, base: str, *members: str) -> str:
-        cn = self.name(base)
-        self.slapd.add_group(cn, list(members))
-        return cn
-
-    def settings(self, **overrides: Any) -> LDAPConfig:
-        self.leak_guard.add(self.slapd.service_password)
-        data: dict[str, Any] = {
-            "url": self.slapd.url,
-            "bind_dn": self.slapd.service_dn,
-            "bind_password": self.slapd.service_password,
-            "base_dn": self.slapd.people_dn,
-            "timeout": 2,
-        }
-        data.update(overrides)
-        return LDAPConfig.model_validate(data)
-
-    def backend(self, **overrides: Any) -> LDAPBackend:
-        return LDAPBackend(self.settings(**overrides))
-
-
-@pytest.fixture
-def directory(slapd: Slapd, leak_guard: LeakGuard) -> Directory:
-    return Directory(slapd, leak_guard)
 
 
 @pytest.fixture
@@ -427,3 +382,126 @@ def test_a_filter_matching_two_entries_refuses_the_login(directory: Directory) -
             b.lookup(uid)
     finally:
         b.close()
+
+
+# -- one account, one name ----------------------------------------------------
+
+
+def _token_claims(
+    client: TestClient,
+    decode: Callable[[str], dict[str, Any]],
+    user: str,
+    password: str,
+    scope: str,
+) -> dict[str, Any]:
+    response = client.get(
+        f"/token?service={SERVICE}&scope={scope}&account={user}", headers=_basic(user, password)
+    )
+    assert response.status_code == 200, response.text
+    return decode(response.json()["token"])
+
+
+def test_a_case_variant_login_gets_the_directorys_name_and_its_rules(
+    make_config: Callable[..., Config],
+    directory: Directory,
+    start_client: StartClient,
+    decode_token: Callable[[str], dict[str, Any]],
+) -> None:
+    mallory, password = directory.user("mallory")
+    rules = [
+        {"match": {"account": mallory}, "actions": []},
+        {"match": {"account": "/.+/", "name": "${account}/*"}, "actions": ["*"]},
+    ]
+    config = _ldap_config(make_config, directory, acl=rules)
+    with start_client(config) as client:
+        for typed in (mallory, mallory.upper(), mallory.capitalize()):
+            claims = _token_claims(
+                client, decode_token, typed, password, f"repository:{typed}/app:pull"
+            )
+            # The directory matched the variant; the subject is its own spelling,
+            # so the deny rule for that account applies to every variant.
+            assert claims["sub"] == mallory
+            assert claims["access"] == []
+
+
+def test_the_subject_comes_from_username_attribute_whatever_the_filter_matched(
+    make_config: Callable[..., Config],
+    directory: Directory,
+    start_client: StartClient,
+    decode_token: Callable[[str], dict[str, Any]],
+) -> None:
+    mail = f"{directory.name('carol')}@example.test"
+    carol, password = directory.user("carol", mail=mail)
+    config = _ldap_config(
+        make_config,
+        directory,
+        ldap={"user_filter": "(mail={username})", "username_attribute": "uid"},
+    )
+    with start_client(config) as client:
+        claims = _token_claims(
+            client, decode_token, mail.upper(), password, f"repository:{carol}/app:pull"
+        )
+        assert claims["sub"] == carol
+        assert claims["access"] == [
+            {"type": "repository", "name": f"{carol}/app", "actions": ["pull"]}
+        ]
+        # A refresh token is bound to the directory's name, not the typed one.
+        login = client.get(
+            f"/token?service={SERVICE}&offline_token=true", headers=_basic(mail, password)
+        )
+        assert login.status_code == 200
+        refreshed = client.post(
+            "/token",
+            data={
+                "grant_type": "refresh_token",
+                "refresh_token": login.json()["refresh_token"],
+                "service": SERVICE,
+                "client_id": "test",
+                "scope": f"repository:{carol}/app:push",
+            },
+        )
+        assert refreshed.status_code == 200, refreshed.text
+        assert decode_token(refreshed.json()["access_token"])["sub"] == carol
+
+
+def test_an_entry_without_the_login_attribute_cannot_log_in(
+    make_config: Callable[..., Config], directory: Directory, start_client: StartClient
+) -> None:
+    mail = f"{directory.name('dora')}@example.test"
+    _uid, password = directory.user("dora", mail=mail)
+    config = _ldap_config(
+        make_config,
+        directory,
+        ldap={"user_filter": "(mail={username})", "username_attribute": "employeeNumber"},
+    )
+    with start_client(config) as client:
+        answer = client.get(f"/token?service={SERVICE}", headers=_basic(mail, password))
+        assert answer.status_code == 401
+
+
+def test_case_variants_share_one_throttle_counter(
+    make_config: Callable[..., Config],
+    directory: Directory,
+    start_client: StartClient,
+    add_user: Callable[..., str],
+) -> None:
+    ldap_user, ldap_pw = directory.user("victim")
+    db_user = directory.name("dbvictim")
+    db_pw = add_user(db_user)
+    config = _ldap_config(
+        make_config, directory, throttle={"account_failures": 3, "address_failures": 1000}
+    )
+    with start_client(config) as client:
+        for user, password in ((ldap_user, ldap_pw), (db_user, db_pw)):
+            variants = [user, user.upper(), user.capitalize()]
+            statuses = [
+                client.get(f"/token?service={SERVICE}", headers=_basic(v, "wrong")).status_code
+                for v in variants
+            ]
+            assert statuses == [401, 401, 401]
+            # Three failures spread over three spellings: every spelling is throttled,
+            # even with the right password (which is not checked at all).
+            for variant in variants:
+                answer = client.get(f"/token?service={SERVICE}", headers=_basic(variant, password))
+                assert answer.status_code == 429, (user, variant)
+                assert int(answer.headers["retry-after"]) > 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import itertools
 import os
 import secrets
 import shutil
@@ -26,7 +27,7 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Protocol, Self
 
 import ldap3
 from ldap3.core.exceptions import LDAPException, LDAPNoSuchObjectResult
@@ -34,6 +35,8 @@ from ldap3.utils.conv import escape_filter_chars
 
 from tests.support.certs import write_self_signed
 from tests.support.peers import LOOPBACK, Peer, free_port, pid_alive, require_binary, short_tempdir
+from tokenserver.authn.ldap import LDAPBackend
+from tokenserver.config import LDAPConfig
 
 __all__ = ["EMPTY_GROUP_MEMBER", "SilentServer", "Slapd", "escape_dn_value", "ssha"]
 
@@ -267,10 +270,14 @@ class Slapd(Peer):
         except LDAPNoSuchObjectResult:
             return False
 
-    def add_user(self, uid: str, password: str, *, cn: str | None = None) -> str:
+    def add_user(
+        self, uid: str, password: str, *, cn: str | None = None, mail: str | None = None
+    ) -> str:
         """An inetOrgPerson under ou=people with an {SSHA} password; returns its DN."""
         dn = self.user_dn(uid)
         attributes = {"uid": uid, "cn": cn or uid, "sn": cn or uid, "userPassword": ssha(password)}
+        if mail is not None:
+            attributes["mail"] = mail
         with self._admin() as conn:
             conn.add(dn, ["inetOrgPerson"], attributes)
         return dn
@@ -424,3 +431,48 @@ class SilentServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class SecretRecorder(Protocol):
+    def add(self, value: str) -> str: ...
+
+
+_serial = itertools.count()
+
+
+class LdapDirectory:
+    """The shared slapd, with helpers that make unique names and remember secrets."""
+
+    def __init__(self, slapd: Slapd, leak_guard: SecretRecorder) -> None:
+        self.slapd = slapd
+        self.leak_guard = leak_guard
+        self.tag = secrets.token_hex(3)
+
+    def name(self, base: str) -> str:
+        return f"{base}-{self.tag}{next(_serial)}"
+
+    def user(self, base: str, *, exact: bool = False, mail: str | None = None) -> tuple[str, str]:
+        uid = base if exact else self.name(base)
+        password = self.leak_guard.add(f"ldap-pw-{secrets.token_hex(8)}")
+        self.slapd.add_user(uid, password, mail=mail)
+        return uid, password
+
+    def group(self, base: str, *members: str) -> str:
+        cn = self.name(base)
+        self.slapd.add_group(cn, list(members))
+        return cn
+
+    def settings(self, **overrides: Any) -> LDAPConfig:
+        self.leak_guard.add(self.slapd.service_password)
+        data: dict[str, Any] = {
+            "url": self.slapd.url,
+            "bind_dn": self.slapd.service_dn,
+            "bind_password": self.slapd.service_password,
+            "base_dn": self.slapd.people_dn,
+            "timeout": 2,
+        }
+        data.update(overrides)
+        return LDAPConfig.model_validate(data)
+
+    def backend(self, **overrides: Any) -> LDAPBackend:
+        return LDAPBackend(self.settings(**overrides))

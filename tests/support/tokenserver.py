@@ -17,7 +17,15 @@ import yaml
 
 from tests.support.peers import free_port
 
-__all__ = ["TokenServer"]
+__all__ = ["TokenServer", "resident_bytes"]
+
+
+def resident_bytes(pid: int) -> int:
+    """VmRSS of a process, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
 
 
 class TokenServer:
@@ -158,6 +166,15 @@ class TokenServer:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None, "not running"
+        return self._proc.pid
+
+    def rss_bytes(self) -> int:
+        """The server process's resident memory now."""
+        return resident_bytes(self.pid)
 
     def log_tail(self, lines: int = 40) -> str:
         try:

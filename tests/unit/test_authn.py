@@ -51,6 +51,9 @@ class CountingBackend:
         self.lookups += 1
         return self.inner.lookup(username)  # type: ignore[attr-defined, no-any-return]
 
+    def account(self, subject: str) -> Account | None:
+        return self.inner.account(subject)  # type: ignore[attr-defined, no-any-return]
+
     def check(self, account: Account, password: Secret) -> bool:
         self.checks += 1
         return self.inner.check(account, password)  # type: ignore[attr-defined, no-any-return]
@@ -69,6 +72,9 @@ class DictBackend:
         if hashed is None:
             return None
         return Account(username, frozenset({self.name}), hashed, username in self.disabled)
+
+    def account(self, subject: str) -> Account | None:
+        return self.lookup(subject)
 
     def check(self, account: Account, password: Secret) -> bool:
         return verify_password(password.reveal(), account.fingerprint)

@@ -405,3 +405,59 @@ def test_serve_checks_the_ldap_password_file_first(
     code, _, err = run("serve")
     assert code == 2 and "ldap.bind_password_file" in err
     assert not fake_uvicorn
+
+
+def test_every_cli_change_is_audited(
+    run: Run, monkeypatch: pytest.MonkeyPatch, leak_guard: Any, config: Config
+) -> None:
+    monkeypatch.setenv("SUDO_USER", "operator7")
+    password = leak_guard.add("pw-cli-audited")
+    steps = [
+        (["user", "add", "erin", "--password-stdin", "--group", "dev"], password + "\n", 0),
+        (["user", "add", "ERIN", "--password-stdin"], password + "\n", 2),
+        (["user", "passwd", "erin", "--password-stdin"], leak_guard.add("pw-cli-2") + "\n", 0),
+        (["user", "groups", "erin", "--group", "qa"], "", 0),
+        (["user", "disable", "erin"], "", 0),
+        (["user", "enable", "erin"], "", 0),
+        (["refresh-token", "revoke", "--user", "erin"], "", 0),
+        (["ci-token", "create", "ci-erin", "--scope", "repository:e/*:pull", "--ttl", "1h"], "", 0),
+        (["ci-token", "create", "ci-adm", "--scope", "admin:api:*", "--ttl", "1h"], "", 2),
+        (["ci-token", "create", "erin", "--scope", "repository:e/*:pull", "--ttl", "1h"], "", 2),
+        (["ci-token", "revoke", "ci-erin"], "", 0),
+        (["user", "del", "erin"], "", 0),
+        (["user", "del", "erin"], "", 2),
+        (["keys", "generate"], "", 0),
+    ]
+    for argv, stdin, expected in steps:
+        code, out, err = run(*argv, stdin=stdin)
+        assert code == expected, (argv, err)
+        if argv[:2] == ["ci-token", "create"] and code == 0:
+            leak_guard.add(out.strip())
+    code, out, _ = run("audit", "tail", "--json", "--since", "10m")
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 0
+    assert {(r["subject"], r["via"], r["kind"]) for r in rows} == {("operator7", "cli", "local")}
+    assert [(r["action"], r["target"], r["outcome"]) for r in rows[:-1]] == [
+        ("user.create", "erin", "ok"),
+        ("user.create", "ERIN", "conflict"),
+        ("user.password", "erin", "ok"),
+        ("user.groups", "erin", "ok"),
+        ("user.disable", "erin", "ok"),
+        ("user.enable", "erin", "ok"),
+        ("refresh_token.revoke", "erin", "ok"),
+        ("ci_token.create", "ci-erin", "ok"),
+        ("ci_token.create", "ci-adm", "invalid_request"),
+        ("ci_token.create", "erin", "conflict"),
+        ("ci_token.revoke", "ci-erin", "ok"),
+        ("user.delete", "erin", "ok"),
+        ("user.delete", "erin", "not_found"),
+    ]
+    generated = rows[-1]
+    assert generated["action"] == "keys.generate" and generated["outcome"] == "ok"
+    assert (config.token.keys_dir / f"{generated['target']}.crt").exists()
+    assert not leak_guard.found_in(out)
+
+    code, out, _ = run("audit", "tail", "--since", "10m", "--action", "user.delete")
+    lines = out.splitlines()
+    assert code == 0 and len(lines) == 2
+    assert all("operator7\tcli" in line and "user.delete\ttarget=erin" in line for line in lines)

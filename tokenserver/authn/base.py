@@ -79,6 +79,14 @@ class Backend(Protocol):
         """
         ...
 
+    def account(self, subject: str) -> Account | None:
+        """The account whose own name is `subject` (as `lookup` returned it), or None.
+
+        Where a login name can be any spelling (or another attribute, as LDAP's
+        filter allows), this finds an identity again by its canonical name.
+        """
+        ...
+
     def check(self, account: Account, password: Secret) -> bool:
         """The expensive proof: does this password belong to the account?"""
         ...

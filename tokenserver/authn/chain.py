@@ -53,11 +53,11 @@ class Authenticator:
         verify_password(password.reveal(), self._decoy_hash)
         raise BadCredentials("unknown user")
 
-    def find(self, username: str) -> tuple[str, Account] | None:
-        """The first backend's live (not disabled) account of this name."""
+    def find(self, subject: str) -> tuple[str, Account] | None:
+        """The first backend's live (not disabled) account whose own name is `subject`."""
         for backend in self.backends:
             try:
-                account = backend.lookup(username)
+                account = backend.account(subject)
             except BadCredentials:
                 return None  # e.g. a directory entry that is ambiguous
             if account is not None:
@@ -71,7 +71,7 @@ class Authenticator:
         """
         for backend in self.backends:
             try:
-                if backend.lookup(username) is not None:
+                if backend.lookup(username) is not None or backend.account(username) is not None:
                     return True
             except BadCredentials:
                 return True  # known, but refused outright (an ambiguous directory entry)

@@ -69,6 +69,9 @@ class HtpasswdBackend:
             return None
         return Account(username, frozenset(), fingerprint=hashed)
 
+    def account(self, subject: str) -> Account | None:
+        return self.lookup(subject)  # a login name here is the account's own name
+
     def check(self, account: Account, password: Secret) -> bool:
         return verify_password(password.reveal(), account.fingerprint)
 

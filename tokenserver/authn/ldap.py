@@ -223,29 +223,50 @@ class LDAPBackend:
     def lookup(self, username: str) -> Account | None:
         if not _acceptable_username(username):
             return None
-        found = self._cached(username)
+        config = self._config
+        search_filter = config.user_filter.replace("{username}", escape_filter_value(username))
+        return self._account(self._cached("login", search_filter, username))
+
+    def account(self, subject: str) -> Account | None:
+        """The entry whose own login name is `subject`, if the login filter admits it.
+
+        The filter's `{username}` becomes `*`, so its other conditions (object
+        classes, group membership) still hold.
+        """
+        if not _acceptable_username(subject):
+            return None
+        config = self._config
+        search_filter = (
+            f"(&{config.user_filter.replace('{username}', '*')}"
+            f"({config.username_attribute}={escape_filter_value(subject)}))"
+        )
+        found = self._cached("subject", search_filter, subject)
+        return self._account(found) if found is not None and found.name == subject else None
+
+    @staticmethod
+    def _account(found: _Found | None) -> Account | None:
         if found is None:
             return None
         return Account(found.name, found.groups, fingerprint=found.dn)
 
-    def _cached(self, username: str) -> _Found | None:
+    def _cached(self, purpose: str, search_filter: str, typed: str) -> _Found | None:
+        key = f"{purpose}\x00{typed}"
         now = self._clock()
         with self._cache_lock:
-            entry = self._cache.get(username)
+            entry = self._cache.get(key)
             if entry is not None and entry[0] > now:
                 return entry[1]
-        found = self._search(username)
+        found = self._search(search_filter, typed)
         if self._config.cache_ttl > 0:
             with self._cache_lock:
-                self._cache[username] = (now + self._config.cache_ttl, found)
-                self._cache.move_to_end(username)
+                self._cache[key] = (now + self._config.cache_ttl, found)
+                self._cache.move_to_end(key)
                 while len(self._cache) > 10_000:
                     self._cache.popitem(last=False)
         return found
 
-    def _search(self, username: str) -> _Found | None:
+    def _search(self, search_filter: str, username: str) -> _Found | None:
         config = self._config
-        search_filter = config.user_filter.replace("{username}", escape_filter_value(username))
         wanted = [config.username_attribute]
         if config.group_attribute:
             wanted.append(config.group_attribute)

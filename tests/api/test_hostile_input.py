@@ -1,0 +1,359 @@
+"""Every probe of the attack review, against a real token-server process.
+
+Each answer must be the spec's 4xx (RFC 6749 §5.2 JSON), never a 5xx; the
+process must log no traceback and no error; memory must stay bounded; and
+the users stored before the probes must be exactly as they were after.
+"""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import json
+import socket
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.support.tokenserver import TokenServer
+from tokenserver.store.db import Database
+from tokenserver.store.users import UserInfo, UserStore
+
+SERVICE = "registry"
+MB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TokenServer]:
+    workdir = tmp_path_factory.mktemp("hostile")
+    ts = TokenServer(workdir, extra={"users": {"bcrypt_cost": 4}})
+    ts.add_user("root", "root-pw-1", "admin")
+    ts.add_user("alice", "alice-pw-1", "dev")
+    with ts:
+        yield ts
+
+
+@pytest.fixture(scope="module")
+def stored_before(server: TokenServer) -> list[UserInfo]:
+    users = _users(server)
+    assert [(u.name, u.groups) for u in users] == [("alice", ("dev",)), ("root", ("admin",))]
+    return users
+
+
+def _users(server: TokenServer) -> list[UserInfo]:
+    db = Database(f"sqlite:///{server.workdir / 'tokenserver.db'}")
+    try:
+        return UserStore(db).list()
+    finally:
+        db.dispose()
+
+
+def _basic(raw: bytes) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
+
+
+ROOT = ("root", "root-pw-1")
+LONG = "a" * 20_000
+
+QUERY_PROBES: list[tuple[str, str, dict[str, str], int]] = [
+    ("GET", "/token", {}, 400),
+    ("GET", "/token?service=" + LONG, {}, 400),
+    ("GET", "/token?service=%C2%B2", {}, 400),
+    ("GET", "/token?service=%FF%FE", {}, 400),
+    ("GET", "/token?service=reg%00istry", {}, 400),
+    ("GET", "/token?service=registry&service=registry", {}, 400),
+    ("GET", "/token?service=registry&scope=" + "%F0%9F%92%A9", {}, 400),
+    ("GET", "/token?service=registry&scope=repository:a/b:pull%00", {}, 400),
+    ("GET", "/token?service=registry&scope=repository:" + "a/" * 5000 + "b:pull", {}, 400),
+    (
+        "GET",
+        "/token?service=registry&" + "&".join(f"scope=repository:a/b{i}:pull" for i in range(150)),
+        {},
+        400,
+    ),
+    ("GET", "/token?service=registry", {"Authorization": "Basic !!!"}, 400),
+    ("GET", "/token?service=registry", _basic(b"\xff\xfe:pw"), 400),
+    ("GET", "/token?service=registry", _basic(b"no-colon"), 400),
+    ("GET", "/token?service=registry", _basic(b":no-user"), 400),
+    ("GET", "/token?service=registry", _basic(b"ro\x00ot:pw"), 400),
+    ("GET", "/token?service=registry", _basic(LONG.encode() + b":pw"), 401),
+    ("GET", "/token?service=registry", _basic("rööt:pw".encode()), 401),
+    ("GET", "/token?service=registry", {"Authorization": "Bearer x"}, 400),
+    ("GET", "/token?service=registry", {"Authorization": "Basic"}, 400),
+    ("GET", "/token?service=registry&account=alice", _basic(b"root:root-pw-1"), 400),
+    ("GET", "/token?service=registry&offline_token=true", {}, 401),
+    ("GET", "/admin/v1/users/" + LONG, _basic(b"root:root-pw-1"), 404),
+    ("GET", "/admin/v1/users/r%C3%B6%C3%B6t", _basic(b"root:root-pw-1"), 404),
+    ("GET", "/admin/v1/users/%00", _basic(b"root:root-pw-1"), 404),
+    ("DELETE", "/admin/v1/refresh-tokens/" + "9" * 5000, _basic(b"root:root-pw-1"), 400),
+    ("DELETE", "/admin/v1/refresh-tokens/%C2%B2", _basic(b"root:root-pw-1"), 400),
+    ("GET", "/admin/v1/audit?limit=" + "9" * 5000, _basic(b"root:root-pw-1"), 400),
+    ("GET", "/admin/v1/audit?since=yesterday", _basic(b"root:root-pw-1"), 400),
+    ("GET", "/admin/v1/audit?since=9999-99-99T00:00:00Z", _basic(b"root:root-pw-1"), 400),
+    ("GET", "/admin/v1/audit?outcome=%C2%B2", _basic(b"root:root-pw-1"), 400),
+    ("GET", "/admin/v1/audit?action=" + "a" * 100, _basic(b"root:root-pw-1"), 400),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "headers", "status"), QUERY_PROBES)
+def test_query_and_header_probes(
+    server: TokenServer,
+    stored_before: list[UserInfo],
+    method: str,
+    path: str,
+    headers: dict[str, str],
+    status: int,
+) -> None:
+    answer = httpx.request(method, server.url + path, headers=headers, timeout=10)
+    assert answer.status_code == status, answer.text
+    body = answer.json()
+    assert body["error"] and body["error_description"]
+
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+GOOD_FORM = "grant_type=password&service=registry&client_id=t&username=alice&password=alice-pw-1"
+
+POST_PROBES: list[tuple[str, bytes, dict[str, str], int]] = [
+    ("/token", GOOD_FORM.encode(), {"Content-Type": "application/json"}, 400),
+    ("/token", b"grant_type=%ZZ&service=registry", FORM, 400),
+    ("/token", b"grant_type=password&service=registry&client_id=t&username=\xff", FORM, 400),
+    ("/token", b"grant_type=password&service=registry&client_id=t&username=a%00b", FORM, 400),
+    ("/token", b"grant_type=password&service=registry&client_id=t&username=alice", FORM, 400),
+    ("/token", b"grant_type=magic&service=registry&client_id=t", FORM, 400),
+    (
+        "/token",
+        b"grant_type=refresh_token&service=registry&client_id=t&refresh_token=" + b"r" * 50_000,
+        FORM,
+        400,
+    ),
+    ("/token", b"x=" + b"y" * (70 * 1024), FORM, 413),
+    ("/token", b"&" * 60_000, FORM, 400),
+    (
+        "/admin/v1/users",
+        b'{"name": "x", "password": "p"}',
+        {"Content-Type": "application/json"},
+        401,
+    ),
+    (
+        "/admin/v1/users",
+        b"[" * 60_000,
+        {"Content-Type": "application/json", **_basic(b"root:root-pw-1")},
+        400,
+    ),
+    (
+        "/admin/v1/users",
+        b'{"name": "\\u0000", "password": "pw"}',
+        {"Content-Type": "application/json", **_basic(b"root:root-pw-1")},
+        400,
+    ),
+    (
+        "/admin/v1/users",
+        b'{"name": "x", "password": "pw", "groups": [' + b'"g",' * 5000 + b'"g"]}',
+        {"Content-Type": "application/json", **_basic(b"root:root-pw-1")},
+        400,
+    ),
+    (
+        "/admin/v1/users",
+        b'{"name": "x", "password": "p\\ud800"}',
+        {"Content-Type": "application/json", **_basic(b"root:root-pw-1")},
+        400,
+    ),
+    (
+        "/admin/v1/ci-tokens",
+        b'{"name": "c", "scopes": ["admin:api:*"], "ttl": 60}',
+        {"Content-Type": "application/json", **_basic(b"root:root-pw-1")},
+        400,
+    ),
+    (
+        "/admin/v1/ci-tokens",
+        b'{"name": "c", "scopes": ["repository:a/b:pull"], "ttl": ' + b"9" * 5000 + b"}",
+        {"Content-Type": "application/json", **_basic(b"root:root-pw-1")},
+        400,
+    ),
+    (
+        "/admin/v1/ci-tokens",
+        b'{"name": "c", "scopes": ["repository:a/b:pull"], "ttl": true}',
+        {"Content-Type": "application/json", **_basic(b"root:root-pw-1")},
+        400,
+    ),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "headers", "status"), POST_PROBES)
+def test_post_probes(
+    server: TokenServer,
+    stored_before: list[UserInfo],
+    path: str,
+    body: bytes,
+    headers: dict[str, str],
+    status: int,
+) -> None:
+    answer = httpx.post(server.url + path, content=body, headers=headers, timeout=10)
+    assert answer.status_code == status, answer.text
+    assert answer.json()["error"]
+
+
+def test_parallel_updates_and_deletes_of_one_user(
+    server: TokenServer, stored_before: list[UserInfo]
+) -> None:
+    """Racing admin changes of one user end as done / gone / conflict, never a 500."""
+    seen: dict[int, int] = {}
+    with httpx.Client(base_url=server.url, auth=ROOT, timeout=30) as client:
+        for round_ in range(3):
+            name = f"racer{round_}"
+            created = client.post("/admin/v1/users", json={"name": name, "password": "pw-race-1"})
+            assert created.status_code == 201, created.text
+
+            def hit(i: int, name: str = name) -> int:
+                kind = i % 4
+                if kind == 0:
+                    r = client.put(f"/admin/v1/users/{name}/groups", json={"groups": [f"g{i}"]})
+                elif kind == 1:
+                    r = client.put(
+                        f"/admin/v1/users/{name}/disabled", json={"disabled": i % 8 == 1}
+                    )
+                elif kind == 2:
+                    r = client.put(f"/admin/v1/users/{name}/password", json={"password": f"p-{i}"})
+                else:
+                    r = client.delete(f"/admin/v1/users/{name}")
+                return r.status_code
+
+            with concurrent.futures.ThreadPoolExecutor(16) as pool:
+                for status in pool.map(hit, range(60)):
+                    seen[status] = seen.get(status, 0) + 1
+            assert client.get(f"/admin/v1/users/{name}").status_code == 404
+    assert set(seen) <= {200, 204, 404, 409}, seen
+    assert seen.get(404, 0) > 0 and (seen.get(200, 0) + seen.get(204, 0)) > 0
+
+
+def test_parallel_creation_of_one_ci_token_name_makes_one(
+    server: TokenServer, stored_before: list[UserInfo]
+) -> None:
+    body = {"name": "ci-race", "scopes": ["repository:race/*:pull"], "ttl": 600}
+    with httpx.Client(base_url=server.url, auth=ROOT, timeout=30) as client:
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            statuses = sorted(
+                pool.map(
+                    lambda _: client.post("/admin/v1/ci-tokens", json=body).status_code, range(8)
+                )
+            )
+        assert statuses == [201] + [409] * 7
+        live = [t for t in client.get("/admin/v1/ci-tokens").json() if t["name"] == "ci-race"]
+        assert [t["state"] for t in live] == ["live"]
+
+
+def _raw(
+    server: TokenServer, head: bytes, body: bytes = b"", *, close: bool = True
+) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    sock.sendall(head + body)
+    if close:
+        sock.close()
+    return sock
+
+
+def test_a_client_gone_mid_body_is_one_info_line(
+    server: TokenServer, stored_before: list[UserInfo]
+) -> None:
+    offset = len(server.log_text())
+    for _ in range(20):
+        _raw(
+            server,
+            b"POST /token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+            b"Content-Length: 5000\r\n\r\n",
+            b"grant_type=password&service=registry",
+        )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        entries = [
+            json.loads(line)
+            for line in server.log_text()[offset:].splitlines()
+            if line.startswith("{")
+        ]
+        gone = [e for e in entries if e.get("msg") == "request refused" and e.get("status") == 400]
+        if len(gone) >= 20:
+            break
+        time.sleep(0.1)
+    assert len(gone) >= 20
+    assert not [e for e in entries if e["level"] in ("error", "critical") or "exc" in e]
+
+
+def _stream_body(server: TokenServer, head: bytes, total: int) -> tuple[int, int]:
+    """Send `head` and up to `total` body bytes; (status answered, bytes we managed to send)."""
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    sent = 0
+    try:
+        sock.sendall(head)
+        chunk = b"\0" * MB
+        try:
+            while sent < total:
+                sent += sock.send(chunk[: min(MB, total - sent)])
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+            pass
+        answer = b""
+        try:
+            while b"\r\n" not in answer:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                answer += data
+        except (ConnectionResetError, TimeoutError):
+            pass
+    finally:
+        sock.close()
+    return int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/1.1 ") else 0, sent
+
+
+def test_a_200_mb_anonymous_admin_post_is_refused_unread(
+    server: TokenServer, stored_before: list[UserInfo]
+) -> None:
+    start = server.rss_bytes()
+    total = 200 * MB
+    head = (
+        b"POST /admin/v1/users HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n" % total
+    )
+    status, sent = _stream_body(server, head, total)
+    assert status == 401
+    assert sent < total, "the server read the whole body before refusing it"
+    authed = head.replace(
+        b"Host: x\r\n", b"Host: x\r\nAuthorization: Basic cm9vdDpyb290LXB3LTE=\r\n"
+    )
+    status, sent = _stream_body(server, authed, total)
+    assert status == 413 and sent < total
+    chunked = (
+        b"POST /admin/v1/users HTTP/1.1\r\nHost: x\r\nAuthorization: Basic cm9vdDpyb290LXB3LTE=\r\n"
+        b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    try:
+        sock.sendall(chunked)
+        piece = b"%x\r\n%s\r\n" % (MB, b"[" * MB)
+        try:
+            for _ in range(200):
+                sock.sendall(piece)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        answer = sock.recv(65536)
+    except ConnectionResetError:
+        answer = b""
+    finally:
+        sock.close()
+    assert answer.startswith(b"HTTP/1.1 413")
+    assert server.rss_bytes() - start < 50 * MB
+
+
+def test_nothing_failed_and_nothing_stored_changed(
+    server: TokenServer, stored_before: list[UserInfo]
+) -> None:
+    """Runs last in this module: the whole log, and the users, after every probe."""
+    entries = [json.loads(line) for line in server.log_text().splitlines() if line.startswith("{")]
+    assert entries
+    failures = [e for e in entries if e["level"] in ("error", "critical") or "exc" in e]
+    assert not failures, failures[:3]
+    statuses = [e["status"] for e in entries if e.get("msg") == "request"]
+    assert statuses and max(statuses) < 500
+    assert "Traceback" not in server.log_text()
+    assert _users(server) == stored_before
