@@ -173,7 +173,7 @@ def create_app(config: Config) -> Starlette:
             ClientDisconnect: _disconnect,
         },
     )
-    app.add_middleware(RequestContextMiddleware, keys=context.KEYS, logger="registry_proxy.access")
+    app.add_middleware(RequestContextMiddleware, logger="registry_proxy.access")
     app.state.metrics = metrics
     if metrics is not None:
         app.add_middleware(RegistryMetricsMiddleware, metrics=metrics)

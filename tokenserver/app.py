@@ -17,8 +17,10 @@ from starlette.requests import ClientDisconnect
 from tokenserver import __version__
 from tokenserver.accounts import AccountError, Accounts
 from tokenserver.audit import AdminTrail, AuditLog
+from tokenserver.authn.base import Backend
 from tokenserver.authn.cache import CredentialCache
 from tokenserver.authn.chain import Authenticator
+from tokenserver.authn.ci_tokens import CITokenBackend
 from tokenserver.authn.configured import build_backends
 from tokenserver.authz.acl import DEFAULT_ACL, ACLPolicy
 from tokenserver.authz.acl_file import ACLFile
@@ -70,17 +72,22 @@ def create_app(config: Config, *, clock: Callable[[], dt.datetime] = _utcnow) ->
         db.migrate()
         keys = load_keys(config.token.keys_dir, config.token.algorithm, config.token.signing_key)
         users = UserStore(db)
-        backends = build_backends(config, users)
+        refresh_tokens = RefreshTokenStore(db)
+        ci_tokens = CITokenStore(db)
+        people = build_backends(config, users)
+        # CI tokens first: only passwords shaped like their secrets go there.
+        backends: list[Backend] = [CITokenBackend(ci_tokens, clock), *people]
         authenticator = Authenticator(
             backends,
             CredentialCache(config.users.credential_cache_ttl),
             config.users.bcrypt_cost,
         )
-        refresh_tokens = RefreshTokenStore(db)
-        ci_tokens = CITokenStore(db)
+        audit = AuditLog(AuditStore(db), dt.timedelta(days=config.audit.retention_days), clock)
         app.state.config = config
         app.state.db = db
         app.state.jwks = keys.jwks()
+        app.state.keys = keys
+        app.state.audit = audit
         app.state.grants = GrantService(
             authenticator=authenticator,
             policy=policy,
@@ -89,24 +96,19 @@ def create_app(config: Config, *, clock: Callable[[], dt.datetime] = _utcnow) ->
             services=config.token.services,
             refresh_lifetime=dt.timedelta(seconds=config.token.refresh_expiration),
             clock=clock,
-            issuer_name=config.token.issuer,
-            ci_tokens=ci_tokens,
             throttle=LoginThrottle(
                 config.throttle.account_failures,
                 config.throttle.address_failures,
                 config.throttle.window,
             ),
             metrics=app.state.metrics,
-        )
-        app.state.keys = keys
-        app.state.audit = AuditLog(
-            AuditStore(db), dt.timedelta(days=config.audit.retention_days), clock
+            audit=audit,
         )
         app.state.accounts = Accounts(
             users=users,
             refresh_tokens=refresh_tokens,
             ci_tokens=ci_tokens,
-            directory=authenticator,
+            directory=Authenticator(people, CredentialCache(0), config.users.bcrypt_cost),
             trail=AdminTrail(AuditStore(db), clock),
             clock=clock,
             bcrypt_cost=config.users.bcrypt_cost,

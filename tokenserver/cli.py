@@ -20,7 +20,7 @@ from tokenserver.authn.cache import CredentialCache
 from tokenserver.authn.chain import Authenticator
 from tokenserver.authn.configured import build_backends
 from tokenserver.config import Config, ConfigError, load_config
-from tokenserver.keys import KeyError_, generate_key
+from tokenserver.keys import KeysError, generate_key
 from tokenserver.store.audit import TOKEN_ACTION, AuditStore
 from tokenserver.store.ci_tokens import CITokenStore
 from tokenserver.store.db import Database
@@ -137,7 +137,7 @@ def cmd_keys_generate(args: argparse.Namespace) -> None:
     trail = AdminTrail(AuditStore(db), _utcnow)
     try:
         cert = generate_key(config.token.keys_dir, algorithm)
-    except KeyError_:
+    except KeysError:
         trail.record(_actor(), "keys.generate", algorithm, "invalid_request")
         raise
     finally:
@@ -442,7 +442,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (CLIError, ConfigError, KeyError_) as exc:
+    except (CLIError, ConfigError, KeysError) as exc:
         print(f"tokenserver: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -20,6 +20,7 @@ from tokenserver.scope import Access
 
 __all__ = [
     "ACCOUNT",
+    "CLIENT_IP",
     "GRANTED",
     "KEYS",
     "REQUESTED",
@@ -35,21 +36,31 @@ __all__ = [
 T = TypeVar("T")
 
 
+# One dict per request, shared by every copy of the context: a worker thread
+# (run_in_threadpool copies the context) that sets a key sets it for the
+# request, so the access line written afterwards on the event loop sees it.
+_REQUEST: ContextVar[dict[str, Any] | None] = ContextVar("request_context", default=None)
+
+
 @dataclass(frozen=True)
 class ContextKey(Generic[T]):
     log_field: str
-    var: ContextVar[T | None]
     render: Callable[[T], Any]
 
     def set(self, value: T) -> None:
-        self.var.set(value)
+        values = _REQUEST.get()
+        if values is None:  # outside any request: a context of its own
+            values = {}
+            _REQUEST.set(values)
+        values[self.log_field] = value
 
     def get(self) -> T | None:
-        return self.var.get()
+        values = _REQUEST.get()
+        return None if values is None else values.get(self.log_field)
 
 
 def make_key(log_field: str, render: Callable[[T], Any]) -> ContextKey[T]:
-    return ContextKey(log_field, ContextVar(log_field, default=None), render)
+    return ContextKey(log_field, render)
 
 
 def _accesses(value: Iterable[Access]) -> list[str]:
@@ -57,23 +68,23 @@ def _accesses(value: Iterable[Access]) -> list[str]:
 
 
 REQUEST_ID: ContextKey[str] = make_key("request_id", str)
+CLIENT_IP: ContextKey[str] = make_key("client_ip", str)
 ACCOUNT: ContextKey[str] = make_key("account", str)
 REQUESTED: ContextKey[tuple[Access, ...]] = make_key("requested", _accesses)
 GRANTED: ContextKey[tuple[Access, ...]] = make_key("granted", _accesses)
 
-KEYS: tuple[ContextKey[Any], ...] = (REQUEST_ID, ACCOUNT, REQUESTED, GRANTED)
+KEYS: tuple[ContextKey[Any], ...] = (REQUEST_ID, CLIENT_IP, ACCOUNT, REQUESTED, GRANTED)
 
 
 @contextmanager
-def request_scope(request_id: str, keys: tuple[ContextKey[Any], ...] = KEYS) -> Iterator[None]:
+def request_scope(request_id: str) -> Iterator[None]:
     """Start a request with every key cleared, and restore the outer values after."""
-    tokens = [(key, key.var.set(None)) for key in keys]
+    token = _REQUEST.set({})
     REQUEST_ID.set(request_id)
     try:
         yield
     finally:
-        for key, token in reversed(tokens):
-            key.var.reset(token)
+        _REQUEST.reset(token)
 
 
 class ContextFilter(logging.Filter):

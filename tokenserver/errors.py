@@ -1,12 +1,18 @@
-"""Typed errors of the token endpoints; `app.py` turns them into responses in one place.
+"""The token server's HTTP errors, and the one table from domain refusals to them.
 
 The JSON body is RFC 6749 §5.2's shape; `details` repeats the description
-because the Docker client shows that field to its user.
+because the Docker client shows that field to its user. `app.py` turns an
+error into its response in one place; `from_refusal` and
+`from_account_error` decide which error a refused grant or account change
+becomes, for each flavour of the protocol.
 """
 
 from __future__ import annotations
 
-from tokenserver import accounts
+from collections.abc import Callable
+from typing import Literal
+
+from tokenserver import accounts, grants
 
 __all__ = [
     "AdminUnauthorized",
@@ -26,6 +32,7 @@ __all__ = [
     "Unauthorized",
     "UnsupportedGrantType",
     "from_account_error",
+    "from_refusal",
 ]
 
 
@@ -160,3 +167,47 @@ _ACCOUNT_ERRORS: dict[type[accounts.AccountError], type[TokenEndpointError]] = {
 def from_account_error(exc: accounts.AccountError) -> TokenEndpointError:
     """The answer to a change the accounts service refused (one table, one place)."""
     return _ACCOUNT_ERRORS.get(type(exc), InvalidRequest)(str(exc))
+
+
+# Which answer a refused token request gets: on GET /token (the token spec),
+# on POST /token (OAuth2), or at the admin API's door.
+Flavour = Literal["token", "oauth", "admin"]
+_Make = Callable[[grants.Refused, str], TokenEndpointError]
+
+
+def _plain(cls: type[TokenEndpointError]) -> _Make:
+    return lambda exc, _realm: cls(str(exc))
+
+
+def _challenge(cls: type[Unauthorized]) -> _Make:
+    return lambda exc, realm: cls(str(exc), realm)
+
+
+def _throttled(exc: grants.Refused, _realm: str) -> TokenEndpointError:
+    assert isinstance(exc, grants.Throttled)
+    return TooManyRequests(exc.retry_after)
+
+
+_REFUSALS: dict[type[grants.Refused], dict[Flavour, _Make]] = {
+    grants.UnknownService: dict.fromkeys(("token", "oauth", "admin"), _plain(InvalidRequest)),
+    grants.MalformedScope: dict.fromkeys(("token", "oauth", "admin"), _plain(InvalidScope)),
+    grants.AccountMismatch: dict.fromkeys(("token", "oauth", "admin"), _plain(InvalidRequest)),
+    grants.BadLogin: {
+        "token": _challenge(Unauthorized),
+        "oauth": _plain(InvalidGrant),
+        "admin": _challenge(AdminUnauthorized),
+    },
+    grants.CredentialsNeeded: {
+        "token": _challenge(Unauthorized),
+        "oauth": _plain(InvalidGrant),
+        "admin": _challenge(AdminUnauthorized),
+    },
+    grants.InvalidRefreshToken: dict.fromkeys(("token", "oauth", "admin"), _plain(InvalidGrant)),
+    grants.Throttled: dict.fromkeys(("token", "oauth", "admin"), _throttled),
+    grants.BackendDown: dict.fromkeys(("token", "oauth", "admin"), _plain(TemporarilyUnavailable)),
+}
+
+
+def from_refusal(exc: grants.Refused, flavour: Flavour, realm: str) -> TokenEndpointError:
+    """The answer to a refused token request (or admin login), as `flavour` expects it."""
+    return _REFUSALS[type(exc)][flavour](exc, realm)

@@ -1,6 +1,14 @@
-"""From an authenticated identity and requested scopes to a signed grant.
+"""The token grant as one call: a parsed token request in, a signed grant or a typed refusal out.
 
-Shared by GET /token and POST /token; the routes only parse and respond.
+The order of the protocol lives here and nowhere else: the service must be
+ours, the scopes must parse, the caller proves who it is (a password, a CI
+token's secret or a refresh token; throttled before any password is looked
+at), `account` must name that caller, the policy filters what was asked for
+(and a CI token never gets an `admin` scope), the token is signed, and a
+refresh token is issued only to a person who asked to stay logged in. Every
+request, whatever its fate, leaves one audit row and one metrics count.
+The routes only parse HTTP and turn a refusal into the answer their flavour
+of the protocol expects (`errors.from_refusal`).
 """
 
 from __future__ import annotations
@@ -8,43 +16,164 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from tokenserver import context
 from tokenserver.accounts import ADMIN_RESOURCE_TYPE
+from tokenserver.audit import AuditLog
 from tokenserver.authn.base import BackendUnavailable, BadCredentials, Identity
 from tokenserver.authn.chain import Authenticator
 from tokenserver.authz.policy import Policy, Requester
-from tokenserver.errors import (
-    InvalidGrant,
-    InvalidRequest,
-    InvalidScope,
-    TemporarilyUnavailable,
-    TooManyRequests,
-)
 from tokenserver.issuer import IssuedToken, Issuer
 from tokenserver.metrics import TokenMetrics
 from tokenserver.names import name_key
-from tokenserver.scope import Access, ScopeError, merge, parse_scopes
+from tokenserver.scope import Access, ScopeError, format_scopes, merge, parse_scopes
 from tokenserver.secret import Secret
-from tokenserver.store.ci_tokens import CITokenStore, looks_like_ci_secret
+from tokenserver.store.audit import AuditRecord, Outcome
 from tokenserver.store.refresh_tokens import RefreshTokenStore
 from tokenserver.throttle import LoginThrottle
 
-__all__ = ["Grant", "GrantService"]
+__all__ = [
+    "MAX_SCOPES",
+    "AccountMismatch",
+    "BackendDown",
+    "BadLogin",
+    "CredentialsNeeded",
+    "Grant",
+    "GrantService",
+    "InvalidRefreshToken",
+    "MalformedScope",
+    "PasswordLogin",
+    "RefreshLogin",
+    "Refused",
+    "Throttled",
+    "TokenRequest",
+    "UnknownService",
+    "Via",
+]
 
 log = logging.getLogger(__name__)
 
 MAX_SCOPES = 100
 
+# How the caller proved itself: Basic on GET, or the OAuth2 grant type on POST.
+Via = Literal["anonymous", "basic", "password", "refresh_token"]
+
+
+# -- what a request is -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PasswordLogin:
+    """A name and a password (or a CI token's name and secret)."""
+
+    username: str
+    password: Secret
+
+
+@dataclass(frozen=True)
+class RefreshLogin:
+    token: Secret
+
+
+@dataclass(frozen=True)
+class TokenRequest:
+    """One token request, parsed: what the protocol needs, whichever route it came by."""
+
+    service: str
+    scopes: Sequence[str]
+    via: Via
+    credentials: PasswordLogin | RefreshLogin | None = None
+    # Asked for a refresh token (GET offline_token=true, POST access_type=offline).
+    offline: bool = False
+    client_id: str = ""
+    account: str | None = None
+    client_ip: str | None = None
+    user_agent: str = ""
+
 
 @dataclass(frozen=True)
 class Grant:
     token: IssuedToken
-    granted: tuple[Access, ...]
     refresh_token: str | None
+
+
+# -- how it can be refused ---------------------------------------------------------
+
+
+class Refused(Exception):
+    """A token request that gets no token; `outcome` is its audit outcome."""
+
+    outcome: ClassVar[Outcome] = "invalid_request"
+
+
+class UnknownService(Refused):
+    pass
+
+
+class MalformedScope(Refused):
+    pass
+
+
+class AccountMismatch(Refused):
+    pass
+
+
+class BadLogin(Refused):
+    """Unknown name, wrong password or disabled account: indistinguishable to the client."""
+
+    outcome = "bad_credentials"
+
+
+class CredentialsNeeded(Refused):
+    """What was asked (a refresh token) needs a caller who proved who it is."""
+
+    outcome = "bad_credentials"
+
+
+class InvalidRefreshToken(Refused):
+    outcome = "bad_credentials"
+
+
+class Throttled(Refused):
+    """Too many failed logins for this account or address; the password was not checked."""
+
+    outcome = "throttled"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many failed logins; retry in {retry_after} s")
+        self.retry_after = retry_after
+
+
+class BackendDown(Refused):
+    outcome = "backend_unavailable"
+
+
+# -- the grant -----------------------------------------------------------------------
+
+
+@dataclass
+class _Trail:
+    """What is known so far of one request, for its audit row."""
+
+    request: TokenRequest
+    requested: tuple[Access, ...] = ()
+    identity: Identity | None = None
+    granted: tuple[Access, ...] | None = None
+    subject: str = field(default="")
+
+
+def _outcome(trail: _Trail) -> Outcome:
+    wanted = {(a.type, a.name): a.actions for a in trail.requested}
+    got = {(a.type, a.name): a.actions for a in trail.granted or ()}
+    if wanted and not got:
+        return "denied"
+    if any(got.get(key) != actions for key, actions in wanted.items()):
+        return "partial"
+    return "granted"
 
 
 class GrantService:
@@ -58,121 +187,178 @@ class GrantService:
         services: Sequence[str],
         refresh_lifetime: dt.timedelta,
         clock: Callable[[], dt.datetime],
-        issuer_name: str,
-        ci_tokens: CITokenStore,
         throttle: LoginThrottle,
         metrics: TokenMetrics,
+        audit: AuditLog,
     ) -> None:
-        self.issuer_name = issuer_name
-        self.ci_tokens = ci_tokens
-        self.throttle = throttle
-        self.metrics = metrics
         self.authenticator = authenticator
-        self.policy = policy
-        self.issuer = issuer
-        self.refresh_tokens = refresh_tokens
         self.services = frozenset(services)
-        self.refresh_lifetime = refresh_lifetime
         self.clock = clock
+        self._policy = policy
+        self._issuer = issuer
+        self._refresh_tokens = refresh_tokens
+        self._refresh_lifetime = refresh_lifetime
+        self._throttle = throttle
+        self._metrics = metrics
+        self._audit = audit
 
-    def check_service(self, service: str) -> str:
-        if service not in self.services:
-            raise InvalidRequest("unknown service")
-        return service
+    def grant(self, request: TokenRequest) -> Grant:
+        """Blocking (bcrypt, the database, a directory): call it from a worker thread.
 
-    def parse_requested(self, values: Sequence[str]) -> tuple[Access, ...]:
+        Raises a `Refused` subclass; audits and counts the request either way.
+        """
+        context.CLIENT_IP.set(request.client_ip or "")
+        trail = _Trail(request)
+        try:
+            grant = self._grant(request, trail)
+        except Refused as exc:
+            self._finish(trail, exc.outcome)
+            raise
+        except Exception:
+            self._finish(trail, "invalid_request")
+            raise
+        self._finish(trail, _outcome(trail))
+        return grant
+
+    def refuse_unparsed(
+        self, via: Via, service: str, client_ip: str | None, user_agent: str, subject: str = ""
+    ) -> None:
+        """Audit and count a request the route could not even parse."""
+        request = TokenRequest(service, (), via, client_ip=client_ip, user_agent=user_agent)
+        self._finish(_Trail(request, subject=subject), "invalid_request")
+
+    def _grant(self, request: TokenRequest, trail: _Trail) -> Grant:
+        if request.service not in self.services:
+            raise UnknownService("unknown service")
+        trail.requested = self._parse_requested(request.scopes)
+        identity = self._identify(request, trail)
+        trail.identity = identity
+        typed = (
+            request.credentials.username if isinstance(request.credentials, PasswordLogin) else None
+        )
+        # Clients send the name as typed; the subject is the backend's own spelling of it.
+        if request.account and request.account not in (identity.subject, typed):
+            raise AccountMismatch("account does not match the authenticated user")
+        if request.offline and identity.kind == "anonymous":
+            raise CredentialsNeeded("offline tokens need credentials")
+        trail.granted = self._filter(identity, request, trail.requested)
+        token = self._issuer.issue(identity.subject, request.service, trail.granted, self.clock())
+        log.info(
+            "token issued",
+            extra={"kind": identity.kind, "backend": identity.backend, "via": request.via},
+        )
+        return Grant(token, self._refresh_token(request, identity))
+
+    def _parse_requested(self, values: Sequence[str]) -> tuple[Access, ...]:
         try:
             requested = parse_scopes(values)
         except ScopeError as exc:
-            raise InvalidScope(f"malformed scope: {exc}") from None
+            raise MalformedScope(f"malformed scope: {exc}") from None
         if len(requested) > MAX_SCOPES:
-            raise InvalidScope(f"more than {MAX_SCOPES} scopes requested")
+            raise MalformedScope(f"more than {MAX_SCOPES} scopes requested")
         merged = tuple(merge(requested))
         context.REQUESTED.set(merged)
         return merged
 
+    def _identify(self, request: TokenRequest, trail: _Trail) -> Identity:
+        credentials = request.credentials
+        if credentials is None:
+            return Identity.anonymous()
+        if isinstance(credentials, RefreshLogin):
+            return self._identify_refresh(credentials.token, request.service)
+        trail.subject = credentials.username
+        return self.authenticate(credentials.username, credentials.password, request.client_ip)
+
     def authenticate(self, username: str, password: Secret, ip: str | None = None) -> Identity:
-        """Blocking (may run bcrypt or ask a directory): call from a worker thread.
+        """Blocking. A password login, throttled: also how the admin API checks Basic credentials.
 
         Throttled accounts and addresses are refused before the password is
         looked at. Every spelling of a name counts against one account, whatever
-        the backend makes of the variant. Raises BadCredentials, TooManyRequests
-        or TemporarilyUnavailable.
+        the backend makes of the variant.
         """
         account = name_key(username)
-        wait = self.throttle.retry_after(account, ip)
+        wait = self._throttle.retry_after(account, ip)
         if wait:
-            raise TooManyRequests(wait)
+            raise Throttled(wait)
         try:
-            identity = self._check(username, password, ip)
+            identity = self.authenticator.authenticate(username, password)
         except BadCredentials as exc:
-            self.throttle.failure(account, ip)
-            self.metrics.login(exc.backend or "none", "failure")
-            raise
+            self._throttle.failure(account, ip)
+            self._metrics.login(exc.backend or "none", "failure")
+            raise BadLogin("invalid username or password") from None
         except BackendUnavailable as exc:
-            self.metrics.login("unavailable", "failure")
+            self._metrics.login("unavailable", "failure")
             log.warning("identity backend unavailable", extra={"reason": str(exc)})
-            raise TemporarilyUnavailable("the identity backend is unavailable; retry") from None
-        self.throttle.success(account)
-        self.metrics.login(identity.backend, "success")
+            raise BackendDown("the identity backend is unavailable; retry") from None
+        self._throttle.success(account)
+        self._metrics.login(identity.backend, "success")
         return identity
 
-    def _check(self, username: str, password: Secret, ip: str | None) -> Identity:
-        if looks_like_ci_secret(password.reveal()):
-            try:
-                token = self.ci_tokens.authenticate(username, password.reveal(), self.clock(), ip)
-            except SQLAlchemyError:
-                raise BackendUnavailable("the CI token database cannot be reached") from None
-            if token is not None:
-                return Identity(token.name, "ci", frozenset(), "ci-token", limit=token.scopes)
-        return self.authenticator.authenticate(username, password)
-
-    def identity_for_refresh(self, value: Secret, service: str) -> Identity:
-        """Blocking: resolve a refresh token to the identity it was issued to."""
-        now = self.clock()
-        info = self.refresh_tokens.use(value.reveal(), now)
+    def _identify_refresh(self, value: Secret, service: str) -> Identity:
+        try:
+            info = self._refresh_tokens.use(value.reveal(), self.clock())
+        except SQLAlchemyError:
+            raise BackendDown("the database is unavailable; retry") from None
         if info is None:
-            raise InvalidGrant("the refresh token is invalid, expired or revoked")
+            raise InvalidRefreshToken("the refresh token is invalid, expired or revoked")
         if info.service != service:
-            raise InvalidGrant("the refresh token was issued for another service")
+            raise InvalidRefreshToken("the refresh token was issued for another service")
         try:
             found = self.authenticator.find(info.subject)
         except BackendUnavailable:
-            raise TemporarilyUnavailable("the identity backend is unavailable; retry") from None
+            raise BackendDown("the identity backend is unavailable; retry") from None
         if found is None:
-            raise InvalidGrant("the refresh token's account no longer exists or is disabled")
+            raise InvalidRefreshToken("the refresh token's account no longer exists or is disabled")
         backend, account = found
-        return Identity(account.name, "user", account.groups, backend)
+        return account.identity(backend)
 
-    def grant(
-        self,
-        identity: Identity,
-        service: str,
-        requested: Sequence[Access],
-        *,
-        via: str,
-        ip: str | None = None,
-    ) -> IssuedToken:
-        """Filter and sign; `via` names how the caller proved who it is (for the log)."""
+    def _filter(
+        self, identity: Identity, request: TokenRequest, requested: Sequence[Access]
+    ) -> tuple[Access, ...]:
         context.ACCOUNT.set(identity.subject)
         if identity.limit is not None:
             requested = identity.limit.narrow(requested)
-        granted = tuple(self.policy.filter(Requester(identity, service, ip), requested))
+        granted = tuple(
+            self._policy.filter(Requester(identity, request.service, request.client_ip), requested)
+        )
         if identity.kind == "ci":
             # Whatever the rules say: a CI token never administers the server.
             granted = tuple(a for a in granted if a.type != ADMIN_RESOURCE_TYPE)
         context.GRANTED.set(granted)
-        token = self.issuer.issue(identity.subject, service, granted, self.clock())
-        log.info(
-            "token issued",
-            extra={"kind": identity.kind, "backend": identity.backend, "via": via},
-        )
-        return token
+        return granted
 
-    def new_refresh_token(self, identity: Identity, service: str, client_id: str) -> str:
-        """Blocking: store a new refresh token for this identity and service."""
-        if identity.kind != "user":
-            raise InvalidRequest("offline tokens need credentials")
-        return self.refresh_tokens.issue(
-            identity.subject, service, client_id, self.refresh_lifetime, self.clock()
+    def _refresh_token(self, request: TokenRequest, identity: Identity) -> str | None:
+        if isinstance(request.credentials, RefreshLogin):
+            return request.credentials.token.reveal()  # the same one, no rotation
+        # A CI token is the long-lived credential itself: refresh tokens are for people.
+        if not request.offline or identity.kind != "user":
+            return None
+        try:
+            return self._refresh_tokens.issue(
+                identity.subject,
+                request.service,
+                request.client_id,
+                self._refresh_lifetime,
+                self.clock(),
+            )
+        except SQLAlchemyError:
+            raise BackendDown("the database is unavailable; retry") from None
+
+    def _finish(self, trail: _Trail, outcome: Outcome) -> None:
+        request, identity = trail.request, trail.identity
+        self._metrics.token_request(outcome)
+        self._audit.record(
+            AuditRecord(
+                at=self.clock(),
+                subject=identity.subject if identity else trail.subject,
+                kind=identity.kind if identity else "",
+                backend=identity.backend if identity else "",
+                via=request.via,
+                client_ip=request.client_ip or "",
+                user_agent=request.user_agent,
+                service=request.service,
+                requested=format_scopes(trail.requested),
+                granted=format_scopes(trail.granted or ()),
+                outcome=outcome,
+            )
         )

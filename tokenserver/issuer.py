@@ -38,10 +38,6 @@ class Issuer:
         if x5c:
             self._headers["x5c"] = [signing.public.x5c]
 
-    @property
-    def keys(self) -> KeySet:
-        return self._keys
-
     def issue(
         self, subject: str, audience: str, access: Sequence[Access], now: dt.datetime
     ) -> IssuedToken:

@@ -23,8 +23,8 @@ from cryptography.x509.oid import NameOID
 
 __all__ = [
     "ALGORITHMS",
-    "KeyError_",
     "KeySet",
+    "KeysError",
     "PublicKey",
     "SigningKey",
     "generate_key",
@@ -46,7 +46,7 @@ PublicKeyType = ec.EllipticCurvePublicKey | rsa.RSAPublicKey
 PrivateKeyType = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
 
-class KeyError_(Exception):
+class KeysError(Exception):
     """The keys directory cannot provide what was asked of it."""
 
 
@@ -68,7 +68,7 @@ def _algorithm_for(public_key: PublicKeyType, preferred: str) -> str:
     if isinstance(public_key, ec.EllipticCurvePublicKey):
         alg = _CURVE_ALG.get(public_key.curve.name)
         if alg is None:
-            raise KeyError_(f"unsupported curve {public_key.curve.name}")
+            raise KeysError(f"unsupported curve {public_key.curve.name}")
         return alg
     return preferred if preferred.startswith("RS") else "RS256"
 
@@ -140,13 +140,13 @@ class KeySet:
 def load_keys(keys_dir: Path, algorithm: str = "ES256", signing_key: str | None = None) -> KeySet:
     """Load a keys directory; `signing_key` picks a key by kid or file stem."""
     if not keys_dir.is_dir():
-        raise KeyError_(f"keys directory {keys_dir} does not exist")
+        raise KeysError(f"keys directory {keys_dir} does not exist")
     public: list[PublicKey] = []
     for cert_path in sorted(keys_dir.glob("*.crt")):
         cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
         key = cert.public_key()
         if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
-            raise KeyError_(f"{cert_path.name}: only EC and RSA keys can sign registry tokens")
+            raise KeysError(f"{cert_path.name}: only EC and RSA keys can sign registry tokens")
         public.append(
             PublicKey(libtrust_kid(key), _algorithm_for(key, algorithm), key, cert, cert_path)
         )
@@ -154,9 +154,9 @@ def load_keys(keys_dir: Path, algorithm: str = "ES256", signing_key: str | None 
     if signing_key:
         candidates = [p for p in candidates if signing_key in (p.kid, p.path.stem)]
         if not candidates:
-            raise KeyError_(f"token.signing_key {signing_key!r} names no key in {keys_dir}")
+            raise KeysError(f"token.signing_key {signing_key!r} names no key in {keys_dir}")
     if not candidates:
-        raise KeyError_(
+        raise KeysError(
             f"no signing key in {keys_dir}: run `tokenserver keys generate --config FILE`"
         )
     chosen = candidates[-1]
@@ -164,16 +164,16 @@ def load_keys(keys_dir: Path, algorithm: str = "ES256", signing_key: str | None 
         chosen.path.with_suffix(".key").read_bytes(), password=None
     )
     if not isinstance(private, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
-        raise KeyError_(f"{chosen.path.stem}.key is not an EC or RSA key")
+        raise KeysError(f"{chosen.path.stem}.key is not an EC or RSA key")
     if libtrust_kid(private.public_key()) != chosen.kid:
-        raise KeyError_(f"{chosen.path.stem}.key does not match its certificate")
+        raise KeysError(f"{chosen.path.stem}.key does not match its certificate")
     return KeySet(tuple(public), SigningKey(chosen, private))
 
 
 def generate_key(keys_dir: Path, algorithm: str = "ES256", now: dt.datetime | None = None) -> Path:
     """Create a key and a self-signed certificate; return the certificate's path."""
     if algorithm not in ALGORITHMS:
-        raise KeyError_(f"unsupported algorithm {algorithm}; use one of {', '.join(ALGORITHMS)}")
+        raise KeysError(f"unsupported algorithm {algorithm}; use one of {', '.join(ALGORITHMS)}")
     now = now or dt.datetime.now(dt.UTC)
     private: PrivateKeyType
     if algorithm.startswith("ES"):

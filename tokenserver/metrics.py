@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client import generate_latest as _generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tokenserver.store.audit import OUTCOMES
+from tokenserver.store.audit import TOKEN_OUTCOMES
 
 __all__ = [
     "LOGIN_OUTCOMES",
@@ -26,7 +26,6 @@ __all__ = [
     "route_label",
 ]
 
-TOKEN_OUTCOMES: tuple[str, ...] = OUTCOMES
 LOGIN_OUTCOMES = ("success", "failure")
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNMATCHED = "unmatched"

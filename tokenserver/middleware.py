@@ -5,24 +5,17 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tokenserver.context import KEYS, ContextKey, request_scope
+from tokenserver.context import request_scope
 
 __all__ = ["RequestContextMiddleware"]
 
 
 class RequestContextMiddleware:
-    def __init__(
-        self,
-        app: ASGIApp,
-        keys: tuple[ContextKey[Any], ...] = KEYS,
-        logger: str = "tokenserver.access",
-    ) -> None:
+    def __init__(self, app: ASGIApp, logger: str = "tokenserver.access") -> None:
         self.app = app
-        self.keys = keys
         self.log = logging.getLogger(logger)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -38,7 +31,7 @@ class RequestContextMiddleware:
                 status = message["status"]
             await send(message)
 
-        with request_scope(secrets.token_hex(8), self.keys):
+        with request_scope(secrets.token_hex(8)):
             try:
                 await self.app(scope, receive, send_wrapper)
             finally:

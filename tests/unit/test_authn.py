@@ -54,6 +54,13 @@ class CountingBackend:
     def account(self, subject: str) -> Account | None:
         return self.inner.account(subject)  # type: ignore[attr-defined, no-any-return]
 
+    @property
+    def remember_checks(self) -> bool:
+        return self.inner.remember_checks  # type: ignore[attr-defined, no-any-return]
+
+    def wants(self, password: Secret) -> bool:
+        return self.inner.wants(password)  # type: ignore[attr-defined, no-any-return]
+
     def check(self, account: Account, password: Secret) -> bool:
         self.checks += 1
         return self.inner.check(account, password)  # type: ignore[attr-defined, no-any-return]
@@ -75,6 +82,11 @@ class DictBackend:
 
     def account(self, subject: str) -> Account | None:
         return self.lookup(subject)
+
+    remember_checks = True
+
+    def wants(self, password: Secret) -> bool:
+        return True
 
     def check(self, account: Account, password: Secret) -> bool:
         return verify_password(password.reveal(), account.fingerprint)

@@ -15,7 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from tokenserver.keys import KeyError_, generate_key, libtrust_kid, load_keys
+from tokenserver.keys import KeysError, generate_key, libtrust_kid, load_keys
 
 T0 = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
 
@@ -90,7 +90,7 @@ def test_es256_signature_is_raw_r_s(tmp_path: Path) -> None:
 
 
 def test_unknown_algorithm_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(KeyError_, match="unsupported algorithm"):
+    with pytest.raises(KeysError, match="unsupported algorithm"):
         generate_key(tmp_path, "EdDSA")
 
 
@@ -143,7 +143,7 @@ def test_rotation_newest_signs_both_published(tmp_path: Path) -> None:
     assert by_stem.signing.kid == old_kid
     assert {k.kid for k in by_stem.public} == {old_kid, new_kid}
 
-    with pytest.raises(KeyError_, match="names no key"):
+    with pytest.raises(KeysError, match="names no key"):
         load_keys(tmp_path, signing_key="nope")
 
 
@@ -156,13 +156,13 @@ def test_certificate_without_key_is_published_but_cannot_sign(tmp_path: Path) ->
     keys = load_keys(tmp_path)
     assert keys.signing.kid == expected_kid(_cert(live).public_key())  # type: ignore[arg-type]
     assert retired_kid in {k["kid"] for k in keys.jwks()["keys"]}
-    with pytest.raises(KeyError_):
+    with pytest.raises(KeysError):
         load_keys(tmp_path, signing_key=retired_kid)
-    with pytest.raises(KeyError_):
+    with pytest.raises(KeysError):
         load_keys(tmp_path, signing_key=retired.stem)
 
     live.with_suffix(".key").unlink()
-    with pytest.raises(KeyError_, match="no signing key"):
+    with pytest.raises(KeysError, match="no signing key"):
         load_keys(tmp_path)
 
 
@@ -170,12 +170,12 @@ def test_key_not_matching_its_certificate_is_refused(tmp_path: Path) -> None:
     a = generate_key(tmp_path, now=T0)
     b = generate_key(tmp_path, now=T0 + dt.timedelta(days=1))
     b.with_suffix(".key").write_bytes(a.with_suffix(".key").read_bytes())
-    with pytest.raises(KeyError_, match="does not match"):
+    with pytest.raises(KeysError, match="does not match"):
         load_keys(tmp_path)
 
 
 def test_missing_directory(tmp_path: Path) -> None:
-    with pytest.raises(KeyError_, match="does not exist"):
+    with pytest.raises(KeysError, match="does not exist"):
         load_keys(tmp_path / "absent")
 
 

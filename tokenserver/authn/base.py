@@ -40,7 +40,7 @@ class Identity:
 
 @dataclass(frozen=True)
 class Account:
-    """A backend's record of a user, cheap to fetch.
+    """A backend's record of a user (or a CI token), cheap to fetch.
 
     `fingerprint` changes whenever the credentials do (e.g. the password
     hash), so a remembered successful check is only reused while it holds.
@@ -50,6 +50,12 @@ class Account:
     groups: frozenset[str]
     fingerprint: str
     disabled: bool = False
+    kind: Kind = "user"
+    # A CI token's own scopes: nothing outside them is ever granted.
+    limit: ScopeLimit | None = None
+
+    def identity(self, backend: str) -> Identity:
+        return Identity(self.name, self.kind, self.groups, backend, self.limit)
 
 
 class BadCredentials(Exception):
@@ -69,6 +75,17 @@ class BackendUnavailable(Exception):
 
 class Backend(Protocol):
     name: str
+    # Whether a successful check may be remembered (see CredentialCache); a
+    # backend that records every use says no.
+    remember_checks: bool
+
+    def wants(self, password: Secret) -> bool:
+        """Whether this backend could hold a credential of this form at all.
+
+        A backend whose secrets have a recognisable shape (CI tokens) is not
+        asked about other passwords, so an ordinary login costs it nothing.
+        """
+        ...
 
     def lookup(self, username: str) -> Account | None:
         """The account, or None if this backend does not know the user.

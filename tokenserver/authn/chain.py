@@ -34,6 +34,8 @@ class Authenticator:
 
     def authenticate(self, username: str, password: Secret) -> Identity:
         for backend in self.backends:
+            if not backend.wants(password):
+                continue
             try:
                 account = backend.lookup(username)
             except BadCredentials as exc:
@@ -45,11 +47,15 @@ class Authenticator:
                 # Spend the same time as a live account, so timing does not tell.
                 backend.check(account, password)
                 raise BadCredentials("account disabled", backend.name)
-            if not self.cache.hit(backend.name, username, password, account.fingerprint):
+            remember = backend.remember_checks
+            if not (
+                remember and self.cache.hit(backend.name, username, password, account.fingerprint)
+            ):
                 if not backend.check(account, password):
                     raise BadCredentials("wrong password", backend.name)
-                self.cache.remember(backend.name, username, password, account.fingerprint)
-            return Identity(account.name, "user", account.groups, backend.name)
+                if remember:
+                    self.cache.remember(backend.name, username, password, account.fingerprint)
+            return account.identity(backend.name)
         verify_password(password.reveal(), self._decoy_hash)
         raise BadCredentials("unknown user")
 

@@ -14,6 +14,7 @@ __all__ = ["DatabaseBackend"]
 
 class DatabaseBackend:
     name = "database"
+    remember_checks = True
 
     def __init__(self, users: UserStore) -> None:
         self._users = users
@@ -34,6 +35,9 @@ class DatabaseBackend:
 
     def account(self, subject: str) -> Account | None:
         return self.lookup(subject)  # a login name here is the account's own name
+
+    def wants(self, password: Secret) -> bool:
+        return True
 
     def check(self, account: Account, password: Secret) -> bool:
         return verify_password(password.reveal(), account.fingerprint)

@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 class HtpasswdBackend:
     name = "htpasswd"
+    remember_checks = True
 
     def __init__(self, path: Path) -> None:
         self._path = path
@@ -71,6 +72,9 @@ class HtpasswdBackend:
 
     def account(self, subject: str) -> Account | None:
         return self.lookup(subject)  # a login name here is the account's own name
+
+    def wants(self, password: Secret) -> bool:
+        return True
 
     def check(self, account: Account, password: Secret) -> bool:
         return verify_password(password.reveal(), account.fingerprint)

@@ -139,6 +139,7 @@ def _close(conn: ldap3.Connection) -> None:
 
 class LDAPBackend:
     name = "ldap"
+    remember_checks = True
 
     def __init__(self, config: LDAPConfig, clock: Callable[[], float] = time.monotonic) -> None:
         if config.url is None:
@@ -344,6 +345,9 @@ class LDAPBackend:
 
     # -- check ----------------------------------------------------------
 
+    def wants(self, password: Secret) -> bool:
+        return True
+
     def check(self, account: Account, password: Secret) -> bool:
         secret = password.reveal()
         if not secret:
@@ -360,11 +364,6 @@ class LDAPBackend:
         if code in _UNAVAILABLE_CODES:
             raise BackendUnavailable(f"LDAP bind not answered: {conn.result.get('description')}")
         return False
-
-    def forget(self) -> None:
-        """Drop cached lookups (group changes show at once)."""
-        with self._cache_lock:
-            self._cache.clear()
 
     def close(self) -> None:
         self._search_pool.close()

@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-__all__ = ["Pattern", "PatternError", "Values", "compile_pattern"]
+__all__ = ["Pattern", "PatternError", "Values"]
 
 # Upper bound on label-value combinations tried for one pattern: a user in
 # thousands of groups must not turn one match into a long loop.
@@ -169,7 +169,3 @@ class Pattern:
                 return escape(raw)
 
             yield _PLACEHOLDER.sub(substitute, self._body)
-
-
-def compile_pattern(source: str) -> Pattern:
-    return Pattern(source)

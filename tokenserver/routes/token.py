@@ -1,36 +1,36 @@
-"""GET /token (registry token spec) and POST /token (its OAuth2 variant).
+"""GET /token (registry token spec) and POST /token (its OAuth2 variant): parse, grant, answer.
 
-Each request, whatever its fate, leaves one audit record and one metrics
-count; `_audited` fills both from the draft the handler keeps up to date.
+What a request means is `grants.GrantService.grant`; here is only how each
+flavour of the protocol spells the request and wants the answer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from tokenserver.audit import AuditLog
-from tokenserver.authn.base import BadCredentials, Identity
+from tokenserver import context
 from tokenserver.bodies import read_limited
 from tokenserver.errors import (
-    InvalidGrant,
     InvalidRequest,
-    TemporarilyUnavailable,
     TokenEndpointError,
-    TooManyRequests,
-    Unauthorized,
     UnsupportedGrantType,
+    from_refusal,
 )
 from tokenserver.forms import Params, parse_basic, parse_params
-from tokenserver.grants import GrantService
-from tokenserver.issuer import IssuedToken
-from tokenserver.scope import Access, format_scopes
-from tokenserver.store.audit import AuditRecord, Outcome
+from tokenserver.grants import (
+    Grant,
+    GrantService,
+    PasswordLogin,
+    RefreshLogin,
+    Refused,
+    TokenRequest,
+    Via,
+)
+from tokenserver.scope import format_scopes
 
 __all__ = ["router"]
 
@@ -44,74 +44,27 @@ def _grants(request: Request) -> GrantService:
     return grants
 
 
-def client_ip(request: Request) -> str | None:
-    return request.client.host if request.client else None
+def _realm(request: Request) -> str:
+    realm: str = request.app.state.config.token.issuer
+    return realm
 
 
-@dataclass
-class _Draft:
-    """What is known so far about one token request, for its audit record."""
-
-    service: str = ""
-    via: str = ""
-    subject: str = ""
-    identity: Identity | None = None
-    requested: tuple[Access, ...] = ()
-    granted: tuple[Access, ...] | None = None
+def _client(request: Request) -> tuple[str | None, str]:
+    ip = request.client.host if request.client else None
+    context.CLIENT_IP.set(ip or "")
+    return ip, request.headers.get("user-agent", "")
 
 
-def _outcome(draft: _Draft, error: TokenEndpointError | None) -> Outcome:
-    if isinstance(error, TooManyRequests):
-        return "throttled"
-    if isinstance(error, TemporarilyUnavailable):
-        return "backend_unavailable"
-    if isinstance(error, Unauthorized | InvalidGrant):
-        return "bad_credentials"
-    if error is not None or draft.granted is None:
-        return "invalid_request"
-    wanted = {(a.type, a.name): a.actions for a in draft.requested}
-    got = {(a.type, a.name): a.actions for a in draft.granted}
-    if wanted and not got:
-        return "denied"
-    if any(got.get(key) != actions for key, actions in wanted.items()):
-        return "partial"
-    return "granted"
-
-
-async def _audited(
-    request: Request, handler: Callable[[Request, _Draft], Awaitable[JSONResponse]]
-) -> JSONResponse:
-    draft = _Draft()
-    error: TokenEndpointError | None = None
+async def _grant(request: Request, token_request: TokenRequest, *, oauth: bool) -> JSONResponse:
     try:
-        return await handler(request, draft)
-    except TokenEndpointError as exc:
-        error = exc
-        raise
-    finally:
-        outcome = _outcome(draft, error)
-        identity = draft.identity
-        audit: AuditLog = request.app.state.audit
-        grants = _grants(request)
-        grants.metrics.token_request(outcome)
-        audit.record(
-            AuditRecord(
-                at=grants.clock(),
-                subject=identity.subject if identity else draft.subject,
-                kind=identity.kind if identity else "",
-                backend=identity.backend if identity else "",
-                via=draft.via,
-                client_ip=client_ip(request) or "",
-                user_agent=request.headers.get("user-agent", ""),
-                service=draft.service,
-                requested=format_scopes(draft.requested),
-                granted=format_scopes(draft.granted or ()),
-                outcome=outcome,
-            )
-        )
+        grant = await run_in_threadpool(_grants(request).grant, token_request)
+    except Refused as exc:
+        raise from_refusal(exc, "oauth" if oauth else "token", _realm(request)) from None
+    return _answer(grant, oauth=oauth)
 
 
-def _answer(token: IssuedToken, refresh_token: str | None, *, oauth: bool) -> JSONResponse:
+def _answer(grant: Grant, *, oauth: bool) -> JSONResponse:
+    token = grant.token
     body: dict[str, Any] = {
         "token": token.token,
         "access_token": token.token,
@@ -121,54 +74,39 @@ def _answer(token: IssuedToken, refresh_token: str | None, *, oauth: bool) -> JS
     }
     if oauth:
         body["scope"] = format_scopes(token.claims.access)
-    if refresh_token is not None:
-        body["refresh_token"] = refresh_token
+    if grant.refresh_token is not None:
+        body["refresh_token"] = grant.refresh_token
     return JSONResponse(body, headers=_NO_STORE)
+
+
+def _unparsed(request: Request, via: Via, service: str, subject: str = "") -> None:
+    ip, agent = _client(request)
+    _grants(request).refuse_unparsed(via, service, ip, agent, subject)
 
 
 @router.get("/token", summary="Registry token (Docker token-auth spec)")
 async def get_token(request: Request) -> JSONResponse:
-    return await _audited(request, _get_token)
-
-
-async def _get_token(request: Request, draft: _Draft) -> JSONResponse:
-    grants = _grants(request)
-    params = parse_params(request.scope.get("query_string", b""))
-    draft.service = grants.check_service(params.required("service"))
-    draft.requested = grants.parse_requested(params.all("scope"))
-    offline = (params.one("offline_token") or "").lower() == "true"
-    account = params.one("account")
-    ip = client_ip(request)
-
     header = request.headers.get("authorization")
-    if header is None:
-        draft.via = "anonymous"
-        identity = Identity.anonymous()
-    else:
-        draft.via = "basic"
-        username, password = parse_basic(header)
-        draft.subject = username
-        try:
-            identity = await run_in_threadpool(grants.authenticate, username, password, ip)
-        except BadCredentials:
-            raise Unauthorized("invalid username or password", realm=grants.issuer_name) from None
-    draft.identity = identity
-    # Clients send the name as typed; the subject is the backend's own spelling of it.
-    if account and account not in (identity.subject, draft.subject):
-        raise InvalidRequest("account does not match the authenticated user")
-    if offline and identity.kind == "anonymous":
-        raise Unauthorized("offline tokens need credentials", realm=grants.issuer_name)
-
-    token = grants.grant(identity, draft.service, draft.requested, via=draft.via, ip=ip)
-    draft.granted = token.claims.access
-    refresh = None
-    # A CI token is the long-lived credential itself: no refresh token on top.
-    if offline and identity.kind == "user":
-        client_id = params.one("client_id") or ""
-        refresh = await run_in_threadpool(
-            grants.new_refresh_token, identity, draft.service, client_id
+    via: Via = "anonymous" if header is None else "basic"
+    try:
+        params = parse_params(request.scope.get("query_string", b""))
+        service = params.required("service")
+        credentials = None if header is None else PasswordLogin(*parse_basic(header))
+        token_request = TokenRequest(
+            service=service,
+            scopes=params.all("scope"),
+            via=via,
+            credentials=credentials,
+            offline=(params.one("offline_token") or "").lower() == "true",
+            client_id=params.one("client_id") or "",
+            account=params.one("account"),
+            client_ip=_client(request)[0],
+            user_agent=request.headers.get("user-agent", ""),
         )
-    return _answer(token, refresh, oauth=False)
+    except TokenEndpointError:
+        _unparsed(request, via, "")
+        raise
+    return await _grant(request, token_request, oauth=False)
 
 
 async def _read_form(request: Request) -> Params:
@@ -179,50 +117,41 @@ async def _read_form(request: Request) -> Params:
     return parse_params(await read_limited(request, limit))
 
 
-@router.post("/token", summary="OAuth2 token (password and refresh_token grants)")
-async def post_token(request: Request) -> JSONResponse:
-    return await _audited(request, _post_token)
-
-
-async def _post_token(request: Request, draft: _Draft) -> JSONResponse:
-    grants = _grants(request)
-    form = await _read_form(request)
+def _oauth_credentials(form: Params) -> tuple[Via, PasswordLogin | RefreshLogin]:
     grant_type = form.required("grant_type")
-    draft.service = grants.check_service(form.required("service"))
-    client_id = form.required("client_id")
-    draft.requested = grants.parse_requested(form.all("scope"))
-    ip = client_ip(request)
-
     if grant_type == "password":
-        draft.via = "password"
         username = form.required("username")
-        draft.subject = username
         password = form.secret("password")
         if password is None:
             raise InvalidRequest("parameter 'password' is required")
-        try:
-            identity = await run_in_threadpool(grants.authenticate, username, password, ip)
-        except BadCredentials:
-            raise InvalidGrant("invalid username or password") from None
-        draft.identity = identity
-        token = grants.grant(identity, draft.service, draft.requested, via="password", ip=ip)
-        draft.granted = token.claims.access
-        refresh = None
-        if (form.one("access_type") or "").lower() == "offline" and identity.kind == "user":
-            refresh = await run_in_threadpool(
-                grants.new_refresh_token, identity, draft.service, client_id
-            )
-        return _answer(token, refresh, oauth=True)
-
+        return "password", PasswordLogin(username, password)
     if grant_type == "refresh_token":
-        draft.via = "refresh_token"
         value = form.secret("refresh_token")
         if not value:
             raise InvalidRequest("parameter 'refresh_token' is required")
-        identity = await run_in_threadpool(grants.identity_for_refresh, value, draft.service)
-        draft.identity = identity
-        token = grants.grant(identity, draft.service, draft.requested, via="refresh_token", ip=ip)
-        draft.granted = token.claims.access
-        return _answer(token, value.reveal(), oauth=True)
-
+        return "refresh_token", RefreshLogin(value)
     raise UnsupportedGrantType("grant_type must be password or refresh_token")
+
+
+@router.post("/token", summary="OAuth2 token (password and refresh_token grants)")
+async def post_token(request: Request) -> JSONResponse:
+    via: Via = "anonymous"
+    service = ""
+    try:
+        form = await _read_form(request)
+        service = form.one("service") or ""
+        via, credentials = _oauth_credentials(form)
+        token_request = TokenRequest(
+            service=form.required("service"),
+            scopes=form.all("scope"),
+            via=via,
+            credentials=credentials,
+            offline=(form.one("access_type") or "").lower() == "offline",
+            client_id=form.required("client_id"),
+            client_ip=_client(request)[0],
+            user_agent=request.headers.get("user-agent", ""),
+        )
+    except TokenEndpointError:
+        _unparsed(request, via, service)
+        raise
+    return await _grant(request, token_request, oauth=True)

@@ -13,7 +13,14 @@ from sqlalchemy import delete, insert, select
 from tokenserver.store.db import Database
 from tokenserver.store.models import AuditEvent
 
-__all__ = ["OUTCOMES", "TOKEN_ACTION", "AuditRecord", "AuditStore", "Outcome"]
+__all__ = [
+    "OUTCOMES",
+    "TOKEN_ACTION",
+    "TOKEN_OUTCOMES",
+    "AuditRecord",
+    "AuditStore",
+    "Outcome",
+]
 
 # Token requests end granted, partial or denied; administrative acts ok,
 # not_found or conflict; either kind can end in any of the rest.
@@ -31,6 +38,9 @@ Outcome = Literal[
     "invalid_request",
 ]
 OUTCOMES: tuple[Outcome, ...] = typing.get_args(Outcome)
+TOKEN_OUTCOMES: tuple[Outcome, ...] = tuple(
+    o for o in OUTCOMES if o not in ("ok", "not_found", "conflict", "forbidden")
+)
 # The action of a token request's row (every other action is an administrative act).
 TOKEN_ACTION = "token"  # noqa: S105 - a label, not a secret
 

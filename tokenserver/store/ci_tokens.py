@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import hmac
 import secrets
 from dataclasses import dataclass
 
@@ -22,7 +21,15 @@ from tokenserver.names import check_name, name_key
 from tokenserver.store.db import Database
 from tokenserver.store.models import CIToken
 
-__all__ = ["PREFIX", "CITokenExists", "CITokenInfo", "CITokenStore", "looks_like_ci_secret"]
+__all__ = [
+    "PREFIX",
+    "CITokenExists",
+    "CITokenInfo",
+    "CITokenStore",
+    "LiveToken",
+    "hash_secret",
+    "looks_like_ci_secret",
+]
 
 PREFIX = "tsci_"
 _SECRET_LENGTH = len(PREFIX) + 43  # token_urlsafe(32)
@@ -34,6 +41,20 @@ def looks_like_ci_secret(value: str) -> bool:
 
 def _hash(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def hash_secret(value: str) -> str:
+    return _hash(value)
+
+
+@dataclass(frozen=True)
+class LiveToken:
+    """What a login needs of a live token; never leaves the authn layer."""
+
+    id: int
+    name: str
+    secret_hash: str
+    scopes: ScopeLimit
 
 
 class CITokenExists(Exception):
@@ -129,28 +150,25 @@ class CITokenStore:
             ).first()
         return found is not None
 
-    def authenticate(
-        self, name: str, secret: str, now: dt.datetime, ip: str | None
-    ) -> CITokenInfo | None:
-        """The live token with this name and secret (recording its use), or None."""
-        with self._db.session() as s:
-            row = s.scalar(select(CIToken).where(CIToken.secret_hash == _hash(secret)))
-            if row is None or not hmac.compare_digest(row.name.encode(), name.encode()):
-                return None
-            if row.revoked_at is not None or row.expires_at <= now:
-                return None
-            row.last_used_at = now
-            row.last_used_ip = (ip or "")[:64] or None
-            return _info(row)
-
-    def get_live(self, name: str, now: dt.datetime) -> CITokenInfo | None:
-        with self._db.session() as s:
-            row = s.scalar(
-                select(CIToken).where(
+    def find_live(self, name: str, now: dt.datetime) -> LiveToken | None:
+        """The live token of this exact name, with what a login checks against."""
+        with self._db.engine.connect() as conn:
+            row = conn.execute(
+                select(CIToken.id, CIToken.name, CIToken.secret_hash, CIToken.scopes).where(
                     CIToken.name == name, CIToken.revoked_at.is_(None), CIToken.expires_at > now
                 )
+            ).first()
+        if row is None:
+            return None
+        return LiveToken(row.id, row.name, row.secret_hash, ScopeLimit.parse(row.scopes.split()))
+
+    def record_use(self, token_id: int, now: dt.datetime, ip: str | None) -> None:
+        with self._db.session() as s:
+            s.execute(
+                update(CIToken)
+                .where(CIToken.id == token_id)
+                .values(last_used_at=now, last_used_ip=(ip or "")[:64] or None)
             )
-            return None if row is None else _info(row)
 
     def list(self) -> list[CITokenInfo]:
         with self._db.session() as s:

@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import Message
 
 from tokenserver.audit import Actor, AuditLog
-from tokenserver.authn.base import BackendUnavailable, BadCredentials
+from tokenserver.authn.base import BackendUnavailable
 from tokenserver.authz.policy import ADMIN_GROUP
 from tokenserver.bodies import has_body, read_limited
 from tokenserver.claims import access_from_claims
@@ -31,9 +31,10 @@ from tokenserver.errors import (
     TemporarilyUnavailable,
     TokenEndpointError,
     TooManyRequests,
+    from_refusal,
 )
 from tokenserver.forms import parse_basic
-from tokenserver.grants import GrantService
+from tokenserver.grants import GrantService, Refused
 from tokenserver.keys import ALGORITHMS, KeySet
 from tokenserver.store.audit import Outcome
 
@@ -57,6 +58,7 @@ def _bearer_actor(request: Request, token: str) -> Actor:
     """Blocking (asks the identity backends)."""
     grants = _grants(request)
     keys: KeySet = request.app.state.keys
+    issuer: str = request.app.state.config.token.issuer
     try:
         kid = jwt.get_unverified_header(token).get("kid")
         (key,) = [k for k in keys.public if k.kid == kid]
@@ -65,7 +67,7 @@ def _bearer_actor(request: Request, token: str) -> Actor:
             key.key,
             algorithms=list(ALGORITHMS),
             audience=sorted(grants.services),
-            issuer=grants.issuer_name,
+            issuer=issuer,
             # Time is checked below against the server's clock (a test can move it).
             options={"require": ["exp", "iss", "aud", "sub"], "verify_exp": False},
         )
@@ -106,8 +108,8 @@ async def authenticate(request: Request) -> Actor:
     ip, agent = _client(request)
     try:
         identity = await run_in_threadpool(_grants(request).authenticate, username, password, ip)
-    except BadCredentials:
-        raise AdminUnauthorized("invalid username or password", REALM) from None
+    except Refused as exc:
+        raise from_refusal(exc, "admin", REALM) from None
     if identity.kind != "user" or ADMIN_GROUP not in identity.groups:
         raise Forbidden(f"only members of the {ADMIN_GROUP} group may use the admin API")
     return Actor(identity.subject, "basic", "user", identity.backend, ip, agent)
