@@ -19,6 +19,7 @@ from registry_proxy.config import Config
 from registry_proxy.errors import RegistryError, error_response, from_storage
 from registry_proxy.metrics import RegistryMetrics, RegistryMetricsMiddleware, auth_failure_reason
 from registry_proxy.routes import base, blobs, catalog, manifests, referrers, tags, uploads
+from registry_proxy.routes.numbers import bounded_int, is_number
 from registry_proxy.storage import Storage, make_driver
 from registry_proxy.storage.errors import StorageError
 from registry_proxy.trust import KeyStore
@@ -67,7 +68,9 @@ async def _drain(request: Request) -> None:
     declared = request.headers.get("content-length")
     if declared is None and "chunked" not in request.headers.get("transfer-encoding", ""):
         return
-    if declared is not None and (not declared.isdigit() or int(declared) > DRAIN_LIMIT):
+    if declared is not None and (
+        not is_number(declared) or bounded_int(declared, DRAIN_LIMIT + 1) > DRAIN_LIMIT
+    ):
         return
     drained = 0
     try:
