@@ -161,11 +161,10 @@ def test_ranges_that_are_ignored(registry: TestClient, mint: Mint) -> None:
 
 
 @pytest.mark.parametrize(
-    "header", ["0-", "abc", "5-2", "5-" + "9" * 5000, "0-" + "9" * 30, "\u0661-\u0662".encode(), "-1"]
+    "header",
+    ["0-", "abc", "5-2", "5-" + "9" * 5000, "0-" + "9" * 30, "\u0661-\u0662".encode(), "-1"],
 )
-def test_bad_content_range_on_patch(
-    registry: TestClient, mint: Mint, header: str | bytes
-) -> None:
+def test_bad_content_range_on_patch(registry: TestClient, mint: Mint, header: str | bytes) -> None:
     start = registry.post("/v2/team/app/blobs/uploads/", headers=mint(ALL))
     location = start.headers["location"]
     r = registry.patch(location, content=b"abc", headers=mint(ALL) | {"Content-Range": header})
