@@ -18,8 +18,6 @@ import pytest
 from tests.support.minter import OCI_MANIFEST, Minter, log_problems, push_image
 from tests.support.registry_proxy import RegistryProxy
 
-pytestmark = pytest.mark.e2e
-
 REPO = "team/race"
 SCOPE = f"repository:{REPO}:pull,push,delete"
 REQUESTS = 64
