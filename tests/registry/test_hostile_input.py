@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.support.minter import OCI_MANIFEST, Minter, log_problems, push_image, sha256
@@ -116,8 +117,6 @@ def snapshot(root: Path) -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def stored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stored]:
-    import httpx
-
     base = tmp_path_factory.mktemp("hostile")
     minter = Minter(base / "keys")
     with RegistryProxy(base / "proxy", minter.token_auth) as proxy:
