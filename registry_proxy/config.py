@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from authcore.http_limits import ServingSettings
 from tokenserver.settings import ConfigError, load_settings
 
 __all__ = ["Config", "ConfigError", "load_config"]
@@ -34,7 +35,9 @@ class MetricsConfig(_Section):
     enabled: bool = True
 
 
-class HTTPConfig(_Section):
+class HTTPConfig(ServingSettings):
+    """Also `max_header_bytes`, `header_timeout`, `body_timeout`, `trusted_proxies`."""
+
     addr: str = "127.0.0.1:5000"
     tls: TLSConfig = TLSConfig()
     metrics: MetricsConfig = MetricsConfig()

@@ -6,6 +6,9 @@ because the Docker client shows that field to its user.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+
 __all__ = [
     "AdminUnauthorized",
     "Conflict",
@@ -22,6 +25,7 @@ __all__ = [
     "TooManyRequests",
     "Unauthorized",
     "UnsupportedGrantType",
+    "refusal",
 ]
 
 
@@ -127,7 +131,12 @@ class Conflict(TokenEndpointError):
     error = "conflict"
 
 
-_HTTP_CODES = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed"}
+_HTTP_CODES = {
+    400: "invalid_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    431: "invalid_request",
+}
 
 
 class HTTPError(TokenEndpointError):
@@ -137,3 +146,10 @@ class HTTPError(TokenEndpointError):
         super().__init__(description)
         self.status = status
         self.error = _HTTP_CODES.get(status, "error")
+
+
+def refusal(status: int, description: str) -> tuple[Sequence[tuple[str, str]], bytes]:
+    """A request refused by the HTTP layer (malformed or oversized head), in the same JSON."""
+    return [("content-type", "application/json")], json.dumps(
+        HTTPError(status, description).body()
+    ).encode()
