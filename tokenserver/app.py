@@ -12,7 +12,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
+from authcore.routing import allow_header
 from tokenserver import __version__
 from tokenserver.audit import AuditLog
 from tokenserver.authn.base import Backend
@@ -161,7 +163,16 @@ def create_app(config: Config, *, clock: Callable[[], dt.datetime] = _utcnow) ->
         response = await token_error(request, error)
         if exc.headers:
             response.headers.update(exc.headers)
+        if response.status_code == 405:
+            # Starlette names only the first matching route's methods.
+            response.headers["Allow"] = allow_header(app.router.routes, request.scope)
         return response
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_disconnected(request: Request, _exc: ClientDisconnect) -> Response:
+        # Nothing can be sent any more; the access line records it as 499.
+        log.info("client disconnected", extra={"path": request.url.path})
+        return Response(status_code=499)
 
     generate_openapi = app.openapi
 
