@@ -159,6 +159,11 @@ class TokenServer:
             proc.kill()
             proc.wait()
 
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None, "start() first"
+        return self._proc.pid
+
     def log_tail(self, lines: int = 40) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
