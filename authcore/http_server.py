@@ -125,7 +125,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 if self._messages == completed:
                     self._refuse(431, f"request line and headers exceed {limit} bytes")
                     return
-                # A pipelined request began inside that slice; count it from here.
+                # A pipelined request began inside that slice; count it from
+                # here. Its bytes before, like those of one that begins after
+                # a body in the same read, go uncounted: at most one read more.
                 self._head_bytes = 0
         if self._expect_head:
             self._head_bytes += len(chunk)
