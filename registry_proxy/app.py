@@ -15,6 +15,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from authcore.routing import allow_header
 from registry_proxy import context
 from registry_proxy.auth import AccessController
 from registry_proxy.config import Config
@@ -102,7 +103,11 @@ async def _respond(request: Request, exc: RegistryError) -> Response:
     # Logged once, here, with the typed context keys; challenges are routine.
     level = logging.INFO if exc.status in (401, 404) else logging.WARNING
     log.log(level, "request failed", extra={"status": exc.status})
-    return error_response(exc, head=request.method == "HEAD")
+    response = error_response(exc, head=request.method == "HEAD")
+    if exc.status == 405:
+        # Every method of the path, also for a route that refuses its own (deletes disabled).
+        response.headers["Allow"] = allow_header(request.app.router.routes, request.scope)
+    return response
 
 
 async def _registry_error(request: Request, exc: Exception) -> Response:

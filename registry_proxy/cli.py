@@ -23,27 +23,27 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    import uvicorn
-
+    from authcore.serve import serve
     from registry_proxy.app import create_app
     from registry_proxy.context import KEYS
+    from registry_proxy.errors import refusal
     from tokenserver.context import configure_logging
 
     config = _config(args)
     configure_logging(config.log.level, KEYS)
-    tls = config.http.tls
-    if (tls.certificate is None) != (tls.key is None):
+    http = config.http
+    if (http.tls.certificate is None) != (http.tls.key is None):
         raise ConfigError("http.tls.certificate and http.tls.key must be set together")
-    uvicorn.run(
+    serve(
         create_app(config),
-        host=config.http.host,
-        port=config.http.port,
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        timeout_graceful_shutdown=config.http.draintimeout,
-        ssl_certfile=str(tls.certificate) if tls.certificate else None,
-        ssl_keyfile=str(tls.key) if tls.key else None,
+        host=http.host,
+        port=http.port,
+        limits=http.limits,
+        refusal=refusal,
+        trusted_proxies=http.trusted_proxies,
+        certificate=http.tls.certificate,
+        key=http.tls.key,
+        graceful_shutdown=http.draintimeout,
     )
 
 

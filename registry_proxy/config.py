@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from authcore.http_limits import ServingSettings
 from registry_proxy.duration import parse_duration
 from tokenserver.settings import ConfigError, load_settings
 
@@ -44,7 +45,9 @@ class MetricsConfig(_Section):
     enabled: bool = True
 
 
-class HTTPConfig(_Section):
+class HTTPConfig(ServingSettings):
+    """Also `max_header_bytes`, `header_timeout`, `body_timeout`, `trusted_proxies`."""
+
     addr: str = "127.0.0.1:5000"
     tls: TLSConfig = TLSConfig()
     metrics: MetricsConfig = MetricsConfig()

@@ -6,6 +6,9 @@ because the Docker client shows that field to its user.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+
 from tokenserver import accounts
 
 __all__ = [
@@ -26,6 +29,7 @@ __all__ = [
     "Unauthorized",
     "UnsupportedGrantType",
     "from_account_error",
+    "refusal",
 ]
 
 
@@ -77,6 +81,8 @@ class PayloadTooLarge(TokenEndpointError):
 
 class ClientGone(TokenEndpointError):
     """The client disconnected before its request was complete; nobody reads the answer."""
+
+    status = 499  # as nginx logs it: the client closed the request
 
 
 class Unauthorized(TokenEndpointError):
@@ -137,7 +143,12 @@ class Conflict(TokenEndpointError):
     error = "conflict"
 
 
-_HTTP_CODES = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed"}
+_HTTP_CODES = {
+    400: "invalid_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    431: "invalid_request",
+}
 
 
 class HTTPError(TokenEndpointError):
@@ -160,3 +171,10 @@ _ACCOUNT_ERRORS: dict[type[accounts.AccountError], type[TokenEndpointError]] = {
 def from_account_error(exc: accounts.AccountError) -> TokenEndpointError:
     """The answer to a change the accounts service refused (one table, one place)."""
     return _ACCOUNT_ERRORS.get(type(exc), InvalidRequest)(str(exc))
+
+
+def refusal(status: int, description: str) -> tuple[Sequence[tuple[str, str]], bytes]:
+    """A request refused by the HTTP layer (malformed or oversized head), in the same JSON."""
+    return [("content-type", "application/json")], json.dumps(
+        HTTPError(status, description).body()
+    ).encode()

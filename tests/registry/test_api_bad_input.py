@@ -277,6 +277,7 @@ def test_deletes_can_be_disabled(storage_root: Path, keys_dir: Path, mint: Mint)
         r = client.delete(f"/v2/team/app/blobs/{digest}", headers=mint(ALL))
         assert r.status_code == 405
         assert r.json()["errors"][0]["code"] == "UNSUPPORTED"
+        assert r.headers["allow"] == "GET, HEAD"
         assert client.get(f"/v2/team/app/blobs/{digest}", headers=mint(ALL)).content == b"keep me"
 
 
