@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,12 +15,15 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from authcore.routing import allow_header
 from registry_proxy import context
 from registry_proxy.auth import AccessController
 from registry_proxy.config import Config
 from registry_proxy.errors import RegistryError, error_response, from_storage
 from registry_proxy.metrics import RegistryMetrics, RegistryMetricsMiddleware, auth_failure_reason
+from registry_proxy.purger import run_purger
 from registry_proxy.routes import base, blobs, catalog, manifests, referrers, tags, uploads
+from registry_proxy.routes.numbers import bounded_int, is_number
 from registry_proxy.storage import Storage, make_driver
 from registry_proxy.storage.errors import StorageError
 from registry_proxy.trust import KeyStore
@@ -67,7 +72,9 @@ async def _drain(request: Request) -> None:
     declared = request.headers.get("content-length")
     if declared is None and "chunked" not in request.headers.get("transfer-encoding", ""):
         return
-    if declared is not None and (not declared.isdigit() or int(declared) > DRAIN_LIMIT):
+    if declared is not None and (
+        not is_number(declared) or bounded_int(declared, DRAIN_LIMIT + 1) > DRAIN_LIMIT
+    ):
         return
     drained = 0
     try:
@@ -96,7 +103,11 @@ async def _respond(request: Request, exc: RegistryError) -> Response:
     # Logged once, here, with the typed context keys; challenges are routine.
     level = logging.INFO if exc.status in (401, 404) else logging.WARNING
     log.log(level, "request failed", extra={"status": exc.status})
-    return error_response(exc, head=request.method == "HEAD")
+    response = error_response(exc, head=request.method == "HEAD")
+    if exc.status == 405:
+        # Every method of the path, also for a route that refuses its own (deletes disabled).
+        response.headers["Allow"] = allow_header(request.app.router.routes, request.scope)
+    return response
 
 
 async def _registry_error(request: Request, exc: Exception) -> Response:
@@ -159,7 +170,19 @@ def create_app(config: Config) -> Starlette:
             "registry ready",
             extra={"storage": config.storage.driver, "keys": len(keys.current.by_kid)},
         )
-        yield
+        purging = config.storage.maintenance.uploadpurging
+        purger = (
+            asyncio.create_task(run_purger(app.state.services.storage, purging), name="purge")
+            if purging.enabled
+            else None
+        )
+        try:
+            yield
+        finally:
+            if purger is not None:
+                purger.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await purger
 
     metrics = RegistryMetrics() if config.http.metrics.enabled else None
     routes = ROUTES if metrics is None else [*ROUTES, Route("/metrics", _metrics, methods=["GET"])]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import os
 import sys
 from collections.abc import Sequence
@@ -22,33 +23,35 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    import uvicorn
-
+    from authcore.serve import serve
     from registry_proxy.app import create_app
     from registry_proxy.context import KEYS
+    from registry_proxy.errors import refusal
     from tokenserver.context import configure_logging
 
     config = _config(args)
     configure_logging(config.log.level, KEYS)
-    tls = config.http.tls
-    if (tls.certificate is None) != (tls.key is None):
+    http = config.http
+    if (http.tls.certificate is None) != (http.tls.key is None):
         raise ConfigError("http.tls.certificate and http.tls.key must be set together")
-    uvicorn.run(
+    serve(
         create_app(config),
-        host=config.http.host,
-        port=config.http.port,
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        timeout_graceful_shutdown=config.http.draintimeout,
-        ssl_certfile=str(tls.certificate) if tls.certificate else None,
-        ssl_keyfile=str(tls.key) if tls.key else None,
+        host=http.host,
+        port=http.port,
+        limits=http.limits,
+        refusal=refusal,
+        trusted_proxies=http.trusted_proxies,
+        certificate=http.tls.certificate,
+        key=http.tls.key,
+        graceful_shutdown=http.draintimeout,
     )
 
 
 def cmd_gc(args: argparse.Namespace) -> None:
+    from registry_proxy.duration import format_duration
     from registry_proxy.storage import Storage, make_driver
     from registry_proxy.storage.gc import collect
+    from registry_proxy.storage.purge import purge_uploads
 
     config = _config(args)
     if config.storage.driver == "memory":
@@ -72,6 +75,17 @@ def cmd_gc(args: argparse.Namespace) -> None:
         f"{report.marked} blobs marked, {verb} {report.swept} blobs "
         f"({report.bytes_freed} bytes) and {report.manifests_deleted} untagged manifests"
     )
+    age = config.storage.maintenance.uploadpurging.age
+    older_than = dt.datetime.now(dt.UTC) - age
+    purged = asyncio.run(purge_uploads(storage.driver, older_than, dry_run=args.dry_run))
+    for upload in purged.purged:
+        progress(
+            f"{upload.repository}: upload session {upload.upload_id} started {upload.started_at}"
+        )
+    for error in purged.errors:
+        progress(f"upload session not purged: {error}")
+    verb = "would purge" if args.dry_run else "purged"
+    print(f"{verb} {len(purged.purged)} upload sessions older than {format_duration(age)}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,7 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", parents=[common], help="run the registry")
     serve.set_defaults(func=cmd_serve)
-    gc = sub.add_parser("gc", parents=[common], help="delete blobs no manifest references")
+    gc = sub.add_parser(
+        "gc",
+        parents=[common],
+        help="delete blobs no manifest references, and upload sessions older than "
+        "storage.maintenance.uploadpurging.age",
+    )
     gc.add_argument("--dry-run", action="store_true", help="report, change nothing")
     gc.add_argument(
         "--delete-untagged", action="store_true", help="also delete manifests no tag points to"

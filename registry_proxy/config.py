@@ -7,12 +7,23 @@ the start-up with a message naming the key.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    field_validator,
+    model_validator,
+)
 
+from authcore.http_limits import ServingSettings
+from registry_proxy.duration import parse_duration
 from tokenserver.settings import ConfigError, load_settings
 
 __all__ = ["Config", "ConfigError", "load_config"]
@@ -34,7 +45,9 @@ class MetricsConfig(_Section):
     enabled: bool = True
 
 
-class HTTPConfig(_Section):
+class HTTPConfig(ServingSettings):
+    """Also `max_header_bytes`, `header_timeout`, `body_timeout`, `trusted_proxies`."""
+
     addr: str = "127.0.0.1:5000"
     tls: TLSConfig = TLSConfig()
     metrics: MetricsConfig = MetricsConfig()
@@ -68,10 +81,41 @@ class DeleteConfig(_Section):
     enabled: bool = False
 
 
+def _go_duration(value: object) -> dt.timedelta:
+    if isinstance(value, dt.timedelta):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("must be a duration such as 90s, 2h, 168h or 1h30m")
+    duration = parse_duration(value)
+    if duration <= dt.timedelta(0):
+        raise ValueError("must be a positive duration")
+    return duration
+
+
+GoDuration = Annotated[dt.timedelta, BeforeValidator(_go_duration)]
+
+
+class UploadPurgingConfig(_Section):
+    """The Go registry's `storage.maintenance.uploadpurging`, with its defaults."""
+
+    enabled: StrictBool = True
+    # Sessions started longer ago than this are deleted.
+    age: GoDuration = dt.timedelta(hours=168)
+    # Time between purges (the first comes after a random delay of at most this, or an hour).
+    interval: GoDuration = dt.timedelta(hours=24)
+    # Only log what would be deleted.
+    dryrun: StrictBool = False
+
+
+class MaintenanceConfig(_Section):
+    uploadpurging: UploadPurgingConfig = UploadPurgingConfig()
+
+
 class StorageConfig(_Section):
     filesystem: FilesystemConfig | None = None
     memory: dict[str, Any] | None = None
     delete: DeleteConfig = DeleteConfig()
+    maintenance: MaintenanceConfig = MaintenanceConfig()
 
     @model_validator(mode="after")
     def _one_driver(self) -> StorageConfig:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.responses import JSONResponse
@@ -9,7 +11,7 @@ from starlette.responses import JSONResponse
 from registry_proxy.storage import errors as storage_errors
 from registry_proxy.storage.errors import StorageError
 
-__all__ = ["RegistryError", "error_response", "from_storage"]
+__all__ = ["RegistryError", "error_response", "from_storage", "refusal"]
 
 # code -> (HTTP status, default message)
 CODES: dict[str, tuple[int, str]] = {
@@ -78,6 +80,13 @@ def error_response(exc: RegistryError, *, head: bool = False) -> JSONResponse:
         response.headers["content-length"] = "0"
         return response
     return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+
+
+def refusal(status: int, message: str) -> tuple[Sequence[tuple[str, str]], bytes]:
+    """A request refused by the HTTP layer (malformed or oversized head), in the envelope."""
+    body = RegistryError("UNSUPPORTED", None, message=message, status=status).body()
+    headers = [("content-type", "application/json"), *API_VERSION_HEADER.items()]
+    return headers, json.dumps(body).encode()
 
 
 def from_storage(exc: StorageError) -> RegistryError:

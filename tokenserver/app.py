@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
+from authcore.routing import allow_header
 from tokenserver import __version__
 from tokenserver.accounts import AccountError, Accounts
 from tokenserver.audit import AdminTrail, AuditLog
@@ -146,7 +147,9 @@ def create_app(config: Config, *, clock: Callable[[], dt.datetime] = _utcnow) ->
         return Response(body, headers={"Content-Type": content_type})
 
     @app.exception_handler(TokenEndpointError)
-    async def token_error(_request: Request, exc: TokenEndpointError) -> JSONResponse:
+    async def token_error(request: Request, exc: TokenEndpointError) -> Response:
+        if isinstance(exc, ClientGone):
+            return await client_disconnected(request, ClientDisconnect())
         log.info("request refused", extra={"error": exc.error, "status": exc.status})
         headers = exc.headers()
         if exc.close:
@@ -154,13 +157,8 @@ def create_app(config: Config, *, clock: Callable[[], dt.datetime] = _utcnow) ->
         return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
 
     @app.exception_handler(AccountError)
-    async def account_error(request: Request, exc: AccountError) -> JSONResponse:
+    async def account_error(request: Request, exc: AccountError) -> Response:
         return await token_error(request, from_account_error(exc))
-
-    @app.exception_handler(ClientDisconnect)
-    async def client_gone(request: Request, _exc: ClientDisconnect) -> JSONResponse:
-        # Routine on a flaky network, and nobody reads this answer: one info line.
-        return await token_error(request, ClientGone("the client went away"))
 
     def refused_before_auth(request: Request) -> TokenEndpointError | None:
         # An unknown admin path or method tells a caller without credentials
@@ -171,17 +169,26 @@ def create_app(config: Config, *, clock: Callable[[], dt.datetime] = _utcnow) ->
         return None
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
         return await token_error(request, InvalidRequest("malformed request"))
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         """Routing and body-parsing errors, in the same JSON shape as every other error."""
         error = refused_before_auth(request) or HTTPError(exc.status_code, str(exc.detail))
         response = await token_error(request, error)
         if exc.headers:
             response.headers.update(exc.headers)
+        if response.status_code == 405:
+            # Starlette names only the first matching route's methods.
+            response.headers["Allow"] = allow_header(app.router.routes, request.scope)
         return response
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_disconnected(request: Request, _exc: ClientDisconnect) -> Response:
+        # Nothing can be sent any more; the access line records it as 499.
+        log.info("client disconnected", extra={"path": request.url.path})
+        return Response(status_code=499)
 
     generate_openapi = app.openapi
 

@@ -92,10 +92,10 @@ def _read_password(args: argparse.Namespace) -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    import uvicorn
-
+    from authcore.serve import serve
     from tokenserver.app import create_app
     from tokenserver.context import configure_logging
+    from tokenserver.errors import refusal
 
     config = _config(args)
     if args.addr:
@@ -107,26 +107,20 @@ def cmd_serve(args: argparse.Namespace) -> None:
         except ValidationError:
             raise CLIError(f"--addr {args.addr!r}: must be HOST:PORT") from None
     configure_logging(config.log.level)
-    tls = config.server.tls
-    if (tls.certificate is None) != (tls.key is None):
+    server = config.server
+    if (server.tls.certificate is None) != (server.tls.key is None):
         raise CLIError("server.tls.certificate and server.tls.key must be set together")
     # Read now, so an unreadable password file is a clear message, not a failed start-up.
     config.ldap.bind_password_value()
-    uvicorn.run(
+    serve(
         create_app(config),
-        host=config.server.host,
-        port=config.server.port,
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        # Idle TLS keep-alive connections would otherwise hold shutdown for 30 s.
-        timeout_graceful_shutdown=5,
-        ssl_certfile=str(tls.certificate) if tls.certificate else None,
-        ssl_keyfile=str(tls.key) if tls.key else None,
-        # X-Forwarded-For only from proxies the operator named: `ip` rules
-        # must not be steerable by a header any local client can send.
-        proxy_headers=bool(config.server.trusted_proxies),
-        forwarded_allow_ips=",".join(config.server.trusted_proxies) or None,
+        host=server.host,
+        port=server.port,
+        limits=server.limits,
+        refusal=refusal,
+        trusted_proxies=server.trusted_proxies,
+        certificate=server.tls.certificate,
+        key=server.tls.key,
     )
 
 

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from authcore.http_limits import ServingSettings
 from tokenserver.authz.acl import ACLEntry
 from tokenserver.keys import ALGORITHMS
 from tokenserver.settings import ConfigError, load_settings
@@ -35,13 +36,12 @@ class TLSConfig(_Section):
     key: Path | None = None
 
 
-class ServerConfig(_Section):
+class ServerConfig(ServingSettings):
+    """Also `max_header_bytes`, `header_timeout`, `body_timeout`, `trusted_proxies`."""
+
     addr: str = "127.0.0.1:5001"
     tls: TLSConfig = TLSConfig()
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
-    # Addresses of reverse proxies whose X-Forwarded-For is believed; without
-    # them the client address (for `ip` rules) is the peer's.
-    trusted_proxies: list[str] = []
 
     @field_validator("addr")
     @classmethod

@@ -9,7 +9,8 @@ becomes, for each flavour of the protocol.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 from tokenserver import accounts, grants
@@ -33,6 +34,7 @@ __all__ = [
     "UnsupportedGrantType",
     "from_account_error",
     "from_refusal",
+    "refusal",
 ]
 
 
@@ -84,6 +86,8 @@ class PayloadTooLarge(TokenEndpointError):
 
 class ClientGone(TokenEndpointError):
     """The client disconnected before its request was complete; nobody reads the answer."""
+
+    status = 499  # as nginx logs it: the client closed the request
 
 
 class Unauthorized(TokenEndpointError):
@@ -144,7 +148,12 @@ class Conflict(TokenEndpointError):
     error = "conflict"
 
 
-_HTTP_CODES = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed"}
+_HTTP_CODES = {
+    400: "invalid_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    431: "invalid_request",
+}
 
 
 class HTTPError(TokenEndpointError):
@@ -211,3 +220,10 @@ _REFUSALS: dict[type[grants.Refused], dict[Flavour, _Make]] = {
 def from_refusal(exc: grants.Refused, flavour: Flavour, realm: str) -> TokenEndpointError:
     """The answer to a refused token request (or admin login), as `flavour` expects it."""
     return _REFUSALS[type(exc)][flavour](exc, realm)
+
+
+def refusal(status: int, description: str) -> tuple[Sequence[tuple[str, str]], bytes]:
+    """A request refused by the HTTP layer (malformed or oversized head), in the same JSON."""
+    return [("content-type", "application/json")], json.dumps(
+        HTTPError(status, description).body()
+    ).encode()

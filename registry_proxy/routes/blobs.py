@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
@@ -17,26 +15,7 @@ from registry_proxy.routes.common import (
     repository,
     services,
 )
-
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
-
-
-def parse_range(header: str, size: int) -> tuple[int, int] | None:
-    """Inclusive (start, end) of a single `bytes=` range, or None if unsatisfiable."""
-    match = _RANGE.fullmatch(header.strip())
-    if match is None or match.groups() == ("", ""):
-        return None
-    first, last = match.groups()
-    if first == "":
-        length = int(last)
-        if length == 0 or size == 0:
-            return None
-        return max(0, size - length), size - 1
-    start = int(first)
-    end = size - 1 if last == "" else min(int(last), size - 1)
-    if start >= size or end < start:
-        return None
-    return start, end
+from registry_proxy.routes.ranges import RangeNotSatisfiable, byte_range
 
 
 async def get_blob(request: Request) -> Response:
@@ -59,17 +38,19 @@ async def get_blob(request: Request) -> Response:
     start, end = 0, size - 1
     range_header = request.headers.get("range")
     if range_header is not None:
-        wanted = parse_range(range_header, size)
-        if wanted is None:
+        try:
+            wanted = byte_range(range_header, size)
+        except RangeNotSatisfiable:
             raise RegistryError(
                 "RANGE_INVALID",
                 {"range": range_header[:100]},
                 message="requested range not satisfiable",
                 headers={"Content-Range": f"bytes */{size}"},
-            )
-        start, end = wanted
-        status = 206
-        headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+            ) from None
+        if wanted is not None:
+            start, end = wanted
+            status = 206
+            headers["Content-Range"] = f"bytes {start}-{end}/{size}"
     headers["Content-Length"] = str(end - start + 1 if size else 0)
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers)

@@ -17,17 +17,29 @@ from registry_proxy.routes.common import (
     repository,
     services,
 )
+from registry_proxy.routes.numbers import bounded_int, is_number
 
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 
 
 def _reference(request: Request) -> str:
+    """The tag or canonical digest in the path; what a malformed one answers depends on the verb.
+
+    A pull names something that cannot exist: 404 `MANIFEST_UNKNOWN` (as the
+    conformance suites expect). A push must say what was wrong with it:
+    `DIGEST_INVALID` or `TAG_INVALID`. A delete refuses a malformed tag and
+    finds no manifest under a malformed digest.
+    """
     reference: str = request.path_params["reference"]
+    pulling = request.method in ("GET", "HEAD")
     if is_digest(reference):
-        return str(parse_digest(reference, code="MANIFEST_UNKNOWN"))
+        code = "DIGEST_INVALID" if request.method == "PUT" else "MANIFEST_UNKNOWN"
+        return str(parse_digest(reference, code=code))
     try:
         return check_tag(reference)
     except InvalidTag:
+        if pulling:
+            raise RegistryError("MANIFEST_UNKNOWN", {"reference": reference[:300]}) from None
         raise RegistryError("TAG_INVALID", {"tag": reference[:300]}) from None
 
 
@@ -50,7 +62,11 @@ async def get_manifest(request: Request) -> Response:
 
 async def _read_manifest(request: Request) -> bytes:
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_MANIFEST_BYTES:
+    if (
+        declared is not None
+        and is_number(declared)
+        and bounded_int(declared, MAX_MANIFEST_BYTES + 1) > MAX_MANIFEST_BYTES
+    ):
         raise RegistryError(
             "PAYLOAD_TOO_LARGE", {"limit": MAX_MANIFEST_BYTES}, message="manifest too large"
         )

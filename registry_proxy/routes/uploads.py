@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -20,8 +18,8 @@ from registry_proxy.routes.common import (
     repository,
     services,
 )
-
-_CONTENT_RANGE = re.compile(r"(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?")
+from registry_proxy.routes.numbers import bounded_int, is_number
+from registry_proxy.routes.ranges import MAX_OFFSET, content_range
 
 
 def _range_header(size: int) -> str:
@@ -55,15 +53,19 @@ def _chunk_start(request: Request) -> int | None:
     header = request.headers.get("content-range")
     if header is None:
         return None
-    match = _CONTENT_RANGE.fullmatch(header.strip())
-    if match is None:
+    parsed = content_range(header)
+    if parsed is None:
         raise RegistryError("BLOB_UPLOAD_INVALID", {"content-range": header[:100]}, status=416)
-    start, end = int(match.group(1)), int(match.group(2))
-    if end < start:
+    start, end = parsed
+    if end < start or end > MAX_OFFSET:
         raise RegistryError("RANGE_INVALID", {"content-range": header[:100]})
     length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) != end - start + 1:
-        raise RegistryError("SIZE_INVALID", {"content-range": header[:100], "length": length})
+    if (
+        length is not None
+        and is_number(length)
+        and bounded_int(length, MAX_OFFSET + 1) != end - start + 1
+    ):
+        raise RegistryError("SIZE_INVALID", {"content-range": header[:100], "length": length[:100]})
     return start
 
 

@@ -103,7 +103,10 @@ class StorageDriver(Protocol):
     async def get_content(self, path: str, max_size: int = MAX_CONTENT_SIZE) -> bytes: ...
 
     async def put_content(self, path: str, data: bytes) -> None:
-        """Replace the file atomically: readers see the old or the new content, never a mix."""
+        """Replace the file atomically: readers see the old or the new content, never a mix.
+
+        Parent directories are created, even when a concurrent `delete` removes them meanwhile.
+        """
         ...
 
     def reader(
@@ -123,7 +126,12 @@ class StorageDriver(Protocol):
         ...
 
     async def delete(self, path: str) -> None:
-        """Remove a file or a whole directory tree."""
+        """Remove a file or a whole directory tree, at once for every other caller.
+
+        Of several racing deletes of one path exactly one succeeds; the others
+        get `FileNotFound`. A write racing the delete lands before it (and is
+        removed) or after it (and stays), never half-way.
+        """
         ...
 
     def local_path(self, path: str) -> Path | None:

@@ -1,13 +1,26 @@
-"""A storage driver over a local directory, laid out exactly like the Go registry's."""
+"""A storage driver over a local directory, laid out exactly like the Go registry's.
+
+Several registry processes may share one root, so every operation is safe
+against the others without any lock:
+
+- a directory is deleted by renaming it, atomically, to a unique name in
+  `_trash/` at the root (which no listing of ours or the Go registry's walks)
+  and only then removing it, so exactly one of several racing deletes wins and
+  a writer never sees a half-removed tree;
+- a writer whose directory was deleted under it makes it again and retries,
+  a bounded number of times (it then simply happened after the delete).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import datetime as dt
+import errno
 import os
 import shutil
 import stat as stat_mode
+import time
 import uuid
 from collections.abc import AsyncGenerator, Iterator
 from pathlib import Path
@@ -23,7 +36,14 @@ from registry_proxy.storage.driver import (
 )
 from registry_proxy.storage.errors import StorageUnavailable
 
-__all__ = ["FilesystemDriver"]
+__all__ = ["TRASH", "FilesystemDriver"]
+
+# At the root, beside docker/: outside every path the Go registry or we walk.
+TRASH = "_trash"
+# A writer retries this often when a directory on its path keeps being deleted.
+RETRIES = 16
+# Trash entries older than this were left by a process that died mid-delete.
+TRASH_GRACE_NS = 600 * 10**9
 
 
 @contextlib.contextmanager
@@ -68,6 +88,7 @@ class _FileAppender:
 class FilesystemDriver:
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root).absolute()
+        self._trash = self.root / TRASH
 
     def _full(self, path: str, *, allow_root: bool = False) -> Path:
         return self.root.joinpath(*split_path(path, allow_root=allow_root))
@@ -86,7 +107,7 @@ class FilesystemDriver:
     async def put_content(self, path: str, data: bytes) -> None:
         full = self._full(path)
         with _os_errors(path):
-            await asyncio.to_thread(_replace_atomically, full, data)
+            await asyncio.to_thread(_replace_atomically, full, data, path)
 
     async def reader(
         self, path: str, offset: int = 0, length: int | None = None, chunk_size: int = CHUNK_SIZE
@@ -123,17 +144,20 @@ class FilesystemDriver:
     async def list(self, path: str) -> list[str]:
         full = self._full(path, allow_root=True)
         with _os_errors(path):
-            return sorted(await asyncio.to_thread(os.listdir, full))
+            names = await asyncio.to_thread(os.listdir, full)
+        if full == self.root:
+            names = [name for name in names if name != TRASH]
+        return sorted(names)
 
     async def move(self, src: str, dst: str) -> None:
         source, target = self._full(src), self._full(dst)
         with _os_errors(src):
-            await asyncio.to_thread(_move, source, target)
+            await asyncio.to_thread(_move, source, target, src)
 
     async def delete(self, path: str) -> None:
         full = self._full(path)
         with _os_errors(path):
-            await asyncio.to_thread(_remove, full)
+            await asyncio.to_thread(_remove, full, self._trash)
 
     def local_path(self, path: str) -> Path:
         return self._full(path)
@@ -141,7 +165,7 @@ class FilesystemDriver:
     async def open_append(self, path: str) -> _FileAppender:
         full = self._full(path)
         with _os_errors(path):
-            file, size = await asyncio.to_thread(_open_append, full)
+            file, size = await asyncio.to_thread(_open_append, full, path)
         return _FileAppender(file, path, size)
 
 
@@ -158,8 +182,27 @@ def _read_small(full: Path, max_size: int) -> bytes | None:
     return None if len(data) > max_size else data
 
 
-def _replace_atomically(full: Path, data: bytes) -> None:
-    full.parent.mkdir(parents=True, exist_ok=True)
+# What a directory deleted mid-operation looks like: gone when used, or seen by
+# mkdir as existing and then found gone (Path.mkdir's exist_ok check).
+_VANISHED = (FileNotFoundError, FileExistsError)
+
+
+def _vanishing(path: str) -> StorageUnavailable:
+    return StorageUnavailable(f"{path}: its directory was deleted {RETRIES} times while writing")
+
+
+def _replace_atomically(full: Path, data: bytes, path: str) -> None:
+    for _attempt in range(RETRIES):
+        try:
+            full.parent.mkdir(parents=True, exist_ok=True)
+            _write_then_rename(full, data)
+        except _VANISHED:
+            continue
+        return
+    raise _vanishing(path)
+
+
+def _write_then_rename(full: Path, data: bytes) -> None:
     # A dot-name in the same directory: same filesystem for the rename, and
     # never a name the Go registry or our listings look for.
     temp = full.with_name(f".{full.name}.{uuid.uuid4().hex}.tmp")
@@ -186,22 +229,75 @@ def _open_at(full: Path, offset: int) -> BinaryIO:
     return file
 
 
-def _move(source: Path, target: Path) -> None:
-    if not source.exists():
-        raise FileNotFoundError(str(source))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(source, target)
+def _move(source: Path, target: Path, path: str) -> None:
+    for _attempt in range(RETRIES):
+        if not source.exists():
+            raise FileNotFoundError(str(source))
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(source, target)
+        except _VANISHED:
+            continue  # Either side vanished; the next round tells which.
+        return
+    raise _vanishing(path)
 
 
-def _remove(full: Path) -> None:
+def _remove(full: Path, trash: Path) -> None:
     st = full.lstat()
-    if stat_mode.S_ISDIR(st.st_mode):
-        shutil.rmtree(full)
-    else:
+    if not stat_mode.S_ISDIR(st.st_mode):
         full.unlink()
+        return
+    doomed = _to_trash(full, trash)
+    if doomed is None:
+        # A subtree mounted apart from the root: no atomic way out, remove it in place.
+        shutil.rmtree(full)
+        return
+    # Nobody else knows this name, so nothing is written into it while it goes.
+    shutil.rmtree(doomed, ignore_errors=True)
+    _sweep_trash(trash)
 
 
-def _open_append(full: Path) -> tuple[BinaryIO, int]:
-    full.parent.mkdir(parents=True, exist_ok=True)
-    file = full.open("ab")
-    return file, os.fstat(file.fileno()).st_size
+def _to_trash(full: Path, trash: Path) -> Path | None:
+    """Rename `full` into the trash (None if it is on another filesystem than the trash).
+
+    `FileNotFoundError` if another delete got it first.
+    """
+    for _attempt in range(RETRIES):
+        trash.mkdir(exist_ok=True)
+        doomed = trash / f"{time.time_ns()}-{uuid.uuid4().hex}"
+        try:
+            os.rename(full, doomed)
+        except FileNotFoundError:
+            if os.path.lexists(full):
+                continue  # The trash itself vanished; make it again.
+            raise
+        except OSError as exc:
+            if exc.errno == errno.EXDEV:
+                return None
+            raise
+        return doomed
+    raise StorageUnavailable(f"{trash}: keeps vanishing")
+
+
+def _sweep_trash(trash: Path) -> None:
+    """Remove what a process that died mid-delete left in the trash."""
+    try:
+        names = os.listdir(trash)
+    except FileNotFoundError:
+        return
+    cutoff = time.time_ns() - TRASH_GRACE_NS
+    for name in names:
+        stamp, _, _ = name.partition("-")
+        if stamp.isascii() and stamp.isdigit() and len(stamp) < 25 and int(stamp) < cutoff:
+            shutil.rmtree(trash / name, ignore_errors=True)
+
+
+def _open_append(full: Path, path: str) -> tuple[BinaryIO, int]:
+    for _attempt in range(RETRIES):
+        try:
+            full.parent.mkdir(parents=True, exist_ok=True)
+            file = full.open("ab")
+        except _VANISHED:
+            continue
+        return file, os.fstat(file.fileno()).st_size
+    raise _vanishing(path)

@@ -18,6 +18,7 @@ from registry_proxy.storage.errors import (
     ManifestTooLarge,
     ManifestUnknown,
     PathInvalid,
+    StorageUnavailable,
 )
 from registry_proxy.storage.links import read_link, write_link
 from registry_proxy.storage.referrers import Referrers
@@ -39,6 +40,8 @@ from registry_proxy.storage.tags import Tags
 __all__ = ["MAX_MANIFEST_SIZE", "Manifests", "PutResult", "StoredManifest"]
 
 MAX_MANIFEST_SIZE = 4 * 1024 * 1024
+# How often a push links its manifest again when concurrent deletes keep removing it.
+LINK_ATTEMPTS = 8
 # Content types clients send when they do not know better; they say nothing about the manifest.
 _GENERIC_TYPES = frozenset(
     {
@@ -89,13 +92,22 @@ class Manifests:
 
         if await self._blobs.stat(digest) is None:
             await self._driver.put_content(paths.blob_data(digest), body)
-        await write_link(self._driver, paths.revision_link(repo, digest), digest)
         subject = info.subject.digest if info.subject is not None else None
-        if subject is not None:
-            await self._referrers.add(repo, subject, digest)
-        if tag is not None:
-            await self._tags.tag(repo, tag, digest)
-        return PutResult(digest, subject)
+        revision = paths.revision_link(repo, digest)
+        for _attempt in range(LINK_ATTEMPTS):
+            await write_link(self._driver, revision, digest)
+            if subject is not None:
+                await self._referrers.add(repo, subject, digest)
+            if tag is not None:
+                await self._tags.tag(repo, tag, digest)
+            # A delete by digest (here or in another process) removes the revision,
+            # then the tags it finds pointing at it. If it removed our revision
+            # before it could see our tag, that tag would name nothing: link again.
+            if await read_link(self._driver, revision) == digest:
+                return PutResult(digest, subject)
+        raise StorageUnavailable(
+            f"manifest {digest} was deleted {LINK_ATTEMPTS} times while linking"
+        )
 
     async def get(self, repo: str, reference: str) -> StoredManifest:
         if is_digest(reference):

@@ -7,7 +7,10 @@ pull, referrer descriptors, and what garbage collection must keep.
 from __future__ import annotations
 
 import json
+import re
+from array import array
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any
 
 from registry_proxy.reference import Digest, InvalidDigest
@@ -18,6 +21,7 @@ __all__ = [
     "DOCKER_MANIFEST",
     "IMAGE_TYPES",
     "INDEX_TYPES",
+    "MAX_DEPTH",
     "OCI_INDEX",
     "OCI_MANIFEST",
     "SUPPORTED_TYPES",
@@ -66,8 +70,29 @@ class ManifestInfo:
         return [*config, *self.layers, *self.children]
 
 
+# Real manifests nest six levels at most (index, descriptor, platform, features);
+# deeper documents are refused before parsing, so neither the parser nor anything
+# that walks or re-serialises a decoded manifest (referrer annotations) recurses far.
+MAX_DEPTH = 100
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_OPENERS, _CLOSERS = b"[{", b"]}"
+_NESTING = bytes.maketrans(_OPENERS + _CLOSERS, b"\x01\x01\xff\xff")
+_NOT_NESTING = bytes(set(range(256)) - set(_OPENERS + _CLOSERS))
+
+
+def nesting_depth(body: bytes) -> int:
+    """How deep arrays and objects nest in JSON `body` (brackets inside strings do not count)."""
+    if body.count(b"[") + body.count(b"{") == 0:
+        return 0
+    structure = _JSON_STRING.sub(b"", body).translate(_NESTING, _NOT_NESTING)
+    # Signed bytes: +1 per opener, -1 per closer; the deepest point is the largest running sum.
+    return max(accumulate(array("b", structure)), default=0)
+
+
 def decode(body: bytes) -> dict[str, Any]:
-    """The manifest's JSON object, or `ManifestInvalid`."""
+    """The manifest's JSON object, or `ManifestInvalid` (also when it nests past `MAX_DEPTH`)."""
+    if nesting_depth(body) > MAX_DEPTH:
+        raise ManifestInvalid(f"manifest nests deeper than {MAX_DEPTH} levels")
     try:
         doc = json.loads(body)
     except (UnicodeDecodeError, ValueError):

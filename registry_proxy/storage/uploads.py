@@ -28,7 +28,7 @@ from registry_proxy.storage.errors import (
     StorageError,
 )
 from registry_proxy.storage.hashing import hash_stored
-from registry_proxy.storage.links import write_link
+from registry_proxy.storage.links import exists, write_link
 
 __all__ = ["UploadStatus", "Uploads"]
 
@@ -115,7 +115,7 @@ class Uploads:
             if actual != digest:
                 await self._discard(repo, upload_id, key)
                 raise DigestInvalid(f"uploaded content has digest {actual}, not {digest}")
-            await self._store(repo, upload_id, digest)
+            await self._store(repo, upload_id, digest, size)
             await write_link(self._driver, paths.layer_link(repo, digest), digest)
             await self._discard(repo, upload_id, key)
             return size
@@ -168,7 +168,11 @@ class Uploads:
         try:
             return dt.datetime.fromisoformat(text.strip())
         except ValueError:
+            pass
+        try:
             return (await self._driver.stat(path)).modified
+        except FileNotFound:
+            raise BlobUploadUnknown(upload_id) from None
 
     async def _size(self, repo: str, upload_id: str) -> int:
         try:
@@ -214,6 +218,11 @@ class Uploads:
                     await self._write(writer, state, key, batch)
         finally:
             await writer.close()
+        if not await exists(self._driver, paths.upload_started_at(repo, upload_id)):
+            # Cancelled or purged meanwhile: opening for append made the data file
+            # again, outside any session. Nobody will finish it; drop it now.
+            await self._discard(repo, upload_id, key)
+            raise BlobUploadUnknown(upload_id)
         return writer.size
 
     async def _write(self, writer: AppendWriter, state: _HashState, key: str, batch: bytes) -> None:
@@ -225,14 +234,29 @@ class Uploads:
             raise
         state.size += len(batch)
 
-    async def _store(self, repo: str, upload_id: str, digest: Digest) -> None:
+    async def _store(self, repo: str, upload_id: str, digest: Digest, size: int) -> None:
         if await self._blobs.stat(digest) is not None:
             return  # Same bytes already stored; the session is dropped by the caller.
-        data = paths.upload_data(repo, upload_id)
-        # Durable before it becomes visible under its digest. (Opening also
-        # recreates a missing data file, which the digest check showed is empty.)
-        await (await self._driver.open_append(data)).close(sync=True)
-        await self._driver.move(data, paths.blob_data(digest))
+        blob = paths.blob_data(digest)
+        if size == 0:
+            # Nothing to move (a session may never have written its data file).
+            await self._driver.put_content(blob, b"")
+            return
+        # First to a name only this commit knows: if the session is cancelled or
+        # purged meanwhile (by any process), what arrives under the digest can
+        # then only be these very bytes, never a data file someone made anew.
+        staging = f"{paths.upload_dir(repo, upload_id)}/commit-{uuid.uuid4()}"
+        try:
+            await self._driver.move(paths.upload_data(repo, upload_id), staging)
+            # Durable before it becomes visible under its digest.
+            await (await self._driver.open_append(staging)).close(sync=True)
+            if (await self._driver.stat(staging)).size != size:
+                raise FileNotFound(staging)  # Gone, and made empty again by the open.
+            await self._driver.move(staging, blob)
+        except FileNotFound:
+            with contextlib.suppress(FileNotFound):
+                await self._driver.delete(staging)
+            raise BlobUploadUnknown(upload_id) from None
 
     async def _discard(self, repo: str, upload_id: str, key: str) -> None:
         self._states.pop(key, None)

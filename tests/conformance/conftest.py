@@ -53,6 +53,10 @@ FEATURES = {
     "strict-chunk-order": "a chunk out of order (PATCH or closing PUT) answers 416",
     "strict-upload-unknown": "an upload id never issued answers 404 BLOB_UPLOAD_UNKNOWN",
     "strict-manifest-digest-path": "GET/HEAD of a manifest by a malformed digest is 400/404",
+    "strict-manifest-reference": "GET of a manifest by what is neither tag nor digest is "
+    "404 MANIFEST_UNKNOWN (the Go registry: a plain-text 404)",
+    "strict-manifest-digest-put": "PUT of a manifest to a malformed digest is 400 DIGEST_INVALID "
+    "(the Go registry: 500)",
     "strict-manifest-size": "a manifest over 4 MiB answers 413",
     "strict-name-invalid": "a name outside the grammar or over 255 chars is 400 NAME_INVALID",
     "strict-tags-order": "tags list in lexical (or ASCIIbetical) order",

@@ -322,6 +322,41 @@ def test_malformed_digest_in_manifest_path_is_400_or_404(
     assert response.status_code in (400, 404), response.text
 
 
+# What the OCI conformance suites (v1.1.1 and main) send: a reference that is
+# neither a tag nor a digest, and a digest that is malformed.
+NOT_A_REFERENCE = [".INVALID_MANIFEST_NAME", "-leading-dash", "t" * 129]
+BAD_DIGEST = "sha256:baddigeststring"
+
+
+@pytest.mark.parametrize("reference", NOT_A_REFERENCE)
+def test_pulling_what_is_neither_tag_nor_digest_is_404(
+    alice: RegistryClient, repo: str, reference: str
+) -> None:
+    alice.push_image(repo, "v1")
+    assert alice.get_manifest(repo, reference).status_code == 404
+    assert alice.head_manifest(repo, reference).status_code == 404
+
+
+@pytest.mark.requires("strict-manifest-reference")
+@pytest.mark.parametrize("reference", NOT_A_REFERENCE)
+def test_pulling_what_is_neither_tag_nor_digest_is_manifest_unknown(
+    alice: RegistryClient, repo: str, reference: str
+) -> None:
+    alice.push_image(repo, "v1")
+    assert_error(alice.get_manifest(repo, reference), 404, "MANIFEST_UNKNOWN")
+    head = alice.head_manifest(repo, reference)
+    assert head.status_code == 404 and head.content == b""
+
+
+@pytest.mark.requires("strict-manifest-digest-put")
+def test_pushing_to_a_malformed_digest_is_digest_invalid(alice: RegistryClient, repo: str) -> None:
+    body, media_type = _oci_manifest(alice, repo)
+    assert_error(alice.put_manifest(repo, BAD_DIGEST, body, media_type), 400, "DIGEST_INVALID")
+    assert alice.get_manifest(repo, BAD_DIGEST).status_code in (400, 404)
+    # Nothing was stored under the body's real digest either.
+    assert alice.get_manifest(repo, sha256_digest(body)).status_code == 404
+
+
 # Names outside the OCI name grammar (SPEC E15).
 MALFORMED_NAMES = [
     "alice/App",

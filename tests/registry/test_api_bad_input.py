@@ -108,9 +108,21 @@ def test_unknown_or_malformed_upload_ids(registry: TestClient, mint: Mint, uploa
 
 
 @pytest.mark.parametrize(
-    "header", ["bytes=abc", "bytes=5-2", "bytes=100-200", "items=0-1", "bytes=-0"]
+    "header",
+    [
+        "bytes=abc",
+        "bytes=5-2",
+        "bytes=100-200",
+        "bytes=-0",
+        "bytes=",
+        "bytes=" + "9" * 5000,
+        "bytes=" + "9" * 5000 + "-",
+        "bytes=5-" + "4" * 5000 + ",x",
+        "bytes=\u00b2-3".encode(),
+        "bytes=100-200,300-400",
+    ],
 )
-def test_bad_ranges(registry: TestClient, mint: Mint, header: str) -> None:
+def test_bad_ranges(registry: TestClient, mint: Mint, header: str | bytes) -> None:
     digest = push_blob(registry, mint, b"0123456789")
     r = registry.get(f"/v2/team/app/blobs/{digest}", headers=mint(ALL) | {"Range": header})
     assert r.status_code == 416
@@ -124,6 +136,9 @@ def test_good_ranges(registry: TestClient, mint: Mint) -> None:
         ("bytes=7-", b"789", "bytes 7-9/10"),
         ("bytes=-3", b"789", "bytes 7-9/10"),
         ("bytes=8-100", b"89", "bytes 8-9/10"),
+        ("bytes=0-" + "9" * 5000, b"0123456789", "bytes 0-9/10"),
+        ("bytes=-" + "9" * 5000, b"0123456789", "bytes 0-9/10"),
+        ("Bytes = 1-2", b"12", "bytes 1-2/10"),
     ):
         r = registry.get(f"/v2/team/app/blobs/{digest}", headers=mint(ALL) | {"Range": header})
         assert r.status_code == 206
@@ -131,8 +146,25 @@ def test_good_ranges(registry: TestClient, mint: Mint) -> None:
         assert r.headers["content-range"] == content_range
 
 
-@pytest.mark.parametrize("header", ["0-", "abc", "5-2"])
-def test_bad_content_range_on_patch(registry: TestClient, mint: Mint, header: str) -> None:
+def test_ranges_that_are_ignored(registry: TestClient, mint: Mint) -> None:
+    # Another unit, or several ranges: the whole body, as RFC 9110 allows.
+    digest = push_blob(registry, mint, b"0123456789")
+    for header in ("items=0-1", "bytes=0-0,1-1", "bytes=0-1,100-200", "nonsense"):
+        for method in ("GET", "HEAD"):
+            r = registry.request(
+                method, f"/v2/team/app/blobs/{digest}", headers=mint(ALL) | {"Range": header}
+            )
+            assert r.status_code == 200, (header, method)
+            assert "content-range" not in r.headers
+            assert r.headers["content-length"] == "10"
+            assert r.content == (b"0123456789" if method == "GET" else b"")
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["0-", "abc", "5-2", "5-" + "9" * 5000, "0-" + "9" * 30, "\u0661-\u0662".encode(), "-1"],
+)
+def test_bad_content_range_on_patch(registry: TestClient, mint: Mint, header: str | bytes) -> None:
     start = registry.post("/v2/team/app/blobs/uploads/", headers=mint(ALL))
     location = start.headers["location"]
     r = registry.patch(location, content=b"abc", headers=mint(ALL) | {"Content-Range": header})
@@ -203,12 +235,24 @@ def test_manifest_errors_leave_existing_tag_intact(registry: TestClient, mint: M
 
 
 def test_bad_tags_and_pagination(registry: TestClient, mint: Mint) -> None:
+    # Pulling a reference that is neither tag nor digest finds nothing; pushing to one is refused.
+    for method in ("GET", "HEAD"):
+        r = registry.request(method, "/v2/team/app/manifests/-bad-tag", headers=mint(ALL))
+        assert r.status_code == 404
     r = registry.get("/v2/team/app/manifests/-bad-tag", headers=mint(ALL))
+    assert r.json()["errors"][0]["code"] == "MANIFEST_UNKNOWN"
+    r = registry.put("/v2/team/app/manifests/-bad-tag", content=b"{}", headers=mint(ALL))
     assert r.status_code == 400 and r.json()["errors"][0]["code"] == "TAG_INVALID"
-    r = registry.get("/v2/team/app/tags/list?n=-1", headers=mint(ALL))
-    assert r.status_code == 400
-    r = registry.get("/v2/team/app/tags/list?n=abc", headers=mint(ALL))
-    assert r.status_code == 400
+    r = registry.put("/v2/team/app/manifests/sha256:bad", content=b"{}", headers=mint(ALL))
+    assert r.status_code == 400 and r.json()["errors"][0]["code"] == "DIGEST_INVALID"
+    for path in ("/v2/team/app/tags/list", "/v2/_catalog"):
+        scope = ALL if "tags" in path else "registry:catalog:*"
+        for n in ("-1", "abc", "\u00b2", "%C2%B2", "1.5", " 1", "\u0661"):
+            r = registry.get(f"{path}?n={n}", headers=mint(scope))
+            assert r.status_code == 400, (path, n)
+            assert r.json()["errors"][0]["code"] == "PAGINATION_NUMBER_INVALID"
+        r = registry.get(f"{path}?n={'9' * 5000}", headers=mint(scope))
+        assert r.status_code in (200, 404), r.text
 
 
 def test_deletes_can_be_disabled(storage_root: Path, keys_dir: Path, mint: Mint) -> None:
@@ -233,6 +277,7 @@ def test_deletes_can_be_disabled(storage_root: Path, keys_dir: Path, mint: Mint)
         r = client.delete(f"/v2/team/app/blobs/{digest}", headers=mint(ALL))
         assert r.status_code == 405
         assert r.json()["errors"][0]["code"] == "UNSUPPORTED"
+        assert r.headers["allow"] == "GET, HEAD"
         assert client.get(f"/v2/team/app/blobs/{digest}", headers=mint(ALL)).content == b"keep me"
 
 
@@ -271,3 +316,23 @@ def test_dot_segments_sent_raw_never_escape(
     assert status in (400, 404, 405)
     assert not (storage_root.parent / "x").exists()
     assert not (storage_root.parent.parent / "x").exists()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"schemaVersion":2,"annotations":{"a":' + b"[" * 5000 + b"]" * 5000 + b"}}",
+        b'{"schemaVersion":2,"size":' + b"9" * 5000 + b"}",
+    ],
+    ids=["deep-array", "deep-annotations", "huge-number"],
+)
+def test_hostile_manifest_json_is_manifest_invalid(
+    registry: TestClient, mint: Mint, storage_root: Path, body: bytes
+) -> None:
+    before = snapshot(storage_root)
+    ct = {"Content-Type": "application/vnd.oci.image.manifest.v1+json"}
+    r = registry.put("/v2/team/app/manifests/deep", content=body, headers=mint(ALL) | ct)
+    assert r.status_code == 400, r.text
+    assert r.json()["errors"][0]["code"] == "MANIFEST_INVALID"
+    assert snapshot(storage_root) == before

@@ -94,6 +94,11 @@ class RegistryProxy:
             proc.kill()
             proc.wait()
 
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None, "start() first"
+        return self.proc.pid
+
     def kill(self) -> None:
         """SIGKILL, as a crash would."""
         proc, self.proc = self.proc, None

@@ -169,7 +169,7 @@ class TokenServer:
 
     @property
     def pid(self) -> int:
-        assert self._proc is not None, "not running"
+        assert self._proc is not None, "start() first"
         return self._proc.pid
 
     def rss_bytes(self) -> int:

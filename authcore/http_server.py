@@ -1,0 +1,262 @@
+"""uvicorn's httptools protocol with the bounds it lacks on request heads and bodies.
+
+uvicorn lets a client take as long as it likes over a request head or body,
+and send as many header bytes as it likes (httptools buffers a header until
+its value ends, so counting in `on_header` would come too late). Per
+connection, this protocol adds:
+
+- the request line and headers may take `max_header_bytes` bytes, counted as
+  they arrive, before the parser sees them; more is answered 431;
+- they must be complete `header_timeout` seconds after the connection opened
+  or the request's first byte came, else the connection is closed: a silent
+  connection as much as a dribbling one;
+- an incomplete body may go `body_timeout` seconds without a byte, unless we
+  are the reason (reading paused because the app is not consuming, or a
+  `100 Continue` not sent yet).
+
+A head or body that arrives within one read arms no timer: the hot path
+pays a few attribute checks per read, not a timer per request or chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import httptools
+from uvicorn.config import Config
+from uvicorn.protocols.http.flow_control import FlowControl
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from authcore.http_limits import Limits
+
+__all__ = ["GuardedHttpToolsProtocol", "Refusal", "guarded_protocol"]
+
+log = logging.getLogger("authcore.http")
+
+# A refused client gets this long to read our answer before the close. What it
+# sends meanwhile is read and dropped: closing on unread data would be a reset,
+# which can destroy the answer before the client reads it.
+LINGER = 0.5
+
+# (status, reason) -> (headers, body): a refusal in the service's own error shape.
+Refusal = Callable[[int, str], tuple[Sequence[tuple[str, str]], bytes]]
+
+
+class _StampedFlow(FlowControl):
+    """Flow control that remembers when reading last resumed: the end of a stall of ours."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(transport)
+        self._loop = loop
+        self.resumed_at = 0.0
+
+    def resume_reading(self) -> None:
+        if self.read_paused:
+            self.resumed_at = self._loop.time()
+        super().resume_reading()
+
+
+@dataclass(frozen=True)
+class _Guard:
+    limits: Limits
+    refusal: Refusal
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """Use through `guarded_protocol`, which binds the guard to a subclass."""
+
+    guard: ClassVar[_Guard]
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self._expect_head = True  # the next bytes belong to a request head
+        self._head_begun = False  # ... and its first byte has come
+        self._head_bytes = 0
+        self._messages = 0
+        self._in_body = False
+        self._body_seen = 0.0
+        self._refused = False
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
+        self._flow: _StampedFlow | None = None
+
+    # Connection
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.flow = self._flow = _StampedFlow(transport, self.loop)
+        self._header_timer = self.loop.call_later(
+            self.guard.limits.header_timeout, self._head_overdue
+        )
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timers()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # lingering after a refusal: read and dropped
+        self._unset_keepalive_if_required()
+        if self._in_body:
+            self._body_seen = self.loop.time()
+        limit = self.guard.limits.max_header_bytes
+        chunk: bytes | memoryview = data
+        while self._expect_head and len(chunk) > (room := limit - self._head_bytes):
+            # Feed exactly what the head may still take: if it is not complete
+            # then, it is too large, wherever it would have ended.
+            completed = self._messages
+            view = memoryview(chunk)
+            self._head_bytes = limit
+            if not self._feed(view[:room]):
+                return
+            chunk = view[room:]
+            if self._expect_head:
+                if self._messages == completed:
+                    self._refuse(431, f"request line and headers exceed {limit} bytes")
+                    return
+                # A pipelined request began inside that slice; count it from
+                # here. Its bytes before, like those of one that begins after
+                # a body in the same read, go uncounted: at most one read more.
+                self._head_bytes = 0
+        if self._expect_head:
+            self._head_bytes += len(chunk)
+        if self._feed(chunk):
+            self._arm_timers()
+
+    def _feed(self, data: bytes | memoryview) -> bool:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # `serve` turns WebSocket off: the request was answered as plain
+            # HTTP and the parser goes on with the next one.
+            log.info("upgrade ignored", extra={"client": self._peer()})
+        except httptools.HttpParserError as exc:
+            self._refuse(400, f"invalid HTTP request: {exc}")
+            return False
+        return True
+
+    # Parser callbacks
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_begun = True
+
+    def on_headers_complete(self) -> None:
+        self._expect_head = self._head_begun = False
+        self._head_bytes = 0
+        self._in_body = True
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._in_body = False
+        self._expect_head = True
+        self._messages += 1
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+        super().on_message_complete()
+
+    # Deadlines
+
+    def _arm_timers(self) -> None:
+        if self._expect_head:
+            # Bytes between requests that begin none (blank lines) cancelled
+            # uvicorn's keep-alive timer; they must not hold the connection open.
+            idle = self.cycle is None or self.cycle.response_complete
+            if self._header_timer is None and (self._head_begun or idle):
+                self._header_timer = self.loop.call_later(
+                    self.guard.limits.header_timeout, self._head_overdue
+                )
+        elif self._in_body and self._body_timer is None:
+            self._body_seen = self.loop.time()
+            self._body_timer = self.loop.call_later(
+                self.guard.limits.body_timeout, self._body_check
+            )
+
+    def _head_overdue(self) -> None:
+        self._header_timer = None
+        self._close("header_timeout", self.guard.limits.header_timeout)
+
+    def _body_check(self) -> None:
+        self._body_timer = None
+        if not self._in_body or self._refused or self.transport.is_closing():
+            return
+        assert self._flow is not None
+        now = self.loop.time()
+        timeout = self.guard.limits.body_timeout
+        held = self._flow.read_paused or (
+            self.cycle is not None and self.cycle.waiting_for_100_continue
+        )
+        if held:
+            # We hold the client back; its clock starts again when we read.
+            self._body_seen = now
+            wait = timeout
+        else:
+            wait = max(self._body_seen, self._flow.resumed_at) + timeout - now
+            if wait <= 0:
+                self._close("body_timeout", timeout)
+                return
+        self._body_timer = self.loop.call_later(wait, self._body_check)
+
+    def _cancel_timers(self) -> None:
+        for timer in (self._header_timer, self._body_timer):
+            if timer is not None:
+                timer.cancel()
+        self._header_timer = self._body_timer = None
+
+    # Ending a connection
+
+    def _peer(self) -> str:
+        return self.client[0] if self.client else ""
+
+    def _close(self, reason: str, timeout: float) -> None:
+        if self.transport.is_closing():
+            return
+        log.info(
+            "connection closed",
+            extra={"reason": reason, "timeout": timeout, "client": self._peer()},
+        )
+        self.transport.close()
+
+    def _refuse(self, status: int, reason: str) -> None:
+        """Answer `status` and close, unless an answer to an earlier request is under way."""
+        log.warning(
+            "request refused", extra={"status": status, "reason": reason, "client": self._peer()}
+        )
+        self._refused = True
+        self._cancel_timers()
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.transport.close()
+            return
+        headers, body = self.guard.refusal(status, reason)
+        head = [STATUS_LINE[status]]
+        head += [
+            name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers
+        ]
+        head += [f"{name}: {value}\r\n".encode("latin-1") for name, value in headers]
+        head.append(b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body))
+        self.transport.write(b"".join(head) + body)
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(LINGER, self.transport.close)
+
+
+def guarded_protocol(limits: Limits, refusal: Refusal) -> type[GuardedHttpToolsProtocol]:
+    """A protocol class for uvicorn's `http=` bound to these limits (no state shared)."""
+    return type(
+        "GuardedHttpToolsProtocol", (GuardedHttpToolsProtocol,), {"guard": _Guard(limits, refusal)}
+    )
