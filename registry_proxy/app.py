@@ -15,19 +15,19 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from authcore.middleware import RequestMiddleware
 from authcore.routing import allow_header
 from registry_proxy import context
 from registry_proxy.auth import AccessController
 from registry_proxy.config import Config
 from registry_proxy.errors import RegistryError, error_response, from_storage
-from registry_proxy.metrics import RegistryMetrics, RegistryMetricsMiddleware, auth_failure_reason
+from registry_proxy.metrics import RegistryMetrics, auth_failure_reason
 from registry_proxy.purger import run_purger
 from registry_proxy.routes import base, blobs, catalog, manifests, referrers, tags, uploads
 from registry_proxy.routes.numbers import bounded_int, is_number
 from registry_proxy.storage import Storage, make_driver
 from registry_proxy.storage.errors import StorageError
 from registry_proxy.trust import KeyStore
-from tokenserver.middleware import RequestContextMiddleware
 
 __all__ = ["Services", "create_app"]
 
@@ -196,8 +196,10 @@ def create_app(config: Config) -> Starlette:
             ClientDisconnect: _disconnect,
         },
     )
-    app.add_middleware(RequestContextMiddleware, logger="registry_proxy.access")
+    app.add_middleware(
+        RequestMiddleware,
+        logger="registry_proxy.access",
+        observers=[] if metrics is None else [metrics.observe],
+    )
     app.state.metrics = metrics
-    if metrics is not None:
-        app.add_middleware(RegistryMetricsMiddleware, metrics=metrics)
     return app

@@ -24,11 +24,11 @@ from cryptography.exceptions import InvalidSignature as InvalidSignatureError
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from authcore.claims import access_from_claims
+from authcore.jwk import ALGORITHMS, PublicKeyType
+from authcore.scope import Access
 from registry_proxy.errors import RegistryError
 from registry_proxy.trust import KeyStore, TrustedKeys
-from tokenserver.claims import access_from_claims
-from tokenserver.keys import PublicKeyType
-from tokenserver.scope import Access
 
 __all__ = [
     "ALLOWED_ALGORITHMS",
@@ -39,7 +39,7 @@ __all__ = [
     "verify_token",
 ]
 
-ALLOWED_ALGORITHMS = frozenset({"ES256", "ES384", "ES512", "RS256", "RS384", "RS512"})
+ALLOWED_ALGORITHMS = frozenset(ALGORITHMS)
 _CURVE_FOR = {"ES256": "secp256r1", "ES384": "secp384r1", "ES512": "secp521r1"}
 MAX_TOKEN_BYTES = 16 * 1024
 

@@ -23,11 +23,11 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
+    from authcore.jsonlog import configure_logging
     from authcore.serve import serve
     from registry_proxy.app import create_app
     from registry_proxy.context import KEYS
     from registry_proxy.errors import refusal
-    from tokenserver.context import configure_logging
 
     config = _config(args)
     configure_logging(config.log.level, KEYS)

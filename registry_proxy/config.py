@@ -23,8 +23,8 @@ from pydantic import (
 )
 
 from authcore.http_limits import ServingSettings
+from authcore.settings import ConfigError, load_settings
 from registry_proxy.duration import parse_duration
-from tokenserver.settings import ConfigError, load_settings
 
 __all__ = ["Config", "ConfigError", "load_config"]
 

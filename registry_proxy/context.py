@@ -1,10 +1,10 @@
-"""Typed request-context keys of the registry service (see tokenserver.context)."""
+"""The registry's request-context keys: the shared ones, the repository and the error."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from tokenserver.context import ACCOUNT, REQUEST_ID, ContextKey, make_key
+from authcore.context import ACCOUNT, REQUEST_ID, ContextKey, make_key
 
 __all__ = ["ACCOUNT", "ERROR_CODE", "ERROR_DETAIL", "ERROR_MESSAGE", "KEYS", "REPOSITORY"]
 

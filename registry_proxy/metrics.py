@@ -8,19 +8,17 @@ bytes are counted as the chunks pass (their lengths only: nothing is buffered).
 from __future__ import annotations
 
 import re
-import time
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client import generate_latest as _generate_latest
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tokenserver.metrics import method_label, route_label
+from authcore.metric_labels import method_label
+from authcore.middleware import Finished
 
 __all__ = [
     "AUTH_FAILURE_REASONS",
     "DURATION_BUCKETS",
     "RegistryMetrics",
-    "RegistryMetricsMiddleware",
     "auth_failure_reason",
 ]
 
@@ -86,21 +84,16 @@ class RegistryMetrics:
         for reason in AUTH_FAILURE_REASONS:
             self._auth_failures.labels(reason)
 
-    def observe_request(
-        self,
-        method: str,
-        route: str,
-        status: int,
-        seconds: float,
-        bytes_in: int,
-        bytes_out: int,
-    ) -> None:
-        """Record one finished HTTP request (`route` a template or `unmatched`)."""
-        method = method_label(method)
-        self._requests.labels(method, route, str(status)).inc()
-        self._duration.labels(method, route).observe(seconds)
-        self._request_bytes.labels(method, route).inc(bytes_in)
-        self._response_bytes.labels(method, route).inc(bytes_out)
+    def observe(self, request: Finished) -> None:
+        """Record one finished HTTP request (an observer of the request middleware).
+
+        Byte counts are whole requests, so a long upload shows once it finished (or failed).
+        """
+        method, route = method_label(request.method), request.route
+        self._requests.labels(method, route, str(request.status)).inc()
+        self._duration.labels(method, route).observe(request.seconds)
+        self._request_bytes.labels(method, route).inc(request.bytes_in)
+        self._response_bytes.labels(method, route).inc(request.bytes_out)
 
     def auth_failure(self, reason: str) -> None:
         """Count one 401; `reason` is one of AUTH_FAILURE_REASONS (else ValueError)."""
@@ -111,51 +104,3 @@ class RegistryMetrics:
     def render(self) -> tuple[bytes, str]:
         """The text exposition of this app's metrics and its content type."""
         return _generate_latest(self.registry), CONTENT_TYPE_LATEST
-
-
-class RegistryMetricsMiddleware:
-    """Counts requests, body bytes each way and durations (pure ASGI, streams untouched).
-
-    Byte counts are summed per request and recorded when it ends, so a long
-    upload shows up once it finished (or failed).
-    """
-
-    def __init__(self, app: ASGIApp, metrics: RegistryMetrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        status = 500
-        bytes_in = bytes_out = 0
-        started = time.perf_counter()
-
-        async def receive_wrapper() -> Message:
-            nonlocal bytes_in
-            message = await receive()
-            if message["type"] == "http.request":
-                bytes_in += len(message.get("body", b""))
-            return message
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status, bytes_out
-            kind = message["type"]
-            if kind == "http.response.body":
-                bytes_out += len(message.get("body", b""))
-            elif kind == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive_wrapper, send_wrapper)
-        finally:
-            self.metrics.observe_request(
-                scope["method"],
-                route_label(scope),
-                status,
-                time.perf_counter() - started,
-                bytes_in,
-                bytes_out,
-            )

@@ -23,7 +23,7 @@ import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from tokenserver.keys import PublicKeyType, libtrust_kid
+from authcore.jwk import PublicKeyType, libtrust_kid
 
 __all__ = ["KeyStore", "TrustedKeys", "load_bundle", "parse_jwks"]
 

@@ -17,9 +17,9 @@ from typing import ClassVar, Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from authcore.identity import ScopeLimit, ScopePatternError
 from tokenserver.audit import Actor, AdminTrail
 from tokenserver.authn.base import BackendUnavailable
-from tokenserver.authz.scope_limit import ScopeLimit, ScopePatternError
 from tokenserver.names import InvalidName, check_name
 from tokenserver.passwords import PasswordRejected, hash_password
 from tokenserver.store.audit import Outcome

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
+from authcore.middleware import RequestMiddleware
 from authcore.routing import allow_header
 from tokenserver import __version__
 from tokenserver.accounts import AccountError, Accounts
@@ -38,8 +39,7 @@ from tokenserver.errors import (
 from tokenserver.grants import GrantService
 from tokenserver.issuer import Issuer
 from tokenserver.keys import load_keys
-from tokenserver.metrics import HTTPMetricsMiddleware, TokenMetrics
-from tokenserver.middleware import RequestContextMiddleware
+from tokenserver.metrics import TokenMetrics
 from tokenserver.routes import admin, token, wellknown
 from tokenserver.store.audit import AuditStore
 from tokenserver.store.ci_tokens import CITokenStore
@@ -138,8 +138,7 @@ def create_app(config: Config, *, clock: Callable[[], dt.datetime] = _utcnow) ->
     app.include_router(token.router)
     app.include_router(wellknown.router)
     app.include_router(admin.router)
-    app.add_middleware(RequestContextMiddleware)
-    app.add_middleware(HTTPMetricsMiddleware, metrics=metrics)
+    app.add_middleware(RequestMiddleware, logger="tokenserver.access", observers=[metrics.observe])
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics() -> Response:

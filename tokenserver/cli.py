@@ -92,9 +92,10 @@ def _read_password(args: argparse.Namespace) -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
+    from authcore.jsonlog import configure_logging
     from authcore.serve import serve
     from tokenserver.app import create_app
-    from tokenserver.context import configure_logging
+    from tokenserver.context import KEYS
     from tokenserver.errors import refusal
 
     config = _config(args)
@@ -106,7 +107,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
             Config.model_validate(config.model_dump())
         except ValidationError:
             raise CLIError(f"--addr {args.addr!r}: must be HOST:PORT") from None
-    configure_logging(config.log.level)
+    configure_logging(config.log.level, KEYS)
     server = config.server
     if (server.tls.certificate is None) != (server.tls.key is None):
         raise CLIError("server.tls.certificate and server.tls.key must be set together")
@@ -205,12 +206,12 @@ def cmd_refresh_revoke(args: argparse.Namespace) -> None:
 
 
 def cmd_policy_check(args: argparse.Namespace) -> None:
+    from authcore.identity import Identity, Kind
+    from authcore.scope import ScopeError, parse_scopes
     from tokenserver.app import build_policy
-    from tokenserver.authn.base import Identity, Kind
     from tokenserver.authz.acl import ACLPolicy
     from tokenserver.authz.acl_file import read_acl_file
     from tokenserver.authz.policy import Requester
-    from tokenserver.scope import ScopeError, parse_scopes
 
     config = _config(args)
     policy = ACLPolicy(read_acl_file(args.acl_file)) if args.acl_file else build_policy(config)

@@ -21,16 +21,17 @@ from typing import ClassVar, Literal
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from authcore.identity import Identity
+from authcore.scope import Access, ScopeError, format_scopes, merge, parse_scopes
 from tokenserver import context
 from tokenserver.accounts import ADMIN_RESOURCE_TYPE
 from tokenserver.audit import AuditLog
-from tokenserver.authn.base import BackendUnavailable, BadCredentials, Identity
+from tokenserver.authn.base import BackendUnavailable, BadCredentials
 from tokenserver.authn.chain import Authenticator
 from tokenserver.authz.policy import Policy, Requester
 from tokenserver.issuer import IssuedToken, Issuer
 from tokenserver.metrics import TokenMetrics
 from tokenserver.names import name_key
-from tokenserver.scope import Access, ScopeError, format_scopes, merge, parse_scopes
 from tokenserver.secret import Secret
 from tokenserver.store.audit import AuditRecord, Outcome
 from tokenserver.store.refresh_tokens import RefreshTokenStore

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 import jwt
 
-from tokenserver.claims import ClaimSet
+from authcore.claims import ClaimSet
+from authcore.scope import Access
 from tokenserver.keys import KeySet
-from tokenserver.scope import Access
 
 __all__ = ["IssuedToken", "Issuer"]
 

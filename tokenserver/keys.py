@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,47 +20,30 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
+from authcore.jwk import ALGORITHMS, PublicKeyType, libtrust_kid, public_jwk
+
 __all__ = [
-    "ALGORITHMS",
     "KeySet",
     "KeysError",
     "PublicKey",
     "SigningKey",
     "generate_key",
-    "libtrust_kid",
     "load_keys",
 ]
 
-ALGORITHMS = ("ES256", "ES384", "ES512", "RS256", "RS384", "RS512")
 _CURVES: dict[str, ec.EllipticCurve] = {
     "ES256": ec.SECP256R1(),
     "ES384": ec.SECP384R1(),
     "ES512": ec.SECP521R1(),
 }
 _CURVE_ALG = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
-_JWK_CURVE = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
 BUNDLE_NAME = "bundle.pem"
 
-PublicKeyType = ec.EllipticCurvePublicKey | rsa.RSAPublicKey
 PrivateKeyType = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
 
 class KeysError(Exception):
     """The keys directory cannot provide what was asked of it."""
-
-
-def libtrust_kid(public_key: PublicKeyType) -> str:
-    """The key id the Go registry derives: SHA-256 of the DER SPKI, 240 bits, base32."""
-    der = public_key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    encoded = base64.b32encode(hashlib.sha256(der).digest()[:30]).decode("ascii")
-    return ":".join(encoded[i : i + 4] for i in range(0, len(encoded), 4))
-
-
-def _b64url_uint(value: int) -> str:
-    raw = value.to_bytes(max(1, (value.bit_length() + 7) // 8), "big")
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
 def _algorithm_for(public_key: PublicKeyType, preferred: str) -> str:
@@ -82,29 +64,7 @@ class PublicKey:
     path: Path
 
     def jwk(self) -> dict[str, Any]:
-        jwk: dict[str, Any] = {"kid": self.kid, "use": "sig", "alg": self.alg}
-        if isinstance(self.key, ec.EllipticCurvePublicKey):
-            numbers = self.key.public_numbers()
-            size = (self.key.curve.key_size + 7) // 8
-            jwk |= {
-                "kty": "EC",
-                "crv": _JWK_CURVE[self.alg],
-                "x": base64.urlsafe_b64encode(numbers.x.to_bytes(size, "big"))
-                .rstrip(b"=")
-                .decode(),
-                "y": base64.urlsafe_b64encode(numbers.y.to_bytes(size, "big"))
-                .rstrip(b"=")
-                .decode(),
-            }
-        else:
-            numbers_rsa = self.key.public_numbers()
-            jwk |= {
-                "kty": "RSA",
-                "n": _b64url_uint(numbers_rsa.n),
-                "e": _b64url_uint(numbers_rsa.e),
-            }
-        jwk["x5c"] = [self.x5c]
-        return jwk
+        return public_jwk(self.key, self.kid, self.alg) | {"x5c": [self.x5c]}
 
     @property
     def x5c(self) -> str:

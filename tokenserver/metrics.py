@@ -6,47 +6,16 @@ labelled by route template (`/token`, never a raw path) and a known method.
 
 from __future__ import annotations
 
-import re
-import time
-
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client import generate_latest as _generate_latest
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from authcore.metric_labels import method_label
+from authcore.middleware import Finished
 from tokenserver.store.audit import TOKEN_OUTCOMES
 
-__all__ = [
-    "LOGIN_OUTCOMES",
-    "METHODS",
-    "TOKEN_OUTCOMES",
-    "UNMATCHED",
-    "HTTPMetricsMiddleware",
-    "TokenMetrics",
-    "method_label",
-    "route_label",
-]
+__all__ = ["LOGIN_OUTCOMES", "TOKEN_OUTCOMES", "TokenMetrics"]
 
 LOGIN_OUTCOMES = ("success", "failure")
-METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-UNMATCHED = "unmatched"
-
-_CONVERTOR = re.compile(r"\{(\w+):\w+\}")
-
-
-def method_label(method: str) -> str:
-    """The request method, or `OTHER` for anything a client invented."""
-    return method if method in METHODS else "OTHER"
-
-
-def route_label(scope: Scope) -> str:
-    """The template of the route the app matched (`/v2/{name}/blobs/{digest}`), or `unmatched`.
-
-    Read after the app ran: the router records the route in the scope it was given.
-    """
-    path = getattr(scope.get("route"), "path", None)
-    if not isinstance(path, str):
-        return UNMATCHED
-    return _CONVERTOR.sub(r"{\1}", path) if ":" in path else path
 
 
 class TokenMetrics:
@@ -88,37 +57,11 @@ class TokenMetrics:
             raise ValueError(f"unknown login outcome {outcome!r}")
         self._logins.labels(backend, outcome).inc()
 
-    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        self._duration.labels(method_label(method), route, str(status)).observe(seconds)
+    def observe(self, request: Finished) -> None:
+        """Time one finished HTTP request (an observer of the request middleware)."""
+        labels = (method_label(request.method), request.route, str(request.status))
+        self._duration.labels(*labels).observe(request.seconds)
 
     def render(self) -> tuple[bytes, str]:
         """The text exposition of this app's metrics and its content type."""
         return _generate_latest(self.registry), CONTENT_TYPE_LATEST
-
-
-class HTTPMetricsMiddleware:
-    """Times every HTTP request into `TokenMetrics` (pure ASGI; bodies pass untouched)."""
-
-    def __init__(self, app: ASGIApp, metrics: TokenMetrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        status = 500
-        started = time.perf_counter()
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            self.metrics.observe_request(
-                scope["method"], route_label(scope), status, time.perf_counter() - started
-            )

@@ -5,9 +5,9 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from authcore.scope import Access
 from registry_proxy.routes.common import API_HEADERS, authorize, services
 from registry_proxy.routes.pagination import link_header, page_params
-from tokenserver.scope import Access
 
 CATALOG = Access("registry", "catalog", frozenset({"*"}))
 DEFAULT_PAGE = 100

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 
+from authcore.scope import Access
 from registry_proxy import context
 from registry_proxy.auth import VerifiedToken
 from registry_proxy.errors import RegistryError
@@ -17,7 +18,6 @@ from registry_proxy.reference import (
     UnsupportedDigest,
     check_name,
 )
-from tokenserver.scope import Access
 
 if TYPE_CHECKING:
     from registry_proxy.app import Services

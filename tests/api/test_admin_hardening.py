@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from authcore.identity import ScopeLimit
 from tests.conftest import FAST_ROUNDS, LeakGuard
-from tokenserver.authz.scope_limit import ScopeLimit
 from tokenserver.config import Config
 from tokenserver.passwords import hash_password
 from tokenserver.store.audit import AuditStore

@@ -16,8 +16,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
+from authcore.jwk import libtrust_kid
 from tokenserver.config import Config
-from tokenserver.keys import generate_key, libtrust_kid
+from tokenserver.keys import generate_key
 from tokenserver.passwords import hash_password
 from tokenserver.store.db import Database
 

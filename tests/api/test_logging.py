@@ -11,7 +11,8 @@ from urllib.parse import urlencode
 import pytest
 from fastapi.testclient import TestClient
 
-from tokenserver.context import ContextFilter
+from authcore.jsonlog import ContextFilter
+from tokenserver.context import KEYS
 
 SERVICE = "registry"
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -25,7 +26,7 @@ def test_token_request_logs_subject_requested_and_granted(
     client: TestClient, add_user: Callable[..., str], caplog: pytest.LogCaptureFixture
 ) -> None:
     password = add_user("alice")
-    caplog.handler.addFilter(ContextFilter())
+    caplog.handler.addFilter(ContextFilter(KEYS))
     caplog.clear()
     response = client.get(
         "/token",
@@ -58,7 +59,7 @@ def test_context_does_not_leak_between_requests(
     client: TestClient, add_user: Callable[..., str], caplog: pytest.LogCaptureFixture
 ) -> None:
     password = add_user("alice")
-    caplog.handler.addFilter(ContextFilter())
+    caplog.handler.addFilter(ContextFilter(KEYS))
     client.get("/token", params={"service": SERVICE}, auth=("alice", password))
     caplog.clear()
     client.get("/token", params={"service": SERVICE})  # anonymous
@@ -70,7 +71,7 @@ def test_context_does_not_leak_between_requests(
 def test_refused_request_is_logged_with_its_error(
     client: TestClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.handler.addFilter(ContextFilter())
+    caplog.handler.addFilter(ContextFilter(KEYS))
     client.get("/token", params={"service": SERVICE, "scope": "repository:Bad:pull"})
     (refused,) = _records(caplog, "request refused")
     assert refused.error == "invalid_scope" and refused.status == 400  # type: ignore[attr-defined]
@@ -86,7 +87,7 @@ def test_no_secret_in_logs_or_error_bodies(
     password = add_user("alice")
     wrong = leak_guard.add("wrong-pw-7d1e0c")
     stale = leak_guard.add("rt_stale-refresh-9f3b")
-    caplog.handler.addFilter(ContextFilter())
+    caplog.handler.addFilter(ContextFilter(KEYS))
     bodies: list[str] = []
 
     def post(form: dict[str, str]) -> Any:

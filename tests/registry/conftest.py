@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
+from authcore.scope import Access, parse_scopes
 from registry_proxy.app import create_app
 from registry_proxy.config import Config
 from tokenserver.issuer import Issuer
 from tokenserver.keys import generate_key, load_keys
-from tokenserver.scope import Access, parse_scopes
 
 ISSUER, SERVICE = "test-issuer", "registry"
 

@@ -10,6 +10,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from authcore.scope import Access
 from registry_proxy.auth import (
     AccessController,
     InvalidToken,
@@ -21,7 +22,6 @@ from registry_proxy.errors import RegistryError
 from registry_proxy.trust import KeyStore, TrustedKeys, load_bundle, parse_jwks
 from tokenserver.issuer import Issuer
 from tokenserver.keys import KeySet, generate_key, load_keys
-from tokenserver.scope import Access
 
 
 @pytest.fixture

@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
+from authcore.scope import parse_scopes
 from tests.support.registry_proxy import RegistryProxy
 from tests.support.tokenserver import TokenServer
 from tokenserver.issuer import Issuer
 from tokenserver.keys import generate_key, load_keys
-from tokenserver.scope import parse_scopes
 
 ISSUER, SERVICE = "serving-test", "registry"
 QUICK = {"header_timeout": 1, "body_timeout": 1, "trusted_proxies": ["127.0.0.1"]}

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import httpx
 
+from authcore.scope import parse_scopes
 from tokenserver.issuer import Issuer
 from tokenserver.keys import generate_key, load_keys
-from tokenserver.scope import parse_scopes
 
 __all__ = ["Minter", "log_problems", "push_image"]
 

@@ -12,13 +12,13 @@ import pytest
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
-from tokenserver.authn.base import Identity, Kind
+from authcore.identity import Identity, Kind
+from authcore.scope import parse_scopes
 from tokenserver.authz.acl import ACLEntry, ACLPolicy
 from tokenserver.authz.acl_file import ACLFile, read_acl_file
 from tokenserver.authz.patterns import Pattern, PatternError, Values
 from tokenserver.authz.policy import Requester
 from tokenserver.config import ConfigError, load_config
-from tokenserver.scope import parse_scopes
 
 NO_VALUES = Values({}, {})
 ENTRIES = TypeAdapter(list[ACLEntry])

@@ -190,7 +190,7 @@ def fake_uvicorn(monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
         seen.update(kwargs, app=app)
 
     monkeypatch.setattr("uvicorn.run", fake_run)
-    monkeypatch.setattr("tokenserver.context.configure_logging", lambda level, keys=None: None)
+    monkeypatch.setattr("authcore.jsonlog.configure_logging", lambda level, keys: None)
     return seen
 
 

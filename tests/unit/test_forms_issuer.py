@@ -11,13 +11,15 @@ from pathlib import Path
 import jwt
 import pytest
 
+from authcore.claims import access_from_claims, access_to_claims
+from authcore.context import request_scope
+from authcore.jsonlog import ContextFilter, JSONFormatter
+from authcore.scope import Access
 from tokenserver import context
-from tokenserver.claims import access_from_claims, access_to_claims
 from tokenserver.errors import InvalidRequest, TokenEndpointError, Unauthorized
 from tokenserver.forms import parse_basic, parse_params
 from tokenserver.issuer import Issuer
 from tokenserver.keys import generate_key, load_keys
-from tokenserver.scope import Access
 
 
 def _basic(raw: bytes) -> str:
@@ -122,15 +124,15 @@ def test_issuer_signs_integer_times_and_string_audience(tmp_path: Path) -> None:
 def test_context_filter_and_json_formatter() -> None:
     record = logging.LogRecord("t", logging.INFO, __file__, 1, "hello", None, None)
     record.extra_field = 3
-    with context.request_scope("rid-1"):
+    with request_scope("rid-1"):
         context.ACCOUNT.set("alice")
         context.GRANTED.set((Access("repository", "alice/a", frozenset({"pull"})),))
-        assert context.ContextFilter().filter(record)
+        assert ContextFilter(context.KEYS).filter(record)
     assert context.ACCOUNT.get() is None  # restored after the request
     assert record.context == {  # type: ignore[attr-defined]
         "request_id": "rid-1",
         "account": "alice",
         "granted": ["repository:alice/a:pull"],
     }
-    entry = json.loads(context.JSONFormatter().format(record))
+    entry = json.loads(JSONFormatter().format(record))
     assert entry["account"] == "alice" and entry["extra_field"] == 3 and entry["msg"] == "hello"

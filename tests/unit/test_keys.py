@@ -15,7 +15,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from tokenserver.keys import KeysError, generate_key, libtrust_kid, load_keys
+from authcore.jwk import libtrust_kid
+from tokenserver.keys import KeysError, generate_key, load_keys
 
 T0 = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
 

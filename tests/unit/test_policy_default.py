@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tokenserver.authn.base import Identity
+from authcore.identity import Identity
+from authcore.scope import Access, parse_scope, parse_scopes
 from tokenserver.authz.acl import ACLPolicy
 from tokenserver.authz.policy import Requester
-from tokenserver.scope import Access, parse_scope, parse_scopes
 
 ALICE = Identity("alice", "user", frozenset({"dev"}))
 ADMIN = Identity("root", "user", frozenset({"admin"}))

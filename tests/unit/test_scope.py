@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tokenserver.scope import (
+from authcore.scope import (
     MAX_NAME_LENGTH,
     Access,
     ScopeError,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tokenserver.authz.scope_limit import ScopeLimit, ScopePatternError, parse_scope_pattern
-from tokenserver.scope import parse_scopes
+from authcore.identity import ScopeLimit, ScopePatternError, parse_scope_pattern
+from authcore.scope import parse_scopes
 from tokenserver.throttle import LoginThrottle
 
 

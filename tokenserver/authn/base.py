@@ -2,40 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol
+from dataclasses import dataclass
+from typing import Protocol
 
+from authcore.identity import Identity, Kind, ScopeLimit
 from tokenserver.secret import Secret
 
-if TYPE_CHECKING:
-    from tokenserver.authz.scope_limit import ScopeLimit
-
-__all__ = [
-    "Account",
-    "Backend",
-    "BackendUnavailable",
-    "BadCredentials",
-    "Identity",
-    "Kind",
-]
-
-Kind = Literal["user", "ci", "anonymous"]
-
-
-@dataclass(frozen=True)
-class Identity:
-    """Who a request acts as, after authentication."""
-
-    subject: str
-    kind: Kind = "user"
-    groups: frozenset[str] = field(default_factory=frozenset)
-    backend: str = ""
-    # A CI token's own scopes: nothing outside them is ever granted.
-    limit: ScopeLimit | None = None
-
-    @classmethod
-    def anonymous(cls) -> Identity:
-        return cls("", "anonymous")
+__all__ = ["Account", "Backend", "BackendUnavailable", "BadCredentials"]
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 
-from tokenserver.authn.base import Account, Backend, BadCredentials, Identity
+from authcore.identity import Identity
+from tokenserver.authn.base import Account, Backend, BadCredentials
 from tokenserver.authn.cache import CredentialCache
 from tokenserver.passwords import hash_password, verify_password
 from tokenserver.secret import Secret

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from tokenserver.authn.base import Identity
+from authcore.identity import Identity
+from authcore.scope import Access
 from tokenserver.authz.patterns import Pattern, PatternError, Values
 from tokenserver.authz.policy import ADMIN_GROUP, Decision, Requester
-from tokenserver.scope import Access
 
 __all__ = ["DEFAULT_ACL", "ACLEntry", "ACLPolicy", "MatchConditions", "Rule", "compile_rules"]
 

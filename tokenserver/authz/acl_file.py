@@ -18,10 +18,10 @@ from typing import Any
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
+from authcore.scope import Access
+from authcore.settings import ConfigError
 from tokenserver.authz.acl import ACLEntry, ACLPolicy
 from tokenserver.authz.policy import Decision, Requester
-from tokenserver.scope import Access
-from tokenserver.settings import ConfigError
 
 __all__ = ["ACLFile", "read_acl_file"]
 

@@ -17,6 +17,8 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
+from authcore.globs import GlobError, compile_glob, escape_glob
+
 __all__ = ["Pattern", "PatternError", "Values"]
 
 # Upper bound on label-value combinations tried for one pattern: a user in
@@ -40,78 +42,14 @@ class Values:
     labels: Mapping[str, Sequence[str]]
 
 
-def _glob_to_regex(glob: str) -> str:
-    out: list[str] = []
-    i, n = 0, len(glob)
-    while i < n:
-        c = glob[i]
-        i += 1
-        if c == "*":
-            out.append("[^/]*")
-        elif c == "?":
-            out.append("[^/]")
-        elif c == "\\":
-            if i == n:
-                raise PatternError(f"{glob!r}: ends with a lone backslash")
-            out.append(re.escape(glob[i]))
-            i += 1
-        elif c == "[":
-            end, members = _glob_class(glob, i)
-            out.append(members)
-            i = end
-        else:
-            out.append(re.escape(c))
-    return "".join(out)
-
-
-def _glob_class(glob: str, start: int) -> tuple[int, str]:
-    """Translate `[...]` starting after the '['; returns (index after ']', regex)."""
-    i, n = start, len(glob)
-    negate = i < n and glob[i] == "^"
-    if negate:
-        i += 1
-    parts: list[str] = []
-    while True:
-        if i >= n:
-            raise PatternError(f"{glob!r}: unterminated character class")
-        c = glob[i]
-        if c == "]" and parts:
-            break
-        if c == "\\":
-            i += 1
-            if i >= n:
-                raise PatternError(f"{glob!r}: unterminated character class")
-            c = glob[i]
-        lo = c
-        i += 1
-        if i + 1 < n and glob[i] == "-" and glob[i + 1] != "]":
-            hi = glob[i + 1]
-            if hi == "\\":
-                i += 1
-                if i + 1 >= n:
-                    raise PatternError(f"{glob!r}: unterminated character class")
-                hi = glob[i + 1]
-            if hi < lo:
-                raise PatternError(f"{glob!r}: bad range {lo}-{hi}")
-            parts.append(f"{re.escape(lo)}-{re.escape(hi)}")
-            i += 2
-        else:
-            parts.append(re.escape(lo))
-    # A class never matches '/', like `*` and `?`.
-    body = "".join(parts)
-    return i + 1, f"[^/{body}]" if negate else f"(?!/)[{body}]"
-
-
-def _glob_escape(value: str) -> str:
-    return re.sub(r"([*?\[\]\\])", r"\\\1", value)
-
-
 @functools.lru_cache(maxsize=4096)
 def _compile(source: str, is_regex: bool) -> re.Pattern[str]:
     try:
         if is_regex:
             return re.compile(source)
-        return re.compile(_glob_to_regex(source), re.DOTALL)
+        return compile_glob(source)
+    except GlobError as exc:
+        raise PatternError(str(exc)) from None
     except re.error as exc:
         raise PatternError(f"{source!r}: {exc}") from None
 
@@ -157,7 +95,7 @@ class Pattern:
         return compiled.fullmatch(value) is not None
 
     def _fill(self, values: Values) -> Iterator[str]:
-        escape = re.escape if self.is_regex else _glob_escape
+        escape = re.escape if self.is_regex else escape_glob
         label_keys = sorted({key for kind, key in self._placeholders if kind == "labels" and key})
         choices = [values.labels.get(key, ()) for key in label_keys]
         for combination in itertools.product(*choices):

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from tokenserver.authn.base import Identity
-from tokenserver.scope import Access
+from authcore.identity import Identity
+from authcore.scope import Access
 
 __all__ = ["ADMIN_GROUP", "Decision", "Explaining", "Policy", "Requester"]
 

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from authcore.scope import format_scopes
 from tokenserver import context
 from tokenserver.bodies import read_limited
 from tokenserver.errors import (
@@ -30,7 +31,6 @@ from tokenserver.grants import (
     TokenRequest,
     Via,
 )
-from tokenserver.scope import format_scopes
 
 __all__ = ["router"]
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from tokenserver.authz.scope_limit import ScopeLimit
+from authcore.identity import ScopeLimit
 from tokenserver.names import check_name, name_key
 from tokenserver.store.db import Database
 from tokenserver.store.models import CIToken

@@ -20,11 +20,12 @@ from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Message
 
+from authcore.claims import access_from_claims
+from authcore.jwk import ALGORITHMS
 from tokenserver.audit import Actor, AuditLog
 from tokenserver.authn.base import BackendUnavailable
 from tokenserver.authz.policy import ADMIN_GROUP
 from tokenserver.bodies import has_body, read_limited
-from tokenserver.claims import access_from_claims
 from tokenserver.errors import (
     AdminUnauthorized,
     Forbidden,
@@ -35,7 +36,7 @@ from tokenserver.errors import (
 )
 from tokenserver.forms import parse_basic
 from tokenserver.grants import GrantService, Refused
-from tokenserver.keys import ALGORITHMS, KeySet
+from tokenserver.keys import KeySet
 from tokenserver.store.audit import Outcome
 
 __all__ = ["ADMIN_SCOPE", "REALM", "Admin", "AdminRoute"]

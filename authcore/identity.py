@@ -1,4 +1,8 @@
-"""Scope patterns that bound what a CI token can ever be granted.
+"""Who a request acts as (`Identity`), and the scope patterns that bound a CI token.
+
+An identity is what policy sees: a subject, its kind, its groups, the
+backend that vouched for it, and for a CI token the patterns nothing outside
+of which is ever granted:
 
     repository:team/app:pull,push     one repository
     repository:team/*:pull            every repository one level under team/
@@ -11,23 +15,36 @@ policy then filters what is left.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
-from tokenserver.authz.patterns import Pattern, PatternError, Values
-from tokenserver.scope import Access
+from authcore.globs import GlobError, compile_glob
+from authcore.scope import Access
 
-__all__ = ["ScopeLimit", "ScopePattern", "ScopePatternError", "parse_scope_pattern"]
+__all__ = [
+    "Identity",
+    "Kind",
+    "ScopeLimit",
+    "ScopePattern",
+    "ScopePatternError",
+    "parse_scope_pattern",
+]
+
+Kind = Literal["user", "ci", "anonymous"]
 
 _TYPE = re.compile(r"[a-z0-9]+")
 _ACTION = re.compile(r"[a-z]+|\*")
 _NAME_CHARS = re.compile(r"[a-z0-9._/:*?\[\]^-]+")
-_NO_VALUES = Values({}, {})
 
 
 class ScopePatternError(ValueError):
     pass
+
+
+_glob = functools.lru_cache(maxsize=4096)(compile_glob)
 
 
 @dataclass(frozen=True)
@@ -51,9 +68,9 @@ def parse_scope_pattern(text: str) -> ScopePattern:
     if not name or not _NAME_CHARS.fullmatch(name) or name.startswith("/"):
         raise ScopePatternError(f"{text!r}: the name is a repository name or a glob")
     try:
-        Pattern(name)
-    except PatternError as exc:
-        raise ScopePatternError(str(exc)) from None
+        _glob(name)
+    except (GlobError, re.error) as exc:
+        raise ScopePatternError(f"{text!r}: {exc}") from None
     parts = actions.split(",")
     if not all(_ACTION.fullmatch(a) for a in parts):
         raise ScopePatternError(f"{text!r}: actions are lower-case words or '*'")
@@ -77,7 +94,7 @@ class ScopeLimit:
     def allowed(self, access: Access) -> frozenset[str]:
         allowed: set[str] = set()
         for p in self.patterns:
-            if p.type == access.type and Pattern(p.name).matches(access.name, _NO_VALUES):
+            if p.type == access.type and _glob(p.name).fullmatch(access.name):
                 allowed |= p.actions
         if not allowed:
             return frozenset()
@@ -94,3 +111,19 @@ class ScopeLimit:
             if actions:
                 out.append(access.with_actions(actions))
         return out
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a request acts as, after authentication."""
+
+    subject: str
+    kind: Kind = "user"
+    groups: frozenset[str] = field(default_factory=frozenset)
+    backend: str = ""
+    # A CI token's own scopes: nothing outside them is ever granted.
+    limit: ScopeLimit | None = None
+
+    @classmethod
+    def anonymous(cls) -> Identity:
+        return cls("", "anonymous")

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tokenserver.scope import Access
+from authcore.scope import Access
 
 __all__ = ["ClaimSet", "access_from_claims", "access_to_claims"]
 

@@ -1,0 +1,92 @@
+"""The one ASGI middleware both services run: request context, timing, status and bytes.
+
+Pure ASGI, so the context stays in the request's task and bodies stream
+through untouched (only their lengths are counted). Each request gets a fresh
+context with its id, and when it ends one access line (the path only: query
+strings and bodies may carry credentials) and one `Finished` record for each
+observer, such as a service's metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from authcore.context import request_scope
+from authcore.metric_labels import route_label
+
+__all__ = ["Finished", "Observer", "RequestMiddleware"]
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """One HTTP request, once it ended (or failed): what metrics are made of."""
+
+    method: str
+    route: str
+    status: int
+    seconds: float
+    bytes_in: int
+    bytes_out: int
+
+
+Observer = Callable[[Finished], None]
+
+
+class RequestMiddleware:
+    def __init__(self, app: ASGIApp, *, logger: str, observers: Sequence[Observer] = ()) -> None:
+        self.app = app
+        self.log = logging.getLogger(logger)
+        self.observers = tuple(observers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        # A request that ends before it answered is one we failed, until it says otherwise.
+        status = 500
+        bytes_in = bytes_out = 0
+        started = time.perf_counter()
+
+        async def receive_counting() -> Message:
+            nonlocal bytes_in
+            message = await receive()
+            if message["type"] == "http.request":
+                bytes_in += len(message.get("body", b""))
+            return message
+
+        async def send_counting(message: Message) -> None:
+            nonlocal status, bytes_out
+            kind = message["type"]
+            if kind == "http.response.body":
+                bytes_out += len(message.get("body", b""))
+            elif kind == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        with request_scope(secrets.token_hex(8)):
+            try:
+                await self.app(scope, receive_counting, send_counting)
+            finally:
+                seconds = time.perf_counter() - started
+                self.log.info(
+                    "request",
+                    extra={
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "status": status,
+                        "duration_ms": round(seconds * 1000, 2),
+                        "client": (scope.get("client") or ("", 0))[0],
+                    },
+                )
+                if self.observers:
+                    finished = Finished(
+                        scope["method"], route_label(scope), status, seconds, bytes_in, bytes_out
+                    )
+                    for observe in self.observers:
+                        observe(finished)
