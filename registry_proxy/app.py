@@ -7,7 +7,6 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -25,22 +24,16 @@ from registry_proxy.metrics import RegistryMetrics, auth_failure_reason
 from registry_proxy.purger import run_purger
 from registry_proxy.routes import base, blobs, catalog, manifests, referrers, tags, uploads
 from registry_proxy.routes.numbers import bounded_int, is_number
+from registry_proxy.services import Services
 from registry_proxy.storage import Storage, make_driver
 from registry_proxy.storage.errors import StorageError
 from registry_proxy.trust import KeyStore
 
-__all__ = ["Services", "create_app"]
+__all__ = ["create_app"]
 
 log = logging.getLogger("registry_proxy")
 
 NAME = "{name:path}"
-
-
-@dataclass(frozen=True)
-class Services:
-    storage: Storage
-    access: AccessController
-    delete_enabled: bool
 
 
 ROUTES = [

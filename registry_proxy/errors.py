@@ -113,11 +113,9 @@ def from_storage(exc: StorageError) -> RegistryError:
 _STORAGE_CODES: tuple[tuple[type[StorageError], str], ...] = (
     (storage_errors.BlobUnknown, "BLOB_UNKNOWN"),
     (storage_errors.BlobUploadUnknown, "BLOB_UPLOAD_UNKNOWN"),
-    (storage_errors.BlobUploadInvalid, "BLOB_UPLOAD_INVALID"),
     (storage_errors.DigestInvalid, "DIGEST_INVALID"),
     (storage_errors.ManifestBlobUnknown, "MANIFEST_BLOB_UNKNOWN"),
     (storage_errors.ManifestUnknown, "MANIFEST_UNKNOWN"),
     (storage_errors.ManifestInvalid, "MANIFEST_INVALID"),
     (storage_errors.NameUnknown, "NAME_UNKNOWN"),
-    (storage_errors.SizeInvalid, "SIZE_INVALID"),
 )

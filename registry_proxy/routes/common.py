@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 
@@ -18,9 +17,7 @@ from registry_proxy.reference import (
     UnsupportedDigest,
     check_name,
 )
-
-if TYPE_CHECKING:
-    from registry_proxy.app import Services
+from registry_proxy.services import Services
 
 __all__ = [
     "API_HEADERS",

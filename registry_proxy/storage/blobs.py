@@ -1,10 +1,13 @@
-"""Content-addressed blobs (global) and their per-repository links."""
+"""Content-addressed blobs (global) and their per-repository links.
+
+The only writer of blob data: a manifest's bytes and a finished upload both
+become a blob here, and only under the digest they were checked against.
+"""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 from registry_proxy.reference import Digest
 from registry_proxy.storage import paths
@@ -55,12 +58,30 @@ class Blobs:
         except FileNotFound:
             raise BlobUnknown(digest) from None
 
-    async def local_path(self, digest: Digest) -> Path | None:
-        """The blob's real file (for zero-copy serving) if the driver has one and it exists."""
-        path = self._driver.local_path(paths.blob_data(digest))
-        if path is None or await self.stat(digest) is None:
-            return None
-        return path
+    async def put(self, digest: Digest, data: bytes) -> None:
+        """Store small content (a manifest) under its digest, which the caller has checked."""
+        if await self.stat(digest) is None:
+            await self._driver.put_content(paths.blob_data(digest), data)
+
+    async def adopt(self, staged: str, digest: Digest, size: int) -> None:
+        """Make the verified file at driver path `staged` the blob `digest`, durably.
+
+        `staged` must be a name only the caller knows: if what is there is not
+        `size` bytes any more (someone removed it, and opening made it anew),
+        `FileNotFound` is raised and nothing is stored.
+        """
+        if await self.stat(digest) is not None:
+            with contextlib.suppress(FileNotFound):
+                await self._driver.delete(staged)  # Same bytes already stored.
+            return
+        if size == 0:
+            await self._driver.put_content(paths.blob_data(digest), b"")
+            return
+        # Durable before it becomes visible under its digest.
+        await (await self._driver.open_append(staged)).close(sync=True)
+        if (await self._driver.stat(staged)).size != size:
+            raise FileNotFound(staged)
+        await self._driver.move(staged, paths.blob_data(digest))
 
     async def link(self, repo: str, digest: Digest) -> None:
         """Make a stored blob available in `repo` (cross-repository mount)."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 from registry_proxy.storage.errors import PathInvalid
@@ -132,10 +131,6 @@ class StorageDriver(Protocol):
         get `FileNotFound`. A write racing the delete lands before it (and is
         removed) or after it (and stays), never half-way.
         """
-        ...
-
-    def local_path(self, path: str) -> Path | None:
-        """The real file behind `path` (for zero-copy serving), if the backend has one."""
         ...
 
     async def open_append(self, path: str) -> AppendWriter:

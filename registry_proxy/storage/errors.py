@@ -4,7 +4,6 @@ from __future__ import annotations
 
 __all__ = [
     "BlobUnknown",
-    "BlobUploadInvalid",
     "BlobUploadUnknown",
     "DigestInvalid",
     "ManifestBlobUnknown",
@@ -14,7 +13,6 @@ __all__ = [
     "NameUnknown",
     "PathInvalid",
     "RangeInvalid",
-    "SizeInvalid",
     "StorageError",
     "StorageUnavailable",
 ]
@@ -34,12 +32,6 @@ class BlobUploadUnknown(StorageError):
     def __init__(self, upload_id: str) -> None:
         super().__init__(f"blob upload unknown: {upload_id[:100]}")
         self.upload_id = upload_id
-
-
-class BlobUploadInvalid(StorageError):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class DigestInvalid(StorageError):
@@ -72,12 +64,6 @@ class NameUnknown(StorageError):
     def __init__(self, name: str) -> None:
         super().__init__(f"repository name not known to registry: {name}")
         self.name = name
-
-
-class SizeInvalid(StorageError):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class RangeInvalid(StorageError):

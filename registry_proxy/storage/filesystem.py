@@ -159,9 +159,6 @@ class FilesystemDriver:
         with _os_errors(path):
             await asyncio.to_thread(_remove, full, self._trash)
 
-    def local_path(self, path: str) -> Path:
-        return self._full(path)
-
     async def open_append(self, path: str) -> _FileAppender:
         full = self._full(path)
         with _os_errors(path):

@@ -90,8 +90,7 @@ class Manifests:
         info = parse(doc, _media_type(doc, content_type))
         await self._check_references(repo, info)
 
-        if await self._blobs.stat(digest) is None:
-            await self._driver.put_content(paths.blob_data(digest), body)
+        await self._blobs.put(digest, body)
         subject = info.subject.digest if info.subject is not None else None
         revision = paths.revision_link(repo, digest)
         for _attempt in range(LINK_ATTEMPTS):

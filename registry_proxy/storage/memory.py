@@ -6,7 +6,6 @@ import asyncio
 import datetime as dt
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from registry_proxy.storage.driver import (
     CHUNK_SIZE,
@@ -138,10 +137,6 @@ class MemoryDriver:
         self._find(path)
         parent, name = self._parent(path, create=False)
         del parent.children[name]
-
-    def local_path(self, path: str) -> Path | None:
-        split_path(path)
-        return None
 
     async def open_append(self, path: str) -> _MemoryAppender:
         parent, name = self._parent(path, create=True)

@@ -237,22 +237,14 @@ class Uploads:
     async def _store(self, repo: str, upload_id: str, digest: Digest, size: int) -> None:
         if await self._blobs.stat(digest) is not None:
             return  # Same bytes already stored; the session is dropped by the caller.
-        blob = paths.blob_data(digest)
-        if size == 0:
-            # Nothing to move (a session may never have written its data file).
-            await self._driver.put_content(blob, b"")
-            return
         # First to a name only this commit knows: if the session is cancelled or
         # purged meanwhile (by any process), what arrives under the digest can
         # then only be these very bytes, never a data file someone made anew.
         staging = f"{paths.upload_dir(repo, upload_id)}/commit-{uuid.uuid4()}"
         try:
-            await self._driver.move(paths.upload_data(repo, upload_id), staging)
-            # Durable before it becomes visible under its digest.
-            await (await self._driver.open_append(staging)).close(sync=True)
-            if (await self._driver.stat(staging)).size != size:
-                raise FileNotFound(staging)  # Gone, and made empty again by the open.
-            await self._driver.move(staging, blob)
+            if size:
+                await self._driver.move(paths.upload_data(repo, upload_id), staging)
+            await self._blobs.adopt(staging, digest, size)
         except FileNotFound:
             with contextlib.suppress(FileNotFound):
                 await self._driver.delete(staging)

@@ -121,7 +121,6 @@ async def test_blob_is_invisible_until_commit(storage: Storage) -> None:
     await storage.uploads.append(REPO, status.id, stream(data))
     assert await storage.blobs.stat(digest) is None
     assert await storage.blobs.linked(REPO, digest) is None
-    assert await storage.blobs.local_path(digest) is None
     await storage.uploads.commit(REPO, status.id, digest)
     assert await storage.blobs.linked(REPO, digest) == len(data)
 
@@ -266,17 +265,6 @@ async def test_open_ranges(storage: Storage) -> None:
     assert [len(c) for c in chunks] == [MiB, MiB]
     with pytest.raises(BlobUnknown):
         await collect(storage.blobs.open(Digest.of(b"nothing")))
-
-
-async def test_local_path(storage: Storage, driver: StorageDriver) -> None:
-    digest = await push_blob(storage, REPO, b"on disk")
-    local = await storage.blobs.local_path(digest)
-    if driver.local_path("x") is None:
-        assert local is None
-    else:
-        assert local is not None
-        assert local.read_bytes() == b"on disk"
-    assert await storage.blobs.local_path(Digest.of(b"missing")) is None
 
 
 async def test_mount_link_and_unlink(storage: Storage) -> None:

@@ -11,7 +11,6 @@ import pytest
 from registry_proxy.storage.driver import FileNotFound, StorageDriver, TooLarge
 from registry_proxy.storage.errors import PathInvalid, StorageUnavailable
 from registry_proxy.storage.filesystem import FilesystemDriver
-from registry_proxy.storage.memory import MemoryDriver
 
 pytestmark = pytest.mark.anyio
 
@@ -165,16 +164,6 @@ async def test_append(driver: StorageDriver) -> None:
     assert await driver.get_content("up/data") == b"hello world!"
 
 
-async def test_local_path(driver: StorageDriver, root: Path) -> None:
-    await driver.put_content("a/file", b"1")
-    local = driver.local_path("a/file")
-    if isinstance(driver, MemoryDriver):
-        assert local is None
-    else:
-        assert local == root / "a" / "file"
-        assert local.read_bytes() == b"1"
-
-
 BAD_PATHS = [
     "..",
     "../escape",
@@ -200,9 +189,6 @@ def operations(driver: StorageDriver, path: str) -> list[Callable[[], Awaitable[
     async def append() -> object:
         return (await driver.open_append(path)).size
 
-    async def local() -> object:
-        return driver.local_path(path)
-
     return [
         lambda: driver.get_content(path),
         lambda: driver.put_content(path, b"pwned"),
@@ -211,7 +197,6 @@ def operations(driver: StorageDriver, path: str) -> list[Callable[[], Awaitable[
         lambda: driver.move(path, "safe/other"),
         lambda: driver.delete(path),
         append,
-        local,
     ]
 
 

@@ -1,0 +1,17 @@
+"""What every request handler of one registry app works with, made once in its lifespan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from registry_proxy.auth import AccessController
+from registry_proxy.storage import Storage
+
+__all__ = ["Services"]
+
+
+@dataclass(frozen=True)
+class Services:
+    storage: Storage
+    access: AccessController
+    delete_enabled: bool
