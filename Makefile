@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install peers lint typecheck bench clean
+.PHONY: run test check install peers lint typecheck bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { \
@@ -27,6 +27,10 @@ run: install
 ## Install everything the tests need (Python packages, real peers), then run them all.
 test: install peers lint typecheck
 	$(PY) -m pytest -q -p no:cacheprovider
+
+## The edit loop: lint, types and every test that needs no real peer (no e2e).
+check: install lint typecheck
+	$(PY) -m pytest -q -p no:cacheprovider -m "not e2e"
 
 lint: install
 	$(VENV)/bin/ruff check .

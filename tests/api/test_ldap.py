@@ -26,6 +26,8 @@ from tokenserver.authn.ldap import LDAPBackend, escape_filter_value
 from tokenserver.config import Config
 from tokenserver.secret import Secret
 
+pytestmark = pytest.mark.e2e  # a real slapd
+
 SERVICE = "registry"
 StartClient = Callable[[Config], AbstractContextManager[TestClient]]
 

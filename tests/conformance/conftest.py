@@ -151,7 +151,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "target" in metafunc.fixturenames and Path(metafunc.definition.path).is_relative_to(HERE):
-        metafunc.parametrize("target", TARGETS, indirect=True, scope="module")
+        # The Go registry is a real peer: those runs are end-to-end tests.
+        params = [
+            pytest.param(name, marks=pytest.mark.e2e) if name == "go-registry" else name
+            for name in TARGETS
+        ]
+        metafunc.parametrize("target", params, indirect=True, scope="module")
 
 
 def _required(item: pytest.Item) -> set[str]:

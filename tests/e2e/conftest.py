@@ -32,3 +32,11 @@ def go_registry(tmp_path: Path) -> Iterator[GoRegistry]:
 @pytest.fixture
 def skopeo(tmp_path: Path) -> Skopeo:
     return Skopeo(tmp_path)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Everything here needs a real peer, whether or not its module says so.
+    here = Path(__file__).parent
+    for item in items:
+        if Path(item.path).is_relative_to(here):
+            item.add_marker(pytest.mark.e2e)

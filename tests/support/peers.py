@@ -173,6 +173,9 @@ class Peer:
     def popen_options(self) -> dict[str, Any]:
         return {}
 
+    def cwd(self) -> Path:
+        return self.workdir
+
     def after_start(self) -> None:
         """Finish setting up once the daemon answers."""
 
@@ -180,10 +183,21 @@ class Peer:
         """Release what the daemon left behind once it has exited."""
 
     def start(self) -> Self:
+        self.spawn()
+        return self.wait_ready()
+
+    def spawn(self) -> None:
+        """Start the process without waiting for it (several can then start at once)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         try:
             self.prepare()
             self._spawn()
+        except BaseException:
+            self.stop()
+            raise
+
+    def wait_ready(self) -> Self:
+        try:
             self._wait_ready()
             self.after_start()
         except BaseException:
@@ -199,7 +213,7 @@ class Peer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=self.env(),
-                cwd=self.workdir,
+                cwd=self.cwd(),
                 start_new_session=True,
                 **self.popen_options(),
             )
@@ -237,9 +251,22 @@ class Peer:
                 proc.wait(timeout=self.stop_timeout)
         self.cleanup()
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+
     @property
     def pid(self) -> int | None:
         return None if self.proc is None else self.proc.pid
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
 
     def __enter__(self) -> Self:
         return self.start()

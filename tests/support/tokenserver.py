@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import ssl
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
 
-from tests.support.peers import free_port
+from tests.support.peers import Peer, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
 
 __all__ = ["TokenServer", "resident_bytes"]
 
@@ -28,12 +28,14 @@ def resident_bytes(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for process {pid}")
 
 
-class TokenServer:
+class TokenServer(Peer):
     """One token-server process with its own config, keys dir and database.
 
     Instances may share a keys dir and a database URL (several instances
     behind one registry).
     """
+
+    name = "tokenserver"
 
     def __init__(
         self,
@@ -49,7 +51,7 @@ class TokenServer:
         tls: tuple[Path, Path] | None = None,
         extra: dict[str, Any] | None = None,
     ) -> None:
-        self.workdir = workdir
+        super().__init__(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.addr = f"127.0.0.1:{self.port}"
@@ -83,7 +85,6 @@ class TokenServer:
                 config[section] = values  # top-level keys such as `acl`
         self.config_path = workdir / f"tokenserver-{self.port}.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
-        self._proc: subprocess.Popen[bytes] | None = None
         if not any(self.keys_dir.glob("*.key")):
             self.cli("keys", "generate", "--algorithm", algorithm)
 
@@ -112,7 +113,8 @@ class TokenServer:
             capture_output=True,
             text=True,
             timeout=60,
-            env=self._env(),
+            env=self.env(),
+            cwd=ROOT,
         )
         if check and result.returncode != 0:
             raise RuntimeError(f"tokenserver {' '.join(args)} failed: {result.stderr}")
@@ -122,77 +124,29 @@ class TokenServer:
         group_args = [arg for g in groups for arg in ("--group", g)]
         self.cli("user", "add", name, "--password-stdin", *group_args, input=password + "\n")
 
-    def _env(self) -> dict[str, str]:
+    def env(self) -> dict[str, str]:
         return {k: v for k, v in os.environ.items() if not k.startswith("TOKENSERVER_")}
 
-    def start(self) -> TokenServer:
-        self.spawn()
-        return self.wait_ready()
+    def cwd(self) -> Path:
+        return ROOT  # the code under test, whichever checkout the tests run from
 
-    def spawn(self) -> None:
-        with self.log_path.open("ab") as log:
-            self._proc = subprocess.Popen(
-                [sys.executable, "-m", "tokenserver", "serve", "--config", str(self.config_path)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=self._env(),
-            )
+    def argv(self) -> list[str]:
+        return [sys.executable, "-m", "tokenserver", "serve", "--config", str(self.config_path)]
 
-    def wait_ready(self) -> TokenServer:
-        assert self._proc is not None, "spawn() first"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"tokenserver exited at start:\n{self.log_tail()}")
-            try:
-                if (
-                    httpx.get(f"{self.url}/healthz", timeout=1, verify=self.verify).status_code
-                    == 200
-                ):
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"tokenserver did not start:\n{self.log_tail()}")
-
-    def stop(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    def ready(self) -> bool:
+        return httpx.get(f"{self.url}/healthz", timeout=1, verify=self.verify).status_code == 200
 
     @property
     def pid(self) -> int:
-        assert self._proc is not None, "start() first"
-        return self._proc.pid
+        assert self.proc is not None, "start() first"
+        return self.proc.pid
 
     def rss_bytes(self) -> int:
         """The server process's resident memory now."""
         return resident_bytes(self.pid)
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
     def issued_since(self, offset: int) -> list[dict[str, Any]]:
         """`token issued` log entries written after byte offset `offset` of the log."""
         lines = self.log_text()[offset:].splitlines()
         entries = [json.loads(line) for line in lines if line.startswith("{")]
         return [e for e in entries if e.get("msg") == "token issued"]
-
-    def __enter__(self) -> TokenServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
