@@ -1,18 +1,21 @@
-"""How much one HTTP client may make a server hold: head size, head time, body stalls.
+"""Where a service listens and how much one HTTP client may make it hold.
 
-`Limits` is what the protocol enforces; `ServingSettings` is the same four
-knobs as configuration fields, with their ranges, shared by both services'
-settings so the two cannot drift apart.
+`Limits` is what the protocol enforces (head size, head time, body stalls);
+`ServingSettings` is the listen address, TLS files, those knobs with their
+ranges and the trusted proxies as configuration fields, shared by both
+services' settings so the two cannot drift apart.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["Limits", "ServingSettings"]
+__all__ = ["Limits", "ServingSettings", "TLSFiles"]
 
 DEFAULT_MAX_HEADER_BYTES = 64 * 1024
 DEFAULT_HEADER_TIMEOUT = 10.0
@@ -30,8 +33,19 @@ class Limits:
     body_timeout: float = DEFAULT_BODY_TIMEOUT
 
 
+class TLSFiles(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    certificate: Path | None = None
+    key: Path | None = None
+
+
 class ServingSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # HOST:PORT; each service declares its own default.
+    addr: str = "127.0.0.1:8000"
+    tls: TLSFiles = TLSFiles()
 
     # Request line and headers together, in bytes as received; more gets 431.
     # Below 1 KiB not even a token-bearing request fits; above 1 MiB a client
@@ -59,6 +73,28 @@ class ServingSettings(BaseModel):
                     f"{entry!r} is not an IP address, a network such as 10.0.0.0/8, or *"
                 ) from None
         return value
+
+    # What an address without a host (`:5000`, as the Go registry writes it)
+    # listens on; None: a host is required.
+    empty_host: ClassVar[str | None] = None
+
+    @field_validator("addr")
+    @classmethod
+    def _addr(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("must be HOST:PORT")
+        if not host and cls.empty_host is None:
+            raise ValueError("must be HOST:PORT")
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.addr.rpartition(":")[0].strip("[]") or self.empty_host or ""
+
+    @property
+    def port(self) -> int:
+        return int(self.addr.rpartition(":")[2])
 
     @property
     def limits(self) -> Limits:

@@ -2,35 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
-
 import uvicorn
 from starlette.types import ASGIApp
 
-from authcore.http_limits import Limits
+from authcore.http_limits import ServingSettings
 from authcore.http_server import Refusal, guarded_protocol
+from authcore.settings import ConfigError
 
 __all__ = ["serve"]
 
 
 def serve(
     app: ASGIApp,
+    settings: ServingSettings,
     *,
-    host: str,
-    port: int,
-    limits: Limits,
+    section: str,
     refusal: Refusal,
-    trusted_proxies: Sequence[str] = (),
-    certificate: Path | None = None,
-    key: Path | None = None,
     graceful_shutdown: int = 5,
 ) -> None:
+    """Run `app` until stopped; `section` names the settings' key in messages."""
+    certificate, key = settings.tls.certificate, settings.tls.key
+    if (certificate is None) != (key is None):
+        raise ConfigError(f"{section}.tls.certificate and {section}.tls.key must be set together")
+    trusted_proxies = settings.trusted_proxies
     uvicorn.run(
         app,
-        host=host,
-        port=port,
-        http=guarded_protocol(limits, refusal),
+        host=settings.host,
+        port=settings.port,
+        http=guarded_protocol(settings.limits, refusal),
         # Neither service speaks WebSocket; an upgrade must not hand the
         # connection to a protocol without these limits.
         ws="none",

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from authcore.cli import run
 from registry_proxy.config import Config, ConfigError, load_config
 
 __all__ = ["main"]
@@ -31,19 +32,13 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
     config = _config(args)
     configure_logging(config.log.level, KEYS)
-    http = config.http
-    if (http.tls.certificate is None) != (http.tls.key is None):
-        raise ConfigError("http.tls.certificate and http.tls.key must be set together")
+    app = create_app(config)
     serve(
-        create_app(config),
-        host=http.host,
-        port=http.port,
-        limits=http.limits,
+        app,
+        config.http,
+        section="http",
         refusal=refusal,
-        trusted_proxies=http.trusted_proxies,
-        certificate=http.tls.certificate,
-        key=http.tls.key,
-        graceful_shutdown=http.draintimeout,
+        graceful_shutdown=config.http.draintimeout,
     )
 
 
@@ -110,13 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        args.func(args)
-    except ConfigError as exc:
-        print(f"registry-proxy: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run(build_parser(), argv, (ConfigError,))
 
 
 if __name__ == "__main__":

@@ -18,11 +18,10 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
-    field_validator,
     model_validator,
 )
 
-from authcore.http_limits import ServingSettings
+from authcore.http_limits import ServingSettings, TLSFiles
 from authcore.settings import ConfigError, load_settings
 from registry_proxy.duration import parse_duration
 
@@ -35,42 +34,22 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class TLSConfig(_Section):
-    certificate: Path | None = None
-    key: Path | None = None
-
-
 class MetricsConfig(_Section):
     # GET /metrics (Prometheus text format, no auth) on the main port.
     enabled: bool = True
 
 
 class HTTPConfig(ServingSettings):
-    """Also `max_header_bytes`, `header_timeout`, `body_timeout`, `trusted_proxies`."""
+    """Also `tls`, `max_header_bytes`, `header_timeout`, `body_timeout`, `trusted_proxies`."""
+
+    empty_host = "0.0.0.0"
 
     addr: str = "127.0.0.1:5000"
-    tls: TLSConfig = TLSConfig()
     metrics: MetricsConfig = MetricsConfig()
     # Accepted for compatibility with Go registry configs; unused.
     secret: str | None = None
     # Seconds to let requests in flight finish at shutdown before closing them.
     draintimeout: int = Field(default=10, ge=0, le=3600)
-
-    @field_validator("addr")
-    @classmethod
-    def _addr(cls, value: str) -> str:
-        _host, sep, port = value.rpartition(":")
-        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError("must be HOST:PORT")
-        return value
-
-    @property
-    def host(self) -> str:
-        return self.addr.rpartition(":")[0].strip("[]") or "0.0.0.0"
-
-    @property
-    def port(self) -> int:
-        return int(self.addr.rpartition(":")[2])
 
 
 class FilesystemConfig(_Section):
@@ -185,7 +164,7 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
             "auth": AuthConfig(token=token),
             "http": config.http.model_copy(
                 update={
-                    "tls": TLSConfig(
+                    "tls": TLSFiles(
                         certificate=fix(config.http.tls.certificate), key=fix(config.http.tls.key)
                     )
                 }

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from authcore.cli import run
 from tokenserver.accounts import AccountError, Accounts
 from tokenserver.audit import Actor, AdminTrail
 from tokenserver.authn.cache import CredentialCache
@@ -108,21 +109,9 @@ def cmd_serve(args: argparse.Namespace) -> None:
         except ValidationError:
             raise CLIError(f"--addr {args.addr!r}: must be HOST:PORT") from None
     configure_logging(config.log.level, KEYS)
-    server = config.server
-    if (server.tls.certificate is None) != (server.tls.key is None):
-        raise CLIError("server.tls.certificate and server.tls.key must be set together")
     # Read now, so an unreadable password file is a clear message, not a failed start-up.
     config.ldap.bind_password_value()
-    serve(
-        create_app(config),
-        host=server.host,
-        port=server.port,
-        limits=server.limits,
-        refusal=refusal,
-        trusted_proxies=server.trusted_proxies,
-        certificate=server.tls.certificate,
-        key=server.tls.key,
-    )
+    serve(create_app(config), config.server, section="server", refusal=refusal)
 
 
 def cmd_keys_generate(args: argparse.Namespace) -> None:
@@ -434,13 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        args.func(args)
-    except (CLIError, ConfigError, KeysError) as exc:
-        print(f"tokenserver: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run(build_parser(), argv, (CLIError, ConfigError, KeysError))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from authcore.http_limits import ServingSettings
+from authcore.http_limits import ServingSettings, TLSFiles
 from authcore.jwk import ALGORITHMS
 from authcore.settings import ConfigError, load_settings
 from tokenserver.authz.acl import ACLEntry
@@ -31,33 +31,11 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class TLSConfig(_Section):
-    certificate: Path | None = None
-    key: Path | None = None
-
-
 class ServerConfig(ServingSettings):
-    """Also `max_header_bytes`, `header_timeout`, `body_timeout`, `trusted_proxies`."""
+    """Also `tls`, `max_header_bytes`, `header_timeout`, `body_timeout`, `trusted_proxies`."""
 
     addr: str = "127.0.0.1:5001"
-    tls: TLSConfig = TLSConfig()
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
-
-    @field_validator("addr")
-    @classmethod
-    def _addr(cls, value: str) -> str:
-        host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError("must be HOST:PORT")
-        return value
-
-    @property
-    def host(self) -> str:
-        return self.addr.rpartition(":")[0].strip("[]")
-
-    @property
-    def port(self) -> int:
-        return int(self.addr.rpartition(":")[2])
 
 
 class TokenConfig(_Section):
@@ -283,7 +261,7 @@ def _relative_to(config: Config, base: Path) -> Config:
             ),
             "server": config.server.model_copy(
                 update={
-                    "tls": TLSConfig(
+                    "tls": TLSFiles(
                         certificate=fix(config.server.tls.certificate),
                         key=fix(config.server.tls.key),
                     )

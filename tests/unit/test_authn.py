@@ -298,7 +298,7 @@ def test_warm_path_skips_bcrypt(db_users: UserStore, monkeypatch: pytest.MonkeyP
         bcrypt_calls += 1
         return real_verify(password, hashed)
 
-    monkeypatch.setattr("tokenserver.authn.database.verify_password", counting_verify)
+    monkeypatch.setattr("tokenserver.authn.hashed.verify_password", counting_verify)
     for _ in range(5):
         identity = auth.authenticate("alice", Secret("alice-pw"))
         assert identity.groups == frozenset({"dev", "admin"})

@@ -5,16 +5,14 @@ from __future__ import annotations
 from sqlalchemy.exc import OperationalError
 
 from tokenserver.authn.base import Account, BackendUnavailable
-from tokenserver.passwords import verify_password
-from tokenserver.secret import Secret
+from tokenserver.authn.hashed import HashedPasswordBackend
 from tokenserver.store.users import UserStore
 
 __all__ = ["DatabaseBackend"]
 
 
-class DatabaseBackend:
+class DatabaseBackend(HashedPasswordBackend):
     name = "database"
-    remember_checks = True
 
     def __init__(self, users: UserStore) -> None:
         self._users = users
@@ -32,15 +30,3 @@ class DatabaseBackend:
             fingerprint=user.password_hash,
             disabled=user.disabled,
         )
-
-    def account(self, subject: str) -> Account | None:
-        return self.lookup(subject)  # a login name here is the account's own name
-
-    def wants(self, password: Secret) -> bool:
-        return True
-
-    def check(self, account: Account, password: Secret) -> bool:
-        return verify_password(password.reveal(), account.fingerprint)
-
-    def close(self) -> None:
-        pass  # nothing held open

@@ -8,17 +8,16 @@ import threading
 from pathlib import Path
 
 from tokenserver.authn.base import Account, BackendUnavailable
-from tokenserver.passwords import is_bcrypt, verify_password
-from tokenserver.secret import Secret
+from tokenserver.authn.hashed import HashedPasswordBackend
+from tokenserver.passwords import is_bcrypt
 
 __all__ = ["HtpasswdBackend"]
 
 log = logging.getLogger(__name__)
 
 
-class HtpasswdBackend:
+class HtpasswdBackend(HashedPasswordBackend):
     name = "htpasswd"
-    remember_checks = True
 
     def __init__(self, path: Path) -> None:
         self._path = path
@@ -69,15 +68,3 @@ class HtpasswdBackend:
         if hashed is None:
             return None
         return Account(username, frozenset(), fingerprint=hashed)
-
-    def account(self, subject: str) -> Account | None:
-        return self.lookup(subject)  # a login name here is the account's own name
-
-    def wants(self, password: Secret) -> bool:
-        return True
-
-    def check(self, account: Account, password: Secret) -> bool:
-        return verify_password(password.reveal(), account.fingerprint)
-
-    def close(self) -> None:
-        pass  # nothing held open

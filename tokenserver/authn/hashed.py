@@ -1,0 +1,31 @@
+"""What the backends that keep bcrypt hashes (the database, htpasswd) have in common."""
+
+from __future__ import annotations
+
+from tokenserver.authn.base import Account
+from tokenserver.passwords import verify_password
+from tokenserver.secret import Secret
+
+__all__ = ["HashedPasswordBackend"]
+
+
+class HashedPasswordBackend:
+    """An account's fingerprint is its password hash, and its login name is its own name."""
+
+    name: str
+    remember_checks = True
+
+    def lookup(self, username: str) -> Account | None:
+        raise NotImplementedError
+
+    def account(self, subject: str) -> Account | None:
+        return self.lookup(subject)
+
+    def wants(self, password: Secret) -> bool:
+        return True
+
+    def check(self, account: Account, password: Secret) -> bool:
+        return verify_password(password.reveal(), account.fingerprint)
+
+    def close(self) -> None:
+        pass  # nothing held open
