@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from tokenserver import context
+from authcore import context
 from tokenserver.authn.base import Account, BackendUnavailable
 from tokenserver.secret import Secret
 from tokenserver.store.ci_tokens import CITokenStore, hash_secret, looks_like_ci_secret
