@@ -44,6 +44,7 @@ from tokenserver.routes import admin, token, wellknown
 from tokenserver.store.audit import AuditStore
 from tokenserver.store.ci_tokens import CITokenStore
 from tokenserver.store.db import Database
+from tokenserver.store.login_failures import LoginFailureStore
 from tokenserver.store.refresh_tokens import RefreshTokenStore
 from tokenserver.store.users import UserStore
 from tokenserver.throttle import LoginThrottle
@@ -98,9 +99,11 @@ def create_app(config: Config, *, clock: Callable[[], dt.datetime] = _utcnow) ->
             refresh_lifetime=dt.timedelta(seconds=config.token.refresh_expiration),
             clock=clock,
             throttle=LoginThrottle(
+                LoginFailureStore(db),
                 config.throttle.account_failures,
                 config.throttle.address_failures,
                 config.throttle.window,
+                clock=lambda: clock().timestamp(),
             ),
             metrics=app.state.metrics,
             audit=audit,

@@ -35,7 +35,7 @@ from tokenserver.names import name_key
 from tokenserver.secret import Secret
 from tokenserver.store.audit import AuditRecord, Outcome
 from tokenserver.store.refresh_tokens import RefreshTokenStore
-from tokenserver.throttle import LoginThrottle
+from tokenserver.throttle import LoginThrottle, ThrottleUnavailable
 
 __all__ = [
     "MAX_SCOPES",
@@ -278,20 +278,27 @@ class GrantService:
         the backend makes of the variant.
         """
         account = name_key(username)
-        wait = self._throttle.retry_after(account, ip)
-        if wait:
-            raise Throttled(wait)
+        try:
+            standing = self._throttle.check(account, ip)
+        except ThrottleUnavailable:
+            raise BackendDown("the database is unavailable; retry") from None
+        if standing.retry_after:
+            raise Throttled(standing.retry_after)
         try:
             identity = self.authenticator.authenticate(username, password)
         except BadCredentials as exc:
-            self._throttle.failure(account, ip)
             self._metrics.login(exc.backend or "none", "failure")
+            try:
+                self._throttle.failure(account, ip)
+            except ThrottleUnavailable:
+                # An uncounted failure would be a free guess.
+                raise BackendDown("the database is unavailable; retry") from None
             raise BadLogin("invalid username or password") from None
         except BackendUnavailable as exc:
             self._metrics.login("unavailable", "failure")
             log.warning("identity backend unavailable", extra={"reason": str(exc)})
             raise BackendDown("the identity backend is unavailable; retry") from None
-        self._throttle.success(account)
+        self._throttle.success(account, standing)
         self._metrics.login(identity.backend, "success")
         return identity
 

@@ -1,12 +1,19 @@
-"""Login throttling windows and CI-token scope patterns, without a server."""
+"""Login throttling (over its database store) and CI-token scope patterns, without a server."""
 
 from __future__ import annotations
 
+import concurrent.futures
+from pathlib import Path
+from typing import Any
+
 import pytest
+from sqlalchemy import event, text
 
 from authcore.identity import ScopeLimit, ScopePatternError, parse_scope_pattern
 from authcore.scope import parse_scopes
-from tokenserver.throttle import LoginThrottle
+from tokenserver.store.db import Database
+from tokenserver.store.login_failures import LoginFailureStore
+from tokenserver.throttle import LoginThrottle, ThrottleUnavailable
 
 
 class Clock:
@@ -17,9 +24,9 @@ class Clock:
         return self.now
 
 
-def test_account_limit_and_window() -> None:
+def test_account_limit_and_window(database: Database) -> None:
     clock = Clock()
-    throttle = LoginThrottle(3, 100, 60, clock)
+    throttle = LoginThrottle(LoginFailureStore(database), 3, 100, 60, clock)
     for _ in range(3):
         assert throttle.retry_after("alice", "10.0.0.1") == 0
         throttle.failure("alice", "10.0.0.1")
@@ -31,9 +38,9 @@ def test_account_limit_and_window() -> None:
     assert throttle.retry_after("alice", "10.0.0.1") == 0
 
 
-def test_address_limit_counts_every_account() -> None:
+def test_address_limit_counts_every_account(database: Database) -> None:
     clock = Clock()
-    throttle = LoginThrottle(100, 4, 300, clock)
+    throttle = LoginThrottle(LoginFailureStore(database), 100, 4, 300, clock)
     for i in range(4):
         throttle.failure(f"user{i}", "10.0.0.9")
     assert throttle.retry_after("someone-new", "10.0.0.9") == 300
@@ -41,9 +48,9 @@ def test_address_limit_counts_every_account() -> None:
     assert throttle.retry_after("someone-new", None) == 0
 
 
-def test_success_clears_the_account_not_the_address() -> None:
+def test_success_clears_the_account_not_the_address(database: Database) -> None:
     clock = Clock()
-    throttle = LoginThrottle(2, 3, 300, clock)
+    throttle = LoginThrottle(LoginFailureStore(database), 2, 3, 300, clock)
     throttle.failure("alice", "a")
     throttle.failure("alice", "a")
     assert throttle.retry_after("alice", None) > 0
@@ -51,6 +58,83 @@ def test_success_clears_the_account_not_the_address() -> None:
     assert throttle.retry_after("alice", None) == 0
     throttle.failure("bob", "a")
     assert throttle.retry_after("carol", "a") > 0  # three failures from "a" in all
+
+
+def _statements(database: Database) -> list[str]:
+    """Every SQL statement the engine runs from now on (first word, upper case)."""
+    seen: list[str] = []
+
+    def before(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen.append(statement.split(None, 1)[0].upper())
+
+    event.listen(database.engine, "before_cursor_execute", before)
+    return seen
+
+
+def _failure_rows(database: Database) -> list[tuple[str, float]]:
+    with database.engine.connect() as conn:
+        rows = conn.execute(text("SELECT key, at FROM login_failures ORDER BY id")).all()
+    return [(row.key, row.at) for row in rows]
+
+
+def test_the_warm_path_is_one_read_and_no_write(database: Database) -> None:
+    throttle = LoginThrottle(LoginFailureStore(database), 3, 10, 60, Clock())
+    throttle.retry_after("warm-up", "10.0.0.1")  # the pool's first connection
+    seen = _statements(database)
+    standing = throttle.check("alice", "10.0.0.1")
+    throttle.success("alice", standing)
+    assert seen == ["SELECT"]
+
+    throttle.failure("alice", "10.0.0.1")
+    seen.clear()
+    standing = throttle.check("alice", "10.0.0.1")
+    assert standing.account_failures == 1
+    throttle.success("alice", standing)
+    assert "DELETE" in seen
+    assert [key for key, _ in _failure_rows(database)] == ["address:10.0.0.1"]
+
+
+def test_failures_expire_and_are_purged(database: Database) -> None:
+    clock = Clock()
+    throttle = LoginThrottle(LoginFailureStore(database), 3, 10, 60, clock)
+    for i in range(3):
+        throttle.failure(f"user{i}", "10.0.0.1")
+    assert len(_failure_rows(database)) == 6
+    clock.now += 61
+    throttle.failure("late", None)
+    assert _failure_rows(database) == [("account:late", clock.now)]
+
+
+def test_racing_failures_all_count(database: Database) -> None:
+    throttle = LoginThrottle(LoginFailureStore(database), 1000, 1000, 60, Clock())
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda _: throttle.failure("alice", "10.0.0.1"), range(80)))
+    rows = _failure_rows(database)
+    assert sum(key == "account:alice" for key, _ in rows) == 80
+    assert sum(key == "address:10.0.0.1" for key, _ in rows) == 80
+
+
+def test_one_address_however_it_is_written(database: Database) -> None:
+    throttle = LoginThrottle(LoginFailureStore(database), 100, 2, 60, Clock())
+    throttle.failure("a", "::ffff:10.0.0.9")
+    throttle.failure("b", "2001:DB8:0:0::1")
+    throttle.failure("c", "2001:db8::1")
+    assert throttle.retry_after("d", "10.0.0.9") == 0
+    throttle.failure("d", "10.0.0.9")
+    assert throttle.retry_after("e", "10.0.0.9") == 60
+    assert throttle.retry_after("e", "2001:db8:0::1") == 60
+
+
+def test_an_unreachable_database_is_an_error_not_a_pass(tmp_path: Path) -> None:
+    broken = Database(f"sqlite:///{tmp_path / 'missing' / 'db.sqlite'}")
+    throttle = LoginThrottle(LoginFailureStore(broken), 3, 10, 60, Clock())
+    try:
+        with pytest.raises(ThrottleUnavailable):
+            throttle.check("alice", "10.0.0.1")
+        with pytest.raises(ThrottleUnavailable):
+            throttle.failure("alice", "10.0.0.1")
+    finally:
+        broken.dispose()
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,10 @@ import datetime as dt
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     DateTime,
+    Double,
     ForeignKey,
     Index,
     Integer,
@@ -19,7 +21,15 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-__all__ = ["AuditEvent", "Base", "CIToken", "RefreshToken", "User", "UserGroup"]
+__all__ = [
+    "AuditEvent",
+    "Base",
+    "CIToken",
+    "LoginFailure",
+    "RefreshToken",
+    "User",
+    "UserGroup",
+]
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
@@ -135,3 +145,21 @@ class AuditEvent(Base):
     requested: Mapped[str] = mapped_column(Text)
     granted: Mapped[str] = mapped_column(Text)
     outcome: Mapped[str] = mapped_column(String(32), index=True)
+
+
+class LoginFailure(Base):
+    """One failed login, counted against one key (`account:NAME` or `address:IP`).
+
+    Rows are only ever inserted (so failures racing on several instances all
+    count) and deleted: by a successful login (its account's rows) or once
+    they are older than the throttle window.
+    """
+
+    __tablename__ = "login_failures"
+    __table_args__ = (Index("ix_login_failures_key_at", "key", "at"),)
+
+    # Failures come and go for the life of the database: 32 bits could run out.
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(320))
+    # Seconds since the epoch, by the clock of the instance that saw the failure.
+    at: Mapped[float] = mapped_column(Double, index=True)

@@ -1,0 +1,49 @@
+"""Failed logins, shared by every instance on one database.
+
+A failure is a row of its own (key, time), never a counter updated in
+place: failures that race on several instances are all counted, with no
+read-modify-write to lose one. Reading a key's failures is one query on the
+(key, at) index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import delete, insert, select
+
+from tokenserver.store.db import Database
+from tokenserver.store.models import LoginFailure
+
+__all__ = ["MAX_KEY", "LoginFailureStore"]
+
+MAX_KEY = 320  # the column's width
+
+_RECENT = select(LoginFailure.key, LoginFailure.at)
+
+
+class LoginFailureStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def recent(self, keys: Sequence[str], since: float) -> list[tuple[str, float]]:
+        """(key, time) of every failure of these keys after `since`, in one query."""
+        query = _RECENT.where(LoginFailure.key.in_([k[:MAX_KEY] for k in keys]))
+        with self._db.engine.connect() as conn:
+            rows = conn.execute(query.where(LoginFailure.at > since)).all()
+        return [(row.key, row.at) for row in rows]
+
+    def add(self, keys: Sequence[str], at: float) -> None:
+        """One failure for each key, in one transaction."""
+        with self._db.session() as s:
+            s.execute(insert(LoginFailure), [{"key": k[:MAX_KEY], "at": at} for k in keys])
+
+    def clear(self, key: str) -> None:
+        with self._db.session() as s:
+            s.execute(delete(LoginFailure).where(LoginFailure.key == key[:MAX_KEY]))
+
+    def purge(self, before: float) -> int:
+        """Delete failures at or before `before`; the number deleted."""
+        with self._db.session() as s:
+            result = s.execute(delete(LoginFailure).where(LoginFailure.at <= before))
+            return int(result.rowcount)  # type: ignore[attr-defined]
