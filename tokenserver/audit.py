@@ -2,9 +2,16 @@
 
 A token request only puts its record on a queue (`AuditLog`); one thread
 writes what has gathered in one transaction, so the warm token path does not
-wait for a database commit. Records older than the retention are purged now
-and then. A failed write is logged (the records, which hold no secret, are
-counted) and the trail carries on.
+wait for a database commit. The writer never holds records back: it writes
+as soon as anything is queued, and under load each transaction takes all
+that arrived during the last one. So a crash (SIGKILL) loses only what the
+last write had not committed, well under a second's worth; a shutdown
+(SIGTERM, the app's lifespan ending) writes everything recorded before it
+returns, and a record that comes later still (a request that outlived the
+shutdown's grace period) is written at once by its caller. Records older
+than the retention are purged by another thread in bounded chunks, so a
+large purge never stalls the trail. A failed write is logged (the records,
+which hold no secret, are counted) and the trail carries on.
 
 An administrative act is rare and matters more: `AdminTrail` writes its
 record before the act is answered.
@@ -16,7 +23,6 @@ import datetime as dt
 import logging
 import queue
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,8 +34,11 @@ __all__ = ["Actor", "AdminTrail", "AuditLog"]
 
 log = logging.getLogger(__name__)
 
-BATCH = 500
+# Rows per transaction: enough that the writer keeps up with thousands of
+# requests a second, few enough that one transaction stays short.
+BATCH = 5000
 PURGE_EVERY = 3600.0
+PURGE_CHUNK = 10_000
 
 
 class AuditLog:
@@ -45,23 +54,36 @@ class AuditLog:
         self._retention = retention
         self._clock = clock
         self._queue: queue.Queue[AuditRecord | None] = queue.Queue(max_queue)
+        # Guards `_pending` and `_closed`; `record` also enqueues under it, so
+        # nothing can slip in behind the writer's last drain.
         self._idle = threading.Condition()
         self._pending = 0
         self._dropped = 0
-        self._last_purge: float | None = None
+        self._closed = False
+        self._stop = threading.Event()
+        # The first purge waits for the first write: a server's start is busy enough.
+        self._written = threading.Event()
         self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+        self._purger = threading.Thread(target=self._purge_loop, name="audit-purger", daemon=True)
         self._thread.start()
+        self._purger.start()
 
     def record(self, record: AuditRecord) -> None:
         with self._idle:
-            self._pending += 1
-        try:
-            self._queue.put_nowait(record)
-        except queue.Full:
-            with self._idle:
-                self._pending -= 1
-                self._dropped += 1
-                self._idle.notify_all()
+            if self._closed:
+                late = True
+            else:
+                late = False
+                try:
+                    self._queue.put_nowait(record)
+                except queue.Full:
+                    self._dropped += 1
+                else:
+                    self._pending += 1
+                    return
+        if late:
+            self._write([record], queued=False)
+        else:
             log.error("audit queue full; record dropped", extra={"dropped": self._dropped})
 
     def flush(self, timeout: float = 10.0) -> bool:
@@ -70,31 +92,54 @@ class AuditLog:
             return self._idle.wait_for(lambda: self._pending == 0, timeout)
 
     def close(self) -> None:
+        """Write everything recorded so far and stop (at shutdown)."""
+        self._stop.set()
+        self._written.set()
         self._queue.put(None)
         self._thread.join(timeout=30)
+        self._purger.join(timeout=5)
 
     def _run(self) -> None:
         while True:
             item = self._queue.get()
-            batch: list[AuditRecord] = []
-            stop = item is None
-            if item is not None:
-                batch.append(item)
-            while not stop and len(batch) < BATCH:
+            if item is None:
+                break
+            batch = [item]
+            stop = False
+            while len(batch) < BATCH:
                 try:
                     more = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if more is None:
                     stop = True
-                else:
-                    batch.append(more)
+                    break
+                batch.append(more)
             self._write(batch)
-            self._maybe_purge()
+            self._written.set()
             if stop:
-                return
+                break
+        self._drain()
 
-    def _write(self, batch: list[AuditRecord]) -> None:
+    def _drain(self) -> None:
+        # From here on `record` writes for itself; what was queued before goes now.
+        with self._idle:
+            self._closed = True
+        batch: list[AuditRecord] = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                batch.append(item)
+            if len(batch) >= BATCH:
+                self._write(batch)
+                batch = []
+        if batch:
+            self._write(batch)
+
+    def _write(self, batch: list[AuditRecord], *, queued: bool = True) -> None:
         try:
             self._store.add(batch)
         except SQLAlchemyError as exc:
@@ -103,24 +148,29 @@ class AuditLog:
                 extra={"records": len(batch), "reason": type(exc).__name__},
             )
         finally:
-            with self._idle:
-                self._pending -= len(batch)
-                self._idle.notify_all()
+            if queued:
+                with self._idle:
+                    self._pending -= len(batch)
+                    self._idle.notify_all()
 
-    def _maybe_purge(self) -> None:
-        now = time.monotonic()
-        if self._last_purge is not None and now - self._last_purge < PURGE_EVERY:
-            return
-        self._last_purge = now
-        self.purge_expired()
+    def _purge_loop(self) -> None:
+        self._written.wait()
+        while not self._stop.is_set():
+            self.purge_expired()
+            self._stop.wait(PURGE_EVERY)
 
     def purge_expired(self) -> int:
         """Delete records older than the retention; the number deleted."""
+        before = self._clock() - self._retention
+        purged = 0
         try:
-            purged = self._store.purge(self._clock() - self._retention)
+            while True:
+                deleted = self._store.purge(before, limit=PURGE_CHUNK)
+                purged += deleted
+                if deleted < PURGE_CHUNK or self._stop.is_set():
+                    break
         except SQLAlchemyError as exc:
             log.error("audit purge failed", extra={"reason": type(exc).__name__})
-            return 0
         if purged:
             log.info("audit records purged", extra={"records": purged})
         return purged

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from tests.conftest import FakeClock, LeakGuard
+from tokenserver import audit
 from tokenserver.config import Config
 from tokenserver.store.audit import AuditRecord, AuditStore
 from tokenserver.store.db import Database
@@ -112,6 +113,23 @@ def test_retention_purges_old_rows(
     AuditStore(database).add([old, recent])
     assert client.app.state.audit.purge_expired() == 1  # type: ignore[attr-defined]
     assert [r.subject for r in _rows(client, database)] == ["recent"]
+
+
+def _aged(clock: FakeClock, subject: str, days: int) -> AuditRecord:
+    at = clock.now - dt.timedelta(days=days)
+    return AuditRecord(at, subject, "user", "database", "basic", "127.0.0.1", "ua", SERVICE, "",
+                       "", "granted")  # fmt: skip
+
+
+def test_retention_purges_in_chunks(
+    client: TestClient, database: Database, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(audit, "PURGE_CHUNK", 7)
+    days = [91] * 25 + [89] * 3
+    records = [_aged(clock, f"s{i}", d) for i, d in enumerate(days)]
+    AuditStore(database).add(records)
+    assert client.app.state.audit.purge_expired() == 25  # type: ignore[attr-defined]
+    assert sorted(r.subject for r in _rows(client, database)) == ["s25", "s26", "s27"]
 
 
 @pytest.fixture

@@ -131,7 +131,15 @@ class AuditStore:
         with self._db.session() as s:
             return [AuditRecord.from_row(r) for r in s.scalars(q)]
 
-    def purge(self, before: dt.datetime) -> int:
+    def purge(self, before: dt.datetime, limit: int | None = None) -> int:
+        """Delete rows older than `before` (at most `limit`, oldest first); the number deleted."""
+        query = delete(AuditEvent).where(AuditEvent.at < before)
+        if limit is not None:
+            # One short transaction per chunk, so writers are never held up for long.
+            oldest = select(AuditEvent.id).where(AuditEvent.at < before)
+            query = delete(AuditEvent).where(
+                AuditEvent.id.in_(oldest.order_by(AuditEvent.at).limit(limit))
+            )
         with self._db.session() as s:
-            result = s.execute(delete(AuditEvent).where(AuditEvent.at < before))
+            result = s.execute(query)
             return int(result.rowcount)  # type: ignore[attr-defined]
