@@ -1,18 +1,72 @@
-"""Two token-server instances over one PostgreSQL database share refresh tokens."""
+"""Two token-server instances over one PostgreSQL database behave as one.
+
+They share refresh tokens, failed-login counts, revocations and disables, and
+the audit trail survives a stop or a crash of either. Clients that must not
+share a throttle count with other tests connect from addresses of their own
+in 127.0.0.0/8.
+"""
 
 from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, text
 
 from tests.support.peers import Postgres
+from tests.support.token_load import (
+    check_sigkill_loses_at_most_a_second,
+    check_sigterm_writes_every_row,
+)
 from tests.support.tokenserver import TokenServer
 
 pytestmark = pytest.mark.e2e
+
+
+FAST = {"users": {"bcrypt_cost": 4}}
+
+
+@pytest.fixture
+def pair(postgres: Postgres, tmp_path: Path) -> Iterator[tuple[TokenServer, TokenServer]]:
+    """Two instances on the shared database, with the default throttle and credential cache."""
+    keys = tmp_path / "keys"
+    servers = [
+        TokenServer(tmp_path / name, database_url=postgres.url, keys_dir=keys, extra=FAST)
+        for name in ("a", "b")
+    ]
+    with contextlib.ExitStack() as running:
+        for server in servers:
+            running.enter_context(server)
+        yield servers[0], servers[1]
+        for server in servers:
+            log = server.log_text()
+            assert "Traceback" not in log and '"level": "error"' not in log
+
+
+@contextlib.contextmanager
+def client_from(address: str) -> Iterator[httpx.Client]:
+    """An HTTP client whose connections come from `address` (any 127.x.y.z is this host)."""
+    transport = httpx.HTTPTransport(local_address=address)
+    with httpx.Client(transport=transport, timeout=30) as client:
+        yield client
+
+
+def login(http: httpx.Client, server: TokenServer, user: str, password: str) -> httpx.Response:
+    return http.get(f"{server.url}/token", params={"service": "registry"}, auth=(user, password))
+
+
+def failures_of(postgres: Postgres, key: str) -> int:
+    engine = create_engine(postgres.url)
+    try:
+        with engine.connect() as conn:
+            query = text("SELECT count(*) FROM login_failures WHERE key = :key")
+            return int(conn.execute(query, {"key": key}).scalar_one())
+    finally:
+        engine.dispose()
 
 
 def refresh(server: TokenServer, refresh_token: str) -> httpx.Response:
@@ -115,3 +169,125 @@ def test_races_across_two_instances_end_in_the_database(postgres: Postgres, tmp_
         for server in servers:
             log = server.log_text()
             assert "Traceback" not in log and '"level": "error"' not in log
+
+
+def test_failed_logins_count_across_instances(
+    pair: tuple[TokenServer, TokenServer], postgres: Postgres
+) -> None:
+    a, b = pair
+    for name in ("tara", "uma", "vic", "wes"):
+        a.add_user(name, f"{name}-pw-1")
+
+    # Ten failures for one account, spread over both: the 11th on either is 429,
+    # right password or not (it is not checked).
+    with client_from("127.0.0.21") as http:
+        for i in range(10):
+            assert login(http, pair[i % 2], "tara", "wrong").status_code == 401
+        for server in pair:
+            answer = login(http, server, "tara", "tara-pw-1")
+            assert answer.status_code == 429, server.url
+            assert 0 < int(answer.headers["retry-after"]) <= 300
+            assert login(http, server, "TARA", "wrong").status_code == 429
+
+    # Fifty failures from one address, for fifty accounts: the address is throttled on
+    # both, for every account, while the same account from elsewhere still logs in.
+    with client_from("127.0.0.22") as http:
+        for i in range(50):
+            assert login(http, pair[i % 2], f"nobody{i}", "wrong").status_code == 401
+        for server in pair:
+            answer = login(http, server, "uma", "uma-pw-1")
+            assert answer.status_code == 429, server.url
+            assert 0 < int(answer.headers["retry-after"]) <= 300
+    with client_from("127.0.0.23") as http:
+        assert login(http, a, "uma", "uma-pw-1").status_code == 200
+
+    # A success on one instance clears the account's count for both.
+    with client_from("127.0.0.23") as http:
+        for i in range(5):
+            assert login(http, pair[i % 2], "vic", "wrong").status_code == 401
+        assert login(http, b, "vic", "vic-pw-1").status_code == 200
+        assert failures_of(postgres, "account:vic") == 0
+        for i in range(9):
+            assert login(http, pair[i % 2], "vic", "wrong").status_code == 401
+        assert login(http, a, "vic", "vic-pw-1").status_code == 200
+
+    # Failures racing on both instances all count: one row per 401, none lost.
+    with client_from("127.0.0.24") as http, concurrent.futures.ThreadPoolExecutor(10) as pool:
+        statuses = list(
+            pool.map(lambda i: login(http, pair[i % 2], "wes", "wrong").status_code, range(20))
+        )
+        assert set(statuses) <= {401, 429}, statuses
+        assert failures_of(postgres, "account:wes") == statuses.count(401) >= 10
+        for server in pair:
+            assert login(http, server, "wes", "wes-pw-1").status_code == 429
+
+
+def test_revocations_and_disables_on_one_instance_hold_on_the_other(
+    pair: tuple[TokenServer, TokenServer],
+) -> None:
+    a, b = pair
+    a.add_user("pgadmin", "pgadmin-pw-1", "admin")
+    a.add_user("pgadmin2", "pgadmin2-pw-1", "admin")
+    with client_from("127.0.0.25") as http:
+        admin_a = lambda method, path, **kw: http.request(  # noqa: E731
+            method, f"{a.url}/admin/v1{path}", auth=("pgadmin", "pgadmin-pw-1"), **kw
+        )
+
+        # A CI token revoked on A no longer logs in on B.
+        body = {"name": "ci-shared", "scopes": ["repository:shared/*:pull"], "ttl": 600}
+        created = admin_a("POST", "/ci-tokens", json=body)
+        assert created.status_code == 201, created.text
+        secret = created.json()["secret"]
+        assert login(http, b, "ci-shared", secret).status_code == 200
+        assert admin_a("DELETE", "/ci-tokens/ci-shared").status_code == 204
+        assert login(http, b, "ci-shared", secret).status_code == 401
+
+        # A password changed on A: B's credential cache holds the old one (two logins,
+        # the second from the cache), and still refuses it at once.
+        body = {"name": "rita", "password": "rita-pw-1", "groups": []}
+        assert admin_a("POST", "/users", json=body).status_code == 201
+        for _ in range(2):
+            assert login(http, b, "rita", "rita-pw-1").status_code == 200
+        assert (
+            admin_a("PUT", "/users/rita/password", json={"password": "rita-pw-2"}).status_code
+            == 204
+        )
+        assert login(http, b, "rita", "rita-pw-1").status_code == 401
+        assert login(http, b, "rita", "rita-pw-2").status_code == 200
+
+        # Disabled on A: refused on B with the right password (cached there); enabled again,
+        # let in; deleted, refused.
+        assert admin_a("PUT", "/users/rita/disabled", json={"disabled": True}).status_code == 200
+        assert login(http, b, "rita", "rita-pw-2").status_code == 401
+        assert admin_a("PUT", "/users/rita/disabled", json={"disabled": False}).status_code == 200
+        assert login(http, b, "rita", "rita-pw-2").status_code == 200
+        assert admin_a("DELETE", "/users/rita").status_code == 204
+        assert login(http, b, "rita", "rita-pw-2").status_code == 401
+
+        # An admin's Bearer token from B works on both until A deletes the admin.
+        answer = http.get(
+            f"{b.url}/token",
+            params={"service": "registry", "scope": "admin:api:*"},
+            auth=("pgadmin2", "pgadmin2-pw-1"),
+        )
+        assert answer.status_code == 200
+        bearer = {"Authorization": f"Bearer {answer.json()['token']}"}
+        for server in pair:
+            assert http.get(f"{server.url}/admin/v1/users", headers=bearer).status_code == 200
+        assert admin_a("DELETE", "/users/pgadmin2").status_code == 204
+        for server in pair:
+            refused = http.get(f"{server.url}/admin/v1/users", headers=bearer)
+            assert refused.status_code == 401, server.url
+
+
+@pytest.mark.parametrize(
+    "check", [check_sigterm_writes_every_row, check_sigkill_loses_at_most_a_second]
+)
+def test_audit_rows_survive_a_stop_and_a_crash(
+    postgres: Postgres, tmp_path: Path, check: Callable[[TokenServer, str], object]
+) -> None:
+    server = TokenServer(tmp_path / "audit", database_url=postgres.url).start()
+    try:
+        check(server, postgres.url)
+    finally:
+        server.stop()
