@@ -93,9 +93,8 @@ class LoginThrottle:
         now = self._clock()
         account_key = ACCOUNT + account
         address_key = _address_key(address) if address else None
-        keys = [account_key] if address_key is None else [account_key, address_key]
         try:
-            rows = self._store.recent(keys, now - self._window)
+            rows = self._store.recent(account_key, address_key, now - self._window)
         except SQLAlchemyError as exc:
             raise ThrottleUnavailable(type(exc).__name__) from None
         by_account = [at for key, at in rows if key == account_key]
