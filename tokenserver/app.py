@@ -70,7 +70,7 @@ def create_app(config: Config, *, clock: Callable[[], dt.datetime] = _utcnow) ->
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = Database(config.database.url)
+        db = Database(config.database.url, pool_size=config.database.pool_size)
         db.migrate()
         keys = load_keys(config.token.keys_dir, config.token.algorithm, config.token.signing_key)
         users = UserStore(db)

@@ -70,6 +70,9 @@ class TokenConfig(_Section):
 
 class DatabaseConfig(_Section):
     url: str = "sqlite:///tokenserver.db"
+    # Connections kept open: every password login reads the throttle counts, so
+    # fewer than the requests served at once means opening one per request.
+    pool_size: int = Field(default=20, ge=1, le=1000)
 
 
 class UsersConfig(_Section):

@@ -30,6 +30,7 @@ def test_defaults() -> None:
     assert config.token.x5c is False
     assert config.users.credential_cache_ttl == 60
     assert config.database.url == "sqlite:///tokenserver.db"
+    assert config.database.pool_size == 20
 
 
 def test_yaml_file(tmp_path: Path) -> None:
@@ -154,6 +155,7 @@ def test_bad_addr_refused(addr: str) -> None:
         ("users", {"credential_cache_ttl": -1}, "users.credential_cache_ttl"),
         ("server", {"max_body_bytes": 10}, "server.max_body_bytes"),
         ("log", {"level": "loud"}, "log.level"),
+        ("database", {"pool_size": 0}, "database.pool_size"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, section: str, values: dict, key: str) -> None:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from fastapi.testclient import TestClient
 from sqlalchemy import text
 
+from tokenserver.config import Config
 from tokenserver.store.db import Database
 from tokenserver.store.models import Base
 from tokenserver.store.refresh_tokens import RefreshTokenStore
@@ -17,6 +21,7 @@ from tokenserver.store.users import UserExists, UserNotFound, UserStore
 
 NOW = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
 DAY = dt.timedelta(days=1)
+StartClient = Callable[[Config], AbstractContextManager[TestClient]]
 
 
 def test_migrations_match_the_models_and_are_idempotent(database: Database) -> None:
@@ -24,6 +29,13 @@ def test_migrations_match_the_models_and_are_idempotent(database: Database) -> N
     with database.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
+
+
+def test_the_server_keeps_the_configured_pool(
+    make_config: Callable[..., Config], start_client: StartClient
+) -> None:
+    with start_client(make_config({"database": {"pool_size": 7}})) as client:
+        assert client.app.state.db.engine.pool.size() == 7  # type: ignore[attr-defined]
 
 
 def test_users(users: UserStore) -> None:

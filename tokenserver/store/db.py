@@ -81,8 +81,10 @@ class PreparedRead:
 
 
 class Database:
-    def __init__(self, url: str) -> None:
-        kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    def __init__(self, url: str, *, pool_size: int = 5) -> None:
+        # Beyond `pool_size`, up to 10 more connections open for a burst and
+        # close when they are handed back.
+        kwargs: dict[str, Any] = {"pool_pre_ping": True, "pool_size": pool_size}
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"check_same_thread": False}
         self.engine: Engine = create_engine(url, **kwargs)
