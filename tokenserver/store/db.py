@@ -45,9 +45,10 @@ class PreparedRead:
 
     For a statement on every request: SQLAlchemy's per-execution machinery
     costs several times the query itself, and far more once a dozen request
-    threads share the interpreter (measured on SQLite: 19 000 reads/s from one
-    thread either way, 6 000/s through a Connection from 16 threads, 69 000/s
-    this way). Driver errors come out as SQLAlchemy's, like any other query's.
+    threads share the interpreter (measured on SQLite, the throttle's read:
+    through a Connection 19 000 reads/s from one thread and 6 000-7 500 from
+    16; this way 73 000 and 69 000). Driver errors come out as SQLAlchemy's,
+    like any other query's.
     """
 
     def __init__(self, engine: Engine, statement: ClauseElement) -> None:
