@@ -16,6 +16,7 @@ declare -A PEERS=(
   [wrk]=wrk
   [hey]=hey
   [curl]=curl
+  [/usr/sbin/nginx]=nginx
 )
 
 has_binary() {
@@ -56,6 +57,13 @@ if [[ -n ${missing[slapd]:-} ]]; then
   # Without this the slapd postinst builds a system-wide directory we never use.
   echo "slapd slapd/no_configuration boolean true" | debconf-set-selections
 fi
-apt-get update </dev/null
-apt-get install -y "${packages[@]}" </dev/null
+# Another apt run (an unattended upgrade, a parallel job) holds the locks for a
+# while: wait for it rather than fail.
+APT=(apt-get -o DPkg::Lock::Timeout=900 -o Acquire::Retries=3)
+for attempt in 1 2 3 4 5; do
+  "${APT[@]}" update </dev/null && break
+  echo "install-peers: apt-get update failed (attempt $attempt), retrying" >&2
+  sleep $((attempt * 10))
+done
+"${APT[@]}" install -y "${packages[@]}" </dev/null
 echo "install-peers: done"

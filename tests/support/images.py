@@ -10,6 +10,7 @@ import gzip
 import hashlib
 import io
 import json
+import random
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,9 +138,18 @@ def _update_index(layout_dir: Path, manifest_descriptor: dict[str, Any], tag: st
 
 
 def write_oci_layout(
-    layout_dir: str | Path, *, tag: str = "v1", layers: int = 2, seed: str = "x"
+    layout_dir: str | Path,
+    *,
+    tag: str = "v1",
+    layers: int = 2,
+    seed: str = "x",
+    layer_bytes: int = 0,
 ) -> ImageInfo:
-    """Write (or add `tag` to) an OCI image layout that skopeo reads as `oci:DIR:tag`."""
+    """Write (or add `tag` to) an OCI image layout that skopeo reads as `oci:DIR:tag`.
+
+    With `layer_bytes`, each layer also carries that many pseudo-random bytes
+    (stored, not compressed, in its gzip), for images of a chosen size.
+    """
     layout_dir = Path(layout_dir)
     blobs_dir = layout_dir / "blobs" / "sha256"
     blobs_dir.mkdir(parents=True, exist_ok=True)
@@ -147,8 +157,13 @@ def write_oci_layout(
         canonical_json({"imageLayoutVersion": OCI_LAYOUT_VERSION})
     )
 
-    tars = [make_tar(layer_files(seed, i)) for i in range(layers)]
-    gzipped = [gzip.compress(t, mtime=0) for t in tars]
+    contents = [layer_files(seed, i) for i in range(layers)]
+    if layer_bytes:
+        for i, files in enumerate(contents):
+            files[f"layer{i}/payload.bin"] = random.Random(f"{seed}/{i}").randbytes(layer_bytes)
+    tars = [make_tar(files) for files in contents]
+    level = 0 if layer_bytes else 9  # random bytes do not compress; do not try
+    gzipped = [gzip.compress(t, compresslevel=level, mtime=0) for t in tars]
     diff_ids = [sha256_digest(t) for t in tars]
     layer_digests = [_write_blob(blobs_dir, g) for g in gzipped]
     config = image_config(diff_ids, seed)

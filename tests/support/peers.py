@@ -569,13 +569,21 @@ class Postgres(Peer):
         return True
 
     def after_start(self) -> None:
+        self._create(self.dbname)
+
+    def new_database(self, dbname: str) -> str:
+        """A database of its own for one test (on this cluster); its SQLAlchemy URL."""
+        self._create(dbname)
+        return self.url.rsplit("/", 1)[0] + f"/{dbname}"
+
+    def _create(self, dbname: str) -> None:
         conn = self.connect("postgres")
         try:
             conn.autocommit = True
             with conn.cursor() as cur:
-                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.dbname,))
+                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,))
                 if cur.fetchone() is None:
-                    cur.execute(f'CREATE DATABASE "{self.dbname}"')
+                    cur.execute(f'CREATE DATABASE "{dbname}"')
         finally:
             conn.close()
 
