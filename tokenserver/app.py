@@ -10,9 +10,12 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
+from swagger_ui_bundle import swagger_ui_path
 
 from authcore.middleware import RequestMiddleware
 from authcore.routing import allow_header
@@ -132,7 +135,26 @@ def create_app(config: Config, *, clock: Callable[[], dt.datetime] = _utcnow) ->
                 backend.close()
             db.dispose()
 
-    app = FastAPI(title="tokenserver", version=__version__, lifespan=lifespan)
+    # The API docs come from a local copy of Swagger UI, so /docs works offline.
+    app = FastAPI(
+        title="tokenserver",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.mount("/docs/assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} API",
+            swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs/assets/swagger-ui.css",
+            swagger_favicon_url="/docs/assets/favicon-32x32.png",
+        )
+
     metrics = TokenMetrics()
     app.state.metrics = metrics
     app.include_router(token.router)

@@ -15,6 +15,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from authcore.cli import run
+from authcore.settings import find_config
 from tokenserver.accounts import AccountError, Accounts
 from tokenserver.audit import Actor, AdminTrail
 from tokenserver.authn.cache import CredentialCache
@@ -36,8 +37,10 @@ class CLIError(Exception):
 
 
 def _config(args: argparse.Namespace) -> Config:
-    path = args.config or os.environ.get("TOKENSERVER_CONFIG")
-    return load_config(Path(path) if path else None)
+    path, dev = find_config(args.config, "TOKENSERVER_CONFIG", "tokenserver.yaml")
+    if dev:
+        print(f"tokenserver: using the dev configuration {path}", file=sys.stderr)
+    return load_config(path)
 
 
 def _database(config: Config) -> Database:
