@@ -49,6 +49,7 @@ def write_configs() -> None:
         "server": {"addr": TOKEN_ADDR},
         "token": {"issuer": ISSUER, "service": SERVICE, "keys_dir": str(KEYS)},
         "database": {"url": f"sqlite:///{VAR / 'tokenserver.db'}"},
+        "ui": {"registry_url": f"http://{REGISTRY_ADDR}"},
     }
     (VAR / "tokenserver.yaml").write_text(yaml.safe_dump(config))
     registry = {
@@ -136,6 +137,7 @@ def main() -> int:
     print()
     print(f"token server:  http://{TOKEN_ADDR}/token  (JWKS at /.well-known/jwks.json)")
     print(f"registry:      http://{REGISTRY_ADDR}/v2/  (token auth, service {SERVICE!r})")
+    print(f"admin page:    http://{TOKEN_ADDR}/ui/  (members of the admin group)")
     print()
     print("In another shell, for the tokenserver and registry-proxy commands:")
     print(f'  export PATH="{bin_dir}:$PATH"')

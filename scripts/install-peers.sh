@@ -16,6 +16,8 @@ declare -A PEERS=(
   [wrk]=wrk
   [hey]=hey
   [curl]=curl
+  [/usr/bin/chromium]=chromium
+  [/usr/bin/chromedriver]=chromium-driver
 )
 
 has_binary() {

@@ -43,11 +43,12 @@ from tokenserver.grants import GrantService
 from tokenserver.issuer import Issuer
 from tokenserver.keys import load_keys
 from tokenserver.metrics import TokenMetrics
-from tokenserver.routes import admin, token, wellknown
+from tokenserver.routes import admin, token, ui, wellknown
 from tokenserver.store.audit import AuditStore
 from tokenserver.store.ci_tokens import CITokenStore
 from tokenserver.store.db import Database
 from tokenserver.store.refresh_tokens import RefreshTokenStore
+from tokenserver.store.ui_sessions import UISessionStore
 from tokenserver.store.users import UserStore
 from tokenserver.throttle import LoginThrottle
 
@@ -108,12 +109,15 @@ def create_app(config: Config, *, clock: Callable[[], dt.datetime] = _utcnow) ->
             metrics=app.state.metrics,
             audit=audit,
         )
+        trail = AdminTrail(AuditStore(db), clock)
+        app.state.trail = trail
+        app.state.ui_sessions = UISessionStore(db)
         app.state.accounts = Accounts(
             users=users,
             refresh_tokens=refresh_tokens,
             ci_tokens=ci_tokens,
             directory=Authenticator(people, CredentialCache(0), config.users.bcrypt_cost),
-            trail=AdminTrail(AuditStore(db), clock),
+            trail=trail,
             clock=clock,
             bcrypt_cost=config.users.bcrypt_cost,
             ci_max_ttl=config.ci_tokens.max_ttl,
@@ -160,6 +164,7 @@ def create_app(config: Config, *, clock: Callable[[], dt.datetime] = _utcnow) ->
     app.include_router(token.router)
     app.include_router(wellknown.router)
     app.include_router(admin.router)
+    ui.install(app)
     app.add_middleware(RequestMiddleware, logger="tokenserver.access", observers=[metrics.observe])
 
     @app.get("/metrics", include_in_schema=False)

@@ -19,7 +19,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-__all__ = ["AuditEvent", "Base", "CIToken", "RefreshToken", "User", "UserGroup"]
+__all__ = ["AuditEvent", "Base", "CIToken", "RefreshToken", "UISession", "User", "UserGroup"]
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
@@ -135,3 +135,17 @@ class AuditEvent(Base):
     requested: Mapped[str] = mapped_column(Text)
     granted: Mapped[str] = mapped_column(Text)
     outcome: Mapped[str] = mapped_column(String(32), index=True)
+
+
+class UISession(Base):
+    """A signed-in admin of the web page; the cookie's value is stored only hashed."""
+
+    __tablename__ = "ui_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    subject: Mapped[str] = mapped_column(String(255))
+    backend: Mapped[str] = mapped_column(String(32))
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
