@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check install peers lint typecheck bench clean
+.PHONY: run test check image install peers lint typecheck bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { \
@@ -23,6 +23,10 @@ peers:
 ## Start the token server and the registry with embedded defaults (Ctrl-C stops both).
 run: install
 	$(PY) scripts/devstack.py
+
+## A tiny image to push (var/image/oci for skopeo/podman, var/image/demo.tar for docker load).
+image: install
+	$(PY) scripts/make_image.py
 
 ## Install everything the tests need (Python packages, real peers), then run them all.
 test: install peers lint typecheck

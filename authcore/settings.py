@@ -16,13 +16,40 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, SecretStr, ValidationError
 
-__all__ = ["ConfigError", "load_settings"]
+__all__ = ["DEV_DIR", "ConfigError", "find_config", "load_settings"]
 
 M = TypeVar("M", bound=BaseModel)
 
 
 class ConfigError(Exception):
     """The configuration cannot be used; the message names the key."""
+
+
+# Where `make run` writes its configuration, relative to the checkout.
+DEV_DIR = Path("var") / "dev"
+
+
+def find_config(
+    given: str | None, env_var: str, dev_file: str, environ: Mapping[str, str] | None = None
+) -> tuple[Path, bool]:
+    """The configuration file a command uses, and whether it is `make run`'s.
+
+    `--config` first, then `$env_var`, then the dev configuration `make run`
+    wrote, when the command runs in the checkout. Never nothing: a command
+    without a configuration would quietly create a database or storage
+    nobody asked for.
+    """
+    environ = os.environ if environ is None else environ
+    chosen = given or environ.get(env_var)
+    if chosen:
+        return Path(chosen), False
+    candidate = DEV_DIR / dev_file
+    if candidate.is_file():
+        return candidate.absolute(), True
+    raise ConfigError(
+        f"no configuration: give --config FILE or set {env_var} "
+        f"(`make run` writes {DEV_DIR / dev_file} and prints the line to set it)"
+    )
 
 
 def _env_path(model: type[BaseModel], parts: list[str]) -> list[str] | None:

@@ -5,22 +5,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from authcore.cli import run
+from authcore.settings import find_config
 from registry_proxy.config import Config, ConfigError, load_config
 
 __all__ = ["main"]
 
 
 def _config(args: argparse.Namespace) -> Config:
-    path = args.config or os.environ.get("REGISTRY_PROXY_CONFIG")
-    if not path:
-        raise ConfigError("give the configuration with --config FILE (or $REGISTRY_PROXY_CONFIG)")
-    return load_config(Path(path))
+    path, dev = find_config(args.config, "REGISTRY_PROXY_CONFIG", "registry.yaml")
+    if dev:
+        print(f"registry-proxy: using the dev configuration {path}", file=sys.stderr)
+    return load_config(path)
 
 
 def cmd_serve(args: argparse.Namespace) -> None:

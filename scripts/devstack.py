@@ -2,7 +2,9 @@
 
 State lives in var/dev (SQLite database, registry storage, generated configs);
 signing keys in keys/. The first start creates an `admin` user with a random
-password and prints it once.
+password and prints it once. Both ports must be free (another `make run`
+still running is the usual reason they are not); if either server dies, the
+other is stopped and the exit status says so.
 """
 
 from __future__ import annotations
@@ -10,17 +12,18 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import httpx
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-VAR = ROOT / "var" / "dev"
-KEYS = ROOT / "keys"
+# Overridable so the tests of `make run` itself never touch a developer's state.
+VAR = Path(os.environ.get("DEV_DIR", ROOT / "var" / "dev"))
+KEYS = Path(os.environ.get("KEYS_DIR", ROOT / "keys"))
 TOKEN_ADDR = os.environ.get("TOKEN_ADDR", "127.0.0.1:5001")
 REGISTRY_ADDR = os.environ.get("REGISTRY_ADDR", "127.0.0.1:5000")
 SERVICE = "registry"
@@ -46,6 +49,7 @@ def write_configs() -> None:
         "server": {"addr": TOKEN_ADDR},
         "token": {"issuer": ISSUER, "service": SERVICE, "keys_dir": str(KEYS)},
         "database": {"url": f"sqlite:///{VAR / 'tokenserver.db'}"},
+        "ui": {"registry_url": f"http://{REGISTRY_ADDR}"},
     }
     (VAR / "tokenserver.yaml").write_text(yaml.safe_dump(config))
     registry = {
@@ -76,41 +80,71 @@ def ensure_admin() -> str | None:
     return password
 
 
-def wait_for(url: str, proc: subprocess.Popen[bytes], name: str) -> None:
+def _split(addr: str) -> tuple[str, int]:
+    host, _, port = addr.rpartition(":")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def require_free(addr: str, variable: str) -> None:
+    """Refuse to start on a port something else holds: its answers would look like ours."""
+    host, port = _split(addr)
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            sys.exit(
+                f"make run: {addr} is in use (is another `make run` still running?). "
+                f"Stop it, or choose another port: {variable}=127.0.0.1:PORT make run"
+            )
+
+
+def wait_for(addr: str, proc: subprocess.Popen[bytes], name: str) -> None:
+    """Until the child listens: a plain connect, so no request shows in its log."""
+    host, port = _split(addr)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            sys.exit(f"{name} exited during start-up")
+            sys.exit(f"make run: {name} exited during start-up (status {proc.returncode})")
         try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.HTTPError:
+            socket.create_connection((host, port), timeout=1).close()
+        except OSError:
             time.sleep(0.1)
-    sys.exit(f"{name} did not start")
+            continue
+        if proc.poll() is None:  # the port was free before: the listener is this child
+            return
+    sys.exit(f"make run: {name} did not start within 30 s")
 
 
-def main() -> None:
+def main() -> int:
+    require_free(TOKEN_ADDR, "TOKEN_ADDR")
+    require_free(REGISTRY_ADDR, "REGISTRY_ADDR")
     write_configs()
     if not any(KEYS.glob("*.key")):
         print(f"generated signing key {tokenserver('keys', 'generate').strip()}")
     password = ensure_admin()
 
-    procs: list[subprocess.Popen[bytes]] = []
-    token = subprocess.Popen(
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    procs["tokenserver"] = subprocess.Popen(
         [sys.executable, "-m", "tokenserver", "serve", "--config", str(VAR / "tokenserver.yaml")]
     )
-    procs.append(token)
-    wait_for(f"http://{TOKEN_ADDR}/healthz", token, "tokenserver")
-
-    registry = subprocess.Popen(
+    wait_for(TOKEN_ADDR, procs["tokenserver"], "tokenserver")
+    procs["registry-proxy"] = subprocess.Popen(
         [sys.executable, "-m", "registry_proxy", "serve", "--config", str(VAR / "registry.yaml")]
     )
-    procs.append(registry)
-    wait_for(f"http://{REGISTRY_ADDR}/v2/", registry, "registry-proxy")
+    wait_for(REGISTRY_ADDR, procs["registry-proxy"], "registry-proxy")
 
+    bin_dir = Path(sys.executable).parent
     print()
     print(f"token server:  http://{TOKEN_ADDR}/token  (JWKS at /.well-known/jwks.json)")
     print(f"registry:      http://{REGISTRY_ADDR}/v2/  (token auth, service {SERVICE!r})")
+    print(f"admin page:    http://{TOKEN_ADDR}/ui/  (members of the admin group)")
+    print()
+    print("In another shell, for the tokenserver and registry-proxy commands:")
+    print(f'  export PATH="{bin_dir}:$PATH"')
+    print(
+        f'  export TOKENSERVER_CONFIG="{VAR / "tokenserver.yaml"}"'
+        f' REGISTRY_PROXY_CONFIG="{VAR / "registry.yaml"}"'
+    )
     if password:
         print()
         print("Created user 'admin' (group admin). Its password is shown only this once:")
@@ -120,20 +154,33 @@ def main() -> None:
     print("Ctrl-C stops everything.", flush=True)
 
     def stop(*_: object) -> None:
-        for proc in procs:
-            proc.terminate()
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.terminate()
 
     signal.signal(signal.SIGTERM, stop)
+    died: tuple[str, int] | None = None
     try:
-        while all(p.poll() is None for p in procs):
-            time.sleep(0.5)
+        while died is None:
+            for name, proc in procs.items():
+                if proc.poll() is not None:
+                    died = (name, proc.returncode)
+                    break
+            else:
+                time.sleep(0.5)
     except KeyboardInterrupt:
         pass
     finally:
         stop()
-        for proc in procs:
-            proc.wait(timeout=10)
+        for proc in procs.values():
+            proc.wait(timeout=15)
+    if died is not None and died[1] not in (0, -signal.SIGTERM):
+        print(
+            f"make run: {died[0]} exited with status {died[1]}; stopped the rest", file=sys.stderr
+        )
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

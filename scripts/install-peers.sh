@@ -17,6 +17,8 @@ declare -A PEERS=(
   [hey]=hey
   [curl]=curl
   [/usr/sbin/nginx]=nginx
+  [/usr/bin/chromium]=chromium
+  [/usr/bin/chromedriver]=chromium-driver
 )
 
 has_binary() {

@@ -10,9 +10,12 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
+from swagger_ui_bundle import swagger_ui_path
 
 from authcore.middleware import RequestMiddleware
 from authcore.routing import allow_header
@@ -40,12 +43,13 @@ from tokenserver.grants import GrantService
 from tokenserver.issuer import Issuer
 from tokenserver.keys import load_keys
 from tokenserver.metrics import TokenMetrics
-from tokenserver.routes import admin, token, wellknown
+from tokenserver.routes import admin, token, ui, wellknown
 from tokenserver.store.audit import AuditStore
 from tokenserver.store.ci_tokens import CITokenStore
 from tokenserver.store.db import Database
 from tokenserver.store.login_failures import LoginFailureStore
 from tokenserver.store.refresh_tokens import RefreshTokenStore
+from tokenserver.store.ui_sessions import UISessionStore
 from tokenserver.store.users import UserStore
 from tokenserver.throttle import LoginThrottle
 
@@ -108,12 +112,15 @@ def create_app(config: Config, *, clock: Callable[[], dt.datetime] = _utcnow) ->
             metrics=app.state.metrics,
             audit=audit,
         )
+        trail = AdminTrail(AuditStore(db), clock)
+        app.state.trail = trail
+        app.state.ui_sessions = UISessionStore(db)
         app.state.accounts = Accounts(
             users=users,
             refresh_tokens=refresh_tokens,
             ci_tokens=ci_tokens,
             directory=Authenticator(people, CredentialCache(0), config.users.bcrypt_cost),
-            trail=AdminTrail(AuditStore(db), clock),
+            trail=trail,
             clock=clock,
             bcrypt_cost=config.users.bcrypt_cost,
             ci_max_ttl=config.ci_tokens.max_ttl,
@@ -135,12 +142,32 @@ def create_app(config: Config, *, clock: Callable[[], dt.datetime] = _utcnow) ->
                 backend.close()
             db.dispose()
 
-    app = FastAPI(title="tokenserver", version=__version__, lifespan=lifespan)
+    # The API docs come from a local copy of Swagger UI, so /docs works offline.
+    app = FastAPI(
+        title="tokenserver",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.mount("/docs/assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} API",
+            swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs/assets/swagger-ui.css",
+            swagger_favicon_url="/docs/assets/favicon-32x32.png",
+        )
+
     metrics = TokenMetrics()
     app.state.metrics = metrics
     app.include_router(token.router)
     app.include_router(wellknown.router)
     app.include_router(admin.router)
+    ui.install(app)
     app.add_middleware(RequestMiddleware, logger="tokenserver.access", observers=[metrics.observe])
 
     @app.get("/metrics", include_in_schema=False)

@@ -15,6 +15,8 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from authcore.cli import run
+from authcore.settings import find_config
+from tokenserver import durations
 from tokenserver.accounts import AccountError, Accounts
 from tokenserver.audit import Actor, AdminTrail
 from tokenserver.authn.cache import CredentialCache
@@ -36,8 +38,10 @@ class CLIError(Exception):
 
 
 def _config(args: argparse.Namespace) -> Config:
-    path = args.config or os.environ.get("TOKENSERVER_CONFIG")
-    return load_config(Path(path) if path else None)
+    path, dev = find_config(args.config, "TOKENSERVER_CONFIG", "tokenserver.yaml")
+    if dev:
+        print(f"tokenserver: using the dev configuration {path}", file=sys.stderr)
+    return load_config(path)
 
 
 def _database(config: Config) -> Database:
@@ -235,17 +239,11 @@ def cmd_policy_check(args: argparse.Namespace) -> None:
         print(f"{d.requested!s:<{width}}  ->  {granted:<16}  {d.reason}")
 
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
 def parse_duration(text: str) -> int:
-    """`30d`, `12h`, `90m`, `45s`, `2w` or plain seconds."""
-    value = text.strip().lower()
-    unit = value[-1:] if value[-1:] in _UNITS else "s"
-    number = value[:-1] if value[-1:] in _UNITS else value
-    if not number.isdigit() or int(number) <= 0:
-        raise CLIError(f"{text!r}: a duration such as 30d, 12h, 90m or 3600")
-    return int(number) * _UNITS[unit]
+    try:
+        return durations.parse_duration(text)
+    except durations.DurationError as exc:
+        raise CLIError(str(exc)) from None
 
 
 def cmd_ci_create(args: argparse.Namespace) -> None:

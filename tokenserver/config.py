@@ -182,6 +182,22 @@ class CITokensConfig(_Section):
     max_ttl: int = Field(default=365 * 86400, ge=60)  # seconds
 
 
+class UIConfig(_Section):
+    # The registry whose repositories the web page lists (read through its API).
+    registry_url: str | None = None
+    # Seconds a sign-in lasts.
+    session_ttl: int = Field(default=8 * 3600, ge=60, le=7 * 86400)
+
+    @field_validator("registry_url")
+    @classmethod
+    def _registry_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("must be http://HOST[:PORT] or https://HOST[:PORT]")
+        return value
+
+
 class AuditConfig(_Section):
     retention_days: int = Field(default=90, ge=1)
 
@@ -205,6 +221,7 @@ class Config(_Section):
     authn: AuthnConfig = AuthnConfig()
     ldap: LDAPConfig = LDAPConfig()
     ci_tokens: CITokensConfig = CITokensConfig()
+    ui: UIConfig = UIConfig()
     audit: AuditConfig = AuditConfig()
     throttle: ThrottleConfig = ThrottleConfig()
     acl: list[ACLEntry] | None = None

@@ -60,8 +60,9 @@ log = logging.getLogger(__name__)
 
 MAX_SCOPES = 100
 
-# How the caller proved itself: Basic on GET, or the OAuth2 grant type on POST.
-Via = Literal["anonymous", "basic", "password", "refresh_token"]
+# How the caller proved itself: Basic on GET, the OAuth2 grant type on POST, or a
+# web-page session (the page asks for tokens for its signed-in admin).
+Via = Literal["anonymous", "basic", "password", "refresh_token", "session"]
 
 
 # -- what a request is -----------------------------------------------------------
@@ -203,13 +204,15 @@ class GrantService:
         self._metrics = metrics
         self._audit = audit
 
-    def grant(self, request: TokenRequest) -> Grant:
+    def grant(self, request: TokenRequest, identity: Identity | None = None) -> Grant:
         """Blocking (bcrypt, the database, a directory): call it from a worker thread.
 
-        Raises a `Refused` subclass; audits and counts the request either way.
+        `identity` is for a caller proven another way (a web-page session);
+        otherwise the request's credentials say who it is. Raises a `Refused`
+        subclass; audits and counts the request either way.
         """
         context.CLIENT_IP.set(request.client_ip or "")
-        trail = _Trail(request)
+        trail = _Trail(request, identity=identity)
         try:
             grant = self._grant(request, trail)
         except Refused as exc:
@@ -232,7 +235,7 @@ class GrantService:
         if request.service not in self.services:
             raise UnknownService("unknown service")
         trail.requested = self._parse_requested(request.scopes)
-        identity = self._identify(request, trail)
+        identity = trail.identity or self._identify(request, trail)
         trail.identity = identity
         typed = (
             request.credentials.username if isinstance(request.credentials, PasswordLogin) else None

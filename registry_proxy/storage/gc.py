@@ -82,10 +82,7 @@ async def collect(
         if not dry_run:
             with contextlib.suppress(FileNotFound):
                 await driver.delete(paths.blob_dir(digest))
-    progress(
-        f"{len(marked)} blobs marked, {swept} blobs and {len(doomed)} manifests "
-        f"{'eligible for deletion' if dry_run else 'deleted'}"
-    )
+    # The summary is the caller's to print, from the report: said once.
     return GCReport(len(marked), swept, freed, len(doomed))
 
 

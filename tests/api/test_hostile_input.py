@@ -94,6 +94,9 @@ QUERY_PROBES: list[tuple[str, str, dict[str, str], int]] = [
     ("GET", "/admin/v1/audit?since=9999-99-99T00:00:00Z", _basic(b"root:root-pw-1"), 400),
     ("GET", "/admin/v1/audit?outcome=%C2%B2", _basic(b"root:root-pw-1"), 400),
     ("GET", "/admin/v1/audit?action=" + "a" * 100, _basic(b"root:root-pw-1"), 400),
+    ("GET", "/ui/users", {"Cookie": "ts_session=" + "x" * 5000}, 303),
+    ("GET", "/ui/audit?page=" + "9" * 5000, {"Cookie": "ts_session=forged"}, 303),
+    ("GET", "/ui/users/%00", {}, 303),
 ]
 
 
@@ -108,6 +111,9 @@ def test_query_and_header_probes(
 ) -> None:
     answer = httpx.request(method, server.url + path, headers=headers, timeout=10)
     assert answer.status_code == status, answer.text
+    if status == 303:  # the web page sends a stranger to sign in
+        assert answer.headers["location"] == "/ui/login"
+        return
     body = answer.json()
     assert body["error"] and body["error_description"]
 
@@ -178,6 +184,15 @@ POST_PROBES: list[tuple[str, bytes, dict[str, str], int]] = [
         {"Content-Type": "application/json", **_basic(b"root:root-pw-1")},
         400,
     ),
+    # The web page: no session, no or forged CSRF tokens, hostile forms.
+    ("/ui/users", b"name=evil&password=pw-evil-1&csrf=x", FORM, 401),
+    ("/ui/ci-tokens", b"name=evil&scopes=admin:api:*&csrf=x", FORM, 401),
+    ("/ui/login", b"username=root&password=root-pw-1&csrf=x", FORM, 403),
+    ("/ui/login", b"username=root&password=root-pw-1", FORM, 403),
+    ("/ui/login", b"username=" + b"r" * 70_000, FORM, 413),
+    ("/ui/login", b"username=%FF&password=x&csrf=x", FORM, 400),
+    ("/ui/logout", b"csrf=x", FORM, 401),
+    ("/ui/users/" + "a" * 5000 + "/delete", b"csrf=x", FORM, 401),
 ]
 
 
@@ -192,7 +207,10 @@ def test_post_probes(
 ) -> None:
     answer = httpx.post(server.url + path, content=body, headers=headers, timeout=10)
     assert answer.status_code == status, answer.text
-    assert answer.json()["error"]
+    if answer.headers["content-type"].startswith("text/html"):
+        assert "nothing was changed" in answer.text or "Sign in" in answer.text
+    else:
+        assert answer.json()["error"]
 
 
 def test_parallel_updates_and_deletes_of_one_user(

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tokenserver import cli
 from tokenserver.config import Config
@@ -461,3 +462,46 @@ def test_every_cli_change_is_audited(
     lines = out.splitlines()
     assert code == 0 and len(lines) == 2
     assert all("operator7\tcli" in line and "user.delete\ttarget=erin" in line for line in lines)
+
+
+def test_without_a_config_the_command_fails_and_creates_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TOKENSERVER_CONFIG", raising=False)
+    monkeypatch.setattr("sys.stdin", io.StringIO("pw-nobody-asked\n"))
+    code = cli.main(["user", "add", "alice", "--password-stdin"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "no configuration" in err and "--config" in err and "TOKENSERVER_CONFIG" in err
+    assert list(tmp_path.iterdir()) == []  # no database nobody asked for
+
+
+def test_without_a_config_the_dev_config_is_used_and_named(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    keys_dir: Path,
+) -> None:
+    dev = tmp_path / "checkout" / "var" / "dev"
+    dev.mkdir(parents=True)
+    (dev / "tokenserver.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "token": {"keys_dir": str(keys_dir)},
+                "database": {"url": "sqlite:///tokenserver.db"},
+                "users": {"bcrypt_cost": 4},
+            }
+        )
+    )
+    monkeypatch.chdir(tmp_path / "checkout")
+    monkeypatch.delenv("TOKENSERVER_CONFIG", raising=False)
+    monkeypatch.setattr("sys.stdin", io.StringIO("pw-dev-user-1\n"))
+    assert cli.main(["user", "add", "alice", "--password-stdin"]) == 0
+    err = capsys.readouterr().err
+    assert f"using the dev configuration {dev / 'tokenserver.yaml'}" in err
+    assert (dev / "tokenserver.db").exists() and not (
+        tmp_path / "checkout" / "tokenserver.db"
+    ).exists()
+    assert cli.main(["user", "list", "--json"]) == 0
+    assert [u["name"] for u in json.loads(capsys.readouterr().out)] == ["alice"]

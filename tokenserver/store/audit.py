@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, func, insert, select
 
 from tokenserver.store.db import Database
 from tokenserver.store.models import AuditEvent
@@ -20,6 +20,7 @@ __all__ = [
     "AuditRecord",
     "AuditStore",
     "Outcome",
+    "SeenAccount",
 ]
 
 # Token requests end granted, partial or denied; administrative acts ok,
@@ -80,6 +81,13 @@ class AuditRecord:
         )
 
 
+@dataclass(frozen=True)
+class SeenAccount:
+    subject: str
+    backend: str
+    at: dt.datetime
+
+
 _LIMITS = {
     "subject": 255,
     "user_agent": 512,
@@ -115,9 +123,15 @@ class AuditStore:
         since: dt.datetime | None = None,
         until: dt.datetime | None = None,
         limit: int = 100,
+        offset: int = 0,
     ) -> list[AuditRecord]:
-        """Newest first."""
-        q = select(AuditEvent).order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(limit)
+        """Newest first; `offset` rows of that order skipped (for pages)."""
+        q = (
+            select(AuditEvent)
+            .order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
         if subject is not None:
             q = q.where(AuditEvent.subject == subject)
         if outcome is not None:
@@ -130,6 +144,18 @@ class AuditStore:
             q = q.where(AuditEvent.at < until)
         with self._db.session() as s:
             return [AuditRecord.from_row(r) for r in s.scalars(q)]
+
+    def seen_accounts(self, backends: Sequence[str], limit: int = 200) -> list[SeenAccount]:
+        """Subjects that logged in through these backends, with when they were last seen."""
+        q = (
+            select(AuditEvent.subject, AuditEvent.backend, func.max(AuditEvent.at).label("at"))
+            .where(AuditEvent.backend.in_(backends), AuditEvent.subject != "")
+            .group_by(AuditEvent.subject, AuditEvent.backend)
+            .order_by(AuditEvent.subject)
+            .limit(limit)
+        )
+        with self._db.engine.connect() as conn:
+            return [SeenAccount(r.subject, r.backend, r.at) for r in conn.execute(q)]
 
     def purge(self, before: dt.datetime, limit: int | None = None) -> int:
         """Delete rows older than `before` (at most `limit`, oldest first); the number deleted."""

@@ -27,6 +27,7 @@ __all__ = [
     "CIToken",
     "LoginFailure",
     "RefreshToken",
+    "UISession",
     "User",
     "UserGroup",
 ]
@@ -163,3 +164,17 @@ class LoginFailure(Base):
     key: Mapped[str] = mapped_column(String(320))
     # Seconds since the epoch, by the clock of the instance that saw the failure.
     at: Mapped[float] = mapped_column(Double, index=True)
+
+
+class UISession(Base):
+    """A signed-in admin of the web page; the cookie's value is stored only hashed."""
+
+    __tablename__ = "ui_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    subject: Mapped[str] = mapped_column(String(255))
+    backend: Mapped[str] = mapped_column(String(32))
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)

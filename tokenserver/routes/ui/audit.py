@@ -1,0 +1,72 @@
+"""The audit trail: newest first, filtered by subject, outcome, action and time, in pages."""
+
+from __future__ import annotations
+
+import datetime as dt
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from tokenserver.durations import DurationError, parse_duration
+from tokenserver.routes.ui.common import base_context
+from tokenserver.routes.ui.render import page
+from tokenserver.routes.ui.session import signed_in
+from tokenserver.store.audit import OUTCOMES, AuditStore
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+PAGE = 50
+MAX_PAGES = 1000
+
+
+@router.get("/audit", include_in_schema=False)
+async def audit(request: Request) -> Response:
+    who = await signed_in(request)
+    params = request.query_params
+    filters = {key: params.get(key, "")[:255] for key in ("subject", "action", "outcome", "since")}
+    page_number = (
+        int(n) if (n := params.get("page", "1")).isascii() and n.isdigit() and len(n) < 5 else 1
+    )
+    page_number = min(max(page_number, 1), MAX_PAGES)
+    error = None
+    since = None
+    if filters["since"]:
+        try:
+            since = request.app.state.grants.clock() - dt.timedelta(
+                seconds=parse_duration(filters["since"])
+            )
+        except DurationError as exc:
+            error = str(exc)
+    outcome = filters["outcome"] if filters["outcome"] in OUTCOMES else None
+    await run_in_threadpool(request.app.state.audit.flush, 2.0)
+    store = AuditStore(request.app.state.db)
+    rows = await run_in_threadpool(
+        lambda: store.query(
+            subject=filters["subject"] or None,
+            outcome=outcome,
+            action=filters["action"] or None,
+            since=since,
+            limit=PAGE + 1,
+            offset=(page_number - 1) * PAGE,
+        )
+    )
+
+    def page_link(number: int) -> str:
+        return "/ui/audit?" + urlencode({**{k: v for k, v in filters.items() if v}, "page": number})
+
+    context = base_context(request, who) | ({"error": error} if error else {})
+    return page(
+        request,
+        "audit.html",
+        filters=filters,
+        outcomes=OUTCOMES,
+        rows=rows[:PAGE],
+        more=len(rows) > PAGE,
+        page=page_number,
+        page_link=page_link,
+        **context,
+    )

@@ -1,0 +1,98 @@
+"""CI tokens: list, create (the secret shown once), revoke."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from tokenserver.accounts import AccountError, InvalidValue
+from tokenserver.durations import DurationError, parse_duration
+from tokenserver.routes.ui.common import accounts, after_change, base_context, status_of
+from tokenserver.routes.ui.render import page
+from tokenserver.routes.ui.session import SignedIn, read_form, signed_in
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+
+def _registry_host(request: Request) -> str:
+    url: str | None = request.app.state.config.ui.registry_url
+    return url.split("://", 1)[1].rstrip("/") if url else "REGISTRY"
+
+
+async def _list(
+    request: Request,
+    who: SignedIn,
+    *,
+    created: dict[str, str] | None = None,
+    error: str | None = None,
+    status: int = 200,
+) -> Response:
+    now: dt.datetime = request.app.state.grants.clock()
+    tokens: list[dict[str, Any]] = [
+        {
+            "name": t.name,
+            "scopes": [str(p) for p in t.scopes.patterns],
+            "state": t.state(now),
+            "expires_at": t.expires_at,
+            "last_used_at": t.last_used_at,
+            "last_used_ip": t.last_used_ip,
+            "description": t.description,
+        }
+        for t in await run_in_threadpool(accounts(request).list_ci_tokens)
+    ]
+    context = base_context(request, who) | {"error": error}
+    return page(
+        request,
+        "ci_tokens.html",
+        status,
+        tokens=tokens,
+        created=created,
+        registry_host=_registry_host(request),
+        **context,
+    )
+
+
+@router.get("/ci-tokens", include_in_schema=False)
+async def list_ci_tokens(request: Request) -> Response:
+    return await _list(request, await signed_in(request))
+
+
+@router.post("/ci-tokens", include_in_schema=False)
+async def create_ci_token(request: Request) -> Response:
+    who = await signed_in(request)
+    form = await read_form(request, who.session.csrf)
+    name = form.one("name") or ""
+    try:
+        try:
+            ttl = parse_duration(form.one("ttl") or "30d")
+        except DurationError as exc:
+            raise InvalidValue(str(exc)) from None
+        _info, secret = await run_in_threadpool(
+            accounts(request).create_ci_token,
+            who.actor,
+            name,
+            (form.one("scopes") or "").split(),
+            ttl,
+            form.one("description") or "",
+        )
+    except AccountError as exc:
+        return await _list(request, who, error=str(exc), status=status_of(exc))
+    # Rendered, not redirected: the secret must never be in a URL or shown twice.
+    return await _list(request, who, created={"name": name, "secret": secret}, status=201)
+
+
+@router.post("/ci-tokens/{name}/revoke", include_in_schema=False)
+async def revoke_ci_token(request: Request, name: str) -> Response:
+    who = await signed_in(request)
+    await read_form(request, who.session.csrf)
+    try:
+        await run_in_threadpool(accounts(request).revoke_ci_token, who.actor, name)
+    except AccountError as exc:
+        return await _list(request, who, error=str(exc), status=status_of(exc))
+    return after_change("/ui/ci-tokens", "ci-revoked", name)

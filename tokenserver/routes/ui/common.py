@@ -1,0 +1,55 @@
+"""What every page handler shares: the services, the after-a-change redirect, refusals."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import Request
+from fastapi.responses import RedirectResponse, Response
+
+from tokenserver.accounts import AccountError, Accounts, InvalidValue, NameTaken, UnknownAccount
+from tokenserver.routes.ui.session import SignedIn
+
+__all__ = ["DONE", "accounts", "after_change", "base_context", "status_of"]
+
+# What a redirect after a change may say: fixed texts, so a link cannot make the page say more.
+DONE = {
+    "user-created": "User {name} created.",
+    "user-changed": "User {name} changed.",
+    "user-deleted": "User {name} deleted.",
+    "password-set": "Password of {name} set; its refresh tokens are revoked.",
+    "token-revoked": "Refresh token revoked.",
+    "ci-revoked": "CI token {name} revoked.",
+}
+
+
+def accounts(request: Request) -> Accounts:
+    service: Accounts = request.app.state.accounts
+    return service
+
+
+def after_change(path: str, done: str, name: str = "") -> Response:
+    query = urlencode({"done": done, "name": name} if name else {"done": done})
+    return RedirectResponse(f"{path}?{query}", status_code=303)
+
+
+def base_context(request: Request, who: SignedIn) -> dict[str, Any]:
+    done = DONE.get(request.query_params.get("done", ""))
+    name = request.query_params.get("name", "")[:255]
+    return {
+        "subject": who.actor.subject,
+        "csrf": who.session.csrf,
+        "message": done.format(name=name) if done else None,
+        "error": None,
+    }
+
+
+def status_of(exc: AccountError) -> int:
+    if isinstance(exc, UnknownAccount):
+        return 404
+    if isinstance(exc, NameTaken):
+        return 409
+    if isinstance(exc, InvalidValue):
+        return 400
+    return 503

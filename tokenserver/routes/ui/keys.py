@@ -1,0 +1,32 @@
+"""The signing key and every key the JWKS publishes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from tokenserver.keys import KeySet
+from tokenserver.routes.ui.common import base_context
+from tokenserver.routes.ui.render import page
+from tokenserver.routes.ui.session import signed_in
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+
+@router.get("/keys", include_in_schema=False)
+async def keys(request: Request) -> Response:
+    who = await signed_in(request)
+    keyset: KeySet = request.app.state.keys
+    rows = [
+        {
+            "kid": key.kid,
+            "alg": key.alg,
+            "created": key.certificate.not_valid_before_utc,
+            "file": key.path.name,
+            "signing": key.kid == keyset.signing.kid,
+        }
+        for key in keyset.public
+    ]
+    return page(request, "keys.html", keys=rows, **base_context(request, who))

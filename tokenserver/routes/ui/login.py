@@ -1,0 +1,106 @@
+"""Signing in and out of the web page."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from tokenserver.audit import Actor, AdminTrail
+from tokenserver.authz.policy import ADMIN_GROUP
+from tokenserver.bodies import read_limited
+from tokenserver.forms import parse_params
+from tokenserver.grants import GrantService, Refused
+from tokenserver.routes.ui.render import page
+from tokenserver.routes.ui.session import (
+    LOGIN_COOKIE,
+    SESSION_COOKIE,
+    CSRFRefused,
+    new_login_token,
+    read_form,
+    set_cookie,
+    signed_in,
+    store,
+)
+from tokenserver.store.audit import Outcome
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+_LOGIN_TOKEN_AGE = 3600
+
+
+def _trail(request: Request) -> AdminTrail:
+    trail: AdminTrail = request.app.state.trail
+    return trail
+
+
+def _login_page(request: Request, error: str | None = None, status: int = 200) -> Response:
+    token = new_login_token()
+    response = page(request, "login.html", status, csrf=token, error=error)
+    set_cookie(request, response, LOGIN_COOKIE, token, _LOGIN_TOKEN_AGE)
+    return response
+
+
+@router.get("/", include_in_schema=False)
+async def home() -> Response:
+    return RedirectResponse("/ui/users", status_code=303)
+
+
+@router.get("/login", include_in_schema=False)
+async def login_form(request: Request) -> Response:
+    return _login_page(request)
+
+
+@router.post("/login", include_in_schema=False)
+async def login(request: Request) -> Response:
+    limit: int = request.app.state.config.server.max_body_bytes
+    form = parse_params(await read_limited(request, limit))
+    expected = request.cookies.get(LOGIN_COOKIE, "")
+    given = form.one("csrf") or ""
+    if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
+        raise CSRFRefused
+    username, password = form.one("username") or "", form.secret("password")
+    ip = request.client.host if request.client else ""
+    agent = request.headers.get("user-agent", "")[:512]
+    attempt = Actor(username[:255], "ui", "user", "", ip, agent)
+    grants: GrantService = request.app.state.grants
+
+    def refuse(outcome: Outcome, message: str) -> Response:
+        _trail(request).record(attempt, "ui.signin", "", outcome)
+        return _login_page(request, message, 401 if outcome == "bad_credentials" else 403)
+
+    if not username or password is None:
+        return refuse("bad_credentials", "Give a user name and a password.")
+    try:
+        identity = await run_in_threadpool(grants.authenticate, username, password, ip)
+    except Refused as exc:
+        return refuse(exc.outcome, "Those credentials do not sign in here.")
+    if identity.kind != "user" or ADMIN_GROUP not in identity.groups:
+        return refuse("forbidden", f"Only members of the {ADMIN_GROUP} group may sign in.")
+    ttl: int = request.app.state.config.ui.session_ttl
+    now: dt.datetime = grants.clock()
+    cookie, _session = await run_in_threadpool(
+        store(request).create, identity.subject, identity.backend, now, dt.timedelta(seconds=ttl)
+    )
+    actor = Actor(identity.subject, "ui", "user", identity.backend, ip, agent)
+    _trail(request).record(actor, "ui.signin", "", "ok")
+    response = RedirectResponse("/ui/users", status_code=303)
+    set_cookie(request, response, SESSION_COOKIE, cookie, ttl)
+    response.delete_cookie(LOGIN_COOKIE, path="/ui")
+    return response
+
+
+@router.post("/logout", include_in_schema=False)
+async def logout(request: Request) -> Response:
+    who = await signed_in(request)
+    await read_form(request, who.session.csrf)
+    await run_in_threadpool(store(request).end, who.cookie)
+    _trail(request).record(who.actor, "ui.signout", "", "ok")
+    response = RedirectResponse("/ui/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/ui")
+    return response
