@@ -7,7 +7,8 @@ then never deletes the session), the session's last modification counts, so
 a session that lost its `startedat` is still purged once idle long enough.
 
 Several instances may purge one root at once: a session another one deleted
-first is simply not counted again.
+first is simply not counted again (on S3, whose deletes are not exclusive,
+two purgers may both count it; either way it is gone).
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from typing import Any
 
 from registry_proxy.reference import Digest
 from registry_proxy.storage import Storage
+from registry_proxy.storage.driver import FileNotFound, StorageDriver
 from registry_proxy.storage.schema import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "DOCKER_MANIFEST",
     "OCI_INDEX",
     "OCI_MANIFEST",
+    "children",
     "collect",
     "descriptor",
     "image_manifest",
@@ -35,6 +37,14 @@ async def stream(*parts: bytes) -> AsyncIterator[bytes]:
 
 async def collect(chunks: AsyncIterator[bytes]) -> bytes:
     return b"".join([chunk async for chunk in chunks])
+
+
+async def children(driver: StorageDriver, path: str) -> list[str]:
+    """`list`, where an emptied directory may be empty or gone (it is gone on S3)."""
+    try:
+        return await driver.list(path)
+    except FileNotFound:
+        return []
 
 
 def descriptor(data: bytes, media_type: str, **extra: Any) -> dict[str, Any]:
