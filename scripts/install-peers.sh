@@ -16,6 +16,12 @@ declare -A PEERS=(
   [wrk]=wrk
   [hey]=hey
   [curl]=curl
+  [swift-ring-builder]=swift
+  [swift-proxy-server]=swift-proxy
+  [swift-account-server]=swift-account
+  [swift-container-server]=swift-container
+  [swift-object-server]=swift-object
+  [memcached]=memcached
 )
 
 has_binary() {
