@@ -163,8 +163,16 @@ class MultipartStore(Protocol):
         """Store part `number` (replacing an earlier one of that number); returns its ETag."""
         ...
 
+    async def copy_part(
+        self, path: str, upload_id: str, number: int, source: str, start: int, end: int
+    ) -> str:
+        """Part `number` made of bytes `start..end` (inclusive) of the object at `source`."""
+        ...
+
     async def complete_multipart(
         self, path: str, upload_id: str, parts: Sequence[tuple[int, str]]
-    ) -> None: ...
+    ) -> None:
+        """`FileNotFound` if the upload is gone or a part is not held with the ETag named."""
+        ...
 
     async def abort_multipart(self, path: str, upload_id: str) -> None: ...

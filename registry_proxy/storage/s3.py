@@ -76,6 +76,8 @@ THREADS = 32
 APPEND_LIMIT = 64 * MiB
 _NOT_FOUND = frozenset({"NoSuchKey", "NoSuchUpload", "NotFound", "404"})
 _COPY_SOURCE_GONE = _NOT_FOUND | {"NoSuchBucket"}
+# A part replaced by another writer no longer has the ETag a session recorded.
+_PARTS_GONE = _NOT_FOUND | {"InvalidPart", "InvalidPartOrder"}
 
 T = TypeVar("T")
 
@@ -391,6 +393,22 @@ class S3Driver:
         )
         return str(response["ETag"])
 
+    async def copy_part(
+        self, path: str, upload_id: str, number: int, source: str, start: int, end: int
+    ) -> str:
+        response = await self._call(
+            path,
+            self._client.upload_part_copy,
+            not_found=_COPY_SOURCE_GONE,
+            Bucket=self.bucket,
+            Key=self.key(path),
+            UploadId=upload_id,
+            PartNumber=number,
+            CopySource={"Bucket": self.bucket, "Key": self.key(source)},
+            CopySourceRange=f"bytes={start}-{end}",
+        )
+        return str(response["CopyPartResult"]["ETag"])
+
     async def complete_multipart(
         self, path: str, upload_id: str, parts: Sequence[tuple[int, str]]
     ) -> None:
@@ -398,6 +416,7 @@ class S3Driver:
         await self._call(
             path,
             self._client.complete_multipart_upload,
+            not_found=_PARTS_GONE,
             Bucket=self.bucket,
             Key=self.key(path),
             UploadId=upload_id,

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from registry_proxy.reference import Digest
-from registry_proxy.storage import Storage
-from registry_proxy.storage.driver import FileNotFound, StorageDriver
+from registry_proxy.storage import Storage, paths
+from registry_proxy.storage.driver import FileNotFound, MultipartStore, StorageDriver
 from registry_proxy.storage.schema import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "index_manifest",
     "push_blob",
     "push_image",
+    "session_bytes",
     "stream",
 ]
 
@@ -97,3 +98,12 @@ async def push_image(
     digest = Digest.of(body)
     await storage.manifests.put(repo, tag or str(digest), body, OCI_MANIFEST)
     return body, digest, blobs
+
+
+async def session_bytes(driver: StorageDriver, repo: str, upload_id: str) -> bytes:
+    """What an upload session holds so far: its data file, or on a multipart store (for a
+    session shorter than a part) the tail kept in its session object."""
+    if isinstance(driver, MultipartStore):
+        record = await driver.get_content(paths.upload_session(repo, upload_id))
+        return record.partition(b"\n")[2]
+    return await driver.get_content(paths.upload_data(repo, upload_id))

@@ -13,7 +13,7 @@ from registry_proxy.storage.driver import FileNotFound
 from registry_proxy.storage.errors import BlobUploadUnknown
 from registry_proxy.storage.purge import purge_uploads
 from registry_proxy.storage.s3 import S3Driver
-from tests.storage.helpers import collect, stream
+from tests.storage.helpers import collect, session_bytes, stream
 
 pytestmark = pytest.mark.anyio
 
@@ -61,11 +61,11 @@ async def test_old_sessions_go_young_ones_stay_and_can_be_finished(storage: Stor
 
 async def test_dry_run_changes_nothing(storage: Storage) -> None:
     old = await session(storage, "team/app", NOW - dt.timedelta(days=30))
-    before = await storage.driver.get_content(paths.upload_data("team/app", old))
+    before = await session_bytes(storage.driver, "team/app", old)
     report = await purge_uploads(storage.driver, HOUR_AGO, dry_run=True)
     assert [p.upload_id for p in report.purged] == [old]
     assert await alive(storage, "team/app", old)
-    assert await storage.driver.get_content(paths.upload_data("team/app", old)) == before
+    assert await session_bytes(storage.driver, "team/app", old) == before
     assert (await storage.uploads.status("team/app", old)).offset == len(b"partial")
 
 
