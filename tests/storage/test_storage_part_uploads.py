@@ -89,7 +89,7 @@ class Bucket:
     def __init__(self, swift: Swift, name: str) -> None:
         self.swift, self.name = swift, name
 
-    def keys(self, below: str = "") -> list[str]:
+    def objects(self, below: str = "") -> list[str]:
         with self.swift.client() as client:
             return client.keys(self.name, S3_ROOT.strip("/") + "/" + below)
 
@@ -110,7 +110,7 @@ def stored(swift: Swift, bucket: str) -> Bucket:
 
 def assert_clean(stored: Bucket) -> None:
     """No session object and no multipart upload is left behind."""
-    assert [k for k in stored.keys() if "/_uploads/" in k] == []
+    assert [k for k in stored.objects() if "/_uploads/" in k] == []
     assert stored.pending_uploads() == []
 
 
@@ -260,7 +260,7 @@ async def test_racing_writers_never_make_a_wrong_blob(
         for digest, tail in zip(candidates, tails, strict=True):
             if await first.blobs.stat(digest) is not None:
                 assert await collect(first.blobs.open(digest)) == head + tail
-    assert [k for k in stored.keys() if "/_uploads/" in k] == []
+    assert [k for k in stored.objects() if "/_uploads/" in k] == []
 
 
 async def test_cancel_and_purge_abort_the_multipart_upload(
@@ -290,4 +290,4 @@ async def test_sha512_digests_of_large_blobs(first: Storage, stored: Bucket) -> 
     assert await collect(first.blobs.open(digest)) == data
     with pytest.raises(DigestInvalid):
         await first.uploads.put(REPO, Digest.of(b"other", "sha512"), stream(data))
-    assert [k for k in stored.keys() if "/_uploads/" in k] == []
+    assert [k for k in stored.objects() if "/_uploads/" in k] == []
