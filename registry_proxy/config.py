@@ -74,7 +74,9 @@ class S3Config(_Section):
     rootdirectory: str = ""
     # The multipart part size: at least S3's 5 MiB, at most 5 GiB.
     chunksize: int = Field(default=10 * 1024 * 1024, ge=5 * 1024 * 1024, le=5 * 1024**3)
-    forcepathstyle: StrictBool = False
+    # Path-style URLs (endpoint/bucket/key); unset: when `regionendpoint` is set, as the
+    # Go registry 2.8 always did.
+    forcepathstyle: StrictBool | None = None
 
     @model_validator(mode="after")
     def _checked(self) -> S3Config:

@@ -95,7 +95,14 @@ class S3Settings:
     v4auth: bool = True
     rootdirectory: str = ""
     chunksize: int = DEFAULT_CHUNK_SIZE
-    forcepathstyle: bool = False
+    # None: path style exactly when an endpoint of its own is given.
+    forcepathstyle: bool | None = None
+
+    @property
+    def path_style(self) -> bool:
+        if self.forcepathstyle is None:
+            return bool(self.regionendpoint)
+        return self.forcepathstyle
 
 
 def _endpoint(settings: S3Settings) -> str | None:
@@ -123,7 +130,7 @@ def _client(settings: S3Settings) -> Any:
     config = BotoConfig(
         region_name=settings.region,
         signature_version="s3v4" if settings.v4auth else "s3",
-        s3={"addressing_style": "path" if settings.forcepathstyle else "auto"},
+        s3={"addressing_style": "path" if settings.path_style else "auto"},
         # aws-chunked checksums are what S3 clones (Swift) trip over; MD5s
         # where the API requires them are added by hand.
         request_checksum_calculation="when_required",
