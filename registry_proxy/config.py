@@ -86,6 +86,9 @@ class S3Config(_Section):
             raise ValueError("rootdirectory must not contain '..'")
         if not _BUCKET.fullmatch(self.bucket):
             raise ValueError("bucket must be an S3 bucket name")
+        if (self.accesskey is None) != (self.secretkey is None):
+            # Neither: the client library's own (environment, instance role).
+            raise ValueError("give accesskey and secretkey together, or neither")
         return self
 
 
