@@ -41,7 +41,7 @@ import contextlib
 import json
 import tempfile
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field, replace
 from typing import IO, Literal, Protocol
 
@@ -185,14 +185,19 @@ class PartUploads:
         if start is not None and start != session.size:
             raise RangeInvalid(session.size)
         source = _Guarded(chunks)
+        incoming = await _nonempty(source)
+        if incoming is None:
+            # No data (a closing PUT has no body): a "blob" upload stays what it is.
+            source.reraise()
+            return session
         try:
             if session.size == 0:
-                new = await self._append_spooled(repo, upload_id, session, source)
+                new = await self._append_spooled(repo, upload_id, session, incoming)
             else:
                 if session.upload is not None and session.upload.mode == "blob":
                     session = await self._to_staging(repo, upload_id, session)
                     await self._save(repo, upload_id, session)
-                new = await self._append_parts(repo, upload_id, session, source)
+                new = await self._append_parts(repo, upload_id, session, incoming)
         except FileNotFound:
             # The multipart upload is gone: cancelled, purged, or committed elsewhere.
             await self.discard(repo, upload_id)
@@ -268,7 +273,7 @@ class PartUploads:
     # -- appending ---------------------------------------------------------
 
     async def _append_spooled(
-        self, repo: str, upload_id: str, session: Session, source: _Guarded
+        self, repo: str, upload_id: str, session: Session, source: AsyncIterable[bytes]
     ) -> Session:
         hasher = ResumableSha256(session.hash_state)
         spool = await asyncio.to_thread(tempfile.TemporaryFile)
@@ -344,7 +349,7 @@ class PartUploads:
         return replace(session, upload=Multipart(staging, multipart_id, "staging", tuple(parts)))
 
     async def _append_parts(
-        self, repo: str, upload_id: str, session: Session, source: _Guarded
+        self, repo: str, upload_id: str, session: Session, source: AsyncIterable[bytes]
     ) -> Session:
         """Cut parts from the tail and the chunk as they come; the staging upload is made when
         the first part is (a client sending small chunks only grows the tail until then)."""
@@ -439,6 +444,21 @@ class _Guarded:
     def reraise(self) -> None:
         if self._failure is not None:
             raise self._failure
+
+
+async def _nonempty(source: _Guarded) -> AsyncIterable[bytes] | None:
+    """`source` from its first non-empty chunk on, or None if it has none."""
+    chunks = aiter(source)
+    async for first in chunks:
+        if first:
+            return _prepended(first, chunks)
+    return None
+
+
+async def _prepended(first: bytes, rest: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
+    yield first
+    async for chunk in rest:
+        yield chunk
 
 
 def _writer() -> str:

@@ -126,7 +126,8 @@ async def test_one_patch_is_completed_into_the_blob_key(
     # Nothing under the blob's key until the commit has checked the digest.
     assert await first.blobs.stat(digest) is None
     assert stored.pending_uploads() == [f"{S3_ROOT.strip('/')}/{paths.blob_data(digest)}"]
-    assert await first.uploads.commit(REPO, session.id, digest) == len(data)
+    # The closing PUT, as the HTTP route sends it: with its (empty) body.
+    assert await first.uploads.commit(REPO, session.id, digest, stream()) == len(data)
     assert await collect(first.blobs.open(digest)) == data
     # The blob is the multipart upload itself (three parts), not a copy of one.
     assert stored.etag(paths.blob_data(digest)).endswith("-3")

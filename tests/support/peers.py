@@ -297,10 +297,13 @@ class GoRegistry(Peer):
         delete: bool = True,
         log_level: str = "info",
         s3: Mapping[str, Any] | None = None,
+        redirect: bool = True,
     ) -> None:
-        """`s3`, a `storage.s3` section, makes it store in a bucket instead of `storage/`."""
+        """`s3`, a `storage.s3` section, makes it store in a bucket instead of `storage/`;
+        without `redirect` it serves blobs itself rather than redirecting to the bucket."""
         super().__init__(root_dir)
         self.s3 = dict(s3) if s3 is not None else None
+        self.redirect = redirect
         self.binary = require_binary(GO_REGISTRY)
         self.port = free_port()
         self.addr = f"{LOOPBACK}:{self.port}"
@@ -322,6 +325,7 @@ class GoRegistry(Peer):
                     else {"filesystem": {"rootdirectory": str(self.storage_dir)}}
                 ),
                 "delete": {"enabled": self.delete},
+                **({} if self.redirect else {"redirect": {"disable": True}}),
             },
             "http": {"addr": self.addr, "secret": secrets.token_hex(16)},
         }
