@@ -192,7 +192,7 @@ class PartUploads:
             return session
         try:
             if session.size == 0:
-                new = await self._append_spooled(repo, upload_id, session, incoming)
+                new = await self._append_spooled(session, incoming)
             else:
                 if session.upload is not None and session.upload.mode == "blob":
                     session = await self._to_staging(repo, upload_id, session)
@@ -272,9 +272,14 @@ class PartUploads:
 
     # -- appending ---------------------------------------------------------
 
-    async def _append_spooled(
-        self, repo: str, upload_id: str, session: Session, source: AsyncIterable[bytes]
-    ) -> Session:
+    async def _append_spooled(self, session: Session, source: AsyncIterable[bytes]) -> Session:
+        try:
+            return await self._spool_and_send(session, source)
+        except OSError as exc:
+            # The local spool (the client's own failures end its chunks quietly, in _Guarded).
+            raise StorageUnavailable(f"spooling an upload chunk: {exc.strerror or exc}") from exc
+
+    async def _spool_and_send(self, session: Session, source: AsyncIterable[bytes]) -> Session:
         hasher = ResumableSha256(session.hash_state)
         spool = await asyncio.to_thread(tempfile.TemporaryFile)
         try:
@@ -332,8 +337,12 @@ class PartUploads:
         assert upload is not None and upload.mode == "blob"
         digest = Digest(ALGORITHM, ResumableSha256(session.hash_state).hexdigest())
         if await self._blobs.stat(digest) is None:
-            # FileNotFound here, with no blob made, means the upload is gone for good.
-            await self._driver.complete_multipart(upload.path, upload.id, _named(upload.parts))
+            try:
+                await self._driver.complete_multipart(upload.path, upload.id, _named(upload.parts))
+            except FileNotFound:
+                # A racing writer completed it first; with no blob made, it is gone for good.
+                if await self._blobs.stat(digest) is None:
+                    raise
         else:
             # Those bytes are stored already; never overwrite a blob others may be reading.
             with contextlib.suppress(FileNotFound):
