@@ -1,4 +1,5 @@
-"""Uploads on S3 (a real Swift): chunks become parts of multipart uploads, sessions live in the bucket.
+"""Uploads on S3 (a real Swift): chunks become parts of multipart uploads, sessions live in the
+bucket; and large objects are copied in parts.
 
 Each test has its own bucket; "another process" is another driver (its own
 client, connections and threads) over that bucket, with its own `Storage`.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import os
 from collections.abc import AsyncIterator, Iterator
 
@@ -17,7 +19,7 @@ from registry_proxy.reference import Digest
 from registry_proxy.storage import Storage, paths
 from registry_proxy.storage.errors import BlobUploadUnknown, DigestInvalid, RangeInvalid
 from registry_proxy.storage.purge import purge_uploads
-from registry_proxy.storage.s3 import S3Driver
+from registry_proxy.storage.s3 import PARALLEL_COPY_SIZE, S3Driver
 from tests.storage.conftest import S3_ROOT, s3_driver
 from tests.storage.helpers import collect, stream
 from tests.support.swift import Swift
@@ -292,3 +294,21 @@ async def test_sha512_digests_of_large_blobs(first: Storage, stored: Bucket) -> 
     with pytest.raises(DigestInvalid):
         await first.uploads.put(REPO, Digest.of(b"other", "sha512"), stream(data))
     assert [k for k in stored.objects() if "/_uploads/" in k] == []
+
+
+async def test_a_large_object_is_moved_in_copied_parts(
+    processes: list[CopyWatch], stored: Bucket
+) -> None:
+    driver = processes[0]
+    data = random_bytes(PARALLEL_COPY_SIZE + 3 * MiB)
+    await driver.put_content("big/source", data)
+    await driver.move("big/source", "big/target")
+    assert driver.copies == [(driver.key("big/source"), driver.key("big/target"))]
+    hasher = hashlib.sha256()
+    async for chunk in driver.reader("big/target", chunk_size=8 * MiB):
+        hasher.update(chunk)
+    assert hasher.digest() == hashlib.sha256(data).digest()
+    # Three parts: two whole ones of 128 MiB and the rest.
+    assert stored.etag("big/target").endswith("-3")
+    assert await driver.list("big") == ["target"]
+    assert stored.pending_uploads() == []
