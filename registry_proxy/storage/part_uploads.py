@@ -19,7 +19,7 @@ Where the data goes:
   the upload is completed as what it is (a valid blob of the digest of those
   bytes, which nothing references and gc sweeps), copied server-side into the
   first part(s) of an upload bound to the session's `data`, and from then on
-  chunks are cut into parts as they arrive (one part in flight while the next
+  chunks are cut into parts as they arrive (a few in flight while the next one
   fills), the remainder kept as the tail. The commit then completes that upload
   and copies it to the blob's key once.
 - A client sending small chunks grows the tail (read back and rewritten with
@@ -37,6 +37,7 @@ commit, which then finds parts replaced (the session is dropped: 404).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import tempfile
@@ -70,7 +71,7 @@ __all__ = ["PartStore", "PartUploads", "abort_session_upload"]
 BATCH_SIZE = CHUNK_SIZE
 # S3 numbers parts 1..10000.
 MAX_PARTS = 10_000
-# Parts sent at once from a spooled chunk.
+# Parts sent at once (from a spooled chunk, or while a chunk streams in).
 PARALLEL_PARTS = 3
 # CopyObject and UploadPartCopy take at most 5 GiB at a time.
 MAX_COPY_PART = 5 * 1024**3
@@ -369,7 +370,8 @@ class PartUploads:
         parts = list(upload.parts) if upload is not None else []
         number = parts[-1].number if parts else 0
         size = session.size
-        pending: asyncio.Future[Part] | None = None
+        # Parts in flight (a few, like the spool's) while the next one fills; in order.
+        pending: collections.deque[asyncio.Future[Part]] = collections.deque()
         try:
             async with contextlib.aclosing(_batched(source, BATCH_SIZE)) as batches:
                 async for batch in batches:
@@ -382,21 +384,19 @@ class PartUploads:
                         number += 1
                         if number > MAX_PARTS:
                             raise StorageUnavailable(f"an upload takes at most {MAX_PARTS} parts")
-                        if pending is not None:
-                            parts.append(await pending)
+                        if len(pending) >= PARALLEL_PARTS:
+                            parts.append(await pending.popleft())
                         if upload is None:
                             staging = paths.upload_data(repo, upload_id)
                             created = await self._driver.create_multipart(staging)
                             upload = Multipart(staging, created, "staging")
-                        # One part in flight while the next one fills.
-                        pending = asyncio.ensure_future(self._part(upload, number, data))
-            if pending is not None:
-                parts.append(await pending)
-                pending = None
+                        pending.append(asyncio.ensure_future(self._part(upload, number, data)))
+            while pending:
+                parts.append(await pending.popleft())
         finally:
-            if pending is not None:
-                pending.cancel()
-                await asyncio.gather(pending, return_exceptions=True)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
         new_upload = None if upload is None else replace(upload, parts=tuple(parts))
         return Session(size, hasher.state(), _writer(), new_upload, bytes(buffer))
 
