@@ -141,6 +141,7 @@ class Session:
                     raise ValueError(mode)
                 multipart = Multipart(str(upload["path"]), str(upload["id"]), mode, parts)
             session = cls(int(doc["size"]), bytes.fromhex(doc["hash"]), str(doc["writer"]))
+            ResumableSha256(session.hash_state)  # restorable, or the session is unusable
         except (ValueError, KeyError, TypeError) as exc:
             raise StorageUnavailable(f"unreadable upload session: {exc}") from None
         return replace(session, upload=multipart, tail=tail)

@@ -19,9 +19,12 @@ class ResumableSha256:
     def __init__(self, state: bytes | None = None) -> None:
         import rehashes
 
-        self._hasher: Any = (
-            rehashes.PySha256() if state is None else rehashes.PySha256.deserialize(state)
-        )
+        try:
+            self._hasher: Any = (
+                rehashes.PySha256() if state is None else rehashes.PySha256.deserialize(state)
+            )
+        except Exception as exc:  # whatever the extension raises for a state it cannot read
+            raise ValueError(f"not a SHA-256 state: {exc}") from None
 
     def update(self, data: bytes) -> None:
         self._hasher.update(data)

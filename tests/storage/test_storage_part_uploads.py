@@ -17,7 +17,12 @@ import pytest
 
 from registry_proxy.reference import Digest
 from registry_proxy.storage import Storage, paths
-from registry_proxy.storage.errors import BlobUploadUnknown, DigestInvalid, RangeInvalid
+from registry_proxy.storage.errors import (
+    BlobUploadUnknown,
+    DigestInvalid,
+    RangeInvalid,
+    StorageUnavailable,
+)
 from registry_proxy.storage.purge import purge_uploads
 from registry_proxy.storage.s3 import PARALLEL_COPY_SIZE, S3Driver
 from tests.storage.conftest import S3_ROOT, s3_driver
@@ -312,3 +317,25 @@ async def test_a_large_object_is_moved_in_copied_parts(
     assert stored.etag("big/target").endswith("-3")
     assert await driver.list("big") == ["target"]
     assert stored.pending_uploads() == []
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        b"{not json",
+        b'{"version":1,"size":0,"hash":"00ff","writer":"w","upload":null}\n',
+        b'{"version":1,"size":0,"hash":"zz","writer":"w","upload":null}\n',
+        b'{"version":1,"size":"x","upload":{"mode":"elsewhere"}}\n',
+    ],
+)
+async def test_a_damaged_session_is_unavailable(first: Storage, record: bytes) -> None:
+    session = await first.uploads.start(REPO)
+    await first.driver.put_content(paths.upload_session(REPO, session.id), record)
+    with pytest.raises(StorageUnavailable):
+        await first.uploads.status(REPO, session.id)
+    with pytest.raises(StorageUnavailable):
+        await first.uploads.append(REPO, session.id, stream(b"more"))
+    # It can still be cancelled.
+    await first.uploads.cancel(REPO, session.id)
+    with pytest.raises(BlobUploadUnknown):
+        await first.uploads.status(REPO, session.id)
