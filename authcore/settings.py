@@ -9,6 +9,8 @@ and path keys, which take the value as it is (`[::1]:5001`, `*`).
 from __future__ import annotations
 
 import os
+import types
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -62,11 +64,11 @@ def _env_path(model: type[BaseModel], parts: list[str]) -> list[str] | None:
         if field is None:
             continue
         rest = parts[n:]
-        annotation = field.annotation
         if not rest:
             return [name]
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            sub = _env_path(annotation, rest)
+        section = _section(field.annotation)
+        if section is not None:
+            sub = _env_path(section, rest)
             if sub is not None:
                 return [name, *sub]
     return None
@@ -76,9 +78,23 @@ def _env_path(model: type[BaseModel], parts: list[str]) -> list[str] | None:
 _VERBATIM: tuple[object, ...] = (str, str | None, Path, Path | None, SecretStr | None)
 
 
+def _section(annotation: object) -> type[BaseModel] | None:
+    """The settings model of a field: `Model`, or `Model | None` for an optional section."""
+    candidates = typing.get_args(annotation) if typing.get_origin(annotation) in _UNIONS else ()
+    for candidate in (annotation, *candidates):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+_UNIONS: tuple[object, ...] = (typing.Union, types.UnionType)
+
+
 def _annotation(model: type[BaseModel], path: list[str]) -> object:
     for name in path[:-1]:
-        model = model.model_fields[name].annotation  # type: ignore[assignment]
+        section = _section(model.model_fields[name].annotation)
+        assert section is not None  # _env_path only walks into sections
+        model = section
     return model.model_fields[path[-1]].annotation
 
 

@@ -29,6 +29,13 @@ shows medians. Client and servers share the machine's cores, so the CPU table sh
 what each side used. With --profile DIR, py-spy records registry_proxy during
 each of its phases (raw collapsed stacks in DIR, `--native` for C frames) and
 the hottest frames are printed.
+
+With --s3 both registries store in buckets of one Swift (its S3 API, started
+here from tests/support/swift.py): ours with `storage.s3`, the Go registry
+with its `s3` driver and redirects off, so both serve the bytes themselves.
+Each round also GETs our stored blob straight from the bucket with boto3
+(1 MiB reads), the reference for our download; `make bench` runs
+`--s3 --size 512MiB --repeat 2 --levels 16`.
 """
 
 from __future__ import annotations
@@ -57,6 +64,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.support.peers import GoRegistry
 from tests.support.registry_proxy import RegistryProxy
+from tests.support.swift import Swift
 from tests.support.tokenserver import TokenServer
 
 USER, PASSWORD = "bench", "bench-password-1"
@@ -384,6 +392,42 @@ def prefault(directory: Path, size: int) -> None:
     path.unlink()
 
 
+class Buckets:
+    """In --s3 mode: each registry's bucket on one Swift, and plain S3 calls on them."""
+
+    def __init__(self, swift: Swift) -> None:
+        self.swift = swift
+        self.ours = swift.new_bucket("bench-ours")
+        self.go = swift.new_bucket("bench-go")
+        self.raw_get: list[float] = []
+
+    def raw_download(self, blob: Blob) -> None:
+        """GET our stored copy of `blob` from the bucket with boto3, as fast as it goes."""
+        key = blob_key(blob)
+        with self.swift.client() as s3:
+            started = time.perf_counter()
+            body = s3._client.get_object(Bucket=self.ours, Key=key)["Body"]
+            total = 0
+            while chunk := body.read(MiB):
+                total += len(chunk)
+            seconds = time.perf_counter() - started
+        if total != blob.size:
+            raise SystemExit(f"raw GET of {key}: {total} bytes, not {blob.size}")
+        self.raw_get.append(blob.size / 1e6 / seconds)
+
+    def drop(self, blobs: tuple[Blob, ...]) -> None:
+        with self.swift.client() as s3:
+            for bucket in (self.ours, self.go):
+                for blob in blobs:
+                    for key in s3.keys(bucket, blob_key(blob).removesuffix("data")):
+                        s3._client.delete_object(Bucket=bucket, Key=key)
+
+
+def blob_key(blob: Blob) -> str:
+    hex_digest = blob.digest.removeprefix("sha256:")
+    return f"docker/registry/v2/blobs/sha256/{hex_digest[:2]}/{hex_digest}/data"
+
+
 def drop_blobs(roots: list[Path], blobs: tuple[Blob, ...]) -> None:
     """Delete these blobs' data from the registries' directories (the page cache stays small)."""
     for root in roots:
@@ -455,12 +499,22 @@ def print_report(targets: list[Target], args: argparse.Namespace) -> None:
         f"token auth; log level {args.log_level}; {os.cpu_count()} CPUs shared by all"
     )
     print(f"{'measure':<24}{'registry_proxy':>15}{'Go registry':>13}{'proxy/Go':>10}{'target':>8}")
+    upload_goal = 2.0 if args.s3 else 1.5
     for key in ours.results:
         ratio = ours.median(key) / theirs.median(key)
-        goal = 1.5 if key.startswith("upload") else 1.0 if key.startswith("download") else 2.0
+        goal = (
+            upload_goal if key.startswith("upload") else 1.0 if key.startswith("download") else 2.0
+        )
         print(
             f"{key:<24}{ours.median(key):>15.1f}{theirs.median(key):>13.1f}"
             f"{ratio:>10.3f}{goal:>8.1f}{'' if ratio >= goal else '  MISS'}"
+        )
+    if args.buckets is not None:
+        raw = statistics.median(args.buckets.raw_get)
+        ratio = ours.median("download MB/s") / raw
+        print(
+            f"{'raw boto3 GET MB/s':<24}{raw:>15.1f}{'':>13}{ratio:>10.3f}{0.9:>8.1f}"
+            f"{'' if ratio >= 0.9 else '  MISS'}   (registry_proxy download / raw GET)"
         )
     print("\nEvery run (registry_proxy | Go registry):")
     for key in ours.results:
@@ -492,6 +546,7 @@ def main() -> None:
     parser.add_argument("--log-level", default="info", help="both registries' log level")
     parser.add_argument("--profile", type=Path, help="py-spy registry_proxy into this directory")
     parser.add_argument("--native", action="store_true", help="py-spy with C frames (pauses it)")
+    parser.add_argument("--s3", action="store_true", help="both registries on one Swift's S3 API")
     args = parser.parse_args()
     args.seconds = max(1, min(args.seconds, MAX_WRK_SECONDS))
     args.repeat = max(1, min(args.repeat, MAX_REPEAT))
@@ -529,10 +584,26 @@ def main() -> None:
         answer.raise_for_status()
         token: str = answer.json()["token"]
 
+        args.buckets = None
+        ours_s3 = go_s3 = None
+        if args.s3:
+            args.buckets = buckets = Buckets(stack.enter_context(Swift(work / "swift")))
+            ours_s3 = buckets.swift.s3_config(buckets.ours)
+            go_s3 = buckets.swift.s3_config(buckets.go)
+            del go_s3["forcepathstyle"]  # 2.8 has no such key: an endpoint means path style
         proxy = RegistryProxy(
-            work / "proxy", tokens.registry_auth(), extra={"log": {"level": args.log_level}}
+            work / "proxy",
+            tokens.registry_auth(),
+            extra={"log": {"level": args.log_level}},
+            s3=ours_s3,
         )
-        go = GoRegistry(work / "go", token=tokens.registry_auth(), log_level=args.log_level)
+        go = GoRegistry(
+            work / "go",
+            token=tokens.registry_auth(),
+            log_level=args.log_level,
+            s3=go_s3,
+            redirect=False,
+        )
         stack.enter_context(proxy)
         stack.enter_context(go)
         targets = [
@@ -545,8 +616,13 @@ def main() -> None:
         for n, (mono, chunked) in enumerate(rounds):
             for target in reversed(targets) if n % 2 == 0 else targets:
                 blob_round(target, token, mono, chunked, args, tools, n)
+            if args.buckets is not None:
+                args.buckets.raw_download(mono)
             if n + 1 < len(rounds):
-                drop_blobs([proxy.root, go.storage_dir], (mono, chunked))
+                if args.buckets is not None:
+                    args.buckets.drop((mono, chunked))
+                else:
+                    drop_blobs([proxy.root, go.storage_dir], (mono, chunked))
         # HEAD asks for the last monolithic blob, still stored.
         small_requests(targets, token, rounds[-1][0].digest, args, tools)
 

@@ -25,7 +25,7 @@ from registry_proxy.purger import run_purger
 from registry_proxy.routes import base, blobs, catalog, manifests, referrers, tags, uploads
 from registry_proxy.routes.numbers import bounded_int, is_number
 from registry_proxy.services import Services
-from registry_proxy.storage import Storage, make_driver
+from registry_proxy.storage import Storage, close_driver, make_driver
 from registry_proxy.storage.errors import StorageError
 from registry_proxy.trust import KeyStore
 
@@ -143,11 +143,7 @@ def create_app(config: Config) -> Starlette:
         keys = KeyStore.from_sources(token.rootcertbundle, token.jwks, token.jwks_min_refresh)
         if token.jwks and "://" in token.jwks:
             await keys.refresh()
-        if config.storage.driver == "memory":
-            driver = make_driver("memory")
-        else:
-            assert config.storage.filesystem is not None
-            driver = make_driver("filesystem", root=config.storage.filesystem.rootdirectory)
+        driver = make_driver(config.storage.driver, **config.storage.driver_options())
         app.state.services = Services(
             storage=Storage(driver),
             access=AccessController(
@@ -176,6 +172,7 @@ def create_app(config: Config) -> Starlette:
                 purger.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await purger
+            await close_driver(driver)
 
     metrics = RegistryMetrics() if config.http.metrics.enabled else None
     routes = ROUTES if metrics is None else [*ROUTES, Route("/metrics", _metrics, methods=["GET"])]

@@ -50,8 +50,7 @@ def cmd_gc(args: argparse.Namespace) -> None:
     config = _config(args)
     if config.storage.driver == "memory":
         raise ConfigError("garbage collection needs persistent storage")
-    assert config.storage.filesystem is not None
-    storage = Storage(make_driver("filesystem", root=config.storage.filesystem.rootdirectory))
+    storage = Storage(make_driver(config.storage.driver, **config.storage.driver_options()))
 
     def progress(line: str) -> None:
         print(line, file=sys.stderr, flush=True)

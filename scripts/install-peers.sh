@@ -19,6 +19,12 @@ declare -A PEERS=(
   [/usr/sbin/nginx]=nginx
   [/usr/bin/chromium]=chromium
   [/usr/bin/chromedriver]=chromium-driver
+  [swift-ring-builder]=swift
+  [swift-proxy-server]=swift-proxy
+  [swift-account-server]=swift-account
+  [swift-container-server]=swift-container
+  [swift-object-server]=swift-object
+  [memcached]=memcached
 )
 
 has_binary() {

@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from tests.support.ldap import LdapDirectory, Slapd
+from tests.support.swift import Swift
 from tokenserver.app import create_app
 from tokenserver.config import Config, load_config
 from tokenserver.keys import generate_key
@@ -199,6 +200,13 @@ def decode_token(client: TestClient, config: Config) -> Callable[[str], dict[str
         return payload
 
     return decode
+
+
+@pytest.fixture(scope="session")
+def swift(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Swift]:
+    """One real Swift with its S3 API for the whole run; each test makes its own bucket."""
+    with Swift(tmp_path_factory.mktemp("swift")) as store:
+        yield store
 
 
 @pytest.fixture(scope="session")

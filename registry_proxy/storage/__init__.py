@@ -19,7 +19,7 @@ from registry_proxy.storage.referrers import Referrers
 from registry_proxy.storage.tags import Tags
 from registry_proxy.storage.uploads import Uploads
 
-__all__ = ["Storage", "StorageDriver", "make_driver"]
+__all__ = ["Storage", "StorageDriver", "close_driver", "make_driver"]
 
 
 class Storage:
@@ -46,7 +46,21 @@ def make_driver(kind: str, **options: Any) -> StorageDriver:
     if kind == "memory":
         _no_more(kind, options)
         return MemoryDriver()
+    if kind == "s3":
+        # Imported here: only an S3 configuration needs the S3 client library.
+        from registry_proxy.storage.s3 import S3Driver, S3Settings
+
+        known = set(S3Settings.__dataclass_fields__)
+        _no_more(kind, {k: v for k, v in options.items() if k not in known})
+        return S3Driver(S3Settings(**options))
     raise ValueError(f"unknown storage driver {kind!r}")
+
+
+async def close_driver(driver: StorageDriver) -> None:
+    """Release what a driver holds (the S3 driver's connections and threads), if anything."""
+    close = getattr(driver, "close", None)
+    if close is not None:
+        await close()
 
 
 def _no_more(kind: str, options: dict[str, Any]) -> None:

@@ -8,9 +8,9 @@ I/O happens, by every driver, through `split_path`.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from registry_proxy.storage.errors import PathInvalid
 
@@ -21,6 +21,7 @@ __all__ = [
     "DriverError",
     "FileInfo",
     "FileNotFound",
+    "MultipartStore",
     "StorageDriver",
     "TooLarge",
     "split_path",
@@ -117,7 +118,11 @@ class StorageDriver(Protocol):
     async def stat(self, path: str) -> FileInfo: ...
 
     async def list(self, path: str) -> list[str]:
-        """Names of the direct children of a directory, sorted."""
+        """Names of the direct children of a directory, sorted.
+
+        A directory that has been emptied may be gone (object stores have no
+        directories, only key prefixes): callers treat `FileNotFound` and `[]` alike.
+        """
         ...
 
     async def move(self, src: str, dst: str) -> None:
@@ -136,3 +141,38 @@ class StorageDriver(Protocol):
     async def open_append(self, path: str) -> AppendWriter:
         """A writer appending to `path`, created (with its parents) if missing."""
         ...
+
+
+@runtime_checkable
+class MultipartStore(Protocol):
+    """An optional driver capability: S3-style multipart uploads, for stores that cannot append.
+
+    An upload is bound to one path when created; its parts (numbered from 1,
+    each but the last at least `min_part_size` bytes) become the object at
+    that path only when `complete_multipart` names them with their ETags, and
+    until then nothing is visible there. Unknown uploads raise `FileNotFound`.
+    """
+
+    min_part_size: int
+    # The size the storage layer cuts parts to (the driver's `chunksize`).
+    part_size: int
+
+    async def create_multipart(self, path: str) -> str: ...
+
+    async def upload_part(self, path: str, upload_id: str, number: int, data: bytes) -> str:
+        """Store part `number` (replacing an earlier one of that number); returns its ETag."""
+        ...
+
+    async def copy_part(
+        self, path: str, upload_id: str, number: int, source: str, start: int, end: int
+    ) -> str:
+        """Part `number` made of bytes `start..end` (inclusive) of the object at `source`."""
+        ...
+
+    async def complete_multipart(
+        self, path: str, upload_id: str, parts: Sequence[tuple[int, str]]
+    ) -> None:
+        """`FileNotFound` if the upload is gone or a part is not held with the ETag named."""
+        ...
+
+    async def abort_multipart(self, path: str, upload_id: str) -> None: ...

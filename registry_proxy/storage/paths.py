@@ -7,6 +7,7 @@ docker/registry/v2/repositories/<name>/
     _manifests/tags/<tag>/current/link
     _manifests/tags/<tag>/index/<alg>/<hex>/link
     _uploads/<uuid>/data, _uploads/<uuid>/startedat  (RFC 3339)
+    _uploads/<uuid>/session                         (ours, on multipart stores)
     _referrers/<alg>/<subject hex>/<alg>/<referrer hex>/link   (ours only)
 """
 
@@ -41,6 +42,7 @@ __all__ = [
     "tags",
     "upload_data",
     "upload_dir",
+    "upload_session",
     "upload_started_at",
 ]
 
@@ -139,6 +141,11 @@ def upload_data(name: str, upload_id: str) -> str:
 
 def upload_started_at(name: str, upload_id: str) -> str:
     return f"{upload_dir(name, upload_id)}/startedat"
+
+
+def upload_session(name: str, upload_id: str) -> str:
+    """Ours alone: the state of an upload to a multipart store (offset, parts, hash, tail)."""
+    return f"{upload_dir(name, upload_id)}/session"
 
 
 def referrers_of(name: str, subject: Digest) -> str:

@@ -7,7 +7,8 @@ then never deletes the session), the session's last modification counts, so
 a session that lost its `startedat` is still purged once idle long enough.
 
 Several instances may purge one root at once: a session another one deleted
-first is simply not counted again.
+first is simply not counted again (on S3, whose deletes are not exclusive,
+two purgers may both count it; either way it is gone).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from registry_proxy.storage import paths
 from registry_proxy.storage.catalog import walk_repositories
 from registry_proxy.storage.driver import FileNotFound, StorageDriver, TooLarge
 from registry_proxy.storage.errors import StorageError
+from registry_proxy.storage.part_uploads import abort_session_upload
 
 __all__ = ["PurgeReport", "PurgedUpload", "purge_uploads"]
 
@@ -53,6 +55,7 @@ async def purge_uploads(
             if started_at is None or started_at >= older_than:
                 continue
             if not dry_run:
+                await abort_session_upload(driver, repo, upload_id)
                 await driver.delete(paths.upload_dir(repo, upload_id))
         except FileNotFound:
             continue  # Finished, cancelled or purged elsewhere meanwhile.

@@ -54,10 +54,21 @@ class Tags:
         await write_link(self._driver, paths.tag_current_link(repo, tag), digest)
 
     async def untag(self, repo: str, tag: str) -> None:
+        # The current link goes first. A tag is listed while anything is left of
+        # its directory, and `tag` writes the index entry before the current
+        # link; where deleting a directory is not atomic (S3), a `tag` racing
+        # this can then only leave both links or neither, never an index entry
+        # that lists a tag which no longer resolves.
+        had_current = True
+        try:
+            await self._driver.delete(paths.tag_current_link(repo, tag))
+        except FileNotFound:
+            had_current = False
         try:
             await self._driver.delete(paths.tag_dir(repo, tag))
         except FileNotFound:
-            raise ManifestUnknown(tag) from None
+            if not had_current:
+                raise ManifestUnknown(tag) from None
 
     async def pointing_at(self, repo: str, digest: Digest) -> builtins.list[str]:
         """The tags whose current link names `digest`."""

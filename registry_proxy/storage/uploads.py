@@ -1,8 +1,11 @@
 """Resumable blob upload sessions, kept in storage so a restart or another replica can continue.
 
-Data is hashed while it is written. The running hash lives in memory, keyed
-by session, for the fast path; when it is missing or stale (restart, another
-replica wrote the last chunk) it is recomputed from the stored partial data.
+On a store that appends (filesystem, memory) data is appended to
+`_uploads/<id>/data` and hashed while it is written. The running hash lives
+in memory, keyed by session, for the fast path; when it is missing or stale
+(restart, another replica wrote the last chunk) it is recomputed from the
+stored partial data. On a multipart store (S3) the session is handled by
+`part_uploads`, which keeps the hash state in storage with the session.
 """
 
 from __future__ import annotations
@@ -20,7 +23,13 @@ from dataclasses import dataclass
 from registry_proxy.reference import Digest
 from registry_proxy.storage import paths
 from registry_proxy.storage.blobs import Blobs
-from registry_proxy.storage.driver import CHUNK_SIZE, AppendWriter, FileNotFound, StorageDriver
+from registry_proxy.storage.driver import (
+    CHUNK_SIZE,
+    AppendWriter,
+    FileNotFound,
+    MultipartStore,
+    StorageDriver,
+)
 from registry_proxy.storage.errors import (
     BlobUploadUnknown,
     DigestInvalid,
@@ -29,6 +38,7 @@ from registry_proxy.storage.errors import (
 )
 from registry_proxy.storage.hashing import hash_stored
 from registry_proxy.storage.links import exists, write_link
+from registry_proxy.storage.part_uploads import PartUploads
 
 __all__ = ["UploadStatus", "Uploads"]
 
@@ -62,12 +72,16 @@ class Uploads:
         self._blobs = blobs
         self._states: OrderedDict[str, _HashState] = OrderedDict()
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._parts = PartUploads(driver, blobs) if isinstance(driver, MultipartStore) else None
 
     async def start(self, repo: str) -> UploadStatus:
         upload_id = str(uuid.uuid4())
         started_at = dt.datetime.now(dt.UTC).replace(microsecond=0)
-        # The data file first: a session is visible once "startedat" exists.
-        await self._driver.put_content(paths.upload_data(repo, upload_id), b"")
+        # The data (or session) first: a session is visible once "startedat" exists.
+        if self._parts is not None:
+            await self._parts.create(repo, upload_id)
+        else:
+            await self._driver.put_content(paths.upload_data(repo, upload_id), b"")
         await self._driver.put_content(
             paths.upload_started_at(repo, upload_id), _format_rfc3339(started_at).encode()
         )
@@ -76,6 +90,8 @@ class Uploads:
 
     async def status(self, repo: str, upload_id: str) -> UploadStatus:
         started_at = await self._require(repo, upload_id)
+        if self._parts is not None:
+            return UploadStatus(upload_id, await self._parts.size(repo, upload_id), started_at)
         return UploadStatus(upload_id, await self._size(repo, upload_id), started_at)
 
     async def append(
@@ -92,6 +108,8 @@ class Uploads:
         key = self._key(repo, upload_id)
         async with self._lock(key):
             await self._require(repo, upload_id)
+            if self._parts is not None:
+                return (await self._parts.append(repo, upload_id, chunks, start)).size
             return await self._append(repo, upload_id, key, chunks, start)
 
     async def commit(
@@ -108,6 +126,11 @@ class Uploads:
         key = self._key(repo, upload_id)
         async with self._lock(key):
             await self._require(repo, upload_id)
+            if self._parts is not None:
+                size = await self._parts.commit(repo, upload_id, digest, chunks)
+                await write_link(self._driver, paths.layer_link(repo, digest), digest)
+                await self._parts.discard(repo, upload_id)
+                return size
             if chunks is not None:
                 await self._append(repo, upload_id, key, chunks, None)
             size = await self._size(repo, upload_id)
@@ -252,6 +275,9 @@ class Uploads:
 
     async def _discard(self, repo: str, upload_id: str, key: str) -> None:
         self._states.pop(key, None)
+        if self._parts is not None:
+            await self._parts.discard(repo, upload_id)
+            return
         with contextlib.suppress(FileNotFound):
             await self._driver.delete(paths.upload_dir(repo, upload_id))
 

@@ -37,6 +37,7 @@ import pytest
 from tests.support.peers import GoRegistry
 from tests.support.registry_client import RegistryClient, TokenAuth
 from tests.support.registry_proxy import RegistryProxy
+from tests.support.swift import Swift
 from tests.support.tokenserver import TokenServer
 
 HERE = Path(__file__).resolve().parent
@@ -71,7 +72,9 @@ USERS: dict[str, tuple[str, ...]] = {"admin": ("admin",), "alice": ()}
 @dataclass(frozen=True)
 class TargetKind:
     features: frozenset[str]
-    start: Callable[[TokenServer, Path], AbstractContextManager[str]]
+    start: Callable[..., AbstractContextManager[str]]
+    # Started on the session's Swift (passed as `swift=`): a real peer, so end-to-end.
+    on_swift: bool = False
 
 
 @contextmanager
@@ -81,8 +84,11 @@ def _start_go_registry(tokens: TokenServer, workdir: Path) -> Iterator[str]:
 
 
 @contextmanager
-def _start_registry_proxy(tokens: TokenServer, workdir: Path) -> Iterator[str]:
-    with RegistryProxy(workdir, tokens.registry_auth()) as registry:
+def _start_registry_proxy(
+    tokens: TokenServer, workdir: Path, swift: Swift | None = None
+) -> Iterator[str]:
+    s3 = swift.s3_config(swift.new_bucket("conformance")) if swift is not None else None
+    with RegistryProxy(workdir, tokens.registry_auth(), s3=s3) as registry:
         yield registry.url
     # Whatever the suite sent, nothing may have crashed a request handler.
     crashes = [line for line in registry.log_text().splitlines() if '"level": "error"' in line]
@@ -96,9 +102,11 @@ PROXY_FEATURES = frozenset(FEATURES) - {"strict-catalog-order"}
 KINDS: dict[str, TargetKind] = {
     "go-registry": TargetKind(frozenset(), _start_go_registry),
     "registry-proxy": TargetKind(PROXY_FEATURES, _start_registry_proxy),
+    "registry-proxy-s3": TargetKind(PROXY_FEATURES, _start_registry_proxy, on_swift=True),
 }
 
-TARGETS = ["go-registry", "registry-proxy"]
+TARGETS = ["go-registry", "registry-proxy", "registry-proxy-s3"]
+END_TO_END = {name for name, kind in KINDS.items() if kind.on_swift} | {"go-registry"}
 
 
 @dataclass
@@ -151,9 +159,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "target" in metafunc.fixturenames and Path(metafunc.definition.path).is_relative_to(HERE):
-        # The Go registry is a real peer: those runs are end-to-end tests.
+        # The Go registry and Swift are real peers: those runs are end-to-end tests.
         params = [
-            pytest.param(name, marks=pytest.mark.e2e) if name == "go-registry" else name
+            pytest.param(name, marks=pytest.mark.e2e) if name in END_TO_END else name
             for name in TARGETS
         ]
         metafunc.parametrize("target", params, indirect=True, scope="module")
@@ -202,7 +210,8 @@ def target(
     name: str = request.param
     kind = KINDS[name]
     tokens, passwords = conformance_tokens
-    with kind.start(tokens, tmp_path_factory.mktemp(name)) as url:
+    extra = {"swift": request.getfixturevalue("swift")} if kind.on_swift else {}
+    with kind.start(tokens, tmp_path_factory.mktemp(name), **extra) as url:
         running = Target(name, url.rstrip("/"), tokens, kind.features, passwords)
         try:
             yield running

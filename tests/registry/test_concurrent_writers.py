@@ -1,4 +1,5 @@
-"""Two registry_proxy processes over one storage root, racing pushes and deletes of one tag.
+"""Two registry_proxy processes over one storage root (a directory, or a bucket on a real
+Swift), racing pushes and deletes of one tag.
 
 No lock is shared between them (nor should any be needed): every answer must
 be one the spec allows for the request, neither process may log a crash, and
@@ -17,6 +18,7 @@ import pytest
 
 from tests.support.minter import OCI_MANIFEST, Minter, log_problems, push_image
 from tests.support.registry_proxy import RegistryProxy
+from tests.support.swift import Swift
 
 REPO = "team/race"
 SCOPE = f"repository:{REPO}:pull,push,delete"
@@ -29,20 +31,28 @@ WORKERS = 16
 class Pair:
     proxies: tuple[RegistryProxy, RegistryProxy]
     minter: Minter
+    bucket: str | None = None
 
     def headers(self) -> dict[str, str]:
         return self.minter.headers(SCOPE)
 
 
-@pytest.fixture(scope="module")
-def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+@pytest.fixture(scope="module", params=["filesystem", pytest.param("s3", marks=pytest.mark.e2e)])
+def pair(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Pair]:
     base = tmp_path_factory.mktemp("race")
     minter = Minter(base / "keys")
     root = base / "storage"
-    first = RegistryProxy(base / "a", minter.token_auth, root=root)
-    second = RegistryProxy(base / "b", minter.token_auth, root=root)
+    s3 = bucket = None
+    if request.param == "s3":
+        swift: Swift = request.getfixturevalue("swift")
+        bucket = swift.new_bucket("race")
+        s3 = swift.s3_config(bucket, rootdirectory="/shared")
+    first = RegistryProxy(base / "a", minter.token_auth, root=root, s3=s3)
+    second = RegistryProxy(base / "b", minter.token_auth, root=root, s3=s3)
     with first, second:
-        yield Pair((first, second), minter)
+        yield Pair((first, second), minter, bucket)
     for proxy in (first, second):
         problems = log_problems(proxy.log_text())
         assert not problems, "\n".join(problems[:5])
@@ -133,7 +143,15 @@ def test_tag_pushes_race_deletes_by_digest(pair: Pair) -> None:
                     assert by_digest.status_code == 200
 
 
-def test_nothing_is_left_in_the_trash(pair: Pair) -> None:
+def test_nothing_is_left_in_the_trash(pair: Pair, request: pytest.FixtureRequest) -> None:
+    if pair.bucket is not None:
+        # S3 deletes in place: nothing but the registry's own layout is in the bucket.
+        swift: Swift = request.getfixturevalue("swift")
+        with swift.client() as client:
+            keys = client.keys(pair.bucket)
+        assert keys
+        assert all(key.startswith("shared/docker/registry/v2/") for key in keys), keys[:5]
+        return
     trash = pair.proxies[0].root / "_trash"
     # Every delete removed what it renamed there; nothing waits for a sweep.
     assert trash.is_dir()

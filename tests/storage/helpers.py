@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from registry_proxy.reference import Digest
-from registry_proxy.storage import Storage
+from registry_proxy.storage import Storage, paths
+from registry_proxy.storage.driver import FileNotFound, MultipartStore, StorageDriver
 from registry_proxy.storage.schema import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
 
 __all__ = [
@@ -15,12 +16,14 @@ __all__ = [
     "DOCKER_MANIFEST",
     "OCI_INDEX",
     "OCI_MANIFEST",
+    "children",
     "collect",
     "descriptor",
     "image_manifest",
     "index_manifest",
     "push_blob",
     "push_image",
+    "session_bytes",
     "stream",
 ]
 
@@ -35,6 +38,14 @@ async def stream(*parts: bytes) -> AsyncIterator[bytes]:
 
 async def collect(chunks: AsyncIterator[bytes]) -> bytes:
     return b"".join([chunk async for chunk in chunks])
+
+
+async def children(driver: StorageDriver, path: str) -> list[str]:
+    """`list`, where an emptied directory may be empty or gone (it is gone on S3)."""
+    try:
+        return await driver.list(path)
+    except FileNotFound:
+        return []
 
 
 def descriptor(data: bytes, media_type: str, **extra: Any) -> dict[str, Any]:
@@ -87,3 +98,12 @@ async def push_image(
     digest = Digest.of(body)
     await storage.manifests.put(repo, tag or str(digest), body, OCI_MANIFEST)
     return body, digest, blobs
+
+
+async def session_bytes(driver: StorageDriver, repo: str, upload_id: str) -> bytes:
+    """What an upload session holds so far: its data file, or on a multipart store (for a
+    session shorter than a part) the tail kept in its session object."""
+    if isinstance(driver, MultipartStore):
+        record = await driver.get_content(paths.upload_session(repo, upload_id))
+        return record.partition(b"\n")[2]
+    return await driver.get_content(paths.upload_data(repo, upload_id))

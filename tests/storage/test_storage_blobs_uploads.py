@@ -19,7 +19,7 @@ from registry_proxy.storage.errors import (
     DigestInvalid,
     RangeInvalid,
 )
-from tests.storage.helpers import collect, push_blob, stream
+from tests.storage.helpers import collect, push_blob, session_bytes, stream
 
 pytestmark = pytest.mark.anyio
 
@@ -173,7 +173,7 @@ async def test_concurrent_appends_are_serialized(storage: Storage) -> None:
         *(storage.uploads.append(REPO, status.id, stream(bytes([65 + i]) * 10)) for i in range(5))
     )
     assert (await storage.uploads.status(REPO, status.id)).offset == 50
-    stored = await storage.driver.get_content(paths.upload_data(REPO, status.id))
+    stored = await session_bytes(storage.driver, REPO, status.id)
     assert await storage.uploads.commit(REPO, status.id, Digest.of(stored)) == 50
 
 
@@ -227,7 +227,7 @@ async def test_started_at_is_rfc3339(storage: Storage, driver: StorageDriver) ->
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", text)
     assert (await storage.uploads.status(REPO, status.id)).started_at == status.started_at
     assert before <= status.started_at <= dt.datetime.now(dt.UTC)
-    assert await driver.get_content(paths.upload_data(REPO, status.id)) == b""
+    assert await session_bytes(driver, REPO, status.id) == b""
 
 
 async def test_empty_blob(storage: Storage) -> None:

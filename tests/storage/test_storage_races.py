@@ -21,7 +21,8 @@ from registry_proxy.storage import Storage, paths
 from registry_proxy.storage.driver import FileNotFound, StorageDriver
 from registry_proxy.storage.errors import BlobUploadUnknown, ManifestUnknown
 from registry_proxy.storage.filesystem import TRASH, TRASH_GRACE_NS, FilesystemDriver
-from tests.storage.helpers import collect, push_image, stream
+from registry_proxy.storage.s3 import S3Driver
+from tests.storage.helpers import children, collect, push_image, stream
 
 pytestmark = pytest.mark.anyio
 
@@ -55,8 +56,12 @@ async def test_exactly_one_of_racing_deletes_wins(
             await settle([(driver, twin)[i % 2].delete("repo/tags/t") for i in range(8)]),
             FileNotFound,
         )
-        assert sum(r is None for r in results) == 1
-        assert await driver.list("repo/tags") == []
+        if isinstance(driver, S3Driver):
+            # S3 cannot pick one winner (no conditional deletes): at least one succeeds.
+            assert sum(r is None for r in results) >= 1
+        else:
+            assert sum(r is None for r in results) == 1
+        assert await children(driver, "repo/tags") == []
 
 
 async def test_writes_racing_deletes_of_their_directory(
@@ -117,8 +122,9 @@ async def test_deleted_trees_are_in_no_listing(driver: StorageDriver, root: Path
     await driver.put_content("docker/registry/v2/repositories/a/_layers/x/link", b"1")
     await driver.put_content("keep", b"1")
     await driver.delete("docker/registry/v2/repositories/a")
-    assert await driver.list("") == ["docker", "keep"]
-    assert await driver.list("docker/registry/v2/repositories") == []
+    # An emptied directory may be gone (on S3 it is).
+    assert await driver.list("") in (["docker", "keep"], ["keep"])
+    assert await children(driver, "docker/registry/v2/repositories") == []
     if isinstance(driver, FilesystemDriver):
         # Renamed away, then removed: nothing of it is left anywhere.
         assert os.listdir(root / TRASH) == []

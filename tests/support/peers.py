@@ -296,8 +296,14 @@ class GoRegistry(Peer):
         token: Mapping[str, Any] | None = None,
         delete: bool = True,
         log_level: str = "info",
+        s3: Mapping[str, Any] | None = None,
+        redirect: bool = True,
     ) -> None:
+        """`s3`, a `storage.s3` section, makes it store in a bucket instead of `storage/`;
+        without `redirect` it serves blobs itself rather than redirecting to the bucket."""
         super().__init__(root_dir)
+        self.s3 = dict(s3) if s3 is not None else None
+        self.redirect = redirect
         self.binary = require_binary(GO_REGISTRY)
         self.port = free_port()
         self.addr = f"{LOOPBACK}:{self.port}"
@@ -313,8 +319,13 @@ class GoRegistry(Peer):
             "version": 0.1,
             "log": {"level": self.log_level, "fields": {"service": "registry"}},
             "storage": {
-                "filesystem": {"rootdirectory": str(self.storage_dir)},
+                **(
+                    {"s3": self.s3}
+                    if self.s3 is not None
+                    else {"filesystem": {"rootdirectory": str(self.storage_dir)}}
+                ),
                 "delete": {"enabled": self.delete},
+                **({} if self.redirect else {"redirect": {"disable": True}}),
             },
             "http": {"addr": self.addr, "secret": secrets.token_hex(16)},
         }
@@ -330,8 +341,9 @@ class GoRegistry(Peer):
         return [self.binary, "serve", str(self.config_path)]
 
     def env(self) -> dict[str, str]:
-        # The registry maps every REGISTRY_* variable onto its configuration.
-        return env_without(prefixes=("REGISTRY_",))
+        # The registry maps every REGISTRY_* variable onto its configuration; its s3
+        # driver would take AWS_* credentials (and refuses to start with AWS_CA_BUNDLE).
+        return env_without(prefixes=("REGISTRY_", "AWS_"))
 
     def ready(self) -> bool:
         response = httpx.get(f"{self.url}/v2/", timeout=2, trust_env=False)

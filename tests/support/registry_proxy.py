@@ -34,7 +34,9 @@ class RegistryProxy(Peer):
         port: int | None = None,
         tls: tuple[Path, Path] | None = None,
         extra: dict[str, Any] | None = None,
+        s3: dict[str, Any] | None = None,
     ) -> None:
+        """`s3`, a `storage.s3` section, stores in a bucket instead of under `root`."""
         super().__init__(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
@@ -47,7 +49,8 @@ class RegistryProxy(Peer):
             "version": 0.1,
             "http": {"addr": self.addr},
             "storage": {
-                "filesystem": {"rootdirectory": str(self.root)},
+                **({"s3": dict(s3)} if s3 is not None else {}),
+                **({"filesystem": {"rootdirectory": str(self.root)}} if s3 is None else {}),
                 "delete": {"enabled": delete},
             },
             "auth": {"token": dict(token_auth)},
