@@ -1,7 +1,7 @@
 """Several instances behind a real nginx, one of them killed mid-work.
 
-Two token servers over one PostgreSQL and two registries over one storage,
-all behind nginx as README's deployment section describes. An instance that
+Two token servers over one PostgreSQL and two registries over one Swift
+bucket (through its S3 API), all behind nginx as docs/scale.md describes. An instance that
 dies with SIGKILL must cost the clients nothing they do not retry: nginx
 moves refused connections to the other instance, and what was in flight is
 retried by the client.
@@ -29,6 +29,7 @@ from tests.support.images import write_oci_layout
 from tests.support.nginx import Nginx, Site
 from tests.support.peers import Postgres, Skopeo
 from tests.support.registry_proxy import RegistryProxy
+from tests.support.swift import Swift
 from tests.support.tokenserver import TokenServer
 
 pytestmark = pytest.mark.e2e
@@ -43,6 +44,8 @@ class Cluster:
     tokens: list[TokenServer]
     registries: list[RegistryProxy]
     nginx: Nginx
+    swift: Swift
+    bucket: str
 
     @property
     def token_url(self) -> str:
@@ -60,7 +63,7 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(postgres: Postgres, tmp_path: Path) -> Iterator[Cluster]:
+def cluster(postgres: Postgres, swift: Swift, tmp_path: Path) -> Iterator[Cluster]:
     keys = tmp_path / "keys"
     extra = {"users": {"bcrypt_cost": 4}}
     database = postgres.new_database(f"ha_{uuid.uuid4().hex[:12]}")
@@ -75,17 +78,16 @@ def cluster(postgres: Postgres, tmp_path: Path) -> Iterator[Cluster]:
         # The balancer's ports are fixed before the registries start: their realm is nginx.
         token_site = Site("token", tuple(t.addr for t in tokens)).with_port()
         auth = {**tokens[0].registry_auth(), "realm": f"http://127.0.0.1:{token_site.port}/token"}
-        root = tmp_path / "storage"
+        bucket = swift.new_bucket("ha")
         registries = [
-            RegistryProxy(tmp_path / f"reg{i}", auth, root=root, extra={"log": {"level": "info"}})
-            for i in range(2)
+            RegistryProxy(tmp_path / f"reg{i}", auth, s3=swift.s3_config(bucket)) for i in range(2)
         ]
         for registry in registries:
             running.enter_context(registry)
         registry_site = Site("registry", tuple(r.addr for r in registries), sticky=True)
         nginx = Nginx(tmp_path / "nginx", token_site, registry_site)
         running.enter_context(nginx)
-        yield Cluster(tokens, registries, nginx)
+        yield Cluster(tokens, registries, nginx, swift, bucket)
 
 
 def _token(client: httpx.Client, i: int) -> str:
@@ -146,10 +148,6 @@ def test_a_token_server_killed_under_load_loses_no_retried_request(cluster: Clus
     assert survivors == {next(t.addr for t in cluster.tokens if t is not victim)}
 
 
-def _blob_files(root: Path) -> Iterator[Path]:
-    yield from (root / "docker/registry/v2/blobs/sha256").glob("*/*/data")
-
-
 def test_a_registry_killed_mid_push_costs_a_retry_not_the_image(
     cluster: Cluster, tmp_path: Path
 ) -> None:
@@ -175,16 +173,12 @@ def test_a_registry_killed_mid_push_costs_a_retry_not_the_image(
         text=True,
     )
     try:
-        # Wait until a layer is being streamed (its session's data grows in the shared
-        # storage), then kill the instance serving the push: the balancer is sticky.
-        uploads = (
-            cluster.registries[0].root / f"docker/registry/v2/repositories/{USER}/big/_uploads"
-        )
+        # Wait until a layer is being streamed (its parts arrive in the shared bucket),
+        # then kill the instance serving the push: the balancer is sticky.
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not any(
-            f.stat().st_size > 10 * MB for f in uploads.glob("*/data") if f.exists()
-        ):
-            time.sleep(0.01)
+        with cluster.swift.client() as store:
+            while time.monotonic() < deadline and not store.multipart_uploads(cluster.bucket):
+                time.sleep(0.02)
         served = [e for e in cluster.nginx.served() if "/v2/" in str(e["request"])]
         assert served, "the push never reached a registry"
         victim = cluster.instance_at(Nginx.answered_by(served[-1]))
@@ -214,6 +208,13 @@ def test_a_registry_killed_mid_push_costs_a_retry_not_the_image(
         got = (pulled / "blobs" / "sha256" / digest.removeprefix("sha256:")).read_bytes()
         assert got == (source / "blobs" / "sha256" / digest.removeprefix("sha256:")).read_bytes()
     # No partial blob was ever stored: every blob's bytes are its digest.
-    root = cluster.registries[0].root
-    for data in _blob_files(root):
-        assert hashlib.sha256(data.read_bytes()).hexdigest() == data.parent.name
+    with cluster.swift.client() as store:
+        blobs = [
+            k
+            for k in store.keys(cluster.bucket, "docker/registry/v2/blobs/")
+            if k.endswith("/data")
+        ]
+        assert len(blobs) >= 4
+        for key in blobs:
+            expected = key.rsplit("/", 2)[-2]
+            assert hashlib.sha256(store.get(cluster.bucket, key)).hexdigest() == expected
