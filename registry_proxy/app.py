@@ -154,6 +154,7 @@ def create_app(config: Config) -> Starlette:
                 leeway=token.leeway,
             ),
             delete_enabled=config.storage.delete.enabled,
+            redirect=not config.storage.redirect.disable,
         )
         log.info(
             "registry ready",

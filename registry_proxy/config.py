@@ -100,6 +100,12 @@ class DeleteConfig(_Section):
     enabled: bool = False
 
 
+class RedirectConfig(_Section):
+    # The Go registry's key. Off by default here (the Go registry defaults to on):
+    # a redirect sends clients to the store itself, which must then be reachable.
+    disable: bool = True
+
+
 def _go_duration(value: object) -> dt.timedelta:
     if isinstance(value, dt.timedelta):
         return value
@@ -135,6 +141,7 @@ class StorageConfig(_Section):
     s3: S3Config | None = None
     memory: dict[str, Any] | None = None
     delete: DeleteConfig = DeleteConfig()
+    redirect: RedirectConfig = RedirectConfig()
     maintenance: MaintenanceConfig = MaintenanceConfig()
 
     @model_validator(mode="after")

@@ -15,3 +15,5 @@ class Services:
     storage: Storage
     access: AccessController
     delete_enabled: bool
+    # Blob GETs answer 307 to the store where the driver can sign a URL.
+    redirect: bool = False

@@ -17,15 +17,25 @@ from registry_proxy.routes.common import (
 )
 from registry_proxy.routes.ranges import RangeNotSatisfiable, byte_range
 
+# How long a redirect's signed URL works, as the Go registry's `s3` driver signs them.
+REDIRECT_SECONDS = 20 * 60
+
 
 async def get_blob(request: Request) -> Response:
     name = repository(request)
     digest = parse_digest(request.path_params["digest"])
     await authorize(request, pull(name))
-    storage = services(request).storage
+    svc = services(request)
+    storage = svc.storage
     size = await storage.blobs.linked(name, digest)
     if size is None:
         raise RegistryError("BLOB_UNKNOWN", {"digest": str(digest)})
+    if svc.redirect and request.method == "GET":
+        url = await storage.blobs.redirect_url(digest, REDIRECT_SECONDS)
+        if url is not None:
+            # The bytes come from the store; the client keeps its Range header for it.
+            headers = {**API_HEADERS, "Location": url, "Docker-Content-Digest": str(digest)}
+            return Response(status_code=307, headers=headers)
     headers = {
         **API_HEADERS,
         "Docker-Content-Digest": str(digest),

@@ -58,6 +58,10 @@ class Blobs:
         except FileNotFound:
             raise BlobUnknown(digest) from None
 
+    async def redirect_url(self, digest: Digest, expires_in: int) -> str | None:
+        """Where a client may fetch the blob from the store itself, if the store allows it."""
+        return await self._driver.redirect_url(paths.blob_data(digest), expires_in)
+
     async def put(self, digest: Digest, data: bytes) -> None:
         """Store small content (a manifest) under its digest, which the caller has checked."""
         if await self.stat(digest) is None:

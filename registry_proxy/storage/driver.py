@@ -138,6 +138,11 @@ class StorageDriver(Protocol):
         """
         ...
 
+    async def redirect_url(self, path: str, expires_in: int) -> str | None:
+        """A URL a client may GET the content at `path` from directly, valid `expires_in`
+        seconds; None where the backend has none (the registry then serves the bytes)."""
+        ...
+
     async def open_append(self, path: str) -> AppendWriter:
         """A writer appending to `path`, created (with its parents) if missing."""
         ...

@@ -159,6 +159,9 @@ class FilesystemDriver:
         with _os_errors(path):
             await asyncio.to_thread(_remove, full, self._trash)
 
+    async def redirect_url(self, path: str, expires_in: int) -> str | None:
+        return None  # only the registry can serve these bytes
+
     async def open_append(self, path: str) -> _FileAppender:
         full = self._full(path)
         with _os_errors(path):

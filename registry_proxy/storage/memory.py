@@ -138,6 +138,9 @@ class MemoryDriver:
         parent, name = self._parent(path, create=False)
         del parent.children[name]
 
+    async def redirect_url(self, path: str, expires_in: int) -> str | None:
+        return None  # only the registry can serve these bytes
+
     async def open_append(self, path: str) -> _MemoryAppender:
         parent, name = self._parent(path, create=True)
         node = parent.children.get(name)

@@ -240,6 +240,14 @@ class S3Driver:
 
     # -- the driver protocol ------------------------------------------------
 
+    async def redirect_url(self, path: str, expires_in: int) -> str | None:
+        """A presigned GET of the object (signed here, no request to the store)."""
+        key = self.key(path)
+        url: str = self._client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in
+        )
+        return url
+
     async def get_content(self, path: str, max_size: int = MAX_CONTENT_SIZE) -> bytes:
         key = self.key(path)
 
