@@ -17,10 +17,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.images import write_oci_layout
 from tests.support.minter import Minter, log_problems
-from tests.support.peers import GoRegistry
+from tests.support.peers import GoRegistry, Skopeo
 from tests.support.registry_proxy import RegistryProxy
 from tests.support.swift import Swift
+from tests.support.tokenserver import TokenServer
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MiB = 1024 * 1024
@@ -149,3 +151,45 @@ def test_ours_writes_go_serves(pair: Pair) -> None:
     catalog = pair.go.get("/v2/_catalog")
     assert catalog.status_code == 200
     assert "team/app" in catalog.json()["repositories"]
+
+
+def test_skopeo_through_either_registry_over_one_bucket(swift: Swift, tmp_path: Path) -> None:
+    """skopeo pushes through the Go registry and pulls the same bytes through ours, and back."""
+    bucket = swift.new_bucket("skopeo-interop")
+    go_s3 = swift.s3_config(bucket, rootdirectory="/shared", v4auth=True)
+    del go_s3["forcepathstyle"]
+    skopeo = Skopeo(tmp_path)
+    creds = ("--creds", "team:team-pw-1")
+    with (
+        TokenServer(tmp_path / "ts", extra={"users": {"bcrypt_cost": 4}}) as tokens,
+        GoRegistry(tmp_path / "go", s3=go_s3) as go,
+    ):
+        tokens.add_user("team", "team-pw-1")
+        ours = RegistryProxy(
+            tmp_path / "ours",
+            tokens.registry_auth(),
+            s3=swift.s3_config(bucket, rootdirectory="/shared"),
+        )
+        with ours:
+            for tag, writer, reader, write_auth, read_auth in (
+                ("via-go", go, ours, (), creds),
+                ("via-ours", ours, go, creds, ()),
+            ):
+                source = tmp_path / f"src-{tag}"
+                image = write_oci_layout(source, tag="v1", layers=3, seed=tag)
+                skopeo(
+                    "copy", "--dest-tls-verify=false",
+                    *(("--dest-creds", write_auth[1]) if write_auth else ()),
+                    f"oci:{source}:v1", f"docker://{writer.addr}/team/app:{tag}",
+                )  # fmt: skip
+                pulled = tmp_path / f"dst-{tag}"
+                skopeo(
+                    "copy", "--src-tls-verify=false",
+                    *(("--src-creds", read_auth[1]) if read_auth else ()),
+                    f"docker://{reader.addr}/team/app:{tag}", f"oci:{pulled}:v1",
+                )  # fmt: skip
+                for digest in [image.manifest_digest, image.config_digest, *image.layer_digests]:
+                    name = digest.removeprefix("sha256:")
+                    assert (pulled / "blobs/sha256" / name).read_bytes() == (
+                        source / "blobs/sha256" / name
+                    ).read_bytes()
