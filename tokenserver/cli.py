@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import getpass
 import json
@@ -303,7 +304,7 @@ def cmd_audit_tail(args: argparse.Namespace) -> None:
     )
     for r in reversed(records):  # oldest first, as a tail reads
         if args.json:
-            print(json.dumps({**vars(r), "at": r.at.isoformat()}))
+            print(json.dumps({**dataclasses.asdict(r), "at": r.at.isoformat()}))
         elif r.action == TOKEN_ACTION:
             print(
                 f"{r.at:%Y-%m-%dT%H:%M:%SZ}\t{r.outcome}\t{r.subject or '-'}\t{r.kind or '-'}"
