@@ -7,7 +7,7 @@ import os
 import threading
 from pathlib import Path
 
-from tokenserver.authn.base import Account, BackendUnavailable
+from tokenserver.authn.base import MISS, Account, BackendUnavailable, Peeked
 from tokenserver.authn.hashed import HashedPasswordBackend
 from tokenserver.passwords import is_bcrypt
 
@@ -68,3 +68,12 @@ class HtpasswdBackend(HashedPasswordBackend):
         if hashed is None:
             return None
         return Account(username, frozenset(), fingerprint=hashed)
+
+    def peek(self, username: str) -> Peeked:
+        # A stat and a dict: cheap enough for the event loop once the file is read.
+        if self._stamp is None:
+            return MISS
+        try:
+            return self.lookup(username)
+        except BackendUnavailable:
+            return MISS

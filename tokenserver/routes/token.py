@@ -10,7 +10,6 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
 from authcore.scope import format_scopes
 from tokenserver import context
@@ -57,7 +56,7 @@ def _client(request: Request) -> tuple[str | None, str]:
 
 async def _grant(request: Request, token_request: TokenRequest, *, oauth: bool) -> JSONResponse:
     try:
-        grant = await run_in_threadpool(_grants(request).grant, token_request)
+        grant = await _grants(request).grant(token_request)
     except Refused as exc:
         raise from_refusal(exc, "oauth" if oauth else "token", _realm(request)) from None
     return _answer(grant, oauth=oauth)
