@@ -116,7 +116,22 @@ def cmd_serve(args: argparse.Namespace) -> None:
     configure_logging(config.log.level, KEYS)
     # Read now, so an unreadable password file is a clear message, not a failed start-up.
     config.ldap.bind_password_value()
-    serve(create_app(config), config.server, section="server", refusal=refusal)
+
+    def migrate() -> None:
+        # Once, before any worker starts: workers must not race at the schema.
+        db = Database(config.database.url, pool_size=1)
+        try:
+            db.migrate()
+        finally:
+            db.dispose()
+
+    serve(
+        create_app(config),
+        config.server,
+        section="server",
+        refusal=refusal,
+        prepare=migrate if config.server.workers > 1 else None,
+    )
 
 
 def cmd_keys_generate(args: argparse.Namespace) -> None:
