@@ -80,6 +80,7 @@ def serve(
         if prepare is not None:
             prepare()
         if settings.workers == 1:
+            _flush_logs_on_stop_signals()
             uvicorn.run(app, **options)
         else:
             _supervise(uvicorn.Config(app, **options), settings.workers)
@@ -130,8 +131,7 @@ def _fork_worker(config: uvicorn.Config, sock: socket.socket) -> int:
         return pid
     code = 1
     try:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, signal.SIG_DFL)
+        _flush_logs_on_stop_signals()
         _die_with_parent(parent)
         server = uvicorn.Server(config)
         server.run(sockets=[sock])
@@ -147,6 +147,20 @@ def _fork_worker(config: uvicorn.Config, sock: socket.socket) -> int:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
+
+
+def _flush_logs_on_stop_signals() -> None:
+    # uvicorn handles SIGTERM and SIGINT while it serves, and when it is done
+    # raises the signal again for the handler it found: this one, which writes
+    # the queued log lines before the signal ends the process.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _flush_then_default)
+
+
+def _flush_then_default(signum: int, _frame: FrameType | None) -> None:
+    stop_logging()
+    signal.signal(signum, signal.SIG_DFL)
+    signal.raise_signal(signum)
 
 
 def _signal(pid: int, signum: int) -> None:

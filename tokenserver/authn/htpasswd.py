@@ -70,10 +70,13 @@ class HtpasswdBackend(HashedPasswordBackend):
         return Account(username, frozenset(), fingerprint=hashed)
 
     def peek(self, username: str) -> Peeked:
-        # A stat and a dict: cheap enough for the event loop once the file is read.
-        if self._stamp is None:
-            return MISS
+        # A stat and a dict: cheap enough for the event loop. A changed file is
+        # read by `lookup`, in a thread.
         try:
-            return self.lookup(username)
-        except BackendUnavailable:
+            st = os.stat(self._path)
+        except OSError:
             return MISS
+        if (st.st_mtime_ns, st.st_size, st.st_ino) != self._stamp:
+            return MISS
+        hashed = self._entries.get(username)
+        return None if hashed is None else Account(username, frozenset(), fingerprint=hashed)
