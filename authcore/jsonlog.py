@@ -1,12 +1,13 @@
 """JSON log lines on stderr, each carrying the current request's context keys.
 
-Lines are formatted and written by a listener thread (`QueueHandler` →
-`QueueListener`), so a request on the event loop pays only for making the
-record and appending it to a queue. The context keys are read when the
+Lines are formatted and written by a thread of their own (a `QueueHandler`
+feeding a writer that takes whatever has gathered, formats it and writes it
+in one call), so a request on the event loop pays only for making the record
+and appending it to a queue. The context keys are read when the
 record is made, in the request's own context, and travel on the record
-(`record.context`): the listener runs in no request's context. The listener
+(`record.context`): the writer runs in no request's context. The writer
 writes what is queued before the process exits (`stop_logging`, also at
-interpreter exit), and a fork (a worker process) gets a listener of its own.
+interpreter exit), and a fork (a worker process) gets a writer of its own.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import logging
 import logging.handlers
 import os
 import queue
+import sys
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -80,7 +83,7 @@ class JSONFormatter(logging.Formatter):
 
 
 class _Enqueue(logging.handlers.QueueHandler):
-    """Queues the record itself for the pipe's listener, which formats and writes it."""
+    """Queues the record itself for the pipe's writer, which formats and writes it."""
 
     def __init__(self, pipe: _Pipe) -> None:
         super().__init__(pipe.queue)
@@ -93,36 +96,79 @@ class _Enqueue(logging.handlers.QueueHandler):
         return record
 
 
+_STOP = logging.LogRecord("", 0, "", 0, "stop", None, None)
+# Lines per write: each wake-up writes what has gathered in one system call.
+_BATCH = 512
+
+
 class _Pipe:
-    """The queue, its handler on the root logger, and the listener thread that writes."""
+    """The queue, its handler on the root logger, and the thread that formats and writes.
+
+    The thread takes what has gathered since it last woke and writes it in
+    one call, so a busy server pays a wake-up and a write per batch, not per
+    line.
+    """
 
     def __init__(self, keys: Sequence[ContextKey[Any]]) -> None:
-        self.output = logging.StreamHandler()
-        self.output.setFormatter(JSONFormatter())
+        self.stream = sys.stderr
+        self.formatter = JSONFormatter()
         self.queue: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
         self.handler = _Enqueue(self)
         self.handler.addFilter(ContextFilter(keys))
-        self.listener: logging.handlers.QueueListener | None = None
+        self.thread: threading.Thread | None = None
 
     def start(self) -> None:
-        if self.listener is None:
-            self.listener = logging.handlers.QueueListener(self.queue, self.output)
-            self.listener.start()
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
+            self.thread.start()
 
     def stop(self) -> None:
         """Write everything queued so far and stop the thread (idempotent)."""
-        if self.listener is not None:
-            self.listener.stop()
-            self.listener = None
-        self.output.flush()
+        if self.thread is not None:
+            self.queue.put(_STOP)
+            self.thread.join()
+            self.thread = None
+        self._write(self._take(block=False))  # whatever came after the stop
 
     def forked(self) -> None:
         # The child has the parent's queue but no thread: what was queued
         # before the fork the parent wrote (`stop` runs before a fork).
         self.queue = queue.SimpleQueue()
         self.handler.queue = self.queue
-        self.listener = None
+        self.thread = None
         self.start()
+
+    def _take(self, *, block: bool) -> list[logging.LogRecord]:
+        batch = [self.queue.get()] if block else []
+        while len(batch) < _BATCH:
+            try:
+                batch.append(self.queue.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _run(self) -> None:
+        while True:
+            batch = self._take(block=True)
+            self._write(batch)
+            if any(record is _STOP for record in batch):
+                return
+
+    def _write(self, batch: list[logging.LogRecord]) -> None:
+        lines = []
+        for record in batch:
+            if record is _STOP:
+                continue
+            try:
+                lines.append(self.formatter.format(record))
+            except Exception:
+                self.handler.handleError(record)
+        if lines:
+            try:
+                self.stream.write("\n".join(lines) + "\n")
+                self.stream.flush()
+            except Exception:
+                self.handler.handleError(batch[0])
 
 
 def _pipes() -> list[_Pipe]:
@@ -132,6 +178,10 @@ def _pipes() -> list[_Pipe]:
 def configure_logging(level: str, keys: Sequence[ContextKey[Any]]) -> None:
     """JSON lines on stderr for this process (a server's: call once, at start)."""
     stop_logging()
+    # Nothing the JSON lines show: not worth a lookup on every record.
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     pipe = _Pipe(keys)
     root = logging.getLogger()
     root.handlers[:] = [pipe.handler]

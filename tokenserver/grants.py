@@ -219,6 +219,7 @@ class GrantService:
         subclass; audits and counts the request either way.
         """
         context.CLIENT_IP.set(request.client_ip or "")
+        context.VIA.set(request.via)
         trail = _Trail(request, identity=identity)
         try:
             grant = await self._grant(request, trail)
@@ -254,10 +255,9 @@ class GrantService:
             raise CredentialsNeeded("offline tokens need credentials")
         trail.granted = self._filter(identity, request, trail.requested)
         token = self._issuer.issue(identity.subject, request.service, trail.granted, self.clock())
-        log.info(
-            "token issued",
-            extra={"kind": identity.kind, "backend": identity.backend, "via": request.via},
-        )
+        # Said once, by the request's access line (a 200 from /token is a token issued).
+        context.KIND.set(identity.kind)
+        context.BACKEND.set(identity.backend)
         refresh_token = None
         if isinstance(request.credentials, RefreshLogin):
             refresh_token = request.credentials.token.reveal()  # the same one, no rotation

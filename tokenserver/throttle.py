@@ -28,6 +28,7 @@ failure counts a little longer or shorter on another instance.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import math
@@ -63,6 +64,7 @@ class Standing:
     account_failures: int
 
 
+@functools.lru_cache(maxsize=4096)
 def _address_key(address: str) -> str:
     try:
         ip = ipaddress.ip_address(address)

@@ -484,7 +484,7 @@ def test_database_rows_remembered_for_the_warm_path_only(
 
 
 def test_remembered_never_answers_for_ci_tokens_or_unknown_names(
-    db_users: UserStore, tmp_path: Path
+    db_users: UserStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     htpasswd = tmp_path / "htpasswd"
     htpasswd.write_text(f"carol:{_hash('carol-pw')}\n")
@@ -493,8 +493,9 @@ def test_remembered_never_answers_for_ci_tokens_or_unknown_names(
     )
     auth.authenticate("carol", Secret("carol-pw"))
     assert auth.remembered("carol", Secret("carol-pw")) is not None
-    htpasswd.write_text("")  # removed from the file: the next look sees it
+    htpasswd.write_text("")  # removed from the file: seen once the last stat is old enough
     os.utime(htpasswd, ns=(1, 1))
+    monkeypatch.setattr("tokenserver.authn.htpasswd.STAT_EVERY", 0.0)
     assert auth.remembered("carol", Secret("carol-pw")) is None
     with pytest.raises(BadCredentials):
         auth.authenticate("nobody", Secret("pw"))

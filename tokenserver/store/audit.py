@@ -46,7 +46,7 @@ TOKEN_OUTCOMES: tuple[Outcome, ...] = tuple(
 TOKEN_ACTION = "token"  # noqa: S105 - a label, not a secret
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class AuditRecord:
     at: dt.datetime
     subject: str
