@@ -104,6 +104,8 @@ def _supervise(config: uvicorn.Config, workers: int) -> None:
     for number in range(workers):
         children[_fork_worker(config, sock)] = number
     sock.close()
+    if stopping:  # a stop signal came while the workers were being started
+        stop(signal.SIGTERM, None)
     status = 0
     while children:
         try:
