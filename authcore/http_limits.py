@@ -55,6 +55,8 @@ class ServingSettings(BaseModel):
     header_timeout: float = Field(default=DEFAULT_HEADER_TIMEOUT, gt=0, le=300)
     # Seconds an incomplete body may go without a byte before the connection closes.
     body_timeout: float = Field(default=DEFAULT_BODY_TIMEOUT, gt=0, le=3600)
+    # Worker processes, each a full server on the same socket (see serve.py).
+    workers: int = Field(default=1, ge=1, le=64)
     # Addresses or networks of reverse proxies whose X-Forwarded-For is
     # believed; without them the client address is the peer's, so no client
     # can choose the address its requests are logged and judged by.

@@ -1,16 +1,33 @@
-"""JSON log lines on stderr, each carrying the current request's context keys."""
+"""JSON log lines on stderr, each carrying the current request's context keys.
+
+Lines are formatted and written by a thread of their own (a `QueueHandler`
+feeding a writer that takes whatever has gathered, formats it and writes it
+in one call), so a request on the event loop pays only for making the record
+and appending it to a queue. The context keys are read when the
+record is made, in the request's own context, and travel on the record
+(`record.context`): the writer runs in no request's context. The writer
+writes what is queued before the process exits (`stop_logging`, also at
+interpreter exit), and a fork (a worker process) gets a writer of its own.
+"""
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
+import functools
 import json
 import logging
+import logging.handlers
+import os
+import queue
+import sys
+import threading
 from collections.abc import Sequence
 from typing import Any
 
 from authcore.context import ContextKey
 
-__all__ = ["ContextFilter", "JSONFormatter", "configure_logging"]
+__all__ = ["ContextFilter", "JSONFormatter", "configure_logging", "stop_logging"]
 
 
 class ContextFilter(logging.Filter):
@@ -38,11 +55,22 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 
 
 class JSONFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__()
+        # The time to the second changes once a second: format it once.
+        self._second = -1
+        self._stamp = ""
+
+    def _time(self, created: float) -> str:
+        second = int(created)
+        if second != self._second:
+            self._stamp = dt.datetime.fromtimestamp(second, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            self._second = second
+        return f"{self._stamp}.{int((created - second) * 1000):03d}+00:00"
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(
-                timespec="milliseconds"
-            ),
+            "time": self._time(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
@@ -54,14 +82,136 @@ class JSONFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class _Enqueue(logging.handlers.QueueHandler):
+    """Queues the record itself for the pipe's writer, which formats and writes it."""
+
+    def __init__(self, pipe: _Pipe) -> None:
+        super().__init__(pipe.queue)
+        self.pipe = pipe
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        # The message's arguments are rendered now, while they still say what they said.
+        record.msg = record.getMessage()
+        record.args = None
+        return record
+
+
+_STOP = logging.LogRecord("", 0, "", 0, "stop", None, None)
+# Lines per write: each wake-up writes what has gathered in one system call.
+_BATCH = 512
+
+
+class _Pipe:
+    """The queue, its handler on the root logger, and the thread that formats and writes.
+
+    The thread takes what has gathered since it last woke and writes it in
+    one call, so a busy server pays a wake-up and a write per batch, not per
+    line.
+    """
+
+    def __init__(self, keys: Sequence[ContextKey[Any]]) -> None:
+        self.stream = sys.stderr
+        self.formatter = JSONFormatter()
+        self.queue: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+        self.handler = _Enqueue(self)
+        self.handler.addFilter(ContextFilter(keys))
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
+            self.thread.start()
+
+    def stop(self) -> None:
+        """Write everything queued so far and stop the thread (idempotent)."""
+        if self.thread is not None:
+            self.queue.put(_STOP)
+            self.thread.join()
+            self.thread = None
+        self._write(self._take(block=False))  # whatever came after the stop
+
+    def forked(self) -> None:
+        # The child has the parent's queue but no thread: what was queued
+        # before the fork the parent wrote (`stop` runs before a fork).
+        self.queue = queue.SimpleQueue()
+        self.handler.queue = self.queue
+        self.thread = None
+        self.start()
+
+    def _take(self, *, block: bool) -> list[logging.LogRecord]:
+        batch = [self.queue.get()] if block else []
+        while len(batch) < _BATCH:
+            try:
+                batch.append(self.queue.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _run(self) -> None:
+        while True:
+            batch = self._take(block=True)
+            self._write(batch)
+            if any(record is _STOP for record in batch):
+                return
+
+    def _write(self, batch: list[logging.LogRecord]) -> None:
+        lines = []
+        for record in batch:
+            if record is _STOP:
+                continue
+            try:
+                lines.append(self.formatter.format(record))
+            except Exception:
+                self.handler.handleError(record)
+        if lines:
+            try:
+                self.stream.write("\n".join(lines) + "\n")
+                self.stream.flush()
+            except Exception:
+                self.handler.handleError(batch[0])
+
+
+def _pipes() -> list[_Pipe]:
+    return [h.pipe for h in logging.getLogger().handlers if isinstance(h, _Enqueue)]
+
+
 def configure_logging(level: str, keys: Sequence[ContextKey[Any]]) -> None:
-    handler = logging.StreamHandler()
-    handler.setFormatter(JSONFormatter())
-    handler.addFilter(ContextFilter(keys))
+    """JSON lines on stderr for this process (a server's: call once, at start)."""
+    stop_logging()
+    # Nothing the JSON lines show: not worth a lookup on every record.
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    pipe = _Pipe(keys)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [pipe.handler]
     root.setLevel(level.upper())
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True
+    pipe.start()
+    _register_hooks()
+
+
+def stop_logging() -> None:
+    """Write every queued line now (at exit; idempotent)."""
+    for pipe in _pipes():
+        pipe.stop()
+
+
+def _restart() -> None:
+    for pipe in _pipes():
+        pipe.start()
+
+
+def _forked() -> None:
+    for pipe in _pipes():
+        pipe.forked()
+
+
+@functools.cache
+def _register_hooks() -> None:
+    # Once per process; each hook acts on whichever pipe the root logger has then.
+    atexit.register(stop_logging)
+    os.register_at_fork(before=stop_logging, after_in_parent=_restart, after_in_child=_forked)

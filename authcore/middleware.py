@@ -2,13 +2,14 @@
 
 Pure ASGI, so the context stays in the request's task and bodies stream
 through untouched (only their lengths are counted). Each request gets a fresh
-context with its id, and when it ends one access line (the path only: query
+context with its id (a per-process random prefix and a counter), and when it ends one access line (the path only: query
 strings and bodies may carry credentials) and one `Finished` record for each
 observer, such as a service's metrics.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import secrets
 import time
@@ -43,6 +44,16 @@ class RequestMiddleware:
         self.app = app
         self.log = logging.getLogger(logger)
         self.observers = tuple(observers)
+        # Request ids: a random prefix and a counter, unique without a syscall
+        # or a random draw per request. The prefix is drawn at the first
+        # request, so each worker process (forked before any) has its own.
+        self._prefix = ""
+        self._numbers = itertools.count()
+
+    def _request_id(self) -> str:
+        if not self._prefix:
+            self._prefix = secrets.token_hex(4)
+        return f"{self._prefix}{next(self._numbers):08x}"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -69,7 +80,7 @@ class RequestMiddleware:
                 status = message["status"]
             await send(message)
 
-        with request_scope(secrets.token_hex(8)):
+        with request_scope(self._request_id()):
             try:
                 await self.app(scope, receive_counting, send_counting)
             finally:

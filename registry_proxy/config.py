@@ -201,6 +201,13 @@ class Config(_Section):
     storage: StorageConfig = StorageConfig()
     auth: AuthConfig
 
+    @model_validator(mode="after")
+    def _shared_storage(self) -> Config:
+        if self.http.workers > 1 and self.storage.driver == "memory":
+            # Each worker would hold a store of its own.
+            raise ValueError("http.workers > 1 needs storage every worker shares, not memory")
+        return self
+
 
 def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
     config = load_settings(Config, ENV_PREFIX, path, environ)

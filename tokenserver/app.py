@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -134,9 +135,14 @@ def create_app(config: Config, *, clock: Callable[[], dt.datetime] = _utcnow) ->
                 "backends": ",".join(b.name for b in backends),
             },
         )
+        # What start-up built lives as long as the app: out of the collector's
+        # way, a full collection no longer walks it (tens of milliseconds here,
+        # the warm path's p99 before this).
+        gc.freeze()
         try:
             yield
         finally:
+            gc.unfreeze()
             app.state.audit.close()
             for backend in backends:
                 backend.close()
@@ -168,6 +174,7 @@ def create_app(config: Config, *, clock: Callable[[], dt.datetime] = _utcnow) ->
     app.include_router(wellknown.router)
     app.include_router(admin.router)
     ui.install(app)
+    app.add_middleware(token.TokenFastPath)
     app.add_middleware(RequestMiddleware, logger="tokenserver.access", observers=[metrics.observe])
 
     @app.get("/metrics", include_in_schema=False)

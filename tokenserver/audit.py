@@ -1,18 +1,19 @@
 """Writes audit records: token requests in batches off the request path, acts at once.
 
-A token request only puts its record on a queue (`AuditLog`); one thread
-writes what has gathered in one transaction, so the warm token path does not
-wait for a database commit. The writer holds a record back at most `GATHER`
-seconds, so that one commit carries many (a commit per request took a third
-of the server's CPU on SQLite, one request at a time), and under load each
-transaction takes all that arrived during the last one. So a crash (SIGKILL) loses only what the
-last write had not committed, well under a second's worth; a shutdown
-(SIGTERM, the app's lifespan ending) writes everything recorded before it
-returns, and a record that comes later still (a request that outlived the
-shutdown's grace period) is written at once by its caller. Records older
-than the retention are purged by another thread in bounded chunks, so a
-large purge does not hold the trail up for long. A failed write is logged (the records,
-which hold no secret, are counted) and the trail carries on.
+A token request only appends its record to a queue (`AuditLog.record`: one
+`deque.append`, no lock, so the event loop never waits on the writer); one
+thread wakes every `INTERVAL` seconds and writes whatever gathered, in
+transactions of up to `BATCH` rows, each one Core `INSERT` executed over the
+batch (no ORM objects). A record therefore waits at most about `INTERVAL`
+plus one write before it is in the database, which is what `audit tail`
+sees. A crash (SIGKILL) loses only what the last wake-up had not committed;
+a shutdown (SIGTERM, the app's lifespan ending) writes everything recorded
+before it returns, and a record that comes later still (a request that
+outlived the shutdown's grace period) is written by its caller. `flush`
+waits for the rows of everything recorded before it was called. Records
+older than the retention are purged by another thread in bounded chunks, so
+a large purge does not hold the trail up for long. A failed write is logged
+(the records, which hold no secret, are counted) and the trail carries on.
 
 An administrative act is rare and matters more: `AdminTrail` writes its
 record before the act is answered.
@@ -20,9 +21,9 @@ record before the act is answered.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import logging
-import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,11 +36,12 @@ __all__ = ["Actor", "AdminTrail", "AuditLog"]
 
 log = logging.getLogger(__name__)
 
-# Rows per transaction: enough that the writer keeps up with thousands of
+# Rows per transaction: enough that one wake-up keeps up with thousands of
 # requests a second, few enough that one transaction stays short.
 BATCH = 5000
-# Seconds the writer waits after a first record for others to join it.
-GATHER = 0.1
+# Seconds between the writer's wake-ups: a few a second, so each commit
+# carries many rows, and well inside the second a row may take to show.
+INTERVAL = 0.25
 PURGE_EVERY = 3600.0
 PURGE_CHUNK = 10_000
 
@@ -52,103 +54,92 @@ class AuditLog:
         clock: Callable[[], dt.datetime],
         *,
         max_queue: int = 100_000,
+        interval: float = INTERVAL,
     ) -> None:
         self._store = store
         self._retention = retention
         self._clock = clock
-        self._queue: queue.Queue[AuditRecord | None] = queue.Queue(max_queue)
-        # Guards `_pending` and `_closed`; `record` also enqueues under it, so
-        # nothing can slip in behind the writer's last drain.
-        self._idle = threading.Condition()
-        self._pending = 0
+        self._max_queue = max_queue
+        self._interval = interval
+        # Appended by request handlers, popped by the writer: both atomic, no lock.
+        self._queue: collections.deque[AuditRecord] = collections.deque()
         self._dropped = 0
         self._closed = False
+        # `flush` callers waiting for the next pass, and the lock of that list only.
+        self._waiters: list[threading.Event] = []
+        self._waiters_lock = threading.Lock()
         self._stop = threading.Event()
-        # Set by `flush` and `close`: whoever waits for the rows cuts the gathering short.
+        # Set by `flush` and `close`: whoever waits for the rows cuts the interval short.
         self._hurry = threading.Event()
         # The first purge waits for the first write: a server's start is busy enough.
         self._written = threading.Event()
+        # One writer at a time: the thread, or (after close) a late caller.
+        self._writing = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
         self._purger = threading.Thread(target=self._purge_loop, name="audit-purger", daemon=True)
         self._thread.start()
         self._purger.start()
 
     def record(self, record: AuditRecord) -> None:
-        with self._idle:
-            if self._closed:
-                late = True
-            else:
-                late = False
-                try:
-                    self._queue.put_nowait(record)
-                except queue.Full:
-                    self._dropped += 1
-                else:
-                    self._pending += 1
-                    return
-        if late:
-            self._write([record], queued=False)
-        else:
+        if len(self._queue) >= self._max_queue:
+            self._dropped += 1
             log.error("audit queue full; record dropped", extra={"dropped": self._dropped})
+            return
+        self._queue.append(record)
+        # Read after the append: either the writer's last pass (which starts
+        # after `_closed` is set) pops this record, or we write it ourselves.
+        if self._closed:
+            self._pass()
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything recorded so far is written (or the timeout passes)."""
+        if self._closed:
+            self._pass()
+            return True
+        done = threading.Event()
+        with self._waiters_lock:
+            self._waiters.append(done)
+        if self._closed:  # the writer may have made its last pass already
+            self._pass()
         self._hurry.set()
-        with self._idle:
-            return self._idle.wait_for(lambda: self._pending == 0, timeout)
+        return done.wait(timeout)
 
     def close(self) -> None:
         """Write everything recorded so far and stop (at shutdown)."""
         self._stop.set()
         self._written.set()
         self._hurry.set()
-        self._queue.put(None)
         self._thread.join(timeout=30)
         self._purger.join(timeout=5)
 
     def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                break
-            self._hurry.wait(GATHER)
+        while not self._stop.is_set():
+            self._hurry.wait(self._interval)
             self._hurry.clear()
-            batch = [item]
-            stop = False
-            while len(batch) < BATCH:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stop = True
-                    break
-                batch.append(more)
-            self._write(batch)
-            self._written.set()
-            if stop:
-                break
-        self._drain()
-
-    def _drain(self) -> None:
+            self._pass()
         # From here on `record` writes for itself; what was queued before goes now.
-        with self._idle:
-            self._closed = True
-        batch: list[AuditRecord] = []
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if item is not None:
-                batch.append(item)
-            if len(batch) >= BATCH:
-                self._write(batch)
-                batch = []
-        if batch:
-            self._write(batch)
+        self._closed = True
+        self._pass()
 
-    def _write(self, batch: list[AuditRecord], *, queued: bool = True) -> None:
+    def _pass(self) -> None:
+        """Write everything queued, then wake whoever flushed before the pass began."""
+        with self._waiters_lock:
+            waiters, self._waiters = self._waiters, []
+        with self._writing:
+            while self._queue:
+                batch: list[AuditRecord] = []
+                pop = self._queue.popleft
+                try:
+                    while len(batch) < BATCH:
+                        batch.append(pop())
+                except IndexError:
+                    pass
+                self._write(batch)
+                self._written.set()
+        for done in waiters:
+            done.set()
+
+    def _write(self, batch: list[AuditRecord]) -> None:
         try:
             self._store.add(batch)
         except SQLAlchemyError as exc:
@@ -156,11 +147,6 @@ class AuditLog:
                 "audit records not written",
                 extra={"records": len(batch), "reason": type(exc).__name__},
             )
-        finally:
-            if queued:
-                with self._idle:
-                    self._pending -= len(batch)
-                    self._idle.notify_all()
 
     def _purge_loop(self) -> None:
         self._written.wait()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import getpass
 import json
@@ -115,7 +116,22 @@ def cmd_serve(args: argparse.Namespace) -> None:
     configure_logging(config.log.level, KEYS)
     # Read now, so an unreadable password file is a clear message, not a failed start-up.
     config.ldap.bind_password_value()
-    serve(create_app(config), config.server, section="server", refusal=refusal)
+
+    def migrate() -> None:
+        # Once, before any worker starts: workers must not race at the schema.
+        db = Database(config.database.url, pool_size=1)
+        try:
+            db.migrate()
+        finally:
+            db.dispose()
+
+    serve(
+        create_app(config),
+        config.server,
+        section="server",
+        refusal=refusal,
+        prepare=migrate if config.server.workers > 1 else None,
+    )
 
 
 def cmd_keys_generate(args: argparse.Namespace) -> None:
@@ -303,7 +319,7 @@ def cmd_audit_tail(args: argparse.Namespace) -> None:
     )
     for r in reversed(records):  # oldest first, as a tail reads
         if args.json:
-            print(json.dumps({**vars(r), "at": r.at.isoformat()}))
+            print(json.dumps({**dataclasses.asdict(r), "at": r.at.isoformat()}))
         elif r.action == TOKEN_ACTION:
             print(
                 f"{r.at:%Y-%m-%dT%H:%M:%SZ}\t{r.outcome}\t{r.subject or '-'}\t{r.kind or '-'}"

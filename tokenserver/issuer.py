@@ -7,10 +7,9 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import jwt
-
 from authcore.claims import ClaimSet
 from authcore.scope import Access
+from tokenserver.jws import CompactSigner
 from tokenserver.keys import KeySet
 
 __all__ = ["IssuedToken", "Issuer"]
@@ -30,13 +29,13 @@ class IssuedToken:
 
 class Issuer:
     def __init__(self, keys: KeySet, issuer: str, expiration: int, x5c: bool = False) -> None:
-        self._keys = keys
         self._issuer = issuer
         self._expiration = expiration
         signing = keys.signing
-        self._headers: dict[str, object] = {"typ": "JWT", "kid": signing.kid}
+        headers: dict[str, object] = {"typ": "JWT", "kid": signing.kid}
         if x5c:
-            self._headers["x5c"] = [signing.public.x5c]
+            headers["x5c"] = [signing.public.x5c]
+        self._signer = CompactSigner(signing.private, signing.alg, headers)
 
     def issue(
         self, subject: str, audience: str, access: Sequence[Access], now: dt.datetime
@@ -53,8 +52,4 @@ class Issuer:
             jwt_id=secrets.token_urlsafe(16),
             access=tuple(access),
         )
-        signing = self._keys.signing
-        token = jwt.encode(
-            claims.to_dict(), signing.private, algorithm=signing.alg, headers=self._headers
-        )
-        return IssuedToken(token, claims, self._expiration, now)
+        return IssuedToken(self._signer.sign(claims.to_dict()), claims, self._expiration, now)

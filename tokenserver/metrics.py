@@ -6,6 +6,8 @@ labelled by route template (`/token`, never a raw path) and a known method.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client import generate_latest as _generate_latest
 
@@ -41,26 +43,40 @@ class TokenMetrics:
             ["method", "route", "status"],
             registry=self.registry,
         )
-        for outcome in TOKEN_OUTCOMES:
-            # Present at zero from the start, so rates work before the first event.
-            self._token_requests.labels(outcome)
+        # Present at zero from the start, so rates work before the first event;
+        # the labelled children are looked up once, not per request.
+        self._by_outcome: dict[str, Counter] = {
+            o: self._token_requests.labels(o) for o in TOKEN_OUTCOMES
+        }
+        self._login_children: dict[tuple[str, str], Any] = {}
+        self._duration_children: dict[tuple[str, str, int], Any] = {}
 
     def token_request(self, outcome: str) -> None:
         """Count one token request; `outcome` is one of TOKEN_OUTCOMES (else ValueError)."""
-        if outcome not in TOKEN_OUTCOMES:
+        counter = self._by_outcome.get(outcome)
+        if counter is None:
             raise ValueError(f"unknown token request outcome {outcome!r}")
-        self._token_requests.labels(outcome).inc()
+        counter.inc()
 
     def login(self, backend: str, outcome: str) -> None:
         """Count one password check by a backend (its `name`); outcome `success` or `failure`."""
         if outcome not in LOGIN_OUTCOMES:
             raise ValueError(f"unknown login outcome {outcome!r}")
-        self._logins.labels(backend, outcome).inc()
+        child = self._login_children.get((backend, outcome))
+        if child is None:  # backend names are the configured backends': a handful
+            child = self._login_children[backend, outcome] = self._logins.labels(backend, outcome)
+        child.inc()
 
     def observe(self, request: Finished) -> None:
         """Time one finished HTTP request (an observer of the request middleware)."""
-        labels = (method_label(request.method), request.route, str(request.status))
-        self._duration.labels(*labels).observe(request.seconds)
+        # Bounded as the labels are: known methods, route templates, statuses.
+        key = (method_label(request.method), request.route, request.status)
+        child = self._duration_children.get(key)
+        if child is None:
+            child = self._duration_children[key] = self._duration.labels(
+                key[0], key[1], str(key[2])
+            )
+        child.observe(request.seconds)
 
     def render(self) -> tuple[bytes, str]:
         """The text exposition of this app's metrics and its content type."""

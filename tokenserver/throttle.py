@@ -16,12 +16,19 @@ than the window are ignored and purged now and then. What anyone can make
 the server store is thus bounded by the failures they can cause, each of
 which costs a password check, within one window.
 
+What a check read is remembered for `FRESH` seconds, so that `peek` can
+answer the warm path on the event loop without a database read. This
+process's own failures and clears forget what it remembered of their keys at
+once; failures recorded by another instance (or worker) count here within
+`FRESH` seconds, as if their requests had raced with ours.
+
 Instances compare their own wall clocks; keep them in step (NTP) or a
 failure counts a little longer or shorter on another instance.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import math
@@ -40,6 +47,9 @@ log = logging.getLogger(__name__)
 ACCOUNT = "account:"
 ADDRESS = "address:"
 PURGE_EVERY = 60.0
+# Seconds what a check read of a key's failures stands in for a fresh read.
+FRESH = 1.0
+MAX_REMEMBERED = 10_000
 
 
 class ThrottleUnavailable(Exception):
@@ -54,6 +64,7 @@ class Standing:
     account_failures: int
 
 
+@functools.lru_cache(maxsize=4096)
 def _address_key(address: str) -> str:
     try:
         ip = ipaddress.ip_address(address)
@@ -87,6 +98,42 @@ class LoginThrottle:
         self._purge_every = min(window, PURGE_EVERY)
         # Only paces this instance's purges; the counts never depend on it.
         self._next_purge = 0.0
+        # key -> (when read, the failure times then): what `peek` answers from.
+        self._read: dict[str, tuple[float, tuple[float, ...]]] = {}
+
+    def _standing(
+        self, by_account: Sequence[float], by_address: Sequence[float], now: float
+    ) -> Standing:
+        wait = max(
+            _wait(by_account, self._account_limit, self._window, now),
+            _wait(by_address, self._address_limit, self._window, now),
+        )
+        return Standing(math.ceil(wait) if wait > 0 else 0, len(by_account))
+
+    def _recent(self, key: str, now: float) -> tuple[float, ...] | None:
+        entry = self._read.get(key)
+        if entry is None or not now - FRESH < entry[0] <= now:
+            return None
+        since = now - self._window
+        return tuple(at for at in entry[1] if at > since)
+
+    def peek(self, account: str, address: str | None) -> Standing | None:
+        """The standing from what a recent check read (never blocks); None if it must be read."""
+        now = self._clock()
+        by_account = self._recent(ACCOUNT + account, now)
+        by_address = self._recent(_address_key(address), now) if address else ()
+        if by_account is None or by_address is None:
+            return None
+        return self._standing(by_account, by_address, now)
+
+    def _remember(self, key: str, times: list[float], now: float) -> None:
+        if len(self._read) >= MAX_REMEMBERED:
+            self._read.clear()  # rare, and only costs fresh reads
+        self._read[key] = (now, tuple(times))
+
+    def _forget(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            self._read.pop(key, None)
 
     def check(self, account: str, address: str | None) -> Standing:
         """Raises ThrottleUnavailable when the counts cannot be read."""
@@ -99,11 +146,10 @@ class LoginThrottle:
             raise ThrottleUnavailable(type(exc).__name__) from None
         by_account = [at for key, at in rows if key == account_key]
         by_address = [at for key, at in rows if key == address_key]
-        wait = max(
-            _wait(by_account, self._account_limit, self._window, now),
-            _wait(by_address, self._address_limit, self._window, now),
-        )
-        return Standing(math.ceil(wait) if wait > 0 else 0, len(by_account))
+        self._remember(account_key, by_account, now)
+        if address_key is not None:
+            self._remember(address_key, by_address, now)
+        return self._standing(by_account, by_address, now)
 
     def retry_after(self, account: str, address: str | None) -> int:
         """Whole seconds to wait before trying again; 0 when not throttled."""
@@ -115,10 +161,14 @@ class LoginThrottle:
         keys = [ACCOUNT + account]
         if address:
             keys.append(_address_key(address))
+        self._forget(keys)
         try:
             self._store.add(keys, now)
         except SQLAlchemyError as exc:
             raise ThrottleUnavailable(type(exc).__name__) from None
+        finally:
+            # Again after the write: a check that raced with it may have read too early.
+            self._forget(keys)
         if now >= self._next_purge:
             self._next_purge = now + self._purge_every
             self._purge(now)
@@ -129,6 +179,7 @@ class LoginThrottle:
             return
         try:
             self._store.clear(ACCOUNT + account)
+            self._forget([ACCOUNT + account])
         except SQLAlchemyError as exc:
             # The login stands; the failures left behind expire with the window.
             log.warning("login failures not cleared", extra={"reason": type(exc).__name__})

@@ -39,19 +39,17 @@ def test_token_request_logs_subject_requested_and_granted(
     )
     assert response.status_code == 200
 
-    (issued,) = _records(caplog, "token issued")
-    context = issued.context  # type: ignore[attr-defined]
+    # One line for the request: the access line, carrying what the grant set.
+    assert _records(caplog, "token issued") == []
+    (access,) = _records(caplog, "request")
+    context = access.context  # type: ignore[attr-defined]
     assert context["account"] == "alice"
     assert context["requested"] == ["repository:alice/app:pull,push", "repository:bob/x:pull"]
     assert context["granted"] == ["repository:alice/app:pull,push"]
     assert context["request_id"]
-    assert issued.backend == "database"  # type: ignore[attr-defined]
-    assert issued.via == "basic"  # type: ignore[attr-defined]
-
-    # The access log line of the same request carries the same context.
-    (access,) = _records(caplog, "request")
-    assert access.context["request_id"] == context["request_id"]  # type: ignore[attr-defined]
-    assert access.context["account"] == "alice"  # type: ignore[attr-defined]
+    assert context["backend"] == "database"
+    assert context["kind"] == "user"
+    assert context["via"] == "basic"
     assert access.status == 200 and access.path == "/token"  # type: ignore[attr-defined]
 
 
@@ -63,9 +61,11 @@ def test_context_does_not_leak_between_requests(
     client.get("/token", params={"service": SERVICE}, auth=("alice", password))
     caplog.clear()
     client.get("/token", params={"service": SERVICE})  # anonymous
-    (issued,) = _records(caplog, "token issued")
+    (issued,) = _records(caplog, "request")
     assert issued.context["account"] == ""  # type: ignore[attr-defined]
     assert issued.context["granted"] == []  # type: ignore[attr-defined]
+    assert issued.context["kind"] == "anonymous"  # type: ignore[attr-defined]
+    assert "backend" not in issued.context or issued.context["backend"] == ""  # type: ignore[attr-defined]
 
 
 def test_refused_request_is_logged_with_its_error(

@@ -146,7 +146,14 @@ class TokenServer(Peer):
         return resident_bytes(self.pid)
 
     def issued_since(self, offset: int) -> list[dict[str, Any]]:
-        """`token issued` log entries written after byte offset `offset` of the log."""
+        """Access lines of the tokens issued (a 200 from /token) after byte `offset` of the log.
+
+        Each carries the request's account, kind, backend, via, requested and granted.
+        """
         lines = self.log_text()[offset:].splitlines()
         entries = [json.loads(line) for line in lines if line.startswith("{")]
-        return [e for e in entries if e.get("msg") == "token issued"]
+        return [
+            e
+            for e in entries
+            if e.get("msg") == "request" and e.get("path") == "/token" and e["status"] == 200
+        ]

@@ -23,6 +23,7 @@ from tokenserver.passwords import (
     verify_password,
 )
 from tokenserver.secret import Secret
+from tokenserver.store.db import Database
 from tokenserver.store.users import UserStore
 
 ROUNDS = 4
@@ -441,3 +442,61 @@ def test_user_factory_adds_database_users(add_user: Callable[..., str], users: U
     info = users.get("carol")
     assert info is not None and info.groups == ("g",)
     assert verify_password(password, info.password_hash)
+
+
+def test_database_rows_remembered_for_the_warm_path_only(
+    db_users: UserStore, database: Database
+) -> None:
+    ticks = Ticker()
+    backend = DatabaseBackend(db_users, ttl=30, clock=ticks)
+    auth = Authenticator([backend], CredentialCache(60))
+    assert auth.remembered("alice", Secret("alice-pw")) is None  # nothing read yet
+    auth.authenticate("alice", Secret("alice-pw"))
+    identity = auth.remembered("alice", Secret("alice-pw"))
+    assert identity is not None and identity.groups == frozenset({"dev", "admin"})
+    assert auth.remembered("alice", Secret("wrong")) is None  # never proves a new password
+
+    # Changed behind this process's back (another instance: its own store): the
+    # remembered row stands until the TTL, the blocking path reads afresh at once.
+    UserStore(database).set_password("alice", _hash("alice-pw-2"))
+    assert auth.remembered("alice", Secret("alice-pw")) is not None
+    assert auth.authenticate("alice", Secret("alice-pw-2")).subject == "alice"
+    assert auth.remembered("alice", Secret("alice-pw")) is None  # the lookup refreshed it
+    auth.authenticate("alice", Secret("alice-pw-2"))
+    UserStore(database).set_disabled("alice", True)
+    assert auth.remembered("alice", Secret("alice-pw-2")) is not None
+    ticks.t += 30
+    assert auth.remembered("alice", Secret("alice-pw-2")) is None
+
+    # Changed through this process's own store: forgotten at once.
+    UserStore(database).set_disabled("alice", False)
+    auth.authenticate("alice", Secret("alice-pw-2"))
+    assert auth.remembered("alice", Secret("alice-pw-2")) is not None
+    db_users.set_disabled("alice", True)
+    assert auth.remembered("alice", Secret("alice-pw-2")) is None
+    with pytest.raises(BadCredentials):
+        auth.authenticate("alice", Secret("alice-pw-2"))
+    assert auth.remembered("alice", Secret("alice-pw-2")) is None  # disabled: never from memory
+    db_users.set_disabled("alice", False)
+    auth.authenticate("alice", Secret("alice-pw-2"))
+    db_users.delete("alice")
+    assert auth.remembered("alice", Secret("alice-pw-2")) is None
+
+
+def test_remembered_never_answers_for_ci_tokens_or_unknown_names(
+    db_users: UserStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    htpasswd = tmp_path / "htpasswd"
+    htpasswd.write_text(f"carol:{_hash('carol-pw')}\n")
+    auth = Authenticator(
+        [HtpasswdBackend(htpasswd), DatabaseBackend(db_users, ttl=30)], CredentialCache(60)
+    )
+    auth.authenticate("carol", Secret("carol-pw"))
+    assert auth.remembered("carol", Secret("carol-pw")) is not None
+    htpasswd.write_text("")  # removed from the file: seen once the last stat is old enough
+    os.utime(htpasswd, ns=(1, 1))
+    monkeypatch.setattr("tokenserver.authn.htpasswd.STAT_EVERY", 0.0)
+    assert auth.remembered("carol", Secret("carol-pw")) is None
+    with pytest.raises(BadCredentials):
+        auth.authenticate("nobody", Secret("pw"))
+    assert auth.remembered("nobody", Secret("pw")) is None

@@ -190,3 +190,24 @@ def test_bundle_contains_every_certificate(tmp_path: Path) -> None:
     assert {c.fingerprint(hashes.SHA256()) for c in bundle} == {
         _cert(p).fingerprint(hashes.SHA256()) for p in certs
     }
+
+
+@pytest.mark.parametrize("alg", ["ES256", "ES384", "ES512", "RS256", "RS384", "RS512"])
+def test_compact_tokens_verify_with_an_independent_jws_implementation(alg: str) -> None:
+    from tokenserver.jws import CompactSigner
+
+    curves = {"ES256": ec.SECP256R1(), "ES384": ec.SECP384R1(), "ES512": ec.SECP521R1()}
+    key = (
+        ec.generate_private_key(curves[alg])
+        if alg.startswith("ES")
+        else rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    )
+    claims = {"sub": "zoë", "aud": "registry", "access": [{"type": "repository"}], "iat": 1}
+    token = CompactSigner(key, alg, {"typ": "JWT", "kid": "K1"}).sign(claims)
+    assert jwt.get_unverified_header(token) == {"alg": alg, "typ": "JWT", "kid": "K1"}
+    assert jwt.decode(token, key.public_key(), algorithms=[alg], audience="registry") == claims
+    # A changed payload does not verify.
+    head, _, rest = token.partition(".")
+    forged = head + "." + rest[1:] if rest[0] != "e" else head + ".f" + rest[1:]
+    with pytest.raises(jwt.InvalidTokenError):
+        jwt.decode(forged, key.public_key(), algorithms=[alg], audience="registry")

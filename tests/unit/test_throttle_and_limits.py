@@ -192,3 +192,39 @@ def test_scope_limit_round_trips_and_needs_a_scope() -> None:
     assert ScopeLimit.parse(str(limit).split()) == limit
     with pytest.raises(ScopePatternError):
         ScopeLimit.parse([])
+
+
+def test_peek_answers_from_the_last_read_for_a_second(database: Database) -> None:
+    clock = Clock()
+    throttle = LoginThrottle(LoginFailureStore(database), 2, 10, 60, clock)
+    assert throttle.peek("alice", "10.0.0.2") is None  # nothing read yet
+    throttle.check("alice", "10.0.0.2")
+    seen = _statements(database)
+    standing = throttle.peek("alice", "10.0.0.2")
+    assert standing is not None and standing.retry_after == 0
+    assert seen == []  # from memory
+
+    # Another instance's failures (written straight to the store) count here once
+    # the read is over a second old.
+    other = LoginFailureStore(database)
+    other.add(["account:alice"], clock.now)
+    other.add(["account:alice"], clock.now)
+    assert throttle.peek("alice", "10.0.0.2") == standing
+    clock.now += 1.0
+    assert throttle.peek("alice", "10.0.0.2") is None
+    assert throttle.check("alice", "10.0.0.2").retry_after > 0
+    throttled = throttle.peek("alice", "10.0.0.2")
+    assert throttled is not None and throttled.retry_after > 0
+
+
+def test_own_failures_and_clears_are_seen_at_once(database: Database) -> None:
+    throttle = LoginThrottle(LoginFailureStore(database), 1, 10, 60, Clock())
+    throttle.check("bob", "10.0.0.3")
+    assert throttle.peek("bob", "10.0.0.3") is not None
+    throttle.failure("bob", "10.0.0.3")
+    assert throttle.peek("bob", "10.0.0.3") is None  # forgotten: the next check reads
+    standing = throttle.check("bob", "10.0.0.3")
+    assert standing.retry_after > 0 and standing.account_failures == 1
+    throttle.success("bob", standing)
+    assert throttle.peek("bob", "10.0.0.3") is None
+    assert throttle.check("bob", "10.0.0.3").retry_after == 0

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Literal, Protocol
 
 from authcore.identity import Identity, Kind, ScopeLimit
 from tokenserver.secret import Secret
 
-__all__ = ["Account", "Backend", "BackendUnavailable", "BadCredentials"]
+__all__ = ["MISS", "Account", "Backend", "BackendUnavailable", "BadCredentials", "Peeked"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,15 @@ class Account:
 
     def identity(self, backend: str) -> Identity:
         return Identity(self.name, self.kind, self.groups, backend, self.limit)
+
+
+class _Miss(enum.Enum):
+    MISS = "miss"
+
+
+# What `peek` says when only a blocking `lookup` could tell.
+MISS: Final = _Miss.MISS
+Peeked = Account | None | Literal[_Miss.MISS]
 
 
 class BadCredentials(Exception):
@@ -66,6 +76,14 @@ class Backend(Protocol):
         Raises BadCredentials when the backend knows the name but will not let
         it log in at all (an ambiguous directory entry), BackendUnavailable
         when it cannot be asked.
+        """
+        ...
+
+    def peek(self, username: str) -> Peeked:
+        """What `lookup` would say, if the backend can tell without blocking (else MISS).
+
+        For the warm path on the event loop: a file already read, a cache. It
+        never raises; whatever would, is a MISS for `lookup` to raise.
         """
         ...
 

@@ -10,7 +10,7 @@ import functools
 from collections.abc import Sequence
 
 from authcore.identity import Identity
-from tokenserver.authn.base import Account, Backend, BadCredentials
+from tokenserver.authn.base import MISS, Account, Backend, BadCredentials
 from tokenserver.authn.cache import CredentialCache
 from tokenserver.passwords import hash_password, verify_password
 from tokenserver.secret import Secret
@@ -59,6 +59,30 @@ class Authenticator:
             return account.identity(backend.name)
         verify_password(password.reveal(), self._decoy_hash)
         raise BadCredentials("unknown user")
+
+    def remembered(self, username: str, password: Secret) -> Identity | None:
+        """The identity `authenticate` would return, if memory alone proves it; else None.
+
+        Runs on the event loop, so it touches nothing that blocks: each
+        backend's `peek` and the credential cache. It only ever lets a
+        remembered password in; a refusal, an unknown name, a disabled
+        account, anything a backend cannot tell from memory is None, and the
+        caller runs `authenticate` (in a thread), which decides afresh.
+        """
+        for backend in self.backends:
+            if not backend.wants(password):
+                continue
+            account = backend.peek(username)
+            if account is MISS or (account is not None and account.disabled):
+                return None
+            if account is None:
+                continue
+            if backend.remember_checks and self.cache.hit(
+                backend.name, username, password, account.fingerprint
+            ):
+                return account.identity(backend.name)
+            return None
+        return None
 
     def find(self, subject: str) -> tuple[str, Account] | None:
         """The first backend's live (not disabled) account whose own name is `subject`."""

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from sqlalchemy.exc import SQLAlchemyError
 
 from authcore import context
-from tokenserver.authn.base import Account, BackendUnavailable
+from tokenserver.authn.base import MISS, Account, BackendUnavailable, Peeked
 from tokenserver.secret import Secret
 from tokenserver.store.ci_tokens import CITokenStore, hash_secret, looks_like_ci_secret
 
@@ -50,6 +50,9 @@ class CITokenBackend:
             kind="ci",
             limit=token.scopes,
         )
+
+    def peek(self, username: str) -> Peeked:
+        return MISS  # every use is read and recorded in the database: a revoke holds at once
 
     def account(self, subject: str) -> Account | None:
         return None

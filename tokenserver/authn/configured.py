@@ -19,7 +19,7 @@ def build_backends(config: Config, users: UserStore) -> list[Backend]:
             assert config.users.htpasswd is not None
             backends.append(HtpasswdBackend(config.users.htpasswd))
         elif name == "database":
-            backends.append(DatabaseBackend(users))
+            backends.append(DatabaseBackend(users, config.users.credential_cache_ttl))
         elif name == "ldap":
             backends.append(LDAPBackend(config.ldap))
     return backends

@@ -1,32 +1,72 @@
-"""Users kept in the server's own database."""
+"""Users kept in the server's own database, remembered for the warm path.
+
+Every `lookup` reads the database (it runs in a worker thread, before a
+password check), and what it read is remembered for `ttl` seconds so that
+`peek` can answer on the event loop: a login whose password check is
+remembered too (the credential cache) then touches no database at all. Only
+`peek` ever answers from memory, and only the warm path, which can only let
+a remembered password in, asks it; a password never seen before, a wrong
+one, an unknown name and every refresh-token or admin-token check read the
+database afresh. So a password change, disable or delete made elsewhere
+(another instance, another worker, the CLI) stops a remembered password
+within `ttl`, and one made through this process's own accounts service at
+once (the user store tells us).
+"""
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
 from sqlalchemy.exc import OperationalError
 
-from tokenserver.authn.base import Account, BackendUnavailable
+from tokenserver.authn.base import MISS, Account, BackendUnavailable, Peeked
 from tokenserver.authn.hashed import HashedPasswordBackend
 from tokenserver.store.users import UserStore
 
 __all__ = ["DatabaseBackend"]
 
+MAX_ENTRIES = 10_000
+
 
 class DatabaseBackend(HashedPasswordBackend):
     name = "database"
 
-    def __init__(self, users: UserStore) -> None:
+    def __init__(
+        self, users: UserStore, ttl: float = 0.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._users = users
+        self._ttl = ttl
+        self._clock = clock
+        self._seen: OrderedDict[str, tuple[float, Account | None]] = OrderedDict()
+        self._lock = threading.Lock()
+        users.on_change(self.forget)
 
     def lookup(self, username: str) -> Account | None:
         try:
-            user = self._users.get(username)
+            found = self._users.credentials(username)
         except OperationalError as exc:
             raise BackendUnavailable("the user database cannot be reached") from exc
-        if user is None:
-            return None
-        return Account(
-            user.name,
-            frozenset(user.groups),
-            fingerprint=user.password_hash,
-            disabled=user.disabled,
-        )
+        account = None
+        if found is not None:
+            name, password_hash, disabled, groups = found
+            account = Account(name, groups, fingerprint=password_hash, disabled=disabled)
+        if self._ttl > 0:
+            with self._lock:
+                self._seen[username] = (self._clock() + self._ttl, account)
+                self._seen.move_to_end(username)
+                while len(self._seen) > MAX_ENTRIES:
+                    self._seen.popitem(last=False)
+        return account
+
+    def peek(self, username: str) -> Peeked:
+        entry = self._seen.get(username)
+        if entry is None or entry[0] <= self._clock():
+            return MISS
+        return entry[1]
+
+    def forget(self, username: str) -> None:
+        with self._lock:
+            self._seen.pop(username, None)

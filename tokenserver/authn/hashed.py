@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tokenserver.authn.base import Account
+from tokenserver.authn.base import Account, Peeked
 from tokenserver.passwords import verify_password
 from tokenserver.secret import Secret
 
@@ -16,6 +16,9 @@ class HashedPasswordBackend:
     remember_checks = True
 
     def lookup(self, username: str) -> Account | None:
+        raise NotImplementedError
+
+    def peek(self, username: str) -> Peeked:
         raise NotImplementedError
 
     def account(self, subject: str) -> Account | None:

@@ -36,7 +36,7 @@ import ldap3
 from ldap3.core.exceptions import LDAPException
 from ldap3.utils.dn import parse_dn
 
-from tokenserver.authn.base import Account, BackendUnavailable, BadCredentials
+from tokenserver.authn.base import MISS, Account, BackendUnavailable, BadCredentials, Peeked
 from tokenserver.config import LDAPConfig
 from tokenserver.secret import Secret
 
@@ -227,6 +227,15 @@ class LDAPBackend:
         config = self._config
         search_filter = config.user_filter.replace("{username}", escape_filter_value(username))
         return self._account(self._cached("login", search_filter, username))
+
+    def peek(self, username: str) -> Peeked:
+        if not _acceptable_username(username):
+            return None
+        with self._cache_lock:
+            entry = self._cache.get(f"login\x00{username}")
+        if entry is None or entry[0] <= self._clock():
+            return MISS
+        return self._account(entry[1])
 
     def account(self, subject: str) -> Account | None:
         """The entry whose own login name is `subject`, if the login filter admits it.

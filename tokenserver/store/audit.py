@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import typing
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Literal
 
 from sqlalchemy import delete, func, insert, select
@@ -98,11 +98,18 @@ _LIMITS = {
 }
 
 
+_FIELDS = tuple(f.name for f in fields(AuditRecord))
+
+
 def _clip(record: AuditRecord) -> dict[str, object]:
-    values = asdict(record)
+    values = {name: getattr(record, name) for name in _FIELDS}
     for key, limit in _LIMITS.items():
         values[key] = str(values[key])[:limit]
     return values
+
+
+# Executed on a Connection: Core executemany, no ORM objects or unit of work.
+_INSERT = insert(AuditEvent)
 
 
 class AuditStore:
@@ -110,9 +117,11 @@ class AuditStore:
         self._db = db
 
     def add(self, records: Sequence[AuditRecord]) -> None:
+        """One transaction, one Core INSERT executed over every record (no ORM objects)."""
         if records:
-            with self._db.session() as s:
-                s.execute(insert(AuditEvent), [_clip(r) for r in records])
+            rows = [_clip(r) for r in records]
+            with self._db.engine.begin() as conn:
+                conn.execute(_INSERT, rows)
 
     def query(
         self,

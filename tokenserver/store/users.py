@@ -8,10 +8,10 @@ changes and deletes of one user (from several instances, too) end as
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from tokenserver.names import InvalidName, check_name, name_key
@@ -48,6 +48,15 @@ def _info(user: User) -> UserInfo:
     )
 
 
+# What a login needs of a user, compiled once (see PreparedRead).
+_CREDENTIALS = (
+    select(User.name, User.password_hash, User.disabled, UserGroup.name)
+    .outerjoin(UserGroup, UserGroup.user_id == User.id)
+    .where(User.name == bindparam("name"))
+    .order_by(UserGroup.name)
+)
+
+
 def _group_names(groups: Iterable[str]) -> list[str]:
     return sorted({check_name(g, "group name") for g in groups})
 
@@ -55,9 +64,28 @@ def _group_names(groups: Iterable[str]) -> list[str]:
 class UserStore:
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._credentials = db.prepared(_CREDENTIALS)
+        self._listeners: list[Callable[[str], None]] = []
+
+    def on_change(self, listener: Callable[[str], None]) -> None:
+        """Call `listener(name)` after each change this store makes to a user."""
+        self._listeners.append(listener)
+
+    def _changed(self, name: str) -> None:
+        for listener in self._listeners:
+            listener(name)
+
+    def credentials(self, name: str) -> tuple[str, str, bool, frozenset[str]] | None:
+        """Name, password hash, disabled and groups: what a login reads, in one round trip."""
+        rows = self._credentials.all({"name": name})
+        if not rows:
+            return None
+        first = rows[0]
+        groups = frozenset(str(r[3]) for r in rows if r[3] is not None)
+        return str(first[0]), str(first[1]), bool(first[2]), groups
 
     def get(self, name: str) -> UserInfo | None:
-        # Runs on every authenticated request: one round trip, no ORM identity map.
+        # One round trip, no ORM identity map.
         query = (
             select(
                 User.name,
@@ -105,9 +133,11 @@ class UserStore:
             with self._db.session() as s:
                 s.add(user)
                 s.flush()
-                return _info(user)
+                info = _info(user)
         except IntegrityError:
             raise UserExists(name) from None
+        self._changed(name)
+        return info
 
     def _update(self, name: str, **changes: object) -> None:
         with self._db.session() as s:
@@ -118,6 +148,7 @@ class UserStore:
             )
             if result.rowcount == 0:  # type: ignore[attr-defined]
                 raise UserNotFound(name)
+        self._changed(name)
 
     def set_password(self, name: str, password_hash: str) -> None:
         self._update(name, password_hash=password_hash)
@@ -145,8 +176,10 @@ class UserStore:
         except IntegrityError:
             # The user was deleted between the lookup and the insert.
             raise UserNotFound(name) from None
+        self._changed(name)
 
     def delete(self, name: str) -> None:
         with self._db.session() as s:
             if s.execute(delete(User).where(User.name == name)).rowcount == 0:  # type: ignore[attr-defined]
                 raise UserNotFound(name)
+        self._changed(name)

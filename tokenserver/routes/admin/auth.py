@@ -108,7 +108,7 @@ async def authenticate(request: Request) -> Actor:
     username, password = parse_basic(header)
     ip, agent = _client(request)
     try:
-        identity = await run_in_threadpool(_grants(request).authenticate, username, password, ip)
+        identity = await _grants(request).authenticate(username, password, ip)
     except Refused as exc:
         raise from_refusal(exc, "admin", REALM) from None
     if identity.kind != "user" or ADMIN_GROUP not in identity.groups:

@@ -77,7 +77,7 @@ async def login(request: Request) -> Response:
     if not username or password is None:
         return refuse("bad_credentials", "Give a user name and a password.")
     try:
-        identity = await run_in_threadpool(grants.authenticate, username, password, ip)
+        identity = await grants.authenticate(username, password, ip)
     except Refused as exc:
         return refuse(exc.outcome, "Those credentials do not sign in here.")
     if identity.kind != "user" or ADMIN_GROUP not in identity.groups:

@@ -14,7 +14,6 @@ from urllib.parse import quote
 import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from starlette.concurrency import run_in_threadpool
 
 from tokenserver.grants import GrantService, Refused, TokenRequest
 from tokenserver.routes.ui.common import base_context
@@ -37,13 +36,13 @@ MANIFEST_TYPES = ", ".join(
 )
 
 
-def _token(request: Request, who: SignedIn, scopes: list[str]) -> str:
-    """Blocking: a token for the signed-in admin, as the token endpoint would grant it."""
+async def _token(request: Request, who: SignedIn, scopes: list[str]) -> str:
+    """A token for the signed-in admin, as the token endpoint would grant it."""
     grants: GrantService = request.app.state.grants
     service = sorted(grants.services)[0]
     ip = request.client.host if request.client else None
     token_request = TokenRequest(service, scopes, "session", client_ip=ip)
-    return grants.grant(token_request, identity=who.identity).token.token
+    return (await grants.grant(token_request, identity=who.identity)).token.token
 
 
 def _size(manifest: dict[str, Any], raw: bytes) -> int:
@@ -56,7 +55,7 @@ def _size(manifest: dict[str, Any], raw: bytes) -> int:
 
 async def _read(request: Request, who: SignedIn, base: str) -> list[dict[str, Any]]:
     async with httpx.AsyncClient(base_url=base, timeout=10) as client:
-        catalog_token = await run_in_threadpool(_token, request, who, ["registry:catalog:*"])
+        catalog_token = await _token(request, who, ["registry:catalog:*"])
         catalog = await client.get(
             "/v2/_catalog",
             params={"n": MAX_REPOSITORIES},
@@ -66,9 +65,7 @@ async def _read(request: Request, who: SignedIn, base: str) -> list[dict[str, An
         names = [str(n) for n in catalog.json().get("repositories", [])][:MAX_REPOSITORIES]
         if not names:
             return []
-        token = await run_in_threadpool(
-            _token, request, who, [f"repository:{n}:pull" for n in names]
-        )
+        token = await _token(request, who, [f"repository:{n}:pull" for n in names])
         auth = {"Authorization": f"Bearer {token}", "Accept": MANIFEST_TYPES}
         repositories = []
         for name in names:
