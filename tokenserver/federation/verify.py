@@ -1,0 +1,129 @@
+"""Checking an ID token as strictly as the registry checks ours.
+
+The signature (an allowed algorithm, a key of the trust's issuer), `iss`,
+`aud`, `exp`/`nbf`/`iat` with the usual leeway, the token's age, and every
+claim condition of the trust. What comes out names the trust and the
+token's own subject; what was checked is kept for the audit trail.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import jwt
+
+from tokenserver.authz.patterns import Values
+from tokenserver.federation.keys import KeySource
+from tokenserver.federation.trust import Trust
+
+__all__ = ["ALGORITHMS", "InvalidIDToken", "Verified", "Verifier", "looks_like_jwt"]
+
+# ID tokens are signed by a platform's asymmetric keys; never `none`, never HMAC.
+ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512")
+LEEWAY = 60
+MAX_TOKEN_BYTES = 16 * 1024
+_NO_VALUES = Values({}, {})
+
+
+class InvalidIDToken(Exception):
+    """Not a token of this trust; the message says why (never the token)."""
+
+
+@dataclass(frozen=True)
+class Verified:
+    trust: str
+    issuer: str
+    subject: str
+    jti: str
+    # The claims the trust's conditions looked at, as the token had them.
+    matched: dict[str, str] = field(default_factory=dict)
+
+
+def looks_like_jwt(value: str) -> bool:
+    parts = value.split(".")
+    return len(parts) == 3 and value.startswith("eyJ") and len(value) <= MAX_TOKEN_BYTES
+
+
+class Verifier:
+    def __init__(self, trust: Trust, keys: KeySource, clock: Callable[[], dt.datetime]) -> None:
+        self.trust = trust
+        self._keys = keys
+        self._clock = clock
+
+    def verify(self, token: str) -> Verified:
+        """Blocking (may fetch keys). Raises InvalidIDToken, or KeysUnavailable."""
+        trust = self.trust
+        if not looks_like_jwt(token):
+            raise InvalidIDToken("not a JWT")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise InvalidIDToken("malformed header") from None
+        alg, kid = header.get("alg"), header.get("kid")
+        if alg not in ALGORITHMS:
+            raise InvalidIDToken(f"algorithm {str(alg)[:20]!r} is not accepted")
+        if not isinstance(kid, str) or not kid or len(kid) > 256:
+            raise InvalidIDToken("no key id")
+        key = self._keys.key(kid)
+        if key is None:
+            raise InvalidIDToken("signed by a key the issuer does not publish")
+        now = self._clock()
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[alg],
+                audience=trust.audience,
+                issuer=trust.issuer,
+                leeway=LEEWAY,
+                options={
+                    "require": ["iss", "aud", "sub", "exp", "iat"],
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                },
+            )
+        except jwt.PyJWTError as exc:
+            raise InvalidIDToken(type(exc).__name__) from None
+        self._check_times(claims, now.timestamp())
+        subject = claims["sub"]
+        if not isinstance(subject, str) or not subject or len(subject) > 255:
+            raise InvalidIDToken("unusable subject")
+        matched = self._check_claims(claims)
+        jti = claims.get("jti")
+        return Verified(
+            trust.name, trust.issuer, subject, jti if isinstance(jti, str) else "", matched
+        )
+
+    def _check_times(self, claims: dict[str, object], now: float) -> None:
+        def number(name: str) -> float | None:
+            value = claims.get(name)
+            if value is None:
+                return None
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise InvalidIDToken(f"{name} is not a number")
+            return float(value)
+
+        exp, nbf, iat = number("exp"), number("nbf"), number("iat")
+        assert exp is not None and iat is not None  # required above
+        if exp <= now - LEEWAY:
+            raise InvalidIDToken("expired")
+        if nbf is not None and nbf > now + LEEWAY:
+            raise InvalidIDToken("not yet valid")
+        if iat > now + LEEWAY:
+            raise InvalidIDToken("issued in the future")
+        if now - iat > self.trust.max_age:
+            raise InvalidIDToken("older than the trust's max_age")
+
+    def _check_claims(self, claims: dict[str, object]) -> dict[str, str]:
+        matched = {}
+        for name, pattern in self.trust.claims.items():
+            value = claims.get(name)
+            if not isinstance(value, str):
+                raise InvalidIDToken(f"claim {name} is missing or not a string")
+            if not pattern.matches(value, _NO_VALUES):
+                raise InvalidIDToken(f"claim {name} does not match")
+            matched[name] = value[:255]
+        return matched
