@@ -20,11 +20,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from authcore.identity import ScopeLimit, ScopePatternError
 from tokenserver.audit import Actor, AdminTrail
 from tokenserver.authn.base import BackendUnavailable
+from tokenserver.federation.spec import InvalidTrust, TrustSpec
 from tokenserver.names import InvalidName, check_name
 from tokenserver.passwords import PasswordRejected, hash_password
 from tokenserver.store.audit import Outcome
 from tokenserver.store.ci_tokens import CITokenExists, CITokenInfo, CITokenStore
 from tokenserver.store.refresh_tokens import RefreshTokenInfo, RefreshTokenStore
+from tokenserver.store.trusts import TrustExists, TrustStore
 from tokenserver.store.users import UserExists, UserInfo, UserNotFound, UserStore
 
 __all__ = [
@@ -104,7 +106,11 @@ class Accounts:
         clock: Callable[[], dt.datetime],
         bcrypt_cost: int,
         ci_max_ttl: int,
+        trusts: TrustStore,
+        configured_trusts: Sequence[TrustSpec] = (),
     ) -> None:
+        self._trusts = trusts
+        self._configured_trusts = {spec.name: spec for spec in configured_trusts}
         self._users = users
         self._refresh = refresh_tokens
         self._ci = ci_tokens
@@ -260,6 +266,41 @@ class Accounts:
         with self._act(actor, "ci_token.revoke", name):
             if not self._ci.revoke(_existing(name, "CI token"), self._clock()):
                 raise UnknownAccount(f"no live CI token named {name}")
+
+    # -- federation trusts -----------------------------------------------------
+
+    def list_trusts(self) -> list[tuple[TrustSpec, str]]:
+        """Every trust, with where it is defined: `config` (read-only here) or `database`."""
+        configured = [(spec, "config") for spec in self._configured_trusts.values()]
+        return configured + [(spec, "database") for spec in self._trusts.list()]
+
+    def create_trust(self, actor: Actor, spec: TrustSpec) -> TrustSpec:
+        with self._act(actor, "trust.create", spec.name):
+            try:
+                spec.build()
+            except InvalidTrust as exc:
+                raise InvalidValue(str(exc)) from None
+            if spec.name in self._configured_trusts:
+                raise NameTaken(f"the configuration defines a trust named {spec.name}")
+            # The trust's name is the username pipelines log in with: it is no one else's.
+            if (
+                self._users.exists_like(spec.name)
+                or self._directory.knows(spec.name)
+                or self._ci.live_like(spec.name, self._clock())
+            ):
+                raise NameTaken(f"{spec.name} is a user's or a CI token's name")
+            try:
+                self._trusts.add(spec, self._clock(), actor.subject)
+            except TrustExists:
+                raise NameTaken(f"a trust named {spec.name} exists") from None
+            return spec
+
+    def delete_trust(self, actor: Actor, name: str) -> None:
+        with self._act(actor, "trust.delete", name):
+            if name in self._configured_trusts:
+                raise InvalidValue(f"trust {name} is defined in the configuration; remove it there")
+            if not self._trusts.delete(name):
+                raise UnknownAccount(f"no trust {name}")
 
     # -- refresh tokens -------------------------------------------------------
 

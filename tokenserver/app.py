@@ -50,6 +50,7 @@ from tokenserver.store.ci_tokens import CITokenStore
 from tokenserver.store.db import Database
 from tokenserver.store.login_failures import LoginFailureStore
 from tokenserver.store.refresh_tokens import RefreshTokenStore
+from tokenserver.store.trusts import TrustStore
 from tokenserver.store.ui_sessions import UISessionStore
 from tokenserver.store.users import UserStore
 from tokenserver.throttle import LoginThrottle
@@ -125,6 +126,8 @@ def create_app(config: Config, *, clock: Callable[[], dt.datetime] = _utcnow) ->
             clock=clock,
             bcrypt_cost=config.users.bcrypt_cost,
             ci_max_ttl=config.ci_tokens.max_ttl,
+            trusts=TrustStore(db),
+            configured_trusts=[trust.spec() for trust in config.federation],
         )
         log.info(
             "token server ready",

@@ -29,6 +29,7 @@ from tokenserver.store.audit import TOKEN_ACTION, AuditStore
 from tokenserver.store.ci_tokens import CITokenStore
 from tokenserver.store.db import Database
 from tokenserver.store.refresh_tokens import RefreshTokenStore
+from tokenserver.store.trusts import TrustStore
 from tokenserver.store.users import UserStore
 
 __all__ = ["main"]
@@ -77,6 +78,8 @@ def _accounts(args: argparse.Namespace) -> Iterator[Accounts]:
             clock=_utcnow,
             bcrypt_cost=config.users.bcrypt_cost,
             ci_max_ttl=config.ci_tokens.max_ttl,
+            trusts=TrustStore(db),
+            configured_trusts=[trust.spec() for trust in config.federation],
         )
     except AccountError as exc:
         raise CLIError(str(exc)) from None

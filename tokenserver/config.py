@@ -21,6 +21,7 @@ from authcore.http_limits import ServingSettings, TLSFiles
 from authcore.jwk import ALGORITHMS
 from authcore.settings import ConfigError, load_settings
 from tokenserver.authz.acl import ACLEntry
+from tokenserver.federation.spec import InvalidTrust, TrustSpec
 
 __all__ = ["Config", "ConfigError", "load_config"]
 
@@ -178,6 +179,31 @@ class LDAPConfig(_Section):
         return None if self.bind_password is None else self.bind_password.get_secret_value()
 
 
+class TrustConfig(_Section):
+    """A federation trust (see `tokenserver.federation.spec`, which checks every field)."""
+
+    name: str
+    issuer: str
+    audience: str
+    scopes: list[str]
+    claims: dict[str, str] = {}
+    jwks_uri: str | None = None
+    jwks_file: Path | None = None
+    ca_file: Path | None = None
+    max_age: int = 3600
+
+    def spec(self) -> TrustSpec:
+        return TrustSpec(**self.model_dump())
+
+    @model_validator(mode="after")
+    def _valid(self) -> TrustConfig:
+        try:
+            self.spec().build()
+        except InvalidTrust as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+
 class CITokensConfig(_Section):
     max_ttl: int = Field(default=365 * 86400, ge=60)  # seconds
 
@@ -226,11 +252,16 @@ class Config(_Section):
     throttle: ThrottleConfig = ThrottleConfig()
     acl: list[ACLEntry] | None = None
     acl_file: Path | None = None
+    # OIDC issuers whose ID tokens log pipelines in (more can live in the database).
+    federation: list[TrustConfig] = []
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:
         if self.acl is not None and self.acl_file is not None:
             raise ValueError("set acl or acl_file, not both")
+        names = [trust.name for trust in self.federation]
+        if len(set(names)) != len(names):
+            raise ValueError("federation: two trusts have the same name")
         if self.authn.order is not None:
             if "htpasswd" in self.authn.order and self.users.htpasswd is None:
                 raise ValueError("authn.order names htpasswd but users.htpasswd is not set")
@@ -273,6 +304,12 @@ def _relative_to(config: Config, base: Path) -> Config:
             "users": config.users.model_copy(update={"htpasswd": fix(config.users.htpasswd)}),
             "database": config.database.model_copy(update={"url": url}),
             "acl_file": fix(config.acl_file),
+            "federation": [
+                trust.model_copy(
+                    update={"jwks_file": fix(trust.jwks_file), "ca_file": fix(trust.ca_file)}
+                )
+                for trust in config.federation
+            ],
             "ldap": config.ldap.model_copy(
                 update={
                     "ca_file": fix(config.ldap.ca_file),

@@ -61,6 +61,7 @@ class AuditRecord:
     outcome: Outcome
     action: str = TOKEN_ACTION
     target: str = ""
+    detail: str = ""
 
     @classmethod
     def from_row(cls, row: AuditEvent) -> AuditRecord:
@@ -78,6 +79,7 @@ class AuditRecord:
             row.outcome,  # type: ignore[arg-type]
             row.action,
             row.target,
+            row.detail,
         )
 
 
@@ -95,6 +97,7 @@ _LIMITS = {
     "service": 255,
     "backend": 32,
     "target": 255,
+    "detail": 4096,
 }
 
 

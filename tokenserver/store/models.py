@@ -25,6 +25,7 @@ __all__ = [
     "AuditEvent",
     "Base",
     "CIToken",
+    "FederationTrust",
     "LoginFailure",
     "RefreshToken",
     "UISession",
@@ -136,6 +137,9 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String(64), default="token")
     # What an act was done to (a user or token name); empty for token requests.
     target: Mapped[str] = mapped_column(String(255), default="")
+    # What a login proved beyond the subject (an ID token's trust, iss, sub, jti and
+    # the claims its trust checked), as a JSON object; never a secret.
+    detail: Mapped[str] = mapped_column(Text, default="")
     subject: Mapped[str] = mapped_column(String(255))
     kind: Mapped[str] = mapped_column(String(16))
     backend: Mapped[str] = mapped_column(String(32))
@@ -178,3 +182,23 @@ class UISession(Base):
     csrf: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class FederationTrust(Base):
+    """A federation trust added through the admin API or the CLI (config trusts are not here)."""
+
+    __tablename__ = "federation_trusts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    name_key: Mapped[str] = mapped_column(String(255), unique=True)
+    issuer: Mapped[str] = mapped_column(String(1024))
+    audience: Mapped[str] = mapped_column(String(1024))
+    scopes: Mapped[str] = mapped_column(Text)  # space-separated scope patterns
+    claims: Mapped[str] = mapped_column(Text)  # a JSON object: claim -> pattern
+    jwks_uri: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    jwks_file: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    ca_file: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    max_age: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String(255))
