@@ -33,7 +33,7 @@ __all__ = [
     "parse_scope_pattern",
 ]
 
-Kind = Literal["user", "ci", "anonymous"]
+Kind = Literal["user", "ci", "federated", "anonymous"]
 
 _TYPE = re.compile(r"[a-z0-9]+")
 _ACTION = re.compile(r"[a-z]+|\*")
@@ -121,8 +121,15 @@ class Identity:
     kind: Kind = "user"
     groups: frozenset[str] = field(default_factory=frozenset)
     backend: str = ""
-    # A CI token's own scopes: nothing outside them is ever granted.
+    # A CI token's or a trust's own scopes: nothing outside them is ever granted.
     limit: ScopeLimit | None = None
+    # What vouched for a federated identity (its trust, the ID token's issuer,
+    # subject, id and the claims its trust checked), for the audit trail and
+    # the `trust` label of access rules. Never a credential.
+    attributes: tuple[tuple[str, str], ...] = ()
+
+    def attribute(self, key: str) -> str | None:
+        return next((v for k, v in self.attributes if k == key), None)
 
     @classmethod
     def anonymous(cls) -> Identity:

@@ -21,7 +21,7 @@ from authcore.identity import ScopeLimit, ScopePatternError
 from tokenserver.audit import Actor, AdminTrail
 from tokenserver.authn.base import BackendUnavailable
 from tokenserver.federation.spec import InvalidTrust, TrustSpec
-from tokenserver.names import InvalidName, check_name
+from tokenserver.names import InvalidName, check_name, name_key
 from tokenserver.passwords import PasswordRejected, hash_password
 from tokenserver.store.audit import Outcome
 from tokenserver.store.ci_tokens import CITokenExists, CITokenInfo, CITokenStore
@@ -164,6 +164,8 @@ class Accounts:
             hashed = self._hash(password)
             if self._ci.live_like(name, self._clock()):
                 raise NameTaken(f"a CI token is named {name}")
+            if self._trust_named(name):
+                raise NameTaken(f"a federation trust is named {name}")
             try:
                 return self._users.add(name, hashed, groups)
             except UserExists:
@@ -237,6 +239,8 @@ class Accounts:
             # A token named like a user would issue tokens in that user's name.
             if self._users.exists_like(name) or self._directory.knows(name):
                 raise NameTaken(f"{name} is a user's name")
+            if self._trust_named(name):
+                raise NameTaken(f"a federation trust is named {name}")
             now = self._clock()
             try:
                 return self._ci.create(
@@ -274,13 +278,19 @@ class Accounts:
         configured = [(spec, "config") for spec in self._configured_trusts.values()]
         return configured + [(spec, "database") for spec in self._trusts.list()]
 
+    def _trust_named(self, name: str) -> bool:
+        key = name_key(name)
+        return any(name_key(n) == key for n in self._configured_trusts) or (
+            self._trusts.exists_like(name)
+        )
+
     def create_trust(self, actor: Actor, spec: TrustSpec) -> TrustSpec:
         with self._act(actor, "trust.create", spec.name):
             try:
                 spec.build()
             except InvalidTrust as exc:
                 raise InvalidValue(str(exc)) from None
-            if spec.name in self._configured_trusts:
+            if any(name_key(n) == name_key(spec.name) for n in self._configured_trusts):
                 raise NameTaken(f"the configuration defines a trust named {spec.name}")
             # The trust's name is the username pipelines log in with: it is no one else's.
             if (

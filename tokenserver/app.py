@@ -28,6 +28,7 @@ from tokenserver.authn.cache import CredentialCache
 from tokenserver.authn.chain import Authenticator
 from tokenserver.authn.ci_tokens import CITokenBackend
 from tokenserver.authn.configured import build_backends
+from tokenserver.authn.federated import FederatedBackend
 from tokenserver.authz.acl import DEFAULT_ACL, ACLPolicy
 from tokenserver.authz.acl_file import ACLFile
 from tokenserver.authz.policy import Explaining
@@ -40,6 +41,7 @@ from tokenserver.errors import (
     TokenEndpointError,
     from_account_error,
 )
+from tokenserver.federation.trusts import Trusts
 from tokenserver.grants import GrantService
 from tokenserver.issuer import Issuer
 from tokenserver.keys import load_keys
@@ -83,8 +85,12 @@ def create_app(config: Config, *, clock: Callable[[], dt.datetime] = _utcnow) ->
         refresh_tokens = RefreshTokenStore(db)
         ci_tokens = CITokenStore(db)
         people = build_backends(config, users)
-        # CI tokens first: only passwords shaped like their secrets go there.
-        backends: list[Backend] = [CITokenBackend(ci_tokens, clock), *people]
+        trust_store = TrustStore(db)
+        configured_trusts = [trust.spec() for trust in config.federation]
+        federation = FederatedBackend(Trusts(configured_trusts, trust_store, clock))
+        # CI tokens and trusts first: only passwords shaped like their secrets
+        # (a CI secret, a JWT) go there.
+        backends: list[Backend] = [CITokenBackend(ci_tokens, clock), federation, *people]
         authenticator = Authenticator(
             backends,
             CredentialCache(config.users.credential_cache_ttl),
@@ -113,6 +119,7 @@ def create_app(config: Config, *, clock: Callable[[], dt.datetime] = _utcnow) ->
             ),
             metrics=app.state.metrics,
             audit=audit,
+            federation=federation,
         )
         trail = AdminTrail(AuditStore(db), clock)
         app.state.trail = trail
@@ -126,8 +133,8 @@ def create_app(config: Config, *, clock: Callable[[], dt.datetime] = _utcnow) ->
             clock=clock,
             bcrypt_cost=config.users.bcrypt_cost,
             ci_max_ttl=config.ci_tokens.max_ttl,
-            trusts=TrustStore(db),
-            configured_trusts=[trust.spec() for trust in config.federation],
+            trusts=trust_store,
+            configured_trusts=configured_trusts,
         )
         log.info(
             "token server ready",

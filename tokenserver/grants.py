@@ -2,9 +2,10 @@
 
 The order of the protocol lives here and nowhere else: the service must be
 ours, the scopes must parse, the caller proves who it is (a password, a CI
-token's secret or a refresh token; throttled before any password is looked
-at), `account` must name that caller, the policy filters what was asked for
-(and a CI token never gets an `admin` scope), the token is signed, and a
+token's secret, a pipeline's OIDC ID token or a refresh token; throttled
+before any password is looked at), `account` must name that caller, the
+policy filters what was asked for (and a pipeline, by CI token or ID token,
+never gets an `admin` scope), the token is signed, and a
 refresh token is issued only to a person who asked to stay logged in. Every
 request, whatever its fate, leaves one audit row and one metrics count.
 The routes only parse HTTP and turn a refusal into the answer their flavour
@@ -20,6 +21,7 @@ each such step, none on the warm path.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +37,8 @@ from tokenserver.accounts import ADMIN_RESOURCE_TYPE
 from tokenserver.audit import AuditLog
 from tokenserver.authn.base import BackendUnavailable, BadCredentials
 from tokenserver.authn.chain import Authenticator
+from tokenserver.authn.federated import BACKEND_NAME as FEDERATION
+from tokenserver.authn.federated import FederatedBackend
 from tokenserver.authz.policy import Policy, Requester
 from tokenserver.issuer import IssuedToken, Issuer
 from tokenserver.metrics import TokenMetrics
@@ -50,6 +54,7 @@ __all__ = [
     "BackendDown",
     "BadLogin",
     "CredentialsNeeded",
+    "ExchangeLogin",
     "Grant",
     "GrantService",
     "InvalidRefreshToken",
@@ -66,10 +71,14 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MAX_SCOPES = 100
+# Exchanges name no account: their failures count against the address alone,
+# and this stands for the account in the throttle's read (upper case: no
+# folded name is ever spelt so).
+EXCHANGE_ACCOUNT = "TOKEN-EXCHANGE"
 
 # How the caller proved itself: Basic on GET, the OAuth2 grant type on POST, or a
 # web-page session (the page asks for tokens for its signed-in admin).
-Via = Literal["anonymous", "basic", "password", "refresh_token", "session"]
+Via = Literal["anonymous", "basic", "password", "refresh_token", "token_exchange", "session"]
 
 
 # -- what a request is -----------------------------------------------------------
@@ -89,13 +98,20 @@ class RefreshLogin:
 
 
 @dataclass(frozen=True)
+class ExchangeLogin:
+    """RFC 8693: an ID token exchanged for a registry token, no trust named."""
+
+    subject_token: Secret
+
+
+@dataclass(frozen=True)
 class TokenRequest:
     """One token request, parsed: what the protocol needs, whichever route it came by."""
 
     service: str
     scopes: Sequence[str]
     via: Via
-    credentials: PasswordLogin | RefreshLogin | None = None
+    credentials: PasswordLogin | RefreshLogin | ExchangeLogin | None = None
     # Asked for a refresh token (GET offline_token=true, POST access_type=offline).
     offline: bool = False
     client_id: str = ""
@@ -185,6 +201,13 @@ def _outcome(trail: _Trail) -> Outcome:
     return "granted"
 
 
+def _detail(identity: Identity | None) -> str:
+    """What vouched for a federated identity, as a JSON object (never the token itself)."""
+    if identity is None or not identity.attributes:
+        return ""
+    return json.dumps(dict(identity.attributes), sort_keys=True, ensure_ascii=False)
+
+
 class GrantService:
     def __init__(
         self,
@@ -199,6 +222,7 @@ class GrantService:
         throttle: LoginThrottle,
         metrics: TokenMetrics,
         audit: AuditLog,
+        federation: FederatedBackend | None = None,
     ) -> None:
         self.authenticator = authenticator
         self.services = frozenset(services)
@@ -210,6 +234,7 @@ class GrantService:
         self._throttle = throttle
         self._metrics = metrics
         self._audit = audit
+        self._federation = federation
 
     async def grant(self, request: TokenRequest, identity: Identity | None = None) -> Grant:
         """On the event loop; what blocks (bcrypt, the database, a directory) runs in threads.
@@ -283,6 +308,8 @@ class GrantService:
             return Identity.anonymous()
         if isinstance(credentials, RefreshLogin):
             return await run_sync(self._identify_refresh, credentials.token, request.service)
+        if isinstance(credentials, ExchangeLogin):
+            return await run_sync(self._identify_exchange, credentials.subject_token, request)
         trail.subject = credentials.username
         return await self.authenticate(
             credentials.username, credentials.password, request.client_ip
@@ -325,8 +352,11 @@ class GrantService:
             identity = self.authenticator.authenticate(username, password)
         except BadCredentials as exc:
             self._metrics.login(exc.backend or "none", "failure")
+            # No one guesses a signature: a bad ID token counts against its
+            # address only, so it cannot lock a trust's pipelines out.
+            counted = None if exc.backend == FEDERATION else account
             try:
-                self._throttle.failure(account, ip)
+                self._throttle.failure(counted, ip)
             except ThrottleUnavailable:
                 # An uncounted failure would be a free guess.
                 raise BackendDown("the database is unavailable; retry") from None
@@ -357,6 +387,31 @@ class GrantService:
         backend, account = found
         return account.identity(backend)
 
+    def _identify_exchange(self, token: Secret, request: TokenRequest) -> Identity:
+        """Blocking: the throttle read, the trusts of the token's issuer, counting a failure."""
+        ip = request.client_ip
+        try:
+            standing = self._throttle.check(EXCHANGE_ACCOUNT, ip)
+        except ThrottleUnavailable:
+            raise BackendDown("the database is unavailable; retry") from None
+        if standing.retry_after:
+            raise Throttled(standing.retry_after)
+        try:
+            account = None if self._federation is None else self._federation.exchange(token)
+        except BackendUnavailable as exc:
+            self._metrics.login("unavailable", "failure")
+            log.warning("identity backend unavailable", extra={"reason": str(exc)})
+            raise BackendDown("the identity backend is unavailable; retry") from None
+        if account is None:
+            self._metrics.login(FEDERATION, "failure")
+            try:
+                self._throttle.failure(None, ip)
+            except ThrottleUnavailable:
+                raise BackendDown("the database is unavailable; retry") from None
+            raise BadLogin("the subject token is not accepted by any trust")
+        self._metrics.login(FEDERATION, "success")
+        return account.identity(FEDERATION)
+
     def _filter(
         self, identity: Identity, request: TokenRequest, requested: Sequence[Access]
     ) -> tuple[Access, ...]:
@@ -366,8 +421,8 @@ class GrantService:
         granted = tuple(
             self._policy.filter(Requester(identity, request.service, request.client_ip), requested)
         )
-        if identity.kind == "ci":
-            # Whatever the rules say: a CI token never administers the server.
+        if identity.kind in ("ci", "federated"):
+            # Whatever the rules say: a pipeline never administers the server.
             granted = tuple(a for a in granted if a.type != ADMIN_RESOURCE_TYPE)
         context.GRANTED.set(granted)
         return granted
@@ -401,5 +456,6 @@ class GrantService:
                 requested=format_scopes(trail.requested),
                 granted=format_scopes(trail.granted or ()),
                 outcome=outcome,
+                detail=_detail(identity),
             )
         )

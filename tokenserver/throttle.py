@@ -155,12 +155,17 @@ class LoginThrottle:
         """Whole seconds to wait before trying again; 0 when not throttled."""
         return self.check(account, address).retry_after
 
-    def failure(self, account: str, address: str | None) -> None:
-        """Count a failure; raises ThrottleUnavailable when it cannot be recorded."""
+    def failure(self, account: str | None, address: str | None) -> None:
+        """Count a failure (against the address alone when `account` is None).
+
+        Raises ThrottleUnavailable when it cannot be recorded.
+        """
         now = self._clock()
-        keys = [ACCOUNT + account]
+        keys = [] if account is None else [ACCOUNT + account]
         if address:
             keys.append(_address_key(address))
+        if not keys:
+            return
         self._forget(keys)
         try:
             self._store.add(keys, now)

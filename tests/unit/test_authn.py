@@ -62,7 +62,7 @@ class CountingBackend:
     def wants(self, password: Secret) -> bool:
         return self.inner.wants(password)  # type: ignore[attr-defined, no-any-return]
 
-    def check(self, account: Account, password: Secret) -> bool:
+    def check(self, account: Account, password: Secret) -> Account | None:
         self.checks += 1
         return self.inner.check(account, password)  # type: ignore[attr-defined, no-any-return]
 
@@ -89,8 +89,8 @@ class DictBackend:
     def wants(self, password: Secret) -> bool:
         return True
 
-    def check(self, account: Account, password: Secret) -> bool:
-        return verify_password(password.reveal(), account.fingerprint)
+    def check(self, account: Account, password: Secret) -> Account | None:
+        return account if verify_password(password.reveal(), account.fingerprint) else None
 
 
 def _hash(password: str) -> str:

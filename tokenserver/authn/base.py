@@ -25,11 +25,12 @@ class Account:
     fingerprint: str
     disabled: bool = False
     kind: Kind = "user"
-    # A CI token's own scopes: nothing outside them is ever granted.
+    # A CI token's or a trust's own scopes: nothing outside them is ever granted.
     limit: ScopeLimit | None = None
+    attributes: tuple[tuple[str, str], ...] = ()
 
     def identity(self, backend: str) -> Identity:
-        return Identity(self.name, self.kind, self.groups, backend, self.limit)
+        return Identity(self.name, self.kind, self.groups, backend, self.limit, self.attributes)
 
 
 class _Miss(enum.Enum):
@@ -95,8 +96,12 @@ class Backend(Protocol):
         """
         ...
 
-    def check(self, account: Account, password: Secret) -> bool:
-        """The expensive proof: does this password belong to the account?"""
+    def check(self, account: Account, password: Secret) -> Account | None:
+        """The expensive proof: the account this password proves, or None.
+
+        Usually `account` itself; a federated login's ID token proves an
+        identity of its own (the trust's name and the token's subject).
+        """
         ...
 
     def close(self) -> None:

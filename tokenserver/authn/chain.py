@@ -49,14 +49,14 @@ class Authenticator:
                 backend.check(account, password)
                 raise BadCredentials("account disabled", backend.name)
             remember = backend.remember_checks
-            if not (
-                remember and self.cache.hit(backend.name, username, password, account.fingerprint)
-            ):
-                if not backend.check(account, password):
-                    raise BadCredentials("wrong password", backend.name)
-                if remember:
-                    self.cache.remember(backend.name, username, password, account.fingerprint)
-            return account.identity(backend.name)
+            if remember and self.cache.hit(backend.name, username, password, account.fingerprint):
+                return account.identity(backend.name)
+            proven = backend.check(account, password)
+            if proven is None:
+                raise BadCredentials("wrong password", backend.name)
+            if remember:
+                self.cache.remember(backend.name, username, password, account.fingerprint)
+            return proven.identity(backend.name)
         verify_password(password.reveal(), self._decoy_hash)
         raise BadCredentials("unknown user")
 

@@ -57,15 +57,15 @@ class CITokenBackend:
     def account(self, subject: str) -> Account | None:
         return None
 
-    def check(self, account: Account, password: Secret) -> bool:
+    def check(self, account: Account, password: Secret) -> Account | None:
         token_id, _, expected = account.fingerprint.partition(":")
         if not hmac.compare_digest(hash_secret(password.reveal()), expected):
-            return False
+            return None
         try:
             self._store.record_use(int(token_id), self._clock(), context.CLIENT_IP.get())
         except SQLAlchemyError:
             raise BackendUnavailable("the CI token database cannot be reached") from None
-        return True
+        return account
 
     def close(self) -> None:
         pass  # nothing held open

@@ -27,8 +27,8 @@ class HashedPasswordBackend:
     def wants(self, password: Secret) -> bool:
         return True
 
-    def check(self, account: Account, password: Secret) -> bool:
-        return verify_password(password.reveal(), account.fingerprint)
+    def check(self, account: Account, password: Secret) -> Account | None:
+        return account if verify_password(password.reveal(), account.fingerprint) else None
 
     def close(self) -> None:
         pass  # nothing held open

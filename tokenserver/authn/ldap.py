@@ -357,11 +357,11 @@ class LDAPBackend:
     def wants(self, password: Secret) -> bool:
         return True
 
-    def check(self, account: Account, password: Secret) -> bool:
+    def check(self, account: Account, password: Secret) -> Account | None:
         secret = password.reveal()
         if not secret:
             # An empty password makes a simple bind anonymous: never a login.
-            return False
+            return None
         try:
             with self._check_pool.connection() as conn:
                 ok = conn.rebind(user=account.fingerprint, password=secret, read_server_info=False)
@@ -369,10 +369,10 @@ class LDAPBackend:
         except LDAPException as exc:
             raise BackendUnavailable(f"LDAP bind failed: {type(exc).__name__}") from None
         if ok and code == 0:
-            return True
+            return account
         if code in _UNAVAILABLE_CODES:
             raise BackendUnavailable(f"LDAP bind not answered: {conn.result.get('description')}")
-        return False
+        return None
 
     def close(self) -> None:
         self._search_pool.close()

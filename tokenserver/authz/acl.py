@@ -95,7 +95,8 @@ class ACLEntry(BaseModel):
 
 # The behaviour without configured rules: members of `admin` may do anything,
 # every user owns the repositories under their own name, a CI token gets what
-# its own scopes allow, anonymous nothing.
+# its own scopes allow (a federated pipeline what its trust's do), anonymous
+# nothing.
 DEFAULT_ACL: tuple[ACLEntry, ...] = (
     ACLEntry(
         match=MatchConditions(account="/.+/", labels={"groups": ADMIN_GROUP, "kind": "user"}),
@@ -113,6 +114,11 @@ DEFAULT_ACL: tuple[ACLEntry, ...] = (
         match=MatchConditions(account="/.+/", labels={"kind": "ci"}),
         actions=["*"],
         comment="CI tokens: as far as their own scopes reach",
+    ),
+    ACLEntry(
+        match=MatchConditions(account="/.+/", labels={"kind": "federated"}),
+        actions=["*"],
+        comment="federated pipelines: as far as their trust's scopes reach",
     ),
 )
 
@@ -197,7 +203,11 @@ def compile_rules(entries: Sequence[ACLEntry]) -> tuple[Rule, ...]:
 
 
 def identity_labels(identity: Identity) -> Mapping[str, Sequence[str]]:
-    return {"groups": sorted(identity.groups), "kind": [identity.kind]}
+    labels: dict[str, Sequence[str]] = {"groups": sorted(identity.groups), "kind": [identity.kind]}
+    trust = identity.attribute("trust")
+    if trust is not None:
+        labels["trust"] = [trust]
+    return labels
 
 
 class ACLPolicy:

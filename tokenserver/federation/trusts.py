@@ -42,6 +42,14 @@ class Trusts:
         """Blocking (the database)."""
         return self.configured.get(name) or self._store.get(name)
 
+    def names_for_issuer(self, issuer: str) -> list[str]:
+        """Blocking: the names of the trusts of this issuer, in name order."""
+        if not issuer:
+            return []
+        names = {n for n, spec in self.configured.items() if spec.issuer.rstrip("/") == issuer}
+        names.update(self._store.names_for_issuer(issuer))
+        return sorted(names)
+
     def verifier(self, name: str) -> Verifier | None:
         """Blocking: the verifier of the trust of this name, or None."""
         spec = self.spec(name)

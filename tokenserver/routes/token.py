@@ -29,6 +29,7 @@ from tokenserver.errors import (
 )
 from tokenserver.forms import Params, parse_basic, parse_params
 from tokenserver.grants import (
+    ExchangeLogin,
     Grant,
     GrantService,
     PasswordLogin,
@@ -66,10 +67,10 @@ async def _grant(request: Request, token_request: TokenRequest, *, oauth: bool) 
         grant = await _grants(request).grant(token_request)
     except Refused as exc:
         raise from_refusal(exc, "oauth" if oauth else "token", _realm(request)) from None
-    return _answer(grant, oauth=oauth)
+    return _answer(grant, oauth=oauth, exchange=token_request.via == "token_exchange")
 
 
-def _answer(grant: Grant, *, oauth: bool) -> JSONResponse:
+def _answer(grant: Grant, *, oauth: bool, exchange: bool = False) -> JSONResponse:
     token = grant.token
     body: dict[str, Any] = {
         "token": token.token,
@@ -80,6 +81,8 @@ def _answer(grant: Grant, *, oauth: bool) -> JSONResponse:
     }
     if oauth:
         body["scope"] = format_scopes(token.claims.access)
+    if exchange:
+        body["issued_token_type"] = ISSUED_TOKEN_TYPE
     if grant.refresh_token is not None:
         body["refresh_token"] = grant.refresh_token
     return JSONResponse(body, headers=_NO_STORE)
@@ -123,8 +126,25 @@ async def _read_form(request: Request) -> Params:
     return parse_params(await read_limited(request, limit))
 
 
-def _oauth_credentials(form: Params) -> tuple[Via, PasswordLogin | RefreshLogin]:
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105 (a name)
+# RFC 8693 §3: what a subject token may be; an OIDC ID token is both.
+_SUBJECT_TOKEN_TYPES = frozenset(
+    {"urn:ietf:params:oauth:token-type:id_token", "urn:ietf:params:oauth:token-type:jwt"}
+)
+ISSUED_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105 (a name)
+
+
+def _oauth_credentials(form: Params) -> tuple[Via, PasswordLogin | RefreshLogin | ExchangeLogin]:
     grant_type = form.required("grant_type")
+    if grant_type == TOKEN_EXCHANGE:
+        subject_token = form.secret("subject_token")
+        if not subject_token:
+            raise InvalidRequest("parameter 'subject_token' is required")
+        if form.required("subject_token_type") not in _SUBJECT_TOKEN_TYPES:
+            raise InvalidRequest("subject_token_type must be an id_token or a jwt")
+        if form.one("actor_token") is not None:
+            raise InvalidRequest("delegation (actor_token) is not supported")
+        return "token_exchange", ExchangeLogin(subject_token)
     if grant_type == "password":
         username = form.required("username")
         password = form.secret("password")
@@ -136,10 +156,12 @@ def _oauth_credentials(form: Params) -> tuple[Via, PasswordLogin | RefreshLogin]
         if not value:
             raise InvalidRequest("parameter 'refresh_token' is required")
         return "refresh_token", RefreshLogin(value)
-    raise UnsupportedGrantType("grant_type must be password or refresh_token")
+    raise UnsupportedGrantType(f"grant_type must be password, refresh_token or {TOKEN_EXCHANGE}")
 
 
-@router.post("/token", summary="OAuth2 token (password and refresh_token grants)")
+@router.post(
+    "/token", summary="OAuth2 token (password, refresh_token and RFC 8693 token-exchange grants)"
+)
 async def post_token(request: Request) -> JSONResponse:
     via: Via = "anonymous"
     service = ""
@@ -153,7 +175,10 @@ async def post_token(request: Request) -> JSONResponse:
             via=via,
             credentials=credentials,
             offline=(form.one("access_type") or "").lower() == "offline",
-            client_id=form.required("client_id"),
+            # An exchange needs no client id (RFC 8693 §2.1); the other grants do.
+            client_id=form.one("client_id") or ""
+            if via == "token_exchange"
+            else form.required("client_id"),
             client_ip=_client(request)[0],
             user_agent=request.headers.get("user-agent", ""),
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import json
 from pathlib import Path
@@ -48,6 +49,24 @@ class TrustStore:
         with self._db.session() as s:
             rows = s.scalars(select(FederationTrust).order_by(FederationTrust.name))
             return [_spec(r) for r in rows]
+
+    def exists_like(self, name: str) -> bool:
+        """Whether a trust goes by any spelling of `name`."""
+        with self._db.session() as s:
+            found = s.scalar(
+                select(FederationTrust.id).where(FederationTrust.name_key == name_key(name))
+            )
+            return found is not None
+
+    def names_for_issuer(self, issuer: str) -> builtins.list[str]:
+        """`issuer` without a trailing slash; rows may have one (as typed)."""
+        with self._db.session() as s:
+            rows = s.scalars(
+                select(FederationTrust.name).where(
+                    FederationTrust.issuer.in_((issuer, issuer + "/"))
+                )
+            )
+            return list(rows)
 
     def add(self, spec: TrustSpec, now: dt.datetime, created_by: str) -> None:
         """Raises TrustExists when any spelling of the name is taken (the database decides)."""
