@@ -24,6 +24,7 @@ from tokenserver.authn.cache import CredentialCache
 from tokenserver.authn.chain import Authenticator
 from tokenserver.authn.configured import build_backends
 from tokenserver.config import Config, ConfigError, load_config
+from tokenserver.federation.spec import TrustSpec
 from tokenserver.keys import KeysError, generate_key
 from tokenserver.store.audit import TOKEN_ACTION, AuditStore
 from tokenserver.store.ci_tokens import CITokenStore
@@ -311,6 +312,68 @@ def cmd_ci_revoke(args: argparse.Namespace) -> None:
     print(f"CI token {args.name} revoked")
 
 
+def _claims(values: Sequence[str]) -> dict[str, str]:
+    claims = {}
+    for value in values:
+        name, sep, pattern = value.partition("=")
+        if not sep or not name:
+            raise CLIError(f"--claim {value!r}: expected CLAIM=PATTERN")
+        claims[name] = pattern
+    return claims
+
+
+def cmd_trust_add(args: argparse.Namespace) -> None:
+    spec = TrustSpec(
+        name=args.name,
+        issuer=args.issuer,
+        audience=args.audience,
+        scopes=args.scope,
+        claims=_claims(args.claim or ()),
+        jwks_uri=args.jwks_uri,
+        jwks_file=Path(args.jwks_file).resolve() if args.jwks_file else None,
+        ca_file=Path(args.ca_file).resolve() if args.ca_file else None,
+        max_age=parse_duration(args.max_age),
+    )
+    with _accounts(args) as accounts:
+        accounts.create_trust(_actor(), spec)
+    print(f"trust {args.name} added: log in as {args.name} with an ID token from {args.issuer}")
+
+
+def cmd_trust_list(args: argparse.Namespace) -> None:
+    with _accounts(args) as accounts:
+        trusts = accounts.list_trusts()
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "name": spec.name,
+                        "issuer": spec.issuer,
+                        "audience": spec.audience,
+                        "scopes": list(spec.scopes),
+                        "claims": dict(spec.claims),
+                        "max_age": spec.max_age,
+                        "source": source,
+                    }
+                    for spec, source in trusts
+                ]
+            )
+        )
+        return
+    for spec, source in trusts:
+        claims = ",".join(f"{k}={v}" for k, v in sorted(spec.claims.items())) or "-"
+        print(
+            f"{spec.name}\t{spec.issuer}\taud={spec.audience}\t{' '.join(spec.scopes)}"
+            f"\t{claims}\t{source}"
+        )
+
+
+def cmd_trust_del(args: argparse.Namespace) -> None:
+    with _accounts(args) as accounts:
+        accounts.delete_trust(_actor(), args.name)
+    print(f"trust {args.name} deleted")
+
+
 def cmd_audit_tail(args: argparse.Namespace) -> None:
     since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=parse_duration(args.since))
     records = AuditStore(_database(_config(args))).query(
@@ -327,7 +390,7 @@ def cmd_audit_tail(args: argparse.Namespace) -> None:
             print(
                 f"{r.at:%Y-%m-%dT%H:%M:%SZ}\t{r.outcome}\t{r.subject or '-'}\t{r.kind or '-'}"
                 f"\t{r.client_ip}\t{r.service}\trequested={r.requested or '-'}"
-                f"\tgranted={r.granted or '-'}"
+                f"\tgranted={r.granted or '-'}" + (f"\t{r.detail}" if r.detail else "")
             )
         else:
             print(
@@ -422,6 +485,29 @@ def build_parser() -> argparse.ArgumentParser:
     cirevoke = ci.add_parser("revoke", parents=[common], help="revoke a token")
     cirevoke.add_argument("name")
     cirevoke.set_defaults(func=cmd_ci_revoke)
+
+    trust = sub.add_parser(
+        "trust", help="federation trusts (keyless CI with OIDC ID tokens)"
+    ).add_subparsers(dest="trust", required=True)
+    tadd = trust.add_parser("add", parents=[common], help="trust an issuer's ID tokens")
+    tadd.add_argument("name", help="the username pipelines log in with")
+    tadd.add_argument("--issuer", required=True, help="the tokens' iss, an https:// URL")
+    tadd.add_argument("--audience", required=True, help="the aud the tokens must carry")
+    tadd.add_argument(
+        "--scope", action="append", required=True, help="e.g. repository:team/app:pull,push"
+    )
+    tadd.add_argument("--claim", action="append", help="CLAIM=PATTERN, all must match (repeatable)")
+    tadd.add_argument("--jwks-uri", help="the issuer's JWKS (default: by discovery)")
+    tadd.add_argument("--jwks-file", help="a local JWKS instead of fetching one")
+    tadd.add_argument("--ca-file", help="PEM CAs for the issuer's HTTPS")
+    tadd.add_argument("--max-age", default="1h", help="oldest iat accepted (default 1h)")
+    tadd.set_defaults(func=cmd_trust_add)
+    tlist = trust.add_parser("list", parents=[common], help="list trusts")
+    tlist.add_argument("--json", action="store_true")
+    tlist.set_defaults(func=cmd_trust_list)
+    tdel = trust.add_parser("del", parents=[common], help="delete a trust")
+    tdel.add_argument("name")
+    tdel.set_defaults(func=cmd_trust_del)
 
     audit = sub.add_parser("audit", help="the audit trail").add_subparsers(
         dest="audit", required=True

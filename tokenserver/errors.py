@@ -212,6 +212,7 @@ _REFUSALS: dict[type[grants.Refused], dict[Flavour, _Make]] = {
         "admin": _challenge(AdminUnauthorized),
     },
     grants.InvalidRefreshToken: dict.fromkeys(("token", "oauth", "admin"), _plain(InvalidGrant)),
+    grants.InvalidSubjectToken: dict.fromkeys(("token", "oauth", "admin"), _plain(InvalidRequest)),
     grants.Throttled: dict.fromkeys(("token", "oauth", "admin"), _throttled),
     grants.BackendDown: dict.fromkeys(("token", "oauth", "admin"), _plain(TemporarilyUnavailable)),
 }

@@ -58,6 +58,7 @@ __all__ = [
     "Grant",
     "GrantService",
     "InvalidRefreshToken",
+    "InvalidSubjectToken",
     "MalformedScope",
     "PasswordLogin",
     "RefreshLogin",
@@ -160,6 +161,12 @@ class CredentialsNeeded(Refused):
 
 
 class InvalidRefreshToken(Refused):
+    outcome = "bad_credentials"
+
+
+class InvalidSubjectToken(Refused):
+    """A token exchange whose ID token no trust accepts (RFC 8693 §2.2.2: invalid_request)."""
+
     outcome = "bad_credentials"
 
 
@@ -408,7 +415,7 @@ class GrantService:
                 self._throttle.failure(None, ip)
             except ThrottleUnavailable:
                 raise BackendDown("the database is unavailable; retry") from None
-            raise BadLogin("the subject token is not accepted by any trust")
+            raise InvalidSubjectToken("the subject token is not accepted by any trust")
         self._metrics.login(FEDERATION, "success")
         return account.identity(FEDERATION)
 

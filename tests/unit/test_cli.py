@@ -408,6 +408,47 @@ def test_serve_checks_the_ldap_password_file_first(
     assert not fake_uvicorn
 
 
+TRUST_ARGS = (
+    "--issuer",
+    "https://token.actions.githubusercontent.com",
+    "--audience",
+    "https://registry.example",
+    "--scope",
+    "repository:e/app:pull,push",
+)
+
+
+def test_trust_add_list_and_del(run: Run) -> None:
+    code, out, err = run(
+        "trust", "add", "gha-app", *TRUST_ARGS, "--claim", "ref=refs/heads/main", "--max-age", "10m"
+    )
+    assert code == 0, err
+    assert "gha-app" in out
+    code, out, _ = run("trust", "list", "--json")
+    assert code == 0
+    assert json.loads(out) == [
+        {
+            "name": "gha-app",
+            "issuer": "https://token.actions.githubusercontent.com",
+            "audience": "https://registry.example",
+            "scopes": ["repository:e/app:pull,push"],
+            "claims": {"ref": "refs/heads/main"},
+            "max_age": 600,
+            "source": "database",
+        }
+    ]
+    code, out, _ = run("trust", "list")
+    assert code == 0 and out.startswith("gha-app\thttps://token.actions.githubusercontent.com")
+    code, _, err = run("trust", "add", "bad", *TRUST_ARGS, "--claim", "no-equals-sign")
+    assert code == 2 and "CLAIM=PATTERN" in err
+    code, _, err = run("trust", "add", "bad", *TRUST_ARGS[2:], "--issuer", "http://x.example")
+    assert code == 2 and "https" in err
+    assert run("trust", "del", "gha-app")[0] == 0
+    code, _, err = run("trust", "del", "gha-app")
+    assert code == 2 and "no trust" in err
+    assert json.loads(run("trust", "list", "--json")[1]) == []
+
+
 def test_every_cli_change_is_audited(
     run: Run, monkeypatch: pytest.MonkeyPatch, leak_guard: Any, config: Config
 ) -> None:
@@ -425,6 +466,10 @@ def test_every_cli_change_is_audited(
         (["ci-token", "create", "ci-adm", "--scope", "admin:api:*", "--ttl", "1h"], "", 2),
         (["ci-token", "create", "erin", "--scope", "repository:e/*:pull", "--ttl", "1h"], "", 2),
         (["ci-token", "revoke", "ci-erin"], "", 0),
+        (["trust", "add", "gha-erin", *TRUST_ARGS, "--claim", "repository=e/app"], "", 0),
+        (["trust", "add", "Erin", *TRUST_ARGS], "", 2),
+        (["trust", "add", "gha-adm", *TRUST_ARGS, "--scope", "admin:api:*"], "", 2),
+        (["trust", "del", "gha-erin"], "", 0),
         (["user", "del", "erin"], "", 0),
         (["user", "del", "erin"], "", 2),
         (["keys", "generate"], "", 0),
@@ -450,6 +495,10 @@ def test_every_cli_change_is_audited(
         ("ci_token.create", "ci-adm", "invalid_request"),
         ("ci_token.create", "erin", "conflict"),
         ("ci_token.revoke", "ci-erin", "ok"),
+        ("trust.create", "gha-erin", "ok"),
+        ("trust.create", "Erin", "conflict"),
+        ("trust.create", "gha-adm", "invalid_request"),
+        ("trust.delete", "gha-erin", "ok"),
         ("user.delete", "erin", "ok"),
         ("user.delete", "erin", "not_found"),
     ]

@@ -69,6 +69,7 @@ class KeySource:
         self._tls = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
         self._keys: dict[str, PublicKeyType] = {}
         self._fetched_at: float | None = None
+        self._failure: str | None = None
         self._lock = threading.Lock()
 
     def key(self, kid: str) -> PublicKeyType | None:
@@ -83,8 +84,17 @@ class KeySource:
                 self._fetched_at is None or now - self._fetched_at >= REFETCH_INTERVAL
             ):
                 self._fetched_at = now
-                self._keys = self._load()
+                self._failure = None
+                try:
+                    self._keys = self._load()
+                except KeysUnavailable as exc:
+                    self._failure = str(exc)
+                    raise
                 key = self._keys.get(kid)
+            elif key is None and self._failure is not None:
+                # Until the next fetch, the issuer is as unreachable as it was:
+                # its tokens are not wrong passwords.
+                raise KeysUnavailable(self._failure)
         return key
 
     def _load(self) -> dict[str, PublicKeyType]:

@@ -65,6 +65,9 @@ class Trusts:
                     jwks_uri=trust.jwks_uri,
                     jwks_file=trust.jwks_file,
                     ca_file=trust.ca_file,
+                    # The server's clock: the once-a-minute refetch follows the
+                    # same time as the tokens' exp and iat.
+                    clock=lambda: self._clock().timestamp(),
                 )
                 while len(self._sources) > MAX_KEY_SOURCES:
                     self._sources.popitem(last=False)
