@@ -151,9 +151,17 @@ def test_github_actions_token_logs_in_within_its_trust(
     # docker sends the same password with every token request: the ID token
     # stays good until it expires.
     assert login(fed, "gha-team-app", token, "repository:team/app:pull").status_code == 200
+    # The OAuth2 password grant takes it as well.
+    form = {"grant_type": "password", "username": "gha-team-app", "password": token,
+            "service": SERVICE, "client_id": "ci", "scope": "repository:team/app:pull",
+            "access_type": "offline"}  # fmt: skip
+    posted = fed.post("/token", data=form)
+    assert posted.status_code == 200, posted.text
+    assert posted.json()["scope"] == "repository:team/app:pull"
+    assert "refresh_token" not in posted.json()
 
     rows = token_rows(fed, database, subject)
-    assert len(rows) == 2 and {r.kind for r in rows} == {"federated"}
+    assert len(rows) == 3 and {r.kind for r in rows} == {"federated"}
     detail = json.loads(rows[0].detail)
     claims = jwt.decode(token, options={"verify_signature": False})
     assert detail == {
@@ -165,6 +173,22 @@ def test_github_actions_token_logs_in_within_its_trust(
         "claim:repository": "team/app",
     }
     assert token not in rows[0].detail and token.split(".")[2] not in rows[0].detail
+
+
+def test_an_id_token_is_good_until_it_expires_or_passes_max_age(
+    fed: TestClient, sign: Callable[..., str], clock: FakeClock
+) -> None:
+    github = sign(lifetime=300)  # the trust's max_age is 1 h: expiry comes first
+    gitlab = sign("gitlab_ci", project_path="group/lib", lifetime=7200)  # max_age 600 s
+    for _ in range(3):
+        assert login(fed, "gha-team-app", github, "repository:team/app:pull").status_code == 200
+        assert login(fed, "gitlab-group", gitlab, "repository:group/lib:pull").status_code == 200
+    clock.advance(300 + 61)  # past exp and the leeway
+    assert login(fed, "gha-team-app", github, "repository:team/app:pull").status_code == 401
+    assert login(fed, "gitlab-group", gitlab, "repository:group/lib:pull").status_code == 200
+    clock.advance(600 - 361 + 1)  # past max_age
+    assert login(fed, "gitlab-group", gitlab, "repository:group/lib:pull").status_code == 401
+    assert exchange(fed, gitlab, "repository:group/lib:pull").status_code == 400
 
 
 def test_gitlab_and_kubernetes_tokens_log_in(
