@@ -233,7 +233,14 @@ def cmd_policy_check(args: argparse.Namespace) -> None:
     except ScopeError as exc:
         raise CLIError(f"--scope: {exc}") from None
     kind: Kind = "anonymous" if args.anonymous else args.kind
-    identity = Identity("" if args.anonymous else args.user, kind, frozenset(args.group or ()))
+    if args.trust and kind != "federated":
+        raise CLIError("--trust is for --kind federated")
+    identity = Identity(
+        "" if args.anonymous else args.user,
+        kind,
+        frozenset(args.group or ()),
+        attributes=(("trust", args.trust),) if args.trust else (),
+    )
     if not args.anonymous and not args.user:
         raise CLIError("give --user NAME (or --anonymous)")
     service = args.service or config.token.services[0]
@@ -460,7 +467,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--user", help="the account name")
     check.add_argument("--anonymous", action="store_true", help="ask as an anonymous client")
     check.add_argument("--group", action="append", help="a group of the user (repeatable)")
-    check.add_argument("--kind", choices=("user", "ci"), default="user")
+    check.add_argument("--kind", choices=("user", "ci", "federated"), default="user")
+    check.add_argument("--trust", help="the trust of a --kind federated identity")
     check.add_argument("--scope", action="append", required=True, help="a scope (repeatable)")
     check.add_argument("--service", help="the service asked for (default: the first configured)")
     check.add_argument("--ip", help="the client address, for `ip` rules")

@@ -184,6 +184,59 @@ POST_PROBES: list[tuple[str, bytes, dict[str, str], int]] = [
         {"Content-Type": "application/json", **_basic(b"root:root-pw-1")},
         400,
     ),
+    # Keyless CI: token exchanges and trusts, malformed every way.
+    *(
+        (
+            "/token",
+            b"grant_type=urn:ietf:params:oauth:grant-type:token-exchange&service=registry"
+            b"&subject_token_type=urn:ietf:params:oauth:token-type:id_token&subject_token=" + token,
+            {"Content-Type": "application/x-www-form-urlencoded"},
+            400,
+        )
+        for token in (
+            b"eyJ" + b"A" * 60_000 + b".eyJ.x",
+            b"eyJhbGciOiJub25lIn0.eyJpc3MiOiJodHRwczovLzEyNy4wLjAuMTo5In0.",
+            b"eyJ%C3%A9.eyJ%E4%B8%AD.%00",
+            b"eyJ%FF.eyJ.x",
+            b"eyJ.eyJ.",
+            b"..",
+            b"",
+        )
+    ),
+    (
+        "/admin/v1/federation-trusts",
+        b'{"name": "t", "issuer": "https://127.0.0.1:9", "audience": "a", "scopes": ["admin:*:*"]}',
+        {"Content-Type": "application/json", **_basic(b"root:root-pw-1")},
+        400,
+    ),
+    (
+        "/admin/v1/federation-trusts",
+        b'{"name": "t", "issuer": "file:///etc/passwd", "audience": "a",'
+        b' "scopes": ["repository:a/b:pull"]}',
+        {"Content-Type": "application/json", **_basic(b"root:root-pw-1")},
+        400,
+    ),
+    (
+        "/admin/v1/federation-trusts",
+        b'{"name": "t\\u0000", "issuer": "https://127.0.0.1:9", "audience": "a",'
+        b' "scopes": ["repository:a/b:pull"], "claims": {"x\\ud800": "y"}}',
+        {"Content-Type": "application/json", **_basic(b"root:root-pw-1")},
+        400,
+    ),
+    (
+        "/admin/v1/federation-trusts",
+        b'{"name": "t", "issuer": "https://127.0.0.1:9", "audience": "a",'
+        b' "scopes": ["repository:a/b:pull"], "claims": {"ref": "/(a+)+$[/"}}',
+        {"Content-Type": "application/json", **_basic(b"root:root-pw-1")},
+        400,
+    ),
+    (
+        "/admin/v1/federation-trusts",
+        b'{"name": "t", "issuer": "https://127.0.0.1:9", "audience": "a",'
+        b' "scopes": ["repository:a/b:pull"], "max_age": 1e400}',
+        {"Content-Type": "application/json", **_basic(b"root:root-pw-1")},
+        400,
+    ),
     # The web page: no session, no or forged CSRF tokens, hostile forms.
     ("/ui/users", b"name=evil&password=pw-evil-1&csrf=x", FORM, 401),
     ("/ui/ci-tokens", b"name=evil&scopes=admin:api:*&csrf=x", FORM, 401),
@@ -260,6 +313,34 @@ def test_parallel_creation_of_one_ci_token_name_makes_one(
         assert statuses == [201] + [409] * 7
         live = [t for t in client.get("/admin/v1/ci-tokens").json() if t["name"] == "ci-race"]
         assert [t["state"] for t in live] == ["live"]
+
+
+def test_parallel_creation_of_one_trust_name_makes_one(
+    server: TokenServer, stored_before: list[UserInfo]
+) -> None:
+    body = {
+        "name": "gha-race",
+        "issuer": "https://127.0.0.1:9/race",
+        "audience": "registry",
+        "scopes": ["repository:race/*:pull"],
+    }
+    with httpx.Client(base_url=server.url, auth=ROOT, timeout=30) as client:
+        spellings = ["gha-race", "GHA-race", "gha-RACE", "Gha-Race"] * 2
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            statuses = sorted(
+                pool.map(
+                    lambda name: (
+                        client.post(
+                            "/admin/v1/federation-trusts", json=body | {"name": name}
+                        ).status_code
+                    ),
+                    spellings,
+                )
+            )
+        assert statuses == [201] + [409] * 7
+        names = [t["name"] for t in client.get("/admin/v1/federation-trusts").json()]
+        assert len([n for n in names if n.lower() == "gha-race"]) == 1
+        assert client.delete(f"/admin/v1/federation-trusts/{names[0]}").status_code == 204
 
 
 def _raw(

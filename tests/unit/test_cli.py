@@ -326,6 +326,30 @@ def test_policy_check_default_rules_and_a_candidate_file(run: Run, tmp_path: Pat
     assert code == 2 and "rule 1 match.ip" in err
 
 
+def test_policy_check_a_federated_identity_by_its_trust_label(
+    make_config: Callable[..., Config], run: Run
+) -> None:
+    make_config(
+        {
+            "acl": [
+                {
+                    "match": {"labels": {"kind": "federated", "trust": "gha-*"}},
+                    "actions": ["pull"],
+                    "comment": "pipelines of GitHub trusts pull",
+                }
+            ]
+        }
+    )
+    argv = ["policy", "check", "--user", "gha-app:repo:t/a", "--scope", "repository:t/a:pull"]
+    code, out, err = run(*argv, "--kind", "federated", "--trust", "gha-app", "--json")
+    assert code == 0, err
+    assert json.loads(out)[0]["granted"] == ["pull"]
+    code, out, _ = run(*argv, "--kind", "federated", "--trust", "gitlab-app", "--json")
+    assert code == 0 and json.loads(out)[0]["granted"] == []
+    code, _, err = run(*argv, "--trust", "gha-app")
+    assert code == 2 and "--kind federated" in err
+
+
 def test_policy_check_errors(run: Run) -> None:
     code, _, err = run("policy", "check", "--scope", "repository:a/b:pull")
     assert code == 2 and "--user" in err
