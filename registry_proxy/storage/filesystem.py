@@ -252,8 +252,14 @@ def _remove(full: Path, trash: Path) -> None:
         # A subtree mounted apart from the root: no atomic way out, remove it in place.
         shutil.rmtree(full)
         return
-    # Nobody else knows this name, so nothing is written into it while it goes.
-    shutil.rmtree(doomed, ignore_errors=True)
+    # Nobody new finds this name, but a writer whose path lookup passed
+    # through the directory just before the rename can still create an entry
+    # in it: remove again what such a late arrival left, so the trash only
+    # ever keeps what a process that died mid-delete left.
+    for _attempt in range(RETRIES):
+        shutil.rmtree(doomed, ignore_errors=True)
+        if not os.path.lexists(doomed):
+            break
     _sweep_trash(trash)
 
 
