@@ -235,11 +235,26 @@ class Uploads:
             raise RangeInvalid(size)
         state = await self._state(repo, upload_id, key, size)
         writer = await self._driver.open_append(paths.upload_data(repo, upload_id))
+        # One batch is written and hashed (in a worker thread) while the next
+        # arrives: the network and the disk both stay busy, and at most two
+        # batches of an upload are held.
+        writing: asyncio.Task[None] | None = None
         try:
             async with contextlib.aclosing(_batched(chunks, BATCH_SIZE)) as batches:
                 async for batch in batches:
-                    await self._write(writer, state, key, batch)
+                    if writing is not None:
+                        await writing
+                    writing = asyncio.create_task(self._write(writer, state, key, batch))
+            if writing is not None:
+                await writing
         finally:
+            if writing is not None and not writing.done():
+                # The body failed while a batch was being written: that batch lands
+                # (or fails) before the file closes. Its error, if any, is second
+                # to the one under way.
+                await asyncio.wait([writing])
+            if writing is not None and writing.done() and not writing.cancelled():
+                writing.exception()  # retrieved: not reported as never retrieved
             await writer.close()
         if not await exists(self._driver, paths.upload_started_at(repo, upload_id)):
             # Cancelled or purged meanwhile: opening for append made the data file
@@ -248,14 +263,17 @@ class Uploads:
             raise BlobUploadUnknown(upload_id)
         return writer.size
 
-    async def _write(self, writer: AppendWriter, state: _HashState, key: str, batch: bytes) -> None:
+    async def _write(
+        self, writer: AppendWriter, state: _HashState, key: str, batch: list[bytes]
+    ) -> None:
         try:
-            await asyncio.gather(writer.write(batch), asyncio.to_thread(state.hasher.update, batch))
+            # One thread call per batch: each piece is written, then hashed while in cache.
+            await writer.write(batch, state.hasher.update)
         except BaseException:
             # The file and the hash may now disagree: recompute from the file next time.
             self._states.pop(key, None)
             raise
-        state.size += len(batch)
+        state.size += sum(len(piece) for piece in batch)
 
     async def _store(self, repo: str, upload_id: str, digest: Digest, size: int) -> None:
         if await self._blobs.stat(digest) is not None:
@@ -282,25 +300,24 @@ class Uploads:
             await self._driver.delete(paths.upload_dir(repo, upload_id))
 
 
-async def _batched(chunks: AsyncIterable[bytes], size: int) -> AsyncGenerator[bytes, None]:
-    """Regroup `chunks` into batches of at least `size` bytes (the last may be short).
+async def _batched(chunks: AsyncIterable[bytes], size: int) -> AsyncGenerator[list[bytes], None]:
+    """Group `chunks` into batches of at least `size` bytes (the last may be short).
 
-    If `chunks` fails, what was buffered is still yielded before the error.
+    A batch is the chunks themselves, in order: nothing is copied. If `chunks`
+    fails, what was gathered is still yielded before the error.
     """
-    buffer = bytearray()
+    batch: list[bytes] = []
+    gathered = 0
     try:
         async for chunk in chunks:
-            if not buffer and len(chunk) >= size:
-                yield bytes(chunk)
-                continue
-            buffer += chunk
-            if len(buffer) >= size:
-                batch = bytes(buffer)
-                buffer.clear()
+            batch.append(chunk)
+            gathered += len(chunk)
+            if gathered >= size:
                 yield batch
+                batch, gathered = [], 0
     except Exception:
-        if buffer:
-            yield bytes(buffer)
+        if batch:
+            yield batch
         raise
-    if buffer:
-        yield bytes(buffer)
+    if batch:
+        yield batch
