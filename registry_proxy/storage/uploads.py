@@ -11,6 +11,7 @@ stored partial data. On a multipart store (S3) the session is handled by
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import datetime as dt
 import hashlib
@@ -44,6 +45,8 @@ __all__ = ["UploadStatus", "Uploads"]
 
 # Chunks from the network are small; file I/O and hashing go to a thread in batches this big.
 BATCH_SIZE = CHUNK_SIZE
+# Batches of one upload queued for writing, at most; each holds BATCH_SIZE bytes.
+IN_FLIGHT = 2
 RUNNING_ALGORITHM = "sha256"
 MAX_HASH_STATES = 4096
 
@@ -235,26 +238,31 @@ class Uploads:
             raise RangeInvalid(size)
         state = await self._state(repo, upload_id, key, size)
         writer = await self._driver.open_append(paths.upload_data(repo, upload_id))
-        # One batch is written and hashed (in a worker thread) while the next
-        # arrives: the network and the disk both stay busy, and at most two
-        # batches of an upload are held.
-        writing: asyncio.Task[None] | None = None
+        # Batches are written and hashed (in a worker thread, one after the
+        # other) while the next ones arrive, so the network and the disk both
+        # stay busy; the body waits only while IN_FLIGHT batches are queued.
+        queued: collections.deque[asyncio.Task[None]] = collections.deque()
         try:
             async with contextlib.aclosing(_batched(chunks, BATCH_SIZE)) as batches:
                 async for batch in batches:
-                    if writing is not None:
-                        await writing
-                    writing = asyncio.create_task(self._write(writer, state, key, batch))
-            if writing is not None:
-                await writing
+                    while len(queued) >= IN_FLIGHT:
+                        await queued[0]  # off the queue once done, so `finally` sees it
+                        queued.popleft()
+                    after = queued[-1] if queued else None
+                    queued.append(
+                        asyncio.create_task(self._write(writer, state, key, batch, after))
+                    )
+            while queued:
+                await queued[0]
+                queued.popleft()
         finally:
-            if writing is not None and not writing.done():
-                # The body failed while a batch was being written: that batch lands
-                # (or fails) before the file closes. Its error, if any, is second
-                # to the one under way.
-                await asyncio.wait([writing])
-            if writing is not None and writing.done() and not writing.cancelled():
-                writing.exception()  # retrieved: not reported as never retrieved
+            if queued:
+                # The body failed while batches were queued: they land (or fail)
+                # before the file closes. Their errors are second to the one under way.
+                await asyncio.wait(queued)
+                for task in queued:
+                    if not task.cancelled():
+                        task.exception()  # retrieved: not reported as never retrieved
             await writer.close()
         if not await exists(self._driver, paths.upload_started_at(repo, upload_id)):
             # Cancelled or purged meanwhile: opening for append made the data file
@@ -264,9 +272,18 @@ class Uploads:
         return writer.size
 
     async def _write(
-        self, writer: AppendWriter, state: _HashState, key: str, batch: list[bytes]
+        self,
+        writer: AppendWriter,
+        state: _HashState,
+        key: str,
+        batch: list[bytes],
+        after: asyncio.Task[None] | None,
     ) -> None:
         try:
+            if after is not None:
+                # In order, and nothing more once a batch failed: a gap would
+                # shift every later byte.
+                await after
             # One thread call per batch: each piece is written, then hashed while in cache.
             await writer.write(batch, state.hasher.update)
         except BaseException:

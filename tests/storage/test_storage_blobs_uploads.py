@@ -6,19 +6,21 @@ import asyncio
 import datetime as dt
 import hashlib
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
 from registry_proxy.reference import Digest
 from registry_proxy.storage import Storage, paths
-from registry_proxy.storage.driver import FileNotFound, StorageDriver
+from registry_proxy.storage.driver import AppendWriter, Feed, FileNotFound, StorageDriver
 from registry_proxy.storage.errors import (
     BlobUnknown,
     BlobUploadUnknown,
     DigestInvalid,
     RangeInvalid,
+    StorageUnavailable,
 )
+from registry_proxy.storage.memory import MemoryDriver
 from tests.storage.helpers import collect, push_blob, session_bytes, stream
 
 pytestmark = pytest.mark.anyio
@@ -354,3 +356,44 @@ async def test_a_client_dropped_while_a_batch_is_written_keeps_every_byte(
     await storage.uploads.append(REPO, status.id, stream(data[3 * MiB + 5 :]), 3 * MiB + 5)
     assert await storage.uploads.commit(REPO, status.id, Digest.of(data)) == len(data)
     assert await collect(storage.blobs.open(Digest.of(data))) == data
+
+
+class _FailingAppender:
+    """Wraps a real appender; its second write fails after landing nothing."""
+
+    def __init__(self, inner: AppendWriter) -> None:
+        self.inner = inner
+        self.writes = 0
+
+    @property
+    def size(self) -> int:
+        return self.inner.size
+
+    async def write(self, pieces: Sequence[bytes], feed: Feed | None = None) -> None:
+        self.writes += 1
+        if self.writes == 2:
+            raise StorageUnavailable("disk full")
+        await self.inner.write(pieces, feed)
+
+    async def close(self, *, sync: bool = False) -> None:
+        await self.inner.close(sync=sync)
+
+
+class _FailingDriver(MemoryDriver):
+    async def open_append(self, path: str) -> _FailingAppender:  # type: ignore[override]
+        return _FailingAppender(await super().open_append(path))
+
+
+async def test_nothing_is_written_after_a_batch_that_failed() -> None:
+    # Batches queued behind the failed one must not land: they would leave a
+    # gap, and every byte after it would sit at the wrong offset.
+    storage = Storage(_FailingDriver())
+    data = _pattern(7, 5 * MiB)
+    status = await storage.uploads.start(REPO)
+    with pytest.raises(StorageUnavailable):
+        await storage.uploads.append(REPO, status.id, _interleaved(data, 256 * 1024))
+    assert await session_bytes(storage.driver, REPO, status.id) == data[:MiB]
+    assert (await storage.uploads.status(REPO, status.id)).offset == MiB
+    # The hash state was dropped with the failure: the rest still commits correctly.
+    await storage.uploads.append(REPO, status.id, stream(data[MiB:]), MiB)
+    assert await storage.uploads.commit(REPO, status.id, Digest.of(data)) == len(data)
