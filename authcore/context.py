@@ -19,6 +19,7 @@ __all__ = [
     "CLIENT_IP",
     "REQUEST_ID",
     "ContextKey",
+    "current_values",
     "make_key",
     "request_scope",
 ]
@@ -47,6 +48,11 @@ class ContextKey(Generic[T]):
     def get(self) -> T | None:
         values = _REQUEST.get()
         return None if values is None else values.get(self.log_field)
+
+
+def current_values() -> dict[str, Any]:
+    """The current request's values by log field (read only: set them through the keys)."""
+    return _REQUEST.get() or {}
 
 
 def make_key(log_field: str, render: Callable[[T], Any]) -> ContextKey[T]:

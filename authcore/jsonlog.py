@@ -3,7 +3,10 @@
 Lines are formatted and written by a thread of their own (a `QueueHandler`
 feeding a writer that takes whatever has gathered, formats it and writes it
 in one call), so a request on the event loop pays only for making the record
-and appending it to a queue. The context keys are read when the
+and appending it to a queue. The writer wakes at most every `INTERVAL`
+seconds: a thread that woke for every line would contend for the
+interpreter with the event loop at each of the loop's system calls, which
+cost a busy server more than the lines themselves. The context keys are read when the
 record is made, in the request's own context, and travel on the record
 (`record.context`): the writer runs in no request's context. The writer
 writes what is queued before the process exits (`stop_logging`, also at
@@ -22,10 +25,11 @@ import os
 import queue
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
-from authcore.context import ContextKey
+from authcore.context import ContextKey, current_values
 
 __all__ = ["ContextFilter", "JSONFormatter", "configure_logging", "stop_logging"]
 
@@ -38,10 +42,11 @@ class ContextFilter(logging.Filter):
         self.keys = keys
 
     def filter(self, record: logging.LogRecord) -> bool:
+        values = current_values()
         record.context = {
             key.log_field: key.render(value)
             for key in self.keys
-            if (value := key.get()) is not None
+            if (value := values.get(key.log_field)) is not None
         }
         return True
 
@@ -97,16 +102,18 @@ class _Enqueue(logging.handlers.QueueHandler):
 
 
 _STOP = logging.LogRecord("", 0, "", 0, "stop", None, None)
-# Lines per write: each wake-up writes what has gathered in one system call.
+# Lines per write: each wake-up writes what has gathered, this many lines a call.
 _BATCH = 512
+# The longest a line waits in the queue (plus the time to write what came before it).
+INTERVAL = 0.02
 
 
 class _Pipe:
     """The queue, its handler on the root logger, and the thread that formats and writes.
 
-    The thread takes what has gathered since it last woke and writes it in
-    one call, so a busy server pays a wake-up and a write per batch, not per
-    line.
+    The thread sleeps until a line comes, lets `INTERVAL` pass, and writes
+    what has gathered by then, so a busy server pays a wake-up and a write per
+    batch, not per line.
     """
 
     def __init__(self, keys: Sequence[ContextKey[Any]]) -> None:
@@ -128,7 +135,8 @@ class _Pipe:
             self.queue.put(_STOP)
             self.thread.join()
             self.thread = None
-        self._write(self._take(block=False))  # whatever came after the stop
+        while batch := self._take():  # whatever came after the stop
+            self._write(batch)
 
     def forked(self) -> None:
         # The child has the parent's queue but no thread: what was queued
@@ -138,8 +146,8 @@ class _Pipe:
         self.thread = None
         self.start()
 
-    def _take(self, *, block: bool) -> list[logging.LogRecord]:
-        batch = [self.queue.get()] if block else []
+    def _take(self) -> list[logging.LogRecord]:
+        batch: list[logging.LogRecord] = []
         while len(batch) < _BATCH:
             try:
                 batch.append(self.queue.get_nowait())
@@ -149,10 +157,17 @@ class _Pipe:
 
     def _run(self) -> None:
         while True:
-            batch = self._take(block=True)
-            self._write(batch)
-            if any(record is _STOP for record in batch):
-                return
+            first = self.queue.get()
+            if first is not _STOP:
+                time.sleep(INTERVAL)
+            batch = [first, *self._take()]
+            while True:
+                self._write(batch)
+                if any(record is _STOP for record in batch):
+                    return
+                if len(batch) < _BATCH:
+                    break
+                batch = self._take()
 
     def _write(self, batch: list[logging.LogRecord]) -> None:
         lines = []
@@ -182,6 +197,9 @@ def configure_logging(level: str, keys: Sequence[ContextKey[Any]]) -> None:
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
+    # Nor the caller's file, line and function: skips a walk up the stack per
+    # record (the logging HOWTO's own switch for it).
+    logging._srcfile = None
     pipe = _Pipe(keys)
     root = logging.getLogger()
     root.handlers[:] = [pipe.handler]

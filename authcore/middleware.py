@@ -49,6 +49,17 @@ class RequestMiddleware:
         # request, so each worker process (forked before any) has its own.
         self._prefix = ""
         self._numbers = itertools.count()
+        self._labels: dict[str, str] = {}
+
+    def _route(self, scope: Scope) -> str:
+        # Worked out once per route template the app has, not per request.
+        path = getattr(scope.get("route"), "path", None)
+        label = self._labels.get(path) if isinstance(path, str) else None
+        if label is None:
+            label = route_label(scope)
+            if isinstance(path, str):
+                self._labels[path] = label
+        return label
 
     def _request_id(self) -> str:
         if not self._prefix:
@@ -97,7 +108,7 @@ class RequestMiddleware:
                 )
                 if self.observers:
                     finished = Finished(
-                        scope["method"], route_label(scope), status, seconds, bytes_in, bytes_out
+                        scope["method"], self._route(scope), status, seconds, bytes_in, bytes_out
                     )
                     for observe in self.observers:
                         observe(finished)

@@ -8,6 +8,7 @@ bytes are counted as the chunks pass (their lengths only: nothing is buffered).
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client import generate_latest as _generate_latest
@@ -26,6 +27,9 @@ AUTH_FAILURE_REASONS = ("missing", "malformed", "invalid_token", "insufficient_s
 
 # Blob pushes and pulls can take minutes; the default buckets stop at 10 s.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+# A request's counter, duration, bytes-in and bytes-out children.
+_Children = tuple[Any, Any, Any, Any]
 
 _CHALLENGE_ERROR = re.compile(r'error="(\w+)"')
 
@@ -81,25 +85,42 @@ class RegistryMetrics:
             ["reason"],
             registry=self.registry,
         )
-        for reason in AUTH_FAILURE_REASONS:
-            self._auth_failures.labels(reason)
+        # Present at zero from the start; the labelled children are looked up
+        # once, not per request (a lookup takes the metric's lock and hashes
+        # the labels). Keys are bounded as the labels are.
+        self._by_reason = {r: self._auth_failures.labels(r) for r in AUTH_FAILURE_REASONS}
+        self._children: dict[tuple[str, str, int], _Children] = {}
 
     def observe(self, request: Finished) -> None:
         """Record one finished HTTP request (an observer of the request middleware).
 
         Byte counts are whole requests, so a long upload shows once it finished (or failed).
         """
-        method, route = method_label(request.method), request.route
-        self._requests.labels(method, route, str(request.status)).inc()
-        self._duration.labels(method, route).observe(request.seconds)
-        self._request_bytes.labels(method, route).inc(request.bytes_in)
-        self._response_bytes.labels(method, route).inc(request.bytes_out)
+        key = (method_label(request.method), request.route, request.status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = self._make_children(*key)
+        requests, duration, bytes_in, bytes_out = children
+        requests.inc()
+        duration.observe(request.seconds)
+        if request.bytes_in:
+            bytes_in.inc(request.bytes_in)
+        if request.bytes_out:
+            bytes_out.inc(request.bytes_out)
+
+    def _make_children(self, method: str, route: str, status: int) -> _Children:
+        return (
+            self._requests.labels(method, route, str(status)),
+            self._duration.labels(method, route),
+            self._request_bytes.labels(method, route),
+            self._response_bytes.labels(method, route),
+        )
 
     def auth_failure(self, reason: str) -> None:
         """Count one 401; `reason` is one of AUTH_FAILURE_REASONS (else ValueError)."""
         if reason not in AUTH_FAILURE_REASONS:
             raise ValueError(f"unknown auth failure reason {reason!r}")
-        self._auth_failures.labels(reason).inc()
+        self._by_reason[reason].inc()
 
     def render(self) -> tuple[bytes, str]:
         """The text exposition of this app's metrics and its content type."""

@@ -8,7 +8,7 @@ I/O happens, by every driver, through `split_path`.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -19,6 +19,7 @@ __all__ = [
     "MAX_CONTENT_SIZE",
     "AppendWriter",
     "DriverError",
+    "Feed",
     "FileInfo",
     "FileNotFound",
     "MultipartStore",
@@ -78,6 +79,10 @@ def split_path(path: str, *, allow_root: bool = False) -> list[str]:
     return parts
 
 
+# What a writer feeds each piece to after writing it (a hasher's `update`).
+Feed = Callable[[bytes], object]
+
+
 class AppendWriter(Protocol):
     """Appends to one file; the caller batches, so every `write` goes to the backend."""
 
@@ -86,7 +91,13 @@ class AppendWriter(Protocol):
         """The file's size including everything written so far."""
         ...
 
-    async def write(self, data: bytes) -> None: ...
+    async def write(self, pieces: Sequence[bytes], feed: Feed | None = None) -> None:
+        """Append `pieces` in order, in one call to the backend (one worker-thread hop
+        for a file), feeding each to `feed` there too once it is written.
+
+        The pieces are the caller's own objects, never copied or kept after the call.
+        """
+        ...
 
     async def close(self, *, sync: bool = False) -> None:
         """Release the file; with `sync`, make what was written durable first."""

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 
 from registry_proxy.storage.driver import (
     CHUNK_SIZE,
     MAX_CONTENT_SIZE,
+    Feed,
     FileInfo,
     FileNotFound,
     TooLarge,
@@ -44,8 +45,13 @@ class _MemoryAppender:
     def size(self) -> int:
         return len(self._node.data)
 
-    async def write(self, data: bytes) -> None:
-        self._node.data += data
+    async def write(self, pieces: Sequence[bytes], feed: Feed | None = None) -> None:
+        if isinstance(pieces, bytes | bytearray | memoryview):
+            raise TypeError("write takes a sequence of pieces, not one buffer")
+        for piece in pieces:
+            self._node.data += piece
+            if feed is not None:
+                feed(piece)
         self._node.modified = _now()
 
     async def close(self, *, sync: bool = False) -> None:

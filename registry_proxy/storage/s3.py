@@ -43,6 +43,7 @@ from typing import Any, TypeVar
 from registry_proxy.storage.driver import (
     CHUNK_SIZE,
     MAX_CONTENT_SIZE,
+    Feed,
     FileInfo,
     FileNotFound,
     TooLarge,
@@ -175,11 +176,17 @@ class _Appender:
     def size(self) -> int:
         return len(self._data)
 
-    async def write(self, data: bytes) -> None:
-        if len(self._data) + len(data) > APPEND_LIMIT:
+    async def write(self, pieces: Sequence[bytes], feed: Feed | None = None) -> None:
+        if isinstance(pieces, bytes | bytearray | memoryview):
+            raise TypeError("write takes a sequence of pieces, not one buffer")
+        if len(self._data) + sum(len(piece) for piece in pieces) > APPEND_LIMIT:
             raise StorageUnavailable(f"{self._path}: S3 cannot append beyond {APPEND_LIMIT} bytes")
-        self._data += data
-        await self._driver.put_content(self._path, bytes(self._data))
+        data = self._data + b"".join(pieces)
+        await self._driver.put_content(self._path, bytes(data))
+        self._data = data
+        if feed is not None:
+            for piece in pieces:
+                feed(piece)
 
     async def close(self, *, sync: bool = False) -> None:
         return None  # Every write is already stored (and durable once S3 answered).

@@ -11,6 +11,7 @@ stored partial data. On a multipart store (S3) the session is handled by
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import datetime as dt
 import hashlib
@@ -44,6 +45,8 @@ __all__ = ["UploadStatus", "Uploads"]
 
 # Chunks from the network are small; file I/O and hashing go to a thread in batches this big.
 BATCH_SIZE = CHUNK_SIZE
+# Batches of one upload queued for writing, at most; each holds BATCH_SIZE bytes.
+IN_FLIGHT = 2
 RUNNING_ALGORITHM = "sha256"
 MAX_HASH_STATES = 4096
 
@@ -235,11 +238,31 @@ class Uploads:
             raise RangeInvalid(size)
         state = await self._state(repo, upload_id, key, size)
         writer = await self._driver.open_append(paths.upload_data(repo, upload_id))
+        # Batches are written and hashed (in a worker thread, one after the
+        # other) while the next ones arrive, so the network and the disk both
+        # stay busy; the body waits only while IN_FLIGHT batches are queued.
+        queued: collections.deque[asyncio.Task[None]] = collections.deque()
         try:
             async with contextlib.aclosing(_batched(chunks, BATCH_SIZE)) as batches:
                 async for batch in batches:
-                    await self._write(writer, state, key, batch)
+                    while len(queued) >= IN_FLIGHT:
+                        await queued[0]  # off the queue once done, so `finally` sees it
+                        queued.popleft()
+                    after = queued[-1] if queued else None
+                    queued.append(
+                        asyncio.create_task(self._write(writer, state, key, batch, after))
+                    )
+            while queued:
+                await queued[0]
+                queued.popleft()
         finally:
+            if queued:
+                # The body failed while batches were queued: they land (or fail)
+                # before the file closes. Their errors are second to the one under way.
+                await asyncio.wait(queued)
+                for task in queued:
+                    if not task.cancelled():
+                        task.exception()  # retrieved: not reported as never retrieved
             await writer.close()
         if not await exists(self._driver, paths.upload_started_at(repo, upload_id)):
             # Cancelled or purged meanwhile: opening for append made the data file
@@ -248,14 +271,26 @@ class Uploads:
             raise BlobUploadUnknown(upload_id)
         return writer.size
 
-    async def _write(self, writer: AppendWriter, state: _HashState, key: str, batch: bytes) -> None:
+    async def _write(
+        self,
+        writer: AppendWriter,
+        state: _HashState,
+        key: str,
+        batch: list[bytes],
+        after: asyncio.Task[None] | None,
+    ) -> None:
         try:
-            await asyncio.gather(writer.write(batch), asyncio.to_thread(state.hasher.update, batch))
+            if after is not None:
+                # In order, and nothing more once a batch failed: a gap would
+                # shift every later byte.
+                await after
+            # One thread call per batch: each piece is written, then hashed while in cache.
+            await writer.write(batch, state.hasher.update)
         except BaseException:
             # The file and the hash may now disagree: recompute from the file next time.
             self._states.pop(key, None)
             raise
-        state.size += len(batch)
+        state.size += sum(len(piece) for piece in batch)
 
     async def _store(self, repo: str, upload_id: str, digest: Digest, size: int) -> None:
         if await self._blobs.stat(digest) is not None:
@@ -282,25 +317,24 @@ class Uploads:
             await self._driver.delete(paths.upload_dir(repo, upload_id))
 
 
-async def _batched(chunks: AsyncIterable[bytes], size: int) -> AsyncGenerator[bytes, None]:
-    """Regroup `chunks` into batches of at least `size` bytes (the last may be short).
+async def _batched(chunks: AsyncIterable[bytes], size: int) -> AsyncGenerator[list[bytes], None]:
+    """Group `chunks` into batches of at least `size` bytes (the last may be short).
 
-    If `chunks` fails, what was buffered is still yielded before the error.
+    A batch is the chunks themselves, in order: nothing is copied. If `chunks`
+    fails, what was gathered is still yielded before the error.
     """
-    buffer = bytearray()
+    batch: list[bytes] = []
+    gathered = 0
     try:
         async for chunk in chunks:
-            if not buffer and len(chunk) >= size:
-                yield bytes(chunk)
-                continue
-            buffer += chunk
-            if len(buffer) >= size:
-                batch = bytes(buffer)
-                buffer.clear()
+            batch.append(chunk)
+            gathered += len(chunk)
+            if gathered >= size:
                 yield batch
+                batch, gathered = [], 0
     except Exception:
-        if buffer:
-            yield bytes(buffer)
+        if batch:
+            yield batch
         raise
-    if buffer:
-        yield bytes(buffer)
+    if batch:
+        yield batch

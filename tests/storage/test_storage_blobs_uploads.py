@@ -6,19 +6,21 @@ import asyncio
 import datetime as dt
 import hashlib
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
 from registry_proxy.reference import Digest
 from registry_proxy.storage import Storage, paths
-from registry_proxy.storage.driver import FileNotFound, StorageDriver
+from registry_proxy.storage.driver import AppendWriter, Feed, FileNotFound, StorageDriver
 from registry_proxy.storage.errors import (
     BlobUnknown,
     BlobUploadUnknown,
     DigestInvalid,
     RangeInvalid,
+    StorageUnavailable,
 )
+from registry_proxy.storage.memory import MemoryDriver
 from tests.storage.helpers import collect, push_blob, session_bytes, stream
 
 pytestmark = pytest.mark.anyio
@@ -287,3 +289,111 @@ async def test_a_link_without_its_blob_is_not_linked(storage: Storage) -> None:
     assert await storage.blobs.linked(REPO, digest) is None
     with pytest.raises(BlobUnknown):
         await storage.blobs.unlink(REPO, digest)
+
+
+def _pattern(seed: int, size: int) -> bytes:
+    block = hashlib.sha256(f"upload {seed}".encode()).digest()
+    return (block * (size // len(block) + 1))[:size]
+
+
+async def _interleaved(data: bytes, piece: int) -> AsyncIterator[bytes]:
+    """`data` in pieces of about `piece` bytes, yielding to the loop between them."""
+    for start in range(0, len(data), piece):
+        await asyncio.sleep(0)
+        yield data[start : start + piece]
+
+
+async def test_concurrent_uploads_keep_their_own_bytes(storage: Storage) -> None:
+    # Batches of several uploads are in flight at once, in pieces of sizes that
+    # never line up with a batch; each blob must read back as exactly its bytes.
+    blobs = [_pattern(i, 2 * MiB + 1000 * i + 7) for i in range(6)]
+    pieces = [65536, 100_003, 1 << 20, 4096, 333_333, 3 * MiB]
+
+    async def monolithic(data: bytes, piece: int) -> int:
+        return await storage.uploads.put(REPO, Digest.of(data), _interleaved(data, piece))
+
+    async def chunked(data: bytes, piece: int) -> int:
+        status = await storage.uploads.start(REPO)
+        cut = len(data) // 3
+        await storage.uploads.append(REPO, status.id, _interleaved(data[:cut], piece), 0)
+        await storage.uploads.append(REPO, status.id, _interleaved(data[cut:], piece), cut)
+        return await storage.uploads.commit(REPO, status.id, Digest.of(data))
+
+    sizes = await asyncio.gather(
+        *(
+            (monolithic if i % 2 else chunked)(data, piece)
+            for i, (data, piece) in enumerate(zip(blobs, pieces, strict=True))
+        )
+    )
+    assert sizes == [len(data) for data in blobs]
+    for data in blobs:
+        assert await storage.blobs.linked(REPO, Digest.of(data)) == len(data)
+        assert await collect(storage.blobs.open(Digest.of(data))) == data
+
+
+async def test_a_client_dropped_while_a_batch_is_written_keeps_every_byte(
+    storage: Storage,
+) -> None:
+    # The body fails right after a whole batch went to be written, and again
+    # mid-batch: the session holds exactly what arrived, and its hash agrees.
+    data = _pattern(99, 5 * MiB + 123)
+
+    def broken(part: bytes) -> AsyncIterator[bytes]:
+        async def chunks() -> AsyncIterator[bytes]:
+            async for chunk in _interleaved(part, 256 * 1024):
+                yield chunk
+            raise ConnectionResetError("client went away")
+
+        return chunks()
+
+    status = await storage.uploads.start(REPO)
+    with pytest.raises(ConnectionResetError):
+        await storage.uploads.append(REPO, status.id, broken(data[: 2 * MiB]))
+    assert (await storage.uploads.status(REPO, status.id)).offset == 2 * MiB
+    with pytest.raises(ConnectionResetError):
+        await storage.uploads.append(REPO, status.id, broken(data[2 * MiB : 3 * MiB + 5]))
+    assert (await storage.uploads.status(REPO, status.id)).offset == 3 * MiB + 5
+    await storage.uploads.append(REPO, status.id, stream(data[3 * MiB + 5 :]), 3 * MiB + 5)
+    assert await storage.uploads.commit(REPO, status.id, Digest.of(data)) == len(data)
+    assert await collect(storage.blobs.open(Digest.of(data))) == data
+
+
+class _FailingAppender:
+    """Wraps a real appender; its second write fails after landing nothing."""
+
+    def __init__(self, inner: AppendWriter) -> None:
+        self.inner = inner
+        self.writes = 0
+
+    @property
+    def size(self) -> int:
+        return self.inner.size
+
+    async def write(self, pieces: Sequence[bytes], feed: Feed | None = None) -> None:
+        self.writes += 1
+        if self.writes == 2:
+            raise StorageUnavailable("disk full")
+        await self.inner.write(pieces, feed)
+
+    async def close(self, *, sync: bool = False) -> None:
+        await self.inner.close(sync=sync)
+
+
+class _FailingDriver(MemoryDriver):
+    async def open_append(self, path: str) -> _FailingAppender:  # type: ignore[override]
+        return _FailingAppender(await super().open_append(path))
+
+
+async def test_nothing_is_written_after_a_batch_that_failed() -> None:
+    # Batches queued behind the failed one must not land: they would leave a
+    # gap, and every byte after it would sit at the wrong offset.
+    storage = Storage(_FailingDriver())
+    data = _pattern(7, 5 * MiB)
+    status = await storage.uploads.start(REPO)
+    with pytest.raises(StorageUnavailable):
+        await storage.uploads.append(REPO, status.id, _interleaved(data, 256 * 1024))
+    assert await session_bytes(storage.driver, REPO, status.id) == data[:MiB]
+    assert (await storage.uploads.status(REPO, status.id)).offset == MiB
+    # The hash state was dropped with the failure: the rest still commits correctly.
+    await storage.uploads.append(REPO, status.id, stream(data[MiB:]), MiB)
+    assert await storage.uploads.commit(REPO, status.id, Digest.of(data)) == len(data)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -154,15 +155,45 @@ async def test_delete(driver: StorageDriver) -> None:
 async def test_append(driver: StorageDriver) -> None:
     writer = await driver.open_append("up/data")
     assert writer.size == 0
-    await writer.write(b"hello ")
-    await writer.write(b"world")
+    await writer.write([b"hello "])
+    await writer.write([b"world"])
     assert writer.size == 11
     await writer.close()
     writer = await driver.open_append("up/data")
     assert writer.size == 11
-    await writer.write(b"!")
+    await writer.write([b"!"])
     await writer.close(sync=True)
     assert await driver.get_content("up/data") == b"hello world!"
+
+
+async def test_append_feeds_each_piece_in_order(driver: StorageDriver) -> None:
+    fed: list[bytes] = []
+    writer = await driver.open_append("up/data")
+    try:
+        pieces = [b"one ", bytes(70_000), b"", b"three"]
+        await writer.write(pieces, fed.append)
+        assert writer.size == sum(len(p) for p in pieces)
+        with pytest.raises(TypeError):
+            await writer.write(b"one buffer")  # type: ignore[arg-type]
+        assert writer.size == sum(len(p) for p in pieces)
+    finally:
+        await writer.close()
+    assert fed == pieces
+    assert await driver.get_content("up/data", 1 << 20) == b"".join(pieces)
+
+
+async def test_a_cancelled_append_lands_whole_before_the_close(driver: StorageDriver) -> None:
+    # The request that wrote went away; the close must not cut its write short
+    # (nor close the file under it): the batch is there in full or not at all.
+    pieces = [bytes([i]) * 256 * 1024 for i in range(16)]
+    writer = await driver.open_append("up/data")
+    writing = asyncio.create_task(writer.write(pieces))
+    await asyncio.sleep(0)
+    writing.cancel()
+    await asyncio.gather(writing, return_exceptions=True)
+    await writer.close()
+    stored = await driver.get_content("up/data", 8 << 20)
+    assert stored in (b"", b"".join(pieces))
 
 
 BAD_PATHS = [

@@ -91,7 +91,7 @@ async def test_appends_and_moves_racing_deletes(driver: StorageDriver, twin: Sto
     async def append(d: StorageDriver, data: bytes) -> None:
         writer = await d.open_append("up/session/data")
         try:
-            await writer.write(data)
+            await writer.write([data])
         finally:
             await writer.close()
 

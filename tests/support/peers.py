@@ -262,7 +262,14 @@ class Peer:
     def pid(self) -> int | None:
         return None if self.proc is None else self.proc.pid
 
+    # Seconds a line may take to reach the log after what it records happened
+    # (our services write theirs in batches: `authcore.jsonlog.INTERVAL`).
+    log_settle = 0.0
+
     def log_text(self) -> str:
+        """The log so far, including the lines of whatever the process has done by now."""
+        if self.log_settle and self.proc is not None and self.proc.poll() is None:
+            time.sleep(self.log_settle)
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def log_tail(self, lines: int = 40) -> str:

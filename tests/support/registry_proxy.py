@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import yaml
 
+from authcore.jsonlog import INTERVAL as LOG_INTERVAL
 from tests.support.peers import Peer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,6 +24,7 @@ class RegistryProxy(Peer):
     """One registry_proxy process over a storage root, trusting the given token auth."""
 
     name = "registry-proxy"
+    log_settle = 5 * LOG_INTERVAL
 
     def __init__(
         self,

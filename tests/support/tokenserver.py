@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import yaml
 
+from authcore.jsonlog import INTERVAL as LOG_INTERVAL
 from tests.support.peers import Peer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,6 +37,7 @@ class TokenServer(Peer):
     """
 
     name = "tokenserver"
+    log_settle = 5 * LOG_INTERVAL
 
     def __init__(
         self,
