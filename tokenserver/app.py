@@ -18,7 +18,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from swagger_ui_bundle import swagger_ui_path
 
-from authcore.middleware import RequestMiddleware
 from authcore.routing import allow_header
 from tokenserver import __version__
 from tokenserver.accounts import AccountError, Accounts
@@ -158,11 +157,13 @@ def create_app(config: Config, *, clock: Callable[[], dt.datetime] = _utcnow) ->
                 backend.close()
             db.dispose()
 
-    # The API docs come from a local copy of Swagger UI, so /docs works offline.
-    app = FastAPI(
+    metrics = TokenMetrics()
+    app = token.TokenApp(
+        observers=[metrics.observe],
         title="tokenserver",
         version=__version__,
         lifespan=lifespan,
+        # The API docs come from a local copy of Swagger UI, so /docs works offline.
         docs_url=None,
         redoc_url=None,
     )
@@ -178,14 +179,11 @@ def create_app(config: Config, *, clock: Callable[[], dt.datetime] = _utcnow) ->
             swagger_favicon_url="/docs/assets/favicon-32x32.png",
         )
 
-    metrics = TokenMetrics()
     app.state.metrics = metrics
     app.include_router(token.router)
     app.include_router(wellknown.router)
     app.include_router(admin.router)
     ui.install(app)
-    app.add_middleware(token.TokenFastPath)
-    app.add_middleware(RequestMiddleware, logger="tokenserver.access", observers=[metrics.observe])
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics() -> Response:

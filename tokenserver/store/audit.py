@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import operator
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Literal
+from typing import Any, Literal
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import Table, delete, func, select
 
+from tokenserver.store.bulk_insert import BulkInsert
 from tokenserver.store.db import Database
 from tokenserver.store.models import AuditEvent
 
@@ -102,29 +104,34 @@ _LIMITS = {
 
 
 _FIELDS = tuple(f.name for f in fields(AuditRecord))
+_VALUES = operator.attrgetter(*_FIELDS)
+_CLIPPED = tuple((_FIELDS.index(name), limit) for name, limit in _LIMITS.items())
 
 
-def _clip(record: AuditRecord) -> dict[str, object]:
-    values = {name: getattr(record, name) for name in _FIELDS}
-    for key, limit in _LIMITS.items():
-        values[key] = str(values[key])[:limit]
+def _row(record: AuditRecord) -> Sequence[object]:
+    values: tuple[Any, ...] = _VALUES(record)
+    if any(len(values[i]) > limit for i, limit in _CLIPPED):
+        clipped = list(values)
+        for i, limit in _CLIPPED:
+            clipped[i] = values[i][:limit]
+        return clipped
     return values
-
-
-# Executed on a Connection: Core executemany, no ORM objects or unit of work.
-_INSERT = insert(AuditEvent)
 
 
 class AuditStore:
     def __init__(self, db: Database) -> None:
         self._db = db
+        table = AuditEvent.__table__
+        assert isinstance(table, Table)
+        self._insert = BulkInsert(db.engine, table, _FIELDS)
+
+    def prepare(self) -> None:
+        """Ready the writes ahead of time (from the thread that will make them)."""
+        self._insert.prepare()
 
     def add(self, records: Sequence[AuditRecord]) -> None:
-        """One transaction, one Core INSERT executed over every record (no ORM objects)."""
-        if records:
-            rows = [_clip(r) for r in records]
-            with self._db.engine.begin() as conn:
-                conn.execute(_INSERT, rows)
+        """One transaction for all of them: a few multi-row INSERTs (see `bulk_insert`)."""
+        self._insert.add([_row(r) for r in records])
 
     def query(
         self,

@@ -17,7 +17,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 
 import tokenserver
 
-__all__ = ["Database", "PreparedRead", "migrations_dir"]
+__all__ = ["Database", "PreparedRead", "driver_connection", "migrations_dir"]
 
 # Any constant works; it only has to be the same for every instance.
 _MIGRATION_LOCK_ID = 0x70CE5E
@@ -61,24 +61,34 @@ class PreparedRead:
 
     def all(self, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         args: Any = dict(params) if self._order is None else tuple(params[n] for n in self._order)
-        dbapi_error = self._engine.dialect.loaded_dbapi.Error
-        try:
-            conn = self._engine.raw_connection()
-        except dbapi_error as exc:
-            raise DBAPIError.instance(self._sql, args, exc, dbapi_error) from exc
-        try:
+        with driver_connection(self._engine, self._sql, args) as conn:
             cursor = conn.cursor()
             try:
                 cursor.execute(self._sql, args)
                 return [tuple(row) for row in cursor.fetchall()]
             finally:
                 cursor.close()
-        except dbapi_error as exc:
-            conn.invalidate()  # whatever went wrong, the next read gets a fresh connection
-            raise DBAPIError.instance(self._sql, args, exc, dbapi_error) from exc
-        finally:
-            # Back to the pool, which rolls back whatever the driver began.
-            conn.close()
+
+
+@contextmanager
+def driver_connection(engine: Engine, sql: str, args: Any) -> Iterator[Any]:
+    """A pooled DBAPI connection; driver errors come out as SQLAlchemy's, naming `sql`.
+
+    Back to the pool afterwards, which rolls back whatever was not committed;
+    after an error the pool opens a fresh connection next time.
+    """
+    dbapi_error = engine.dialect.loaded_dbapi.Error
+    try:
+        conn = engine.raw_connection()
+    except dbapi_error as exc:
+        raise DBAPIError.instance(sql, args, exc, dbapi_error) from exc
+    try:
+        yield conn
+    except dbapi_error as exc:
+        conn.invalidate()
+        raise DBAPIError.instance(sql, args, exc, dbapi_error) from exc
+    finally:
+        conn.close()
 
 
 class Database:
