@@ -288,11 +288,13 @@ class S3Driver:
             return
         end = "" if length is None else str(offset + length - 1)
 
+        # A whole object is asked for without a Range: Swift serves a ranged
+        # GET of a multipart (segmented) object measurably slower.
+        ranged = {} if offset == 0 and length is None else {"Range": f"bytes={offset}-{end}"}
+
         def open_body() -> Any:
             try:
-                response = self._client.get_object(
-                    Bucket=self.bucket, Key=key, Range=f"bytes={offset}-{end}"
-                )
+                response = self._client.get_object(Bucket=self.bucket, Key=key, **ranged)
             except Exception as exc:
                 if _code(exc) == "InvalidRange":
                     return None  # At or past the end of an object that exists.
@@ -302,13 +304,21 @@ class S3Driver:
         body = await self._run(path, open_body)
         if body is None:
             return
+        # One read ahead: the store sends the next chunk while the caller
+        # passes this one on (the store and the client are both kept busy).
+        ahead = asyncio.ensure_future(self._call(path, body.read, amt=chunk_size))
         try:
             while True:
-                data: bytes = await self._call(path, body.read, amt=chunk_size)
+                data: bytes = await ahead
                 if not data:
                     return
+                ahead = asyncio.ensure_future(self._call(path, body.read, amt=chunk_size))
                 yield data
         finally:
+            # The body is not closed under a read still running in the pool.
+            await asyncio.wait([ahead])
+            if not ahead.cancelled():
+                ahead.exception()  # retrieved: a failure after the caller stopped is moot
             await asyncio.get_running_loop().run_in_executor(self._pool, body.close)
 
     async def stat(self, path: str) -> FileInfo:
