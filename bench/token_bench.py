@@ -23,6 +23,8 @@ requests/s, p50 and p99 per mode and concurrency, then the targets: warm
 htpasswd user >= 3000 req/s with p99 < 20 ms at concurrency 16, the database
 user within 1.5x of it, the LDAP warm path within 2x of the database user's,
 and the warm/cold ratio. Audit, throttling and metrics run at their defaults;
+a probe of the machine's speed (ES256 signatures/s in one thread, before and
+after the runs) is printed with them, since this VM's speed drifts;
 `--log-level` (default warning, so no access lines) and `--workers` (default
 1, `server.workers`) set the rest.
 """
@@ -37,11 +39,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import ldap3
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -170,6 +175,24 @@ def measure(
     return results
 
 
+def signing_probe(seconds: float = 1.0) -> float:
+    """ES256 signatures per second in this process, one thread: the machine's speed right now.
+
+    A token costs one such signature; printed before and after the runs, it
+    tells runs of the same code on a VM whose speed drifts apart.
+    """
+    key = ec.generate_private_key(ec.SECP256R1())
+    algorithm = ec.ECDSA(hashes.SHA256())
+    data = b"x" * 400  # about a token's signing input
+    done = 0
+    started = time.perf_counter()
+    while (elapsed := time.perf_counter() - started) < seconds:
+        for _ in range(100):
+            key.sign(data, algorithm)
+        done += 100
+    return done / elapsed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--levels", default="1,16,64")
@@ -193,6 +216,7 @@ def main() -> None:
     database = Mode("database", DATABASE_USER, DATABASE_PASSWORD, args.warm_requests)
     ldap = Mode("ldap", LDAP_USER, LDAP_PASSWORD, args.warm_requests)
     results: dict[str, dict[int, dict[str, float]]] = {}
+    probe_before = signing_probe()
     with tempfile.TemporaryDirectory(prefix="token-bench-") as tmp:
         work = Path(tmp)
         script = work / "budget.lua"
@@ -244,6 +268,11 @@ def main() -> None:
                     s, ldap, wrk, script, levels, args.seconds, args.rounds
                 )
 
+    probe_after = signing_probe()
+    print(
+        "Machine speed: ES256 signatures/s in one thread (1 s each),"
+        f" {probe_before:.0f} before the runs and {probe_after:.0f} after"
+    )
     print(
         "GET /token, scope repository:<user>/app:pull,push, one user per mode;"
         f" log.level {args.log_level}, server.workers {args.workers};"
