@@ -31,6 +31,7 @@ from anyio.to_thread import run_sync
 from sqlalchemy.exc import SQLAlchemyError
 
 from authcore.identity import Identity
+from authcore.memo import Memo
 from authcore.scope import Access, ScopeError, format_scopes, merge, parse_scopes
 from tokenserver import context
 from tokenserver.accounts import ADMIN_RESOURCE_TYPE
@@ -72,6 +73,11 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MAX_SCOPES = 100
+# Parsed scope parameters are remembered for requests this small (docker
+# sends one or two), at most this many distinct ones.
+_PARSED_ENTRIES = 4096
+_PARSED_MAX_VALUES = 8
+_PARSED_MAX_CHARS = 1024
 # Exchanges name no account: their failures count against the address alone,
 # and this stands for the account in the throttle's read (upper case: no
 # folded name is ever spelt so).
@@ -242,6 +248,7 @@ class GrantService:
         self._metrics = metrics
         self._audit = audit
         self._federation = federation
+        self._parsed: Memo[tuple[str, ...], tuple[Access, ...]] = Memo(_PARSED_ENTRIES)
 
     async def grant(self, request: TokenRequest, identity: Identity | None = None) -> Grant:
         """On the event loop; what blocks (bcrypt, the database, a directory) runs in threads.
@@ -299,15 +306,24 @@ class GrantService:
         return Grant(token, refresh_token)
 
     def _parse_requested(self, values: Sequence[str]) -> tuple[Access, ...]:
+        key = tuple(values)
+        if len(key) > _PARSED_MAX_VALUES or sum(map(len, key)) > _PARSED_MAX_CHARS:
+            merged = self._parse(key)
+        else:
+            found = self._parsed.get(key)
+            merged = self._parsed.put(key, self._parse(key)) if found is None else found
+        context.REQUESTED.set(merged)
+        return merged
+
+    @staticmethod
+    def _parse(values: Sequence[str]) -> tuple[Access, ...]:
         try:
             requested = parse_scopes(values)
         except ScopeError as exc:
             raise MalformedScope(f"malformed scope: {exc}") from None
         if len(requested) > MAX_SCOPES:
             raise MalformedScope(f"more than {MAX_SCOPES} scopes requested")
-        merged = tuple(merge(requested))
-        context.REQUESTED.set(merged)
-        return merged
+        return tuple(merge(requested))
 
     async def _identify(self, request: TokenRequest, trail: _Trail) -> Identity:
         credentials = request.credentials

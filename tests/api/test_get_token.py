@@ -156,6 +156,41 @@ def test_scopes_space_separated_and_repeated_are_merged(
     ]
 
 
+def test_answers_stay_each_their_own_past_the_memos(
+    make_config: Callable[..., Config],
+    start_client: StartClient,
+    add_user: Callable[..., str],
+    decode_token: Callable[[str], Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Parsed scopes and the rules' answers are remembered, boundedly: many distinct
+    questions later, each answer is still its own and the memos hold no more."""
+    from tokenserver import grants
+    from tokenserver.authz import acl
+
+    monkeypatch.setattr(grants, "_PARSED_ENTRIES", 8)
+    monkeypatch.setattr(acl, "MEMO_ENTRIES", 8)
+    with start_client(make_config()) as client:
+        password = add_user("alice")
+        for round_ in range(2):
+            for n in range(20):
+                scope = f"repository:alice/r{n}:pull repository:bob/r{n}:pull"
+                response = client.get(
+                    "/token", params={"service": SERVICE, "scope": scope}, auth=("alice", password)
+                )
+                access = decode_token(response.json()["token"])["access"]
+                assert access == [
+                    {"type": "repository", "name": f"alice/r{n}", "actions": ["pull"]}
+                ], (round_, n)
+            # A malformed scope is refused every time: refusals are never remembered.
+            for _ in range(2):
+                bad = client.get("/token", params={"service": SERVICE, "scope": "repository:x"})
+                _assert_error(bad, 400, "invalid_scope")
+        service = client.app.state.grants  # type: ignore[attr-defined]
+        assert len(service._parsed) == 8
+        assert len(service._policy._memo) == 8
+
+
 def test_admin_gets_catalog(
     client: TestClient, add_user: Callable[..., str], decode_token: Callable[[str], Any]
 ) -> None:

@@ -331,3 +331,65 @@ def test_rules_in_the_config(tmp_path: Path) -> None:
 def test_validation_error_type() -> None:
     with pytest.raises(ValidationError):
         ACLEntry.model_validate({"match": {"name": "[x"}, "actions": []})
+
+
+# -- the memo of answers ------------------------------------------------------------
+
+
+MEMO_RULES = [
+    {"match": {"ip": "10.0.0.0/8"}, "actions": ["pull"]},
+    {"match": {"account": "alice", "name": "${account}/*"}, "actions": ["*"]},
+    {"match": {"labels": {"groups": "ops"}}, "actions": ["pull", "push"]},
+]
+
+
+def test_remembered_answers_equal_the_rules_answers() -> None:
+    acl = policy(MEMO_RULES)
+    questions = [
+        {"user": "alice", "ip": "127.0.0.1"},
+        {"user": "alice", "ip": "10.1.2.3"},
+        {"user": "bob", "ip": "127.0.0.1"},
+        {"user": "bob", "ip": "127.0.0.1", "groups": ["ops"]},
+        {"user": "bob", "ip": "127.0.0.1", "kind": "ci"},
+        {"user": "bob", "ip": None},
+    ]
+    for _ in range(3):  # the first round fills the memo, the others read it
+        for question in questions:
+            for scope in ("repository:alice/app:pull,push", "repository:bob/app:push"):
+                fresh = grant(MEMO_RULES, scope, **question)  # type: ignore[arg-type]
+                assert grant(acl, scope, **question) == fresh, (question, scope)  # type: ignore[arg-type]
+    assert grant(acl, "repository:alice/app:pull,push", user="alice", ip="10.1.2.3") == {
+        "repository:alice/app": {"pull"}
+    }
+    assert grant(acl, "repository:alice/app:push", user="alice", ip="127.0.0.1") == {
+        "repository:alice/app": {"push"}
+    }
+    assert grant(acl, "repository:bob/app:push", user="bob", groups=["ops"]) == {
+        "repository:bob/app": {"push"}
+    }
+    assert grant(acl, "repository:bob/app:push", user="bob") == {}
+
+
+def test_the_memo_of_answers_is_bounded_whatever_is_asked() -> None:
+    from tokenserver.authz import acl as acl_module
+
+    acl = policy(MEMO_RULES)
+    for n in range(acl_module.MEMO_ENTRIES + 500):
+        assert grant(acl, f"repository:alice/r{n}:push", user="alice") == {
+            f"repository:alice/r{n}": {"push"}
+        }
+    assert len(acl._memo) == acl_module.MEMO_ENTRIES
+    # More scopes than the memo takes in one question: answered, not remembered.
+    many = [f"repository:alice/m{n}:pull" for n in range(acl_module.MEMO_MAX_SCOPES + 1)]
+    before = dict(acl._memo._entries)
+    assert len(grant(acl, *many, user="alice")) == len(many)
+    assert dict(acl._memo._entries) == before
+
+
+def test_the_caller_cannot_change_a_remembered_answer() -> None:
+    acl = policy(MEMO_RULES)
+    requester = Requester(Identity("alice", "user"), "registry", "127.0.0.1")
+    asked = parse_scopes(["repository:alice/app:pull"])
+    first = acl.filter(requester, asked)
+    first.clear()
+    assert [str(a) for a in acl.filter(requester, asked)] == ["repository:alice/app:pull"]

@@ -6,6 +6,7 @@ import base64
 import datetime as dt
 import json
 import logging
+import os
 from pathlib import Path
 
 import jwt
@@ -18,7 +19,7 @@ from authcore.scope import Access
 from tokenserver import context
 from tokenserver.errors import InvalidRequest, TokenEndpointError, Unauthorized
 from tokenserver.forms import parse_basic, parse_params
-from tokenserver.issuer import Issuer
+from tokenserver.issuer import Issuer, TokenIds
 from tokenserver.keys import generate_key, load_keys
 
 
@@ -136,3 +137,51 @@ def test_context_filter_and_json_formatter() -> None:
     }
     entry = json.loads(JSONFormatter().format(record))
     assert entry["account"] == "alice" and entry["extra_field"] == 3 and entry["msg"] == "hello"
+
+
+def test_token_ids_are_unique_and_128_bits(tmp_path: Path) -> None:
+    ids = TokenIds()
+    drawn = [ids.next() for _ in range(3 * TokenIds.DRAW // TokenIds.SIZE + 7)]
+    assert len(set(drawn)) == len(drawn)
+    for value in drawn[:50]:
+        raw = base64.urlsafe_b64decode(value + "==")
+        assert len(raw) == 16 and "=" not in value
+
+
+def test_a_forked_child_draws_its_own_token_ids() -> None:
+    ids = TokenIds()
+    ids.next()  # the parent holds a draw with ids still unspent
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child)
+        try:
+            os.write(write, " ".join(ids.next() for _ in range(20)).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child = set(pipe.read().split())
+    os.waitpid(pid, 0)
+    parent = {ids.next() for _ in range(20)}
+    assert len(child) == 20 and not child & parent
+
+
+def test_each_second_has_its_own_issued_at(tmp_path: Path) -> None:
+    generate_key(tmp_path)
+    issuer = Issuer(load_keys(tmp_path), "iss-name", 60)
+    at = dt.datetime(2031, 5, 6, 7, 8, 9, 100, tzinfo=dt.UTC)
+    stamps = [
+        issuer.issue("alice", "registry", [], at + dt.timedelta(seconds=s)).issued_at_rfc3339
+        for s in (0, 0.5, 1, 61, 0)
+    ]
+    assert stamps == [
+        "2031-05-06T07:08:09Z",
+        "2031-05-06T07:08:09Z",
+        "2031-05-06T07:08:10Z",
+        "2031-05-06T07:09:10Z",
+        "2031-05-06T07:08:09Z",
+    ]
+    tokens = [issuer.issue("alice", "registry", [], at) for _ in range(3)]
+    assert (
+        len({jwt.decode(t.token, options={"verify_signature": False})["jti"] for t in tokens}) == 3
+    )

@@ -8,7 +8,6 @@ so a password change, deletion or disable makes it worthless at once.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 import threading
@@ -39,7 +38,7 @@ class CredentialCache:
         msg = b"\x00".join(
             part.encode("utf-8", "surrogatepass") for part in (backend, username, password.reveal())
         )
-        return hmac.new(self._key, msg, hashlib.sha256).digest()
+        return hmac.digest(self._key, msg, "sha256")
 
     def hit(self, backend: str, username: str, password: Secret, fingerprint: str) -> bool:
         if self._ttl <= 0:

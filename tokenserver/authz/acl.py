@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from authcore.identity import Identity
+from authcore.memo import Memo
 from authcore.scope import Access
 from tokenserver.authz.patterns import Pattern, PatternError, Values
 from tokenserver.authz.policy import ADMIN_GROUP, Decision, Requester
@@ -203,6 +204,7 @@ def compile_rules(entries: Sequence[ACLEntry]) -> tuple[Rule, ...]:
 
 
 def identity_labels(identity: Identity) -> Mapping[str, Sequence[str]]:
+    # `ACLPolicy.filter` keys its memo on what this reads: keep the two in step.
     labels: dict[str, Sequence[str]] = {"groups": sorted(identity.groups), "kind": [identity.kind]}
     trust = identity.attribute("trust")
     if trust is not None:
@@ -210,9 +212,24 @@ def identity_labels(identity: Identity) -> Mapping[str, Sequence[str]]:
     return labels
 
 
+# What `ACLPolicy.filter` remembers: the answers to this many distinct
+# questions, each of at most this many scopes (docker asks for one or two).
+MEMO_ENTRIES = 4096
+MEMO_MAX_SCOPES = 8
+
+_MemoKey = tuple[str, str, frozenset[str], str | None, str, str | None, tuple[Access, ...]]
+
+
 class ACLPolicy:
+    """The rules, in order. `filter` remembers its answers: they depend only on
+    the question (who, from where, for which service, what) and on the rules,
+    which never change for the life of a policy (a new ACL file makes a new
+    policy)."""
+
     def __init__(self, entries: Sequence[ACLEntry] = DEFAULT_ACL) -> None:
         self.rules = compile_rules(entries)
+        self._by_address = any(rule.network is not None for rule in self.rules)
+        self._memo: Memo[_MemoKey, tuple[Access, ...]] = Memo(MEMO_ENTRIES)
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -239,6 +256,24 @@ class ACLPolicy:
         return decisions
 
     def filter(self, requester: Requester, requested: Sequence[Access]) -> list[Access]:
+        if len(requested) > MEMO_MAX_SCOPES:
+            return self._filter(requester, requested)
+        identity = requester.identity
+        key = (
+            identity.subject,
+            identity.kind,
+            identity.groups,
+            identity.attribute("trust"),
+            requester.service,
+            requester.ip if self._by_address else None,
+            tuple(requested),
+        )
+        granted = self._memo.get(key)
+        if granted is None:
+            granted = self._memo.put(key, tuple(self._filter(requester, requested)))
+        return list(granted)
+
+    def _filter(self, requester: Requester, requested: Sequence[Access]) -> list[Access]:
         return [
             d.requested.with_actions(d.actions)
             for d in self.explain(requester, requested)

@@ -11,11 +11,12 @@ dependency solving; its answers and refusals are the same ones.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
@@ -45,7 +46,25 @@ __all__ = ["TokenApp", "router"]
 
 router = APIRouter()
 
-_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+# A token answer is JSON and never cached (RFC 6749 §5.1).
+_ANSWER_HEADERS = (
+    (b"content-type", b"application/json"),
+    (b"cache-control", b"no-store"),
+    (b"pragma", b"no-cache"),
+)
+_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+class TokenAnswer(Response):
+    """A granted token's JSON, with the headers of every token answer built once."""
+
+    media_type = "application/json"
+
+    def __init__(self, body: Mapping[str, Any]) -> None:
+        super().__init__(_JSON.encode(body).encode("utf-8"))
+
+    def init_headers(self, headers: Mapping[str, str] | None = None) -> None:
+        self.raw_headers = [(b"content-length", b"%d" % len(self.body)), *_ANSWER_HEADERS]
 
 
 def _grants(request: Request) -> GrantService:
@@ -64,7 +83,7 @@ def _client(request: Request) -> tuple[str | None, str]:
     return ip, request.headers.get("user-agent", "")
 
 
-async def _grant(request: Request, token_request: TokenRequest, *, oauth: bool) -> JSONResponse:
+async def _grant(request: Request, token_request: TokenRequest, *, oauth: bool) -> TokenAnswer:
     try:
         grant = await _grants(request).grant(token_request)
     except Refused as exc:
@@ -72,7 +91,7 @@ async def _grant(request: Request, token_request: TokenRequest, *, oauth: bool) 
     return _answer(grant, oauth=oauth, exchange=token_request.via == "token_exchange")
 
 
-def _answer(grant: Grant, *, oauth: bool, exchange: bool = False) -> JSONResponse:
+def _answer(grant: Grant, *, oauth: bool, exchange: bool = False) -> TokenAnswer:
     token = grant.token
     body: dict[str, Any] = {
         "token": token.token,
@@ -87,7 +106,7 @@ def _answer(grant: Grant, *, oauth: bool, exchange: bool = False) -> JSONRespons
         body["issued_token_type"] = ISSUED_TOKEN_TYPE
     if grant.refresh_token is not None:
         body["refresh_token"] = grant.refresh_token
-    return JSONResponse(body, headers=_NO_STORE)
+    return TokenAnswer(body)
 
 
 def _unparsed(request: Request, via: Via, service: str, subject: str = "") -> None:
@@ -96,7 +115,7 @@ def _unparsed(request: Request, via: Via, service: str, subject: str = "") -> No
 
 
 @router.get("/token", summary="Registry token (Docker token-auth spec)")
-async def get_token(request: Request) -> JSONResponse:
+async def get_token(request: Request) -> TokenAnswer:
     header = request.headers.get("authorization")
     via: Via = "anonymous" if header is None else "basic"
     try:
@@ -164,7 +183,7 @@ def _oauth_credentials(form: Params) -> tuple[Via, PasswordLogin | RefreshLogin 
 @router.post(
     "/token", summary="OAuth2 token (password, refresh_token and RFC 8693 token-exchange grants)"
 )
-async def post_token(request: Request) -> JSONResponse:
+async def post_token(request: Request) -> TokenAnswer:
     via: Via = "anonymous"
     service = ""
     try:
