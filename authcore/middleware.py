@@ -66,6 +66,18 @@ class RequestMiddleware:
             self._prefix = secrets.token_hex(4)
         return f"{self._prefix}{next(self._numbers):08x}"
 
+    def _access_line(self, scope: Scope, status: int, seconds: float) -> None:
+        self.log.info(
+            "request",
+            extra={
+                "method": scope["method"],
+                "path": scope["path"],
+                "status": status,
+                "duration_ms": round(seconds * 1000, 2),
+                "client": (scope.get("client") or ("", 0))[0],
+            },
+        )
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -96,16 +108,8 @@ class RequestMiddleware:
                 await self.app(scope, receive_counting, send_counting)
             finally:
                 seconds = time.perf_counter() - started
-                self.log.info(
-                    "request",
-                    extra={
-                        "method": scope["method"],
-                        "path": scope["path"],
-                        "status": status,
-                        "duration_ms": round(seconds * 1000, 2),
-                        "client": (scope.get("client") or ("", 0))[0],
-                    },
-                )
+                if self.log.isEnabledFor(logging.INFO):
+                    self._access_line(scope, status, seconds)
                 if self.observers:
                     finished = Finished(
                         scope["method"], self._route(scope), status, seconds, bytes_in, bytes_out

@@ -92,5 +92,5 @@ class Issuer:
         stamp = self._stamp
         if stamp[0] != iat:
             stamp = self._stamp = (iat, now.strftime("%Y-%m-%dT%H:%M:%SZ"))
-        token = self._signer.sign(claims.to_dict())
+        token = self._signer.sign_json(claims.to_json())
         return IssuedToken(token, claims, self._expiration, now, stamp[1])

@@ -185,3 +185,30 @@ def test_each_second_has_its_own_issued_at(tmp_path: Path) -> None:
     assert (
         len({jwt.decode(t.token, options={"verify_signature": False})["jti"] for t in tokens}) == 3
     )
+
+
+@pytest.mark.parametrize(
+    "subject", ["alice", "Ünïcødé-名前", 'quote"back\\slash', "tab\tnew\nline\x00", "\ud800x"]
+)
+def test_claims_json_is_the_claims_dict(subject: str) -> None:
+    from authcore.claims import ClaimSet
+
+    claims = ClaimSet(
+        issuer='iss "one"',
+        subject=subject,
+        audience="registry",
+        expires_at=2_000_000_300,
+        not_before=2_000_000_000,
+        issued_at=2_000_000_000,
+        jwt_id="abc-_",
+        access=(
+            Access("repository", "a/b", frozenset({"push", "pull"})),
+            Access("registry", "catalog", frozenset({"*"})),
+            Access("repository", "empty", frozenset()),
+        ),
+    )
+    text = claims.to_json()
+    assert text.isascii()
+    assert json.loads(text) == claims.to_dict()
+    assert text == json.dumps(claims.to_dict(), separators=(",", ":"))
+    assert ClaimSet(**{**claims.__dict__, "access": ()}).to_json().endswith('"access":[]}')
