@@ -3,8 +3,8 @@
 A token request only appends its record to a queue (`AuditLog.record`: one
 `deque.append`, no lock, so the event loop never waits on the writer); one
 thread wakes every `INTERVAL` seconds and writes whatever gathered, in
-transactions of up to `BATCH` rows, each a few multi-row INSERTs
-(`store/bulk_insert.py`: no ORM objects, no driver step per row). A record
+transactions of up to `BATCH` rows, each one INSERT of the rows as one JSON
+document (`store/bulk_insert.py`: no ORM objects, little Python per row). A record
 therefore waits at most about `INTERVAL` plus one write before it is in the
 database, which is what `audit tail` sees. A crash (SIGKILL) loses only what the last wake-up had not committed;
 a shutdown (SIGTERM, the app's lifespan ending) writes everything recorded
@@ -113,7 +113,6 @@ class AuditLog:
         self._purger.join(timeout=5)
 
     def _run(self) -> None:
-        self._store.prepare()
         while not self._stop.is_set():
             self._hurry.wait(self._interval)
             self._hurry.clear()

@@ -1,10 +1,11 @@
-"""The audit trail's multi-row inserts, on SQLite and on a real PostgreSQL.
+"""The audit trail's one-statement inserts (rows as one JSON document), on SQLite and on a
+real PostgreSQL.
 
-Every batch size lands whole (the statement sizes are powers of two, so the
-sizes around them are the interesting ones), the values read back are the
-ones recorded (aware datetimes, non-ASCII text, over-long fields clipped),
-what is stored is what SQLAlchemy's own insert stores, and a batch that
-fails leaves nothing behind and the next batch works.
+Every batch size lands whole, the values read back are the ones recorded
+(aware datetimes, non-ASCII text, whatever JSON must escape, over-long
+fields clipped), what is stored is what SQLAlchemy's own insert stores, a
+character JSON cannot carry to the database costs only itself, and a batch
+that fails leaves nothing behind and the next batch works.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -86,6 +88,39 @@ def test_long_fields_are_clipped_and_the_rest_kept(database: Database) -> None:
     assert [r.granted for r in rows] == [r.granted for r in batch]
 
 
+def test_text_that_json_escapes_reads_back_as_recorded(database: Database) -> None:
+    store = AuditStore(database)
+    subject = f"escapes-{next(_names)}"
+    odd = "q\"uote\\back\\slash\nnew\tline\u2028\u2029 \x7f \x01 \U0001f433 $[0] '; --"
+    batch = records(subject, 4, user_agent=odd, requested=odd, detail='{"k": "\\u0000"}')
+    store.add(batch)
+    assert stored(store, subject) == batch
+
+
+def test_nul_and_lone_surrogates_become_replacement_characters_in_their_rows_only(
+    database: Database,
+) -> None:
+    store = AuditStore(database)
+    subject = f"odd-{next(_names)}"
+    plain = records(subject, 3)
+    nul = records(subject, 1, user_agent="a\x00b", service="reg\x00")
+    surrogate = records(subject, 1, detail='{"x\ud800": "\udfff"}')
+    both = records(subject, 1, requested="\x00\udc80")
+    batch = [plain[0], nul[0], plain[1], surrogate[0], both[0], plain[2]]
+    # Each odd row has an `at` of its own, so the order read back is the recorded one.
+    batch = [replace(r, at=AT + dt.timedelta(seconds=i)) for i, r in enumerate(batch)]
+    store.add(batch)
+    rows = stored(store, subject)
+    assert len(rows) == 6
+    assert rows[0] == batch[0] and rows[2] == batch[2] and rows[5] == batch[5]
+    assert (rows[1].user_agent, rows[1].service) == ("a\ufffdb", "reg\ufffd")
+    assert rows[3].detail == '{"x\ufffd": "\ufffd"}'
+    assert rows[4].requested == "\ufffd\ufffd"
+    # Nothing else in those rows changed.
+    assert replace(rows[1], user_agent=batch[1].user_agent, service=batch[1].service) == batch[1]
+    assert replace(rows[3], detail=batch[3].detail) == batch[3]
+
+
 def test_the_stored_values_are_those_of_an_orm_insert(database: Database) -> None:
     store = AuditStore(database)
     ours, theirs = f"ours-{next(_names)}", f"theirs-{next(_names)}"
@@ -108,7 +143,7 @@ def test_the_stored_values_are_those_of_an_orm_insert(database: Database) -> Non
 def test_a_failed_batch_stores_nothing_and_the_next_one_works(database: Database) -> None:
     store = AuditStore(database)
     subject = f"atomic-{next(_names)}"
-    # NOT NULL violated by the last row of the second statement (512 + 4 rows).
+    # NOT NULL violated by the last row only.
     bad = [*records(subject, 515), *records(subject, 1, outcome=None)]
     with pytest.raises(SQLAlchemyError):
         store.add(bad)

@@ -125,12 +125,8 @@ class AuditStore:
         assert isinstance(table, Table)
         self._insert = BulkInsert(db.engine, table, _FIELDS)
 
-    def prepare(self) -> None:
-        """Ready the writes ahead of time (from the thread that will make them)."""
-        self._insert.prepare()
-
     def add(self, records: Sequence[AuditRecord]) -> None:
-        """One transaction for all of them: a few multi-row INSERTs (see `bulk_insert`)."""
+        """One transaction for all of them, one statement (see `bulk_insert`)."""
         self._insert.add([_row(r) for r in records])
 
     def query(

@@ -1,122 +1,126 @@
-"""Many rows into one table as a few multi-row INSERT statements, compiled once each.
+"""Many rows into one table with one statement: the rows travel as one JSON document.
 
 For the audit trail, which writes thousands of rows a second from a thread
-that shares the interpreter with the event loop: what counts is the Python
-work per row and how often the writer takes the interpreter back from the
-loop. An executemany steps the driver once per row (each step hands the
-interpreter over and back), and SQLAlchemy's execution machinery converts
-each row on the way. Here a batch becomes statements of 512 rows and, for
-what is left, one per binary digit of its size (256, 128, ... 1), each
-compiled once by SQLAlchemy for the engine's dialect (so any driver's
-parameter style works) and run on a raw pooled connection; only the columns
-whose type needs it are converted, by that type's own bind processor, so
-the stored values are the ones an ORM insert stores. Measured on SQLite,
-700-row batches: 19 us of CPU a row through a Core executemany, 8 this way.
+that shares the interpreter with the event loop. What the loop feels is how
+long the writer holds the interpreter, so the writer's Python work per row
+is kept to a tuple and a timestamp's text: the whole batch then becomes one
+JSON array of arrays (`json.dumps`, in C) bound to a single parameter, and
+the database unpacks it itself (SQLite's `json_each`, PostgreSQL's
+`json_array_elements`) while the driver has let go of the interpreter.
+Measured in the token server at 16 concurrent clients: p99 12-14 ms against
+14-46 ms for multi-row VALUES statements (which bind every value from
+Python and step several statements a batch).
+
+JSON cannot carry everything a Python string can to these databases: SQLite
+cuts a decoded text at a NUL and PostgreSQL refuses `\\u0000`, and no driver
+encodes a lone surrogate. Such characters (only hostile input has them)
+are stored as U+FFFD, so one odd row never costs the batch it came with.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import datetime as dt
+import json
+import re
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Engine, Table, bindparam, insert
+from sqlalchemy import DateTime, Engine, String, Table, TypeDecorator, bindparam, text
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.types import TypeEngine
 
 from tokenserver.store.db import driver_connection
 
 __all__ = ["BulkInsert"]
 
-
-@dataclass(frozen=True)
-class _Compiled:
-    sql: str
-    # A named parameter style's names, in the order of the flattened rows.
-    names: tuple[str, ...] | None
-    # A positional style's order of the flattened values, when not theirs as is.
-    order: tuple[int, ...] | None
-
-
-# Rows in the largest statement: 512 x the audit table's 14 columns is well
-# inside every driver's limit on parameters per statement (SQLite 32 766).
-LARGEST = 512
+_REPLACEMENT = "\ufffd"
+_SURROGATES = re.compile("[\ud800-\udfff]")
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
 
 
 class BulkInsert:
     def __init__(self, engine: Engine, table: Table, columns: Sequence[str]) -> None:
         self._engine = engine
-        self._table = table
         self._columns = tuple(columns)
-        dialect = engine.dialect
-        self._processors: list[tuple[int, Callable[[Any], Any]]] = []
-        for index, name in enumerate(self._columns):
-            processor = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-            if processor is not None:
-                self._processors.append((index, processor))
-        self._compiled: dict[int, _Compiled] = {}
-
-    def prepare(self) -> None:
-        """Compile every statement now (a tenth of a second), not amid the first batches."""
-        size = LARGEST
-        while size:
-            self._statement(size)
-            size >>= 1
-
-    def _statement(self, rows: int) -> _Compiled:
-        compiled = self._compiled.get(rows)
-        if compiled is None:
-            compiled = self._compiled[rows] = self._compile(rows)
-        return compiled
-
-    def _compile(self, rows: int) -> _Compiled:
-        width = len(self._columns)
-        names = [f"r{r}c{c}" for r in range(rows) for c in range(width)]
-        statement = insert(self._table).values(
-            [
-                {col: bindparam(names[r * width + c]) for c, col in enumerate(self._columns)}
-                for r in range(rows)
-            ]
+        # Columns whose values go as text: aware datetimes, as naive UTC in
+        # the form SQLAlchemy stores them (SQLite keeps that very text).
+        self._times = tuple(
+            i for i, name in enumerate(self._columns) if _is_time(table.c[name].type)
         )
-        compiled = statement.compile(dialect=self._engine.dialect)
+        statement = text(self._sql(table)).bindparams(bindparam("rows"))
+        compiled = statement.compile(dialect=engine.dialect)
         assert isinstance(compiled, SQLCompiler)
-        if compiled.positiontup is None:
-            return _Compiled(compiled.string, tuple(names), None)
-        where = {n: i for i, n in enumerate(names)}
-        order = tuple(where[n] for n in compiled.positiontup)
-        return _Compiled(
-            compiled.string, None, None if order == tuple(range(len(names))) else order
-        )
+        self._statement = compiled.string
+        self._named = compiled.positiontup is None
 
-    def _convert(self, row: Sequence[Any]) -> Sequence[Any]:
-        if not self._processors:
-            return row
-        values = list(row)
-        for index, processor in self._processors:
-            values[index] = processor(values[index])
-        return values
+    def _sql(self, table: Table) -> str:
+        dialect = self._engine.dialect
+        names = ", ".join(self._columns)
+        if dialect.name == "sqlite":
+            values = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(self._columns)))
+            source = "json_each(:rows)"
+        elif dialect.name == "postgresql":
+            picked = []
+            for i, name in enumerate(self._columns):
+                column_type = table.c[name].type
+                value = f"r ->> {i}"
+                # Text goes in as text (too long is an error, as with any insert);
+                # anything else is cast from it.
+                if not isinstance(column_type, String):
+                    value = f"CAST({value} AS {column_type.compile(dialect)})"
+                picked.append(value)
+            values = ", ".join(picked)
+            source = "json_array_elements(CAST(:rows AS json)) AS r"
+        else:
+            raise ValueError(f"no bulk insert for {dialect.name}")
+        return f"INSERT INTO {table.name} ({names}) SELECT {values} FROM {source}"  # noqa: S608 (the model's own names)
 
     def add(self, rows: Sequence[Sequence[Any]]) -> None:
         """One transaction: every row (values in the order of `columns`) or none."""
         if not rows:
             return
-        converted = [self._convert(row) for row in rows]
-        first_sql = self._statement(min(len(rows), LARGEST)).sql
-        with driver_connection(self._engine, first_sql, ()) as conn:
+        payload = self._payload(rows)
+        if "\\u0000" in payload:
+            payload = self._payload([[_no_nul(v) for v in row] for row in rows])
+        args: Any = {"rows": payload} if self._named else (payload,)
+        with driver_connection(self._engine, self._statement, ()) as conn:
             cursor = conn.cursor()
             try:
-                start = 0
-                while start < len(converted):
-                    left = len(converted) - start
-                    size = LARGEST if left >= LARGEST else 1 << (left.bit_length() - 1)
-                    compiled = self._statement(size)
-                    flat = [v for row in converted[start : start + size] for v in row]
-                    args: Any = flat
-                    if compiled.names is not None:
-                        args = dict(zip(compiled.names, flat, strict=True))
-                    elif compiled.order is not None:
-                        args = [flat[i] for i in compiled.order]
-                    cursor.execute(compiled.sql, args)
-                    start += size
+                try:
+                    cursor.execute(self._statement, args)
+                except UnicodeEncodeError:
+                    payload = _SURROGATES.sub(_REPLACEMENT, payload)
+                    args = {"rows": payload} if self._named else (payload,)
+                    cursor.execute(self._statement, args)
                 conn.commit()
             finally:
                 cursor.close()
+
+    def _payload(self, rows: Sequence[Sequence[Any]]) -> str:
+        if not self._times:
+            return _ENCODE(rows)
+        converted = []
+        for row in rows:
+            values = list(row)
+            for i in self._times:
+                values[i] = _stored_time(values[i])
+            converted.append(values)
+        return _ENCODE(converted)
+
+
+def _is_time(column_type: TypeEngine[Any]) -> bool:
+    if isinstance(column_type, TypeDecorator):
+        column_type = column_type.impl_instance
+    return isinstance(column_type, DateTime)
+
+
+def _stored_time(value: dt.datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("naive datetime")
+    return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _no_nul(value: Any) -> Any:
+    return value.replace("\x00", _REPLACEMENT) if isinstance(value, str) else value
