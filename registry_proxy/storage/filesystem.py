@@ -27,6 +27,7 @@ from collections.abc import AsyncGenerator, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
+from registry_proxy.storage import writeback
 from registry_proxy.storage.driver import (
     CHUNK_SIZE,
     MAX_CONTENT_SIZE,
@@ -63,7 +64,8 @@ class _FileAppender:
     """Appends through the file descriptor itself: no buffer of Python's in between.
 
     Each `write` is one worker-thread call that writes the pieces and feeds
-    them, one at a time while each is still in the CPU's cache. The lock
+    them, one at a time while each is still in the CPU's cache, and every
+    `writeback.AHEAD` bytes asks the kernel to start writing them to disk. The lock
     makes `close` wait for a write still running in its thread (one whose
     request was cancelled meanwhile), so a descriptor is never closed, and
     perhaps reused, under a write.
@@ -74,6 +76,11 @@ class _FileAppender:
         self._path = path
         self._size = size
         self._lock = threading.Lock()
+        # Where the file ends, and from where its pages were not yet sent
+        # for writeback (see `writeback`); both only under the lock.
+        self._end = size
+        self._writeback_from = size
+        self._writeback = writeback.Writeback()
 
     @property
     def size(self) -> int:
@@ -98,6 +105,11 @@ class _FileAppender:
                 if feed is not None:
                     feed(piece)
                 written += len(piece)
+            self._end += written
+            if self._end - self._writeback_from >= writeback.AHEAD and self._writeback.start(
+                self._fd, self._writeback_from, self._end - self._writeback_from
+            ):
+                self._writeback_from = self._end
         return written
 
     async def close(self, *, sync: bool = False) -> None:
