@@ -142,7 +142,7 @@ class AuditLog:
     def _write(self, batch: list[AuditRecord]) -> None:
         try:
             self._store.add(batch)
-        except SQLAlchemyError as exc:
+        except Exception as exc:  # whatever the cause, the trail must carry on
             log.error(
                 "audit records not written",
                 extra={"records": len(batch), "reason": type(exc).__name__},

@@ -5,7 +5,10 @@ in the middle of a load, on its own SQLite database (PostgreSQL: tests/e2e/test_
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import FakeClock
 from tests.support.token_load import (
@@ -58,3 +61,21 @@ def test_close_writes_what_was_queued_and_later_records_too(
     audit.record(_record(clock, "late"))
     subjects = {r.subject for r in store.query(limit=100)}
     assert subjects == {f"queued{i}" for i in range(50)} | {"late"}
+
+
+def test_a_batch_that_fails_for_any_reason_is_logged_and_the_trail_carries_on(
+    database: Database, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = AuditStore(database)
+    audit = AuditLog(store, dt.timedelta(days=90), clock)
+    try:
+        # A naive timestamp fails the batch outside the database (a ValueError, not SQLAlchemy's).
+        audit.record(replace(_record(clock, "naive"), at=clock.now.replace(tzinfo=None)))
+        assert audit.flush()
+        audit.record(_record(clock, "after"))
+        assert audit.flush()
+        assert {r.subject for r in store.query(limit=10)} == {"after"}
+    finally:
+        audit.close()
+    failures = [r for r in caplog.records if r.getMessage() == "audit records not written"]
+    assert [(r.records, r.reason) for r in failures] == [(1, "ValueError")]  # type: ignore[attr-defined]
