@@ -1,0 +1,89 @@
+"""Upload bodies reach the registry byte for byte however they arrive: in one large write, in
+many small segments, and faster than the app takes them (parts gathered between two reads);
+an altered body is refused and nothing is stored."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+
+from tests.serving.conftest import Served
+from tests.serving.raw import connect, read_answer, request_head
+
+PUSH = "repository:team/bodies:pull,push"
+
+
+def _sends(data: bytes, piece: int) -> Iterator[bytes]:
+    for start in range(0, len(data), piece):
+        yield data[start : start + piece]
+
+
+def _put_blob(
+    registry: Served, auth: dict[str, str], data: bytes, write: Callable[[socket.socket], None]
+) -> int:
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    started = httpx.post(f"{registry.url}/v2/team/bodies/blobs/uploads/", headers=auth)
+    assert started.status_code == 202, started.text
+    location = started.headers["location"]
+    path = f"{location}{'&' if '?' in location else '?'}digest={digest}"
+    headers = [*auth.items(), ("Content-Length", str(len(data)))]
+    with connect(registry.port, timeout=30) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(request_head("PUT", path, headers))
+        write(sock)
+        answer = read_answer(sock)
+    if answer.status == 201:
+        fetched = httpx.get(f"{registry.url}/v2/team/bodies/blobs/{digest}", headers=auth)
+        assert fetched.status_code == 200 and fetched.content == data
+    return answer.status
+
+
+@pytest.mark.parametrize(
+    ("size", "piece", "pause"),
+    [
+        (3 * 1024 * 1024 + 7, 4 * 1024 * 1024, 0.0),  # one write
+        (200_003, 997, 0.0005),  # many small segments, each read on its own
+        (8 * 1024 * 1024 + 1, 61_441, 0.0),  # faster than the app reads: parts pile up
+    ],
+)
+def test_an_upload_body_arrives_whole(
+    registry: Served,
+    bearer: Callable[..., dict[str, str]],
+    size: int,
+    piece: int,
+    pause: float,
+) -> None:
+    data = os.urandom(size)
+
+    def write(sock: socket.socket) -> None:
+        for chunk in _sends(data, piece):
+            sock.sendall(chunk)
+            if pause:
+                time.sleep(pause)
+
+    assert _put_blob(registry, bearer(PUSH), data, write) == 201
+
+
+def test_a_body_altered_on_the_way_is_refused_and_not_stored(
+    registry: Served, bearer: Callable[..., dict[str, str]]
+) -> None:
+    data = os.urandom(2 * 1024 * 1024)
+    altered = bytearray(data)
+    altered[1_500_000] ^= 1
+
+    def write(sock: socket.socket) -> None:
+        for chunk in _sends(bytes(altered), 65_536):
+            sock.sendall(chunk)
+
+    auth = bearer(PUSH)
+    assert _put_blob(registry, auth, data, write) == 400
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    assert (
+        httpx.head(f"{registry.url}/v2/team/bodies/blobs/{digest}", headers=auth).status_code == 404
+    )
