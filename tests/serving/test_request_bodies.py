@@ -1,6 +1,7 @@
-"""Upload bodies reach the registry byte for byte however they arrive: in one large write, in
-many small segments, and faster than the app takes them (parts gathered between two reads);
-an altered body is refused and nothing is stored."""
+"""Request bodies, gathered as parts (no copies) with room for 1 MiB once the app reads, reach
+the registry byte for byte however they arrive: in one large write, in many small segments, and
+faster than the app takes them (parts gathered between two reads); an altered body is refused
+and nothing is stored."""
 
 from __future__ import annotations
 
@@ -13,10 +14,24 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
+from authcore.http_server import _BodyParts
 from tests.serving.conftest import Served
 from tests.serving.raw import connect, read_answer, request_head
 
 PUSH = "repository:team/bodies:pull,push"
+
+
+def test_parts_are_kept_as_they_came_and_joined_only_when_there_are_several() -> None:
+    parts = _BodyParts()
+    assert len(parts) == 0 and bytes(parts) == b""
+    first = os.urandom(1000)
+    same = parts
+    parts += first
+    assert parts is same and len(parts) == 1000
+    assert bytes(parts) is first  # one part: handed over as is, not copied
+    second = b"\x00\xff" * 7
+    parts += second
+    assert len(parts) == 1014 and bytes(parts) == first + second
 
 
 def _sends(data: bytes, piece: int) -> Iterator[bytes]:
