@@ -105,6 +105,28 @@ def _x5c_key(chain: object, roots: Sequence[x509.Certificate], now: float) -> Pu
     return key
 
 
+def _signing_key(header: dict[str, Any], keys: TrustedKeys, now: float) -> PublicKeyType:
+    """The trusted key a token names: its `x5c` chain's, if that leads to one of our
+    certificates, else the key its `kid` names.
+
+    Either way the key is one we trust and the signature is checked with it, so
+    an `x5c` that leads nowhere (or that we have no certificates for, trusting a
+    JWKS alone) costs nothing: the token server puts both in every token, for
+    the Go registries that look at only one of them.
+    """
+    reason = "unknown signing key"
+    if "x5c" in header and keys.roots:
+        try:
+            return _x5c_key(header["x5c"], keys.roots, now)
+        except InvalidToken as exc:
+            reason = f"{exc}, and no trusted key has its kid"
+    kid = header.get("kid")
+    key = keys.by_kid.get(kid) if isinstance(kid, str) else None
+    if key is None:
+        raise UnknownKey(reason)
+    return key
+
+
 def verify_token(
     token: str,
     keys: TrustedKeys,
@@ -123,14 +145,7 @@ def verify_token(
     alg = header.get("alg")
     if alg not in ALLOWED_ALGORITHMS:
         raise InvalidToken("algorithm not allowed")
-    key: PublicKeyType | None
-    if "x5c" in header:
-        key = _x5c_key(header["x5c"], keys.roots, now)
-    else:
-        kid = header.get("kid")
-        key = keys.by_kid.get(kid) if isinstance(kid, str) else None
-        if key is None:
-            raise UnknownKey("unknown signing key")
+    key = _signing_key(header, keys, now)
     if alg.startswith("ES"):
         if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != _CURVE_FOR[alg]:
             raise InvalidToken("key does not fit the algorithm")

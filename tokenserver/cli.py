@@ -25,7 +25,7 @@ from tokenserver.authn.chain import Authenticator
 from tokenserver.authn.configured import build_backends
 from tokenserver.config import Config, ConfigError, load_config
 from tokenserver.federation.spec import TrustSpec
-from tokenserver.keys import KeysError, generate_key
+from tokenserver.keys import KeysError, generate_key, jwks_document, load_public_keys, write_jwks
 from tokenserver.store.audit import TOKEN_ACTION, AuditStore
 from tokenserver.store.ci_tokens import CITokenStore
 from tokenserver.store.db import Database
@@ -152,6 +152,18 @@ def cmd_keys_generate(args: argparse.Namespace) -> None:
         db.dispose()
     trail.record(_actor(), "keys.generate", cert.stem, "ok")
     print(cert)
+
+
+def cmd_keys_jwks(args: argparse.Namespace) -> None:
+    config = _config(args)
+    keys_dir, algorithm = config.token.keys_dir, config.token.algorithm
+    if args.output:
+        try:
+            print(write_jwks(keys_dir, Path(args.output), algorithm))
+        except OSError as exc:
+            raise CLIError(f"--output {args.output}: {exc.strerror}") from None
+    else:
+        print(json.dumps(jwks_document(load_public_keys(keys_dir, algorithm)), indent=2))
 
 
 def cmd_user_add(args: argparse.Namespace) -> None:
@@ -420,6 +432,14 @@ def build_parser() -> argparse.ArgumentParser:
     gen = keys.add_parser("generate", parents=[common], help="create a new signing key")
     gen.add_argument("--algorithm", help="ES256 (default), ES384, ES512, RS256, RS384, RS512")
     gen.set_defaults(func=cmd_keys_generate)
+    jwks = keys.add_parser(
+        "jwks",
+        parents=[common],
+        help="the public keys as a JWKS, each under the kid our tokens carry "
+        "(for a registry's auth.token.jwks)",
+    )
+    jwks.add_argument("--output", help="write it to this file (atomically) instead of stdout")
+    jwks.set_defaults(func=cmd_keys_jwks)
 
     user = sub.add_parser("user", help="the server's own users").add_subparsers(
         dest="user", required=True

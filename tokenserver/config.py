@@ -46,7 +46,9 @@ class TokenConfig(_Section):
     keys_dir: Path = Path("keys")
     algorithm: str = "ES256"
     signing_key: str | None = None
-    x5c: bool = False
+    # The certificate in the JWT header: how registry 3 finds a key of its `rootcertbundle`
+    # (2.8 takes it too). Off only for a registry 3 that trusts a `jwks` file alone.
+    x5c: bool = True
     refresh_expiration: int = Field(default=90 * 86400, ge=60)
 
     @property

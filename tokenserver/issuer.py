@@ -62,7 +62,7 @@ class TokenIds:
 
 
 class Issuer:
-    def __init__(self, keys: KeySet, issuer: str, expiration: int, x5c: bool = False) -> None:
+    def __init__(self, keys: KeySet, issuer: str, expiration: int, x5c: bool = True) -> None:
         self._issuer = issuer
         self._expiration = expiration
         signing = keys.signing

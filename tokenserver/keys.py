@@ -4,12 +4,15 @@ A keys directory holds `<stem>.crt` certificates and, for keys that may still
 sign, the matching `<stem>.key`. Every certificate is trusted (published in
 the JWKS and in `bundle.pem`); the newest key with a private half signs unless
 one is named, so a new key can be rolled out before the old one is retired.
+Every key is known by its libtrust id, in the tokens' `kid` and in the JWKS
+alike, so a registry that reads the JWKS finds the key a token names.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +32,8 @@ __all__ = [
     "SigningKey",
     "generate_key",
     "load_keys",
+    "load_public_keys",
+    "write_jwks",
 ]
 
 _CURVES: dict[str, ec.EllipticCurve] = {
@@ -94,11 +99,11 @@ class KeySet:
     signing: SigningKey
 
     def jwks(self) -> dict[str, Any]:
-        return {"keys": [k.jwk() for k in self.public]}
+        return jwks_document(self.public)
 
 
-def load_keys(keys_dir: Path, algorithm: str = "ES256", signing_key: str | None = None) -> KeySet:
-    """Load a keys directory; `signing_key` picks a key by kid or file stem."""
+def load_public_keys(keys_dir: Path, algorithm: str = "ES256") -> tuple[PublicKey, ...]:
+    """Every certificate of a keys directory, oldest first; no private key is read."""
     if not keys_dir.is_dir():
         raise KeysError(f"keys directory {keys_dir} does not exist")
     public: list[PublicKey] = []
@@ -110,6 +115,26 @@ def load_keys(keys_dir: Path, algorithm: str = "ES256", signing_key: str | None 
         public.append(
             PublicKey(libtrust_kid(key), _algorithm_for(key, algorithm), key, cert, cert_path)
         )
+    return tuple(public)
+
+
+def jwks_document(public: tuple[PublicKey, ...]) -> dict[str, Any]:
+    return {"keys": [k.jwk() for k in public]}
+
+
+def write_jwks(keys_dir: Path, output: Path, algorithm: str = "ES256") -> Path:
+    """The JWKS of every certificate as a file (the Go registry 3 reads `auth.token.jwks` so)."""
+    document = json.dumps(jwks_document(load_public_keys(keys_dir, algorithm)), indent=2) + "\n"
+    # Whole or not at all: a registry starting meanwhile must not read half a file.
+    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    tmp.write_text(document)
+    tmp.replace(output)
+    return output
+
+
+def load_keys(keys_dir: Path, algorithm: str = "ES256", signing_key: str | None = None) -> KeySet:
+    """Load a keys directory; `signing_key` picks a key by kid or file stem."""
+    public = list(load_public_keys(keys_dir, algorithm))
     candidates = [p for p in public if p.path.with_suffix(".key").exists()]
     if signing_key:
         candidates = [p for p in candidates if signing_key in (p.kid, p.path.stem)]

@@ -21,6 +21,7 @@ from registry_proxy.auth import (
 from registry_proxy.errors import RegistryError
 from registry_proxy.trust import KeyStore, TrustedKeys, load_bundle, parse_jwks
 from tokenserver.issuer import Issuer
+from tokenserver.jws import CompactSigner
 from tokenserver.keys import KeySet, generate_key, load_keys
 
 
@@ -112,8 +113,8 @@ def test_wrong_issuer_and_audience_refused(es_keys: KeySet) -> None:
 def test_untrusted_key_refused(es_keys: KeySet, rs_keys: KeySet) -> None:
     with pytest.raises(InvalidToken):
         check(issue(rs_keys, pull("alice/app")), trusted(es_keys))
-    # Its x5c chain does not lead to a trusted certificate either.
-    with pytest.raises(InvalidToken, match="trusted"):
+    # Its x5c chain does not lead to a trusted certificate either, nor its kid to a key.
+    with pytest.raises(InvalidToken, match="trusted certificate, and no trusted key"):
         check(issue(rs_keys, pull("alice/app"), x5c=True), trusted(es_keys))
 
 
@@ -189,6 +190,31 @@ def test_jwks_keys_known_by_published_and_libtrust_kid(es_keys: KeySet) -> None:
     keys = parse_jwks(es_keys.jwks())
     assert es_keys.signing.kid in keys.by_kid
     check(issue(es_keys, pull("alice/app")), keys)
+
+
+@pytest.mark.parametrize("fixture", ["es_keys", "rs_keys"])
+def test_x5c_tokens_verify_against_a_jwks_alone(
+    request: pytest.FixtureRequest, fixture: str
+) -> None:
+    # The token server's default tokens carry both x5c and kid; with no certificates to
+    # anchor the chain, the kid finds the key.
+    keys: KeySet = request.getfixturevalue(fixture)
+    jwks_only = parse_jwks(keys.jwks())
+    assert jwks_only.roots == ()
+    verified = check(issue(keys, pull("alice/app"), x5c=True), jwks_only)
+    assert verified.allows(pull("alice/app"))
+
+
+def test_an_x5c_that_leads_nowhere_falls_back_to_the_kid(es_keys: KeySet, rs_keys: KeySet) -> None:
+    # Signed by a trusted key and named by its kid, but carrying a stranger's certificate.
+    header = {"typ": "JWT", "kid": es_keys.signing.kid, "x5c": [rs_keys.signing.public.x5c]}
+    signer = CompactSigner(es_keys.signing.private, "ES256", header)
+    token = signer.sign(_claims())
+    assert check(token, trusted(es_keys)).subject == "mallory"
+    # The signature is checked with the key the kid names, never the certificate's.
+    stranger = CompactSigner(rs_keys.signing.private, "RS256", header).sign(_claims())
+    with pytest.raises(InvalidToken):
+        check(stranger, trusted(es_keys))
 
 
 def test_challenge_header_format() -> None:

@@ -305,13 +305,16 @@ class GoRegistry(Peer):
         log_level: str = "info",
         s3: Mapping[str, Any] | None = None,
         redirect: bool = True,
+        extra: Mapping[str, Any] | None = None,
     ) -> None:
         """`s3`, a `storage.s3` section, makes it store in a bucket instead of `storage/`;
-        without `redirect` it serves blobs itself rather than redirecting to the bucket."""
+        without `redirect` it serves blobs itself rather than redirecting to the bucket;
+        `extra` adds top-level sections (`validation`)."""
         super().__init__(root_dir)
+        self.extra = dict(extra or {})
         self.s3 = dict(s3) if s3 is not None else None
         self.redirect = redirect
-        self.binary = require_binary(GO_REGISTRY)
+        self.binary = self.find_binary()
         self.port = free_port()
         self.addr = f"{LOOPBACK}:{self.port}"
         self.url = f"http://{self.addr}"
@@ -320,6 +323,9 @@ class GoRegistry(Peer):
         self.log_level = log_level
         self.storage_dir = self.workdir / "storage"
         self.config_path = self.workdir / "config.yml"
+
+    def find_binary(self) -> str:
+        return require_binary(GO_REGISTRY)
 
     def config(self) -> dict[str, Any]:
         config: dict[str, Any] = {
@@ -338,7 +344,7 @@ class GoRegistry(Peer):
         }
         if self.token is not None:
             config["auth"] = {"token": self.token}
-        return config
+        return config | self.extra
 
     def prepare(self) -> None:
         self.storage_dir.mkdir(parents=True, exist_ok=True)
@@ -355,6 +361,28 @@ class GoRegistry(Peer):
     def ready(self) -> bool:
         response = httpx.get(f"{self.url}/v2/", timeout=2, trust_env=False)
         return response.status_code in (200, 401)
+
+
+# The current Go registry (3.1.1) is no Debian package: `$REGISTRY_V3`, else the lab's build
+# beside the checkout (`../shared/peers/registry-v3` from the project root).
+REGISTRY_V3_DEFAULT = Path(__file__).resolve().parents[3] / "shared" / "peers" / "registry-v3"
+
+
+def registry_v3_binary() -> str:
+    """The registry 3 binary; skips the test when missing, fails it in CI."""
+    return require_binary(os.environ.get("REGISTRY_V3") or str(REGISTRY_V3_DEFAULT))
+
+
+class GoRegistryV3(GoRegistry):
+    """The Go distribution registry 3 (`registry serve`): 2.8's keys, plus `auth.token.jwks`.
+
+    `token` may name `rootcertbundle`, `jwks` (a file) or both.
+    """
+
+    name = "registry-v3"
+
+    def find_binary(self) -> str:
+        return registry_v3_binary()
 
 
 class Dockerd(Peer):

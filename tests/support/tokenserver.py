@@ -47,7 +47,7 @@ class TokenServer(Peer):
         issuer: str = "tokenserver-test",
         database_url: str | None = None,
         keys_dir: Path | None = None,
-        x5c: bool = False,
+        x5c: bool | None = None,
         algorithm: str = "ES256",
         htpasswd: Path | None = None,
         tls: tuple[Path, Path] | None = None,
@@ -71,7 +71,8 @@ class TokenServer(Peer):
                 "service": service,
                 "keys_dir": str(self.keys_dir),
                 "algorithm": algorithm,
-                "x5c": x5c,
+                # None: the server's own default.
+                **({} if x5c is None else {"x5c": x5c}),
             },
             "database": {"url": database_url or f"sqlite:///{workdir / 'tokenserver.db'}"},
             "log": {"level": "info"},

@@ -164,6 +164,35 @@ def test_keys_generate_prints_the_certificate_path(run: Run, config: Config) -> 
     assert code == 2 and "unsupported algorithm" in err
 
 
+def test_keys_jwks_names_each_key_by_the_kid_tokens_carry(
+    run: Run, config: Config, tmp_path: Path
+) -> None:
+    keys_dir = config.token.keys_dir
+    assert run("keys", "generate", "--algorithm", "RS256")[0] == 0
+    keys = load_keys(keys_dir)
+    code, out, _ = run("keys", "jwks")
+    assert code == 0
+    printed = json.loads(out)
+    assert printed == keys.jwks()
+    assert [k["kid"] for k in printed["keys"]] == [k.kid for k in keys.public]
+    assert keys.signing.kid in [k["kid"] for k in printed["keys"]]
+
+    target = tmp_path / "registry-jwks.json"
+    code, out, _ = run("keys", "jwks", "--output", str(target))
+    assert code == 0 and out.strip() == str(target)
+    assert json.loads(target.read_text()) == printed
+    assert sorted(p.name for p in tmp_path.glob("*jwks*")) == ["registry-jwks.json"]
+
+    # A certificate whose private key is gone (a retired signer) is still published.
+    retired = keys.public[0]
+    retired.path.with_suffix(".key").unlink()
+    code, out, _ = run("keys", "jwks")
+    assert code == 0 and retired.kid in [k["kid"] for k in json.loads(out)["keys"]]
+
+    code, _, err = run("keys", "jwks", "--output", str(tmp_path / "no" / "such" / "dir.json"))
+    assert code == 2 and "--output" in err and "Traceback" not in err
+
+
 def test_bad_config_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("token: {nope: 1}\n")

@@ -27,7 +27,7 @@ def test_defaults() -> None:
     assert config.token.algorithm == "ES256"
     assert config.token.keys_dir == Path("keys")
     assert config.token.signing_key is None
-    assert config.token.x5c is False
+    assert config.token.x5c is True
     assert config.users.credential_cache_ttl == 60
     assert config.database.url == "sqlite:///tokenserver.db"
     assert config.database.pool_size == 20
@@ -77,7 +77,7 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
             "TOKENSERVER_TOKEN_SERVICE": "[a, b]",
             "TOKENSERVER_SERVER_ADDR": "[::1]:6000",
             "TOKENSERVER_USERS_CREDENTIAL_CACHE_TTL": "0",
-            "TOKENSERVER_TOKEN_X5C": "true",
+            "TOKENSERVER_TOKEN_X5C": "false",
             "TOKENSERVER_CONFIG": "/ignored.yaml",
             "UNRELATED": "x",
         },
@@ -88,7 +88,7 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
     assert config.server.addr == "[::1]:6000"
     assert (config.server.host, config.server.port) == ("::1", 6000)
     assert config.users.credential_cache_ttl == 0
-    assert config.token.x5c is True
+    assert config.token.x5c is False
 
 
 @pytest.mark.parametrize("value", ["123", "*", "yes", "a: b", "[x]"])
