@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from authcore.middleware import RequestMiddleware
-from authcore.routing import allow_header
+from authcore.routing import allow_header, allowed_methods
 from registry_proxy import context
 from registry_proxy.auth import AccessController
 from registry_proxy.config import Config
@@ -56,6 +56,31 @@ ROUTES = [
     Route(f"/v2/{NAME}/referrers/{{digest}}", referrers.referrers, methods=["GET"]),
     Route("/v2/_catalog", catalog.catalog, methods=["GET"]),
 ]
+
+
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+async def _read_only(request: Request) -> Response:
+    """Every write of a read-only instance: refused before anything else is looked at."""
+    allowed = allowed_methods(request.app.router.routes, request.scope)
+    raise RegistryError(
+        "UNSUPPORTED",
+        {"method": request.method},
+        message="the registry is in read-only mode",
+        headers={"Allow": ", ".join(m for m in allowed if m not in WRITE_METHODS)},
+    )
+
+
+def _routes(read_only: bool) -> list[Route]:
+    if not read_only:
+        return ROUTES
+    return [
+        Route(route.path, _read_only, methods=list(route.methods or ()))
+        if WRITE_METHODS & set(route.methods or ())
+        else route
+        for route in ROUTES
+    ]
 
 
 # Bodies up to this size are read and dropped before an error answer, so the
@@ -100,7 +125,7 @@ async def _respond(request: Request, exc: RegistryError) -> Response:
     level = logging.INFO if exc.status in (401, 404) else logging.WARNING
     log.log(level, "request failed", extra={"status": exc.status})
     response = error_response(exc, head=request.method == "HEAD")
-    if exc.status == 405:
+    if exc.status == 405 and "Allow" not in exc.headers:
         # Every method of the path, also for a route that refuses its own (deletes disabled).
         response.headers["Allow"] = allow_header(request.app.router.routes, request.scope)
     return response
@@ -148,7 +173,7 @@ def create_app(config: Config) -> Starlette:
             await keys.refresh()
         driver = make_driver(config.storage.driver, **config.storage.driver_options())
         app.state.services = Services(
-            storage=Storage(driver),
+            storage=Storage(driver, config.validation.rules()),
             access=AccessController(
                 keys,
                 realm=token.realm,
@@ -159,14 +184,20 @@ def create_app(config: Config) -> Starlette:
             delete_enabled=config.storage.delete.enabled,
             redirect=not config.storage.redirect.disable,
         )
+        read_only = config.storage.maintenance.readonly.enabled
         log.info(
             "registry ready",
-            extra={"storage": config.storage.driver, "keys": len(keys.current.by_kid)},
+            extra={
+                "storage": config.storage.driver,
+                "keys": len(keys.current.by_kid),
+                "read_only": read_only,
+            },
         )
         purging = config.storage.maintenance.uploadpurging
+        # A read-only instance writes nothing, so it leaves purging to a writable one.
         purger = (
             asyncio.create_task(run_purger(app.state.services.storage, purging), name="purge")
-            if purging.enabled
+            if purging.enabled and not read_only
             else None
         )
         try:
@@ -179,7 +210,9 @@ def create_app(config: Config) -> Starlette:
             await close_driver(driver)
 
     metrics = RegistryMetrics() if config.http.metrics.enabled else None
-    routes = ROUTES if metrics is None else [*ROUTES, Route("/metrics", _metrics, methods=["GET"])]
+    routes = _routes(config.storage.maintenance.readonly.enabled)
+    if metrics is not None:
+        routes = [*routes, Route("/metrics", _metrics, methods=["GET"])]
     app = Starlette(
         routes=routes,
         lifespan=lifespan,

@@ -24,8 +24,10 @@ from pydantic import (
 )
 
 from authcore.http_limits import ServingSettings, TLSFiles
+from authcore.regex import InvalidPattern, compile_pattern
 from authcore.settings import ConfigError, load_settings
 from registry_proxy.duration import parse_duration
+from registry_proxy.storage.validation import ManifestRules, URLMatcher
 
 __all__ = ["Config", "ConfigError", "S3Config", "load_config"]
 
@@ -132,8 +134,14 @@ class UploadPurgingConfig(_Section):
     dryrun: StrictBool = False
 
 
+class ReadOnlyConfig(_Section):
+    # Every write answers 405; this instance changes nothing in storage (no purging either).
+    enabled: StrictBool = False
+
+
 class MaintenanceConfig(_Section):
     uploadpurging: UploadPurgingConfig = UploadPurgingConfig()
+    readonly: ReadOnlyConfig = ReadOnlyConfig()
 
 
 class StorageConfig(_Section):
@@ -190,6 +198,85 @@ class AuthConfig(_Section):
     token: TokenAuthConfig
 
 
+def _patterns(value: object) -> list[str]:
+    """A list of RE2 (Go `regexp`) patterns, each compiled once to be sure it is one."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
+        raise ValueError("must be a list of regular expressions")
+    for index, pattern in enumerate(value):
+        try:
+            compile_pattern(pattern)
+        except InvalidPattern as exc:
+            raise ValueError(f"[{index}] {pattern[:100]!r}: {exc}") from None
+    return value
+
+
+Patterns = Annotated[list[str], BeforeValidator(_patterns)]
+
+
+def _any_of(patterns: list[str]) -> URLMatcher | None:
+    if not patterns:
+        return None
+    # One pass over the URL, as the Go registry joins them.
+    return compile_pattern("|".join(f"(?:{p})" for p in patterns)).search
+
+
+class URLValidationConfig(_Section):
+    """Regular expressions (RE2, Go's syntax) on the `urls` of foreign layers."""
+
+    allow: Patterns = []
+    deny: Patterns = []
+
+
+class PlatformConfig(_Section):
+    os: str = Field(min_length=1)
+    architecture: str = Field(min_length=1)
+
+
+def _lowercase(value: object) -> object:
+    # The Go registry's own example writes `List`.
+    return value.lower() if isinstance(value, str) else value
+
+
+class IndexValidationConfig(_Section):
+    # all: every child of a pushed index must exist; none: none need; list: those whose
+    # platform is in `platformlist` (all of them if the list is empty, as in the Go registry).
+    platforms: Annotated[Literal["all", "none", "list"], BeforeValidator(_lowercase)] = "all"
+    platformlist: list[PlatformConfig] = []
+
+
+class ManifestValidationConfig(_Section):
+    urls: URLValidationConfig = URLValidationConfig()
+    indexes: IndexValidationConfig = IndexValidationConfig()
+
+
+class ValidationConfig(_Section):
+    """The Go registry's `validation` section."""
+
+    # The older switch, kept by the Go registry beside `disabled`: `enabled: true` wins.
+    enabled: StrictBool | None = None
+    disabled: StrictBool = False
+    manifests: ManifestValidationConfig = ManifestValidationConfig()
+
+    def rules(self) -> ManifestRules:
+        if not (self.enabled or not self.disabled):
+            return ManifestRules.unchecked()
+        urls, indexes = self.manifests.urls, self.manifests.indexes
+        allow, deny = _any_of(urls.allow), _any_of(urls.deny)
+        if allow is None and deny is not None:
+            # What the Go registry does (its documentation says such a push fails): a deny
+            # list alone lets every other URL through.
+            allow = ManifestRules.unchecked().allow
+        return ManifestRules(
+            # Neither list: no URL passes.
+            **({"allow": allow} if allow is not None else {}),
+            **({"deny": deny} if deny is not None else {}),
+            children=indexes.platforms,
+            platforms=frozenset((p.os, p.architecture) for p in indexes.platformlist),
+        )
+
+
 class LogConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -199,6 +286,7 @@ class Config(_Section):
     log: LogConfig = LogConfig()
     http: HTTPConfig = HTTPConfig()
     storage: StorageConfig = StorageConfig()
+    validation: ValidationConfig = ValidationConfig()
     auth: AuthConfig
 
     @model_validator(mode="after")

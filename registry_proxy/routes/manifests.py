@@ -20,6 +20,8 @@ from registry_proxy.routes.common import (
 from registry_proxy.routes.numbers import bounded_int, is_number
 
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+# `?tag=` parameters one push may carry: each is two writes to storage.
+MAX_EXTRA_TAGS = 100
 
 
 def _reference(request: Request) -> str:
@@ -83,7 +85,11 @@ async def _read_manifest(request: Request) -> bytes:
 async def put_manifest(request: Request) -> Response:
     name = repository(request)
     reference = _reference(request)
-    extra_tags = request.query_params.getlist("tag")
+    extra_tags = list(dict.fromkeys(request.query_params.getlist("tag")))
+    if len(extra_tags) > MAX_EXTRA_TAGS:
+        raise RegistryError(
+            "TAG_INVALID", {"limit": MAX_EXTRA_TAGS}, message="too many tag parameters"
+        )
     for tag in extra_tags:
         try:
             check_tag(tag)
@@ -93,9 +99,7 @@ async def put_manifest(request: Request) -> Response:
     body = await _read_manifest(request)
     manifests = services(request).storage.manifests
     content_type = request.headers.get("content-type")
-    result = await manifests.put(name, reference, body, content_type)
-    for tag in extra_tags:
-        await manifests.put(name, tag, body, content_type)
+    result = await manifests.put(name, reference, body, content_type, extra_tags)
     headers = {
         **API_HEADERS,
         "Location": f"/v2/{name}/manifests/{result.digest}",
@@ -104,7 +108,7 @@ async def put_manifest(request: Request) -> Response:
     }
     if result.subject is not None:
         headers["OCI-Subject"] = str(result.subject)
-    applied = ([] if is_digest(reference) else [reference]) + extra_tags
+    applied = list(dict.fromkeys(([] if is_digest(reference) else [reference]) + extra_tags))
     if applied:
         headers["OCI-Tag"] = ", ".join(applied)
     return Response(status_code=201, headers=headers)

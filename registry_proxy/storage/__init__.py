@@ -18,20 +18,21 @@ from registry_proxy.storage.memory import MemoryDriver
 from registry_proxy.storage.referrers import Referrers
 from registry_proxy.storage.tags import Tags
 from registry_proxy.storage.uploads import Uploads
+from registry_proxy.storage.validation import ManifestRules
 
-__all__ = ["Storage", "StorageDriver", "close_driver", "make_driver"]
+__all__ = ["ManifestRules", "Storage", "StorageDriver", "close_driver", "make_driver"]
 
 
 class Storage:
     """Every storage service over one driver."""
 
-    def __init__(self, driver: StorageDriver) -> None:
+    def __init__(self, driver: StorageDriver, rules: ManifestRules | None = None) -> None:
         self.driver = driver
         self.blobs = Blobs(driver)
         self.uploads = Uploads(driver, self.blobs)
         self.tags = Tags(driver)
         self.referrers = Referrers(driver)
-        self.manifests = Manifests(driver, self.blobs, self.tags, self.referrers)
+        self.manifests = Manifests(driver, self.blobs, self.tags, self.referrers, rules)
         self.catalog = Catalog(driver)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,7 @@ from registry_proxy.storage.schema import (
     stored_media_type,
 )
 from registry_proxy.storage.tags import Tags
+from registry_proxy.storage.validation import ManifestRules
 
 __all__ = ["MAX_MANIFEST_SIZE", "Manifests", "PutResult", "StoredManifest"]
 
@@ -70,20 +72,41 @@ class StoredManifest:
 
 class Manifests:
     def __init__(
-        self, driver: StorageDriver, blobs: Blobs, tags: Tags, referrers: Referrers
+        self,
+        driver: StorageDriver,
+        blobs: Blobs,
+        tags: Tags,
+        referrers: Referrers,
+        rules: ManifestRules | None = None,
     ) -> None:
         self._driver = driver
         self._blobs = blobs
         self._tags = tags
         self._referrers = referrers
+        self._rules = rules or ManifestRules()
 
     async def put(
-        self, repo: str, reference: str, body: bytes, content_type: str | None = None
+        self,
+        repo: str,
+        reference: str,
+        body: bytes,
+        content_type: str | None = None,
+        tags: Sequence[str] = (),
     ) -> PutResult:
-        """Validate and store `body` byte-exact; tag it if `reference` is a tag."""
+        """Validate and store `body` byte-exact; tag it if `reference` is a tag, and with `tags`.
+
+        Stored under the digest the client named (a `sha512:` one too), else
+        under the sha256 of the bytes; every tag points at that digest.
+        """
         if len(body) > MAX_MANIFEST_SIZE:
             raise ManifestTooLarge(MAX_MANIFEST_SIZE)
         tag, digest = _target(reference, body)
+        for extra in tags:
+            try:
+                check_tag(extra)
+            except InvalidTag:
+                raise PathInvalid("invalid tag") from None
+        applied = list(dict.fromkeys(([tag] if tag is not None else []) + list(tags)))
         doc = decode(body)
         if doc.get("schemaVersion") != 2:
             raise ManifestInvalid("schemaVersion must be 2")
@@ -97,8 +120,8 @@ class Manifests:
             await write_link(self._driver, revision, digest)
             if subject is not None:
                 await self._referrers.add(repo, subject, digest)
-            if tag is not None:
-                await self._tags.tag(repo, tag, digest)
+            for name in applied:
+                await self._tags.tag(repo, name, digest)
             # A delete by digest (here or in another process) removes the revision,
             # then the tags it finds pointing at it. If it removed our revision
             # before it could see our tag, that tag would name nothing: link again.
@@ -149,12 +172,12 @@ class Manifests:
 
     async def _check_references(self, repo: str, info: ManifestInfo) -> None:
         if info.media_type in IMAGE_TYPES:
-            # Foreign layers live elsewhere (their `urls`); nothing to find here.
-            needed = [d for d in info.references() if not (d.has_urls and d is not info.config)]
+            # Foreign layers may live elsewhere (their `urls`), if the rules allow those.
+            needed = self._rules.stored_references(info.media_type, info.references())
             found = await asyncio.gather(*(self._blobs.linked(repo, d.digest) for d in needed))
             missing = [d for d, size in zip(needed, found, strict=True) if size is None]
         else:
-            children: list[Descriptor] = list(info.children)
+            children: list[Descriptor] = self._rules.required_children(info.children)
             present = await asyncio.gather(*(self.exists(repo, d.digest) for d in children))
             missing = [d for d, ok in zip(children, present, strict=True) if not ok]
         if missing:

@@ -51,7 +51,10 @@ class Descriptor:
     digest: Digest
     media_type: str | None = None
     size: int | None = None
-    has_urls: bool = False
+    # Where a foreign (non-distributable) layer can be fetched instead.
+    urls: tuple[str, ...] = ()
+    # (os, architecture) of an index's child, if it says.
+    platform: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +176,19 @@ def _descriptor(item: object, where: str) -> Descriptor:
     urls = item.get("urls")
     if urls is not None and not (isinstance(urls, list) and all(isinstance(u, str) for u in urls)):
         raise ManifestInvalid(f"{where}: urls must be a list of strings")
-    return Descriptor(digest, media_type, size, bool(urls))
+    return Descriptor(digest, media_type, size, tuple(urls or ()), _platform(item, where))
+
+
+def _platform(item: dict[str, Any], where: str) -> tuple[str, str] | None:
+    platform = item.get("platform")
+    if platform is None:
+        return None
+    if not isinstance(platform, dict):
+        raise ManifestInvalid(f"{where}: platform must be an object")
+    os_, architecture = platform.get("os", ""), platform.get("architecture", "")
+    if not isinstance(os_, str) or not isinstance(architecture, str):
+        raise ManifestInvalid(f"{where}: platform os and architecture must be strings")
+    return os_, architecture
 
 
 def _digest(value: object, where: str) -> Digest:

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from registry_proxy.reference import Digest
-from registry_proxy.storage import Storage
+from registry_proxy.storage import ManifestRules, Storage
+from registry_proxy.storage.driver import StorageDriver
 from registry_proxy.storage.errors import (
     DigestInvalid,
     ManifestBlobUnknown,
@@ -182,7 +183,9 @@ async def test_missing_blobs(storage: Storage, blobs: list[Digest]) -> None:
         await storage.manifests.get(REPO, "v1")
 
 
-async def test_foreign_layers_are_exempt(storage: Storage, blobs: list[Digest]) -> None:
+async def test_foreign_layers_are_exempt_where_their_urls_are_allowed(
+    driver: StorageDriver, storage: Storage, blobs: list[Digest]
+) -> None:
     foreign = descriptor(
         b"windows base layer",
         "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
@@ -190,7 +193,11 @@ async def test_foreign_layers_are_exempt(storage: Storage, blobs: list[Digest]) 
     )
     doc = manifest_doc(mediaType=DOCKER_MANIFEST)
     doc["layers"].insert(0, foreign)
-    result = await storage.manifests.put(REPO, "win", encode(doc), DOCKER_MANIFEST)
+    # By default no URL is allowed, as in the Go registry.
+    with pytest.raises(ManifestInvalid, match="URL not allowed"):
+        await storage.manifests.put(REPO, "win", encode(doc), DOCKER_MANIFEST)
+    allowing = Storage(driver, ManifestRules(allow=lambda url: url.startswith("https://")))
+    result = await allowing.manifests.put(REPO, "win", encode(doc), DOCKER_MANIFEST)
     assert result.digest == Digest.of(encode(doc))
 
 
