@@ -43,7 +43,7 @@ has_initdb() {
 
 # The Go registry 3 is no Debian package: the tests take $REGISTRY_V3, else the build
 # beside the checkout; nothing here can install it.
-v3=${REGISTRY_V3:-$(dirname "$0")/../../shared/peers/registry-v3}
+v3=${REGISTRY_V3:-$(cd "$(dirname "$0")/.." && pwd)/../shared/peers/registry-v3}
 if [[ ! -x $v3 ]]; then
   echo "install-peers: no Go registry 3 at $v3 (set REGISTRY_V3, or go install" \
     "github.com/distribution/distribution/v3/cmd/registry@v3.1.1); its tests will fail" >&2

@@ -364,13 +364,20 @@ class GoRegistry(Peer):
 
 
 # The current Go registry (3.1.1) is no Debian package: `$REGISTRY_V3`, else the lab's build
-# beside the checkout (`../shared/peers/registry-v3` from the project root).
-REGISTRY_V3_DEFAULT = Path(__file__).resolve().parents[3] / "shared" / "peers" / "registry-v3"
+# beside the checkout (`../shared/peers/registry-v3` from the project root, or from a folder
+# further up, for a checkout made deeper down).
+REGISTRY_V3_BUILD = Path("shared") / "peers" / "registry-v3"
 
 
 def registry_v3_binary() -> str:
     """The registry 3 binary; skips the test when missing, fails it in CI."""
-    return require_binary(os.environ.get("REGISTRY_V3") or str(REGISTRY_V3_DEFAULT))
+    named = os.environ.get("REGISTRY_V3")
+    if named:
+        return require_binary(named)
+    project = Path(__file__).resolve().parents[2]
+    candidates = [folder / REGISTRY_V3_BUILD for folder in project.parents]
+    found = next((c for c in candidates if os.access(c, os.X_OK)), candidates[0])
+    return require_binary(str(found))
 
 
 class GoRegistryV3(GoRegistry):
