@@ -1,10 +1,13 @@
-"""GET /v2/<name>/referrers/<digest>: always an image index, never a 404."""
+"""GET /v2/<name>/referrers/<digest>: always an image index, never a 404; paged by `Link`."""
 
 from __future__ import annotations
 
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from urllib.parse import urlencode
 
+from starlette.requests import Request
+from starlette.responses import Response
+
+from registry_proxy.errors import RegistryError
 from registry_proxy.routes.common import (
     API_HEADERS,
     authorize,
@@ -15,16 +18,27 @@ from registry_proxy.routes.common import (
 )
 
 INDEX = "application/vnd.oci.image.index.v1+json"
+_HEAD = b'{"schemaVersion":2,"mediaType":"' + INDEX.encode() + b'","manifests":['
+# `last` is a digest we handed out in a `Link`; anything longer is not one.
+MAX_LAST = 200
 
 
 async def referrers(request: Request) -> Response:
     name = repository(request)
     digest = parse_digest(request.path_params["digest"])
     await authorize(request, pull(name))
-    artifact_type = request.query_params.get("artifactType") or None
-    descriptors = await services(request).storage.referrers.list(name, digest, artifact_type)
+    params = request.query_params
+    artifact_type = params.get("artifactType") or None
+    last = params.get("last") or None
+    if last is not None and len(last) > MAX_LAST:
+        raise RegistryError("PAGINATION_NUMBER_INVALID", {"last": last[:100]})
+    page = await services(request).storage.referrers.page(name, digest, artifact_type, last)
     headers = dict(API_HEADERS)
     if artifact_type is not None:
         headers["OCI-Filters-Applied"] = "artifactType"
-    body = {"schemaVersion": 2, "mediaType": INDEX, "manifests": descriptors}
-    return JSONResponse(body, headers=headers, media_type=INDEX)
+    if page.last is not None:
+        query = {"last": page.last, **({"artifactType": artifact_type} if artifact_type else {})}
+        headers["Link"] = f'</v2/{name}/referrers/{digest}?{urlencode(query)}>; rel="next"'
+    # The stored descriptors are JSON already: joined, not decoded and encoded again.
+    body = _HEAD + b",".join(page.descriptors) + b"]}"
+    return Response(body, headers=headers, media_type=INDEX)

@@ -22,7 +22,7 @@ from registry_proxy.storage.errors import (
     StorageUnavailable,
 )
 from registry_proxy.storage.links import read_link, write_link
-from registry_proxy.storage.referrers import Referrers
+from registry_proxy.storage.referrers import Referrers, describe
 from registry_proxy.storage.revisions import read_revision
 from registry_proxy.storage.schema import (
     IMAGE_TYPES,
@@ -115,11 +115,12 @@ class Manifests:
 
         await self._blobs.put(digest, body)
         subject = info.subject.digest if info.subject is not None else None
+        descriptor = describe(info, digest, len(body)) if subject is not None else b""
         revision = paths.revision_link(repo, digest)
         for _attempt in range(LINK_ATTEMPTS):
             await write_link(self._driver, revision, digest)
             if subject is not None:
-                await self._referrers.add(repo, subject, digest)
+                await self._referrers.add(repo, subject, digest, descriptor)
             for name in applied:
                 await self._tags.tag(repo, name, digest)
             # A delete by digest (here or in another process) removes the revision,

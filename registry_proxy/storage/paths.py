@@ -8,7 +8,7 @@ docker/registry/v2/repositories/<name>/
     _manifests/tags/<tag>/index/<alg>/<hex>/link
     _uploads/<uuid>/data, _uploads/<uuid>/startedat  (RFC 3339)
     _uploads/<uuid>/session                         (ours, on multipart stores)
-    _referrers/<alg>/<subject hex>/<alg>/<referrer hex>/link   (ours only)
+    _referrers/<alg>/<subject hex>/<alg>/<referrer hex>/link, .../descriptor   (ours only)
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ __all__ = [
     "layer_link",
     "layers",
     "manifests_dir",
+    "referrer_descriptor",
     "referrer_dir",
     "referrer_link",
     "referrers_of",
@@ -160,3 +161,8 @@ def referrer_dir(name: str, subject: Digest, referrer: Digest) -> str:
 
 def referrer_link(name: str, subject: Digest, referrer: Digest) -> str:
     return f"{referrer_dir(name, subject, referrer)}/link"
+
+
+def referrer_descriptor(name: str, subject: Digest, referrer: Digest) -> str:
+    """Ours alone: the referrer's OCI descriptor (JSON), as the referrers API lists it."""
+    return f"{referrer_dir(name, subject, referrer)}/descriptor"
