@@ -28,6 +28,7 @@ from registry_proxy.services import Services
 from registry_proxy.storage import Storage, close_driver, make_driver
 from registry_proxy.storage.errors import StorageError
 from registry_proxy.trust import KeyStore
+from registry_proxy.upload_slots import UploadSlots
 
 __all__ = ["create_app"]
 
@@ -89,27 +90,30 @@ def _routes(read_only: bool) -> list[Route]:
 DRAIN_LIMIT = 4 * 1024 * 1024
 
 
-async def _drain(request: Request) -> None:
+async def _drain(request: Request) -> bool:
+    """Read and drop what is left of the body; False if it is too much to read."""
     declared = request.headers.get("content-length")
     if declared is None and "chunked" not in request.headers.get("transfer-encoding", ""):
-        return
+        return True
     if declared is not None and (
         not is_number(declared) or bounded_int(declared, DRAIN_LIMIT + 1) > DRAIN_LIMIT
     ):
-        return
+        return False
     drained = 0
     try:
         async for chunk in request.stream():
             drained += len(chunk)
             if drained > DRAIN_LIMIT:
-                return
+                return False
     except (ClientDisconnect, RuntimeError):
         # RuntimeError: the handler already consumed the stream.
-        return
+        return True
+    return True
 
 
 async def _respond(request: Request, exc: RegistryError) -> Response:
-    await _drain(request)
+    # A request refused for load (429) is answered at once: its body is what we refuse.
+    drained = exc.status != 429 and await _drain(request)
     context.ERROR_CODE.set(exc.code)
     context.ERROR_MESSAGE.set(exc.message)
     if exc.detail is not None:
@@ -125,6 +129,10 @@ async def _respond(request: Request, exc: RegistryError) -> Response:
     level = logging.INFO if exc.status in (401, 404) else logging.WARNING
     log.log(level, "request failed", extra={"status": exc.status})
     response = error_response(exc, head=request.method == "HEAD")
+    if not drained:
+        # Else the server would go on reading (and dropping) the rest for as long
+        # as the client sends it, holding the connection and its buffers.
+        response.headers["Connection"] = "close"
     if exc.status == 405 and "Allow" not in exc.headers:
         # Every method of the path, also for a route that refuses its own (deletes disabled).
         response.headers["Allow"] = allow_header(request.app.router.routes, request.scope)
@@ -182,6 +190,7 @@ def create_app(config: Config) -> Starlette:
                 leeway=token.leeway,
             ),
             delete_enabled=config.storage.delete.enabled,
+            uploads=UploadSlots(config.http.max_uploads, config.http.max_uploads_per_subject),
             redirect=not config.storage.redirect.disable,
         )
         read_only = config.storage.maintenance.readonly.enabled

@@ -54,6 +54,10 @@ class HTTPConfig(ServingSettings):
     secret: str | None = None
     # Seconds to let requests in flight finish at shutdown before closing them.
     draintimeout: int = Field(default=10, ge=0, le=3600)
+    # Request bodies (blob chunks, manifests) this process takes into storage at once, and
+    # of those, one token subject's; more are refused 429 before their body is read.
+    max_uploads: int = Field(default=256, ge=1, le=100_000)
+    max_uploads_per_subject: int = Field(default=64, ge=1, le=100_000)
 
 
 class FilesystemConfig(_Section):

@@ -95,11 +95,13 @@ async def put_manifest(request: Request) -> Response:
             check_tag(tag)
         except InvalidTag:
             raise RegistryError("TAG_INVALID", {"tag": tag[:300]}) from None
-    await authorize(request, push(name))
-    body = await _read_manifest(request)
-    manifests = services(request).storage.manifests
-    content_type = request.headers.get("content-type")
-    result = await manifests.put(name, reference, body, content_type, extra_tags)
+    token = await authorize(request, push(name))
+    svc = services(request)
+    # A manifest is read whole (up to 4 MiB) before it is stored: a body like any other.
+    with svc.uploads.hold(token.subject):
+        body = await _read_manifest(request)
+        content_type = request.headers.get("content-type")
+        result = await svc.storage.manifests.put(name, reference, body, content_type, extra_tags)
     headers = {
         **API_HEADERS,
         "Location": f"/v2/{name}/manifests/{result.digest}",

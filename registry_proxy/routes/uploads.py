@@ -90,7 +90,8 @@ async def start_upload(request: Request) -> Response:
     digest_param = params.get("digest")
     if digest_param is not None:
         digest = parse_digest(digest_param)
-        await storage.uploads.put(name, digest, body_stream(request))
+        with services(request).uploads.hold(token.subject):
+            await storage.uploads.put(name, digest, body_stream(request))
         return _blob_created(name, str(digest))
 
     status = await storage.uploads.start(name)
@@ -107,17 +108,18 @@ async def upload_status(request: Request) -> Response:
 
 async def patch_upload(request: Request) -> Response:
     name = repository(request)
-    await authorize(request, push(name))
+    token = await authorize(request, push(name))
     upload_id = request.path_params["upload_id"]
     start = _chunk_start(request)
-    uploads = services(request).storage.uploads
-    size = await uploads.append(name, upload_id, body_stream(request), start)
+    svc = services(request)
+    with svc.uploads.hold(token.subject):
+        size = await svc.storage.uploads.append(name, upload_id, body_stream(request), start)
     return Response(status_code=202, headers=_session_headers(name, upload_id, size))
 
 
 async def finish_upload(request: Request) -> Response:
     name = repository(request)
-    await authorize(request, push(name))
+    token = await authorize(request, push(name))
     upload_id = request.path_params["upload_id"]
     digest_param = request.query_params.get("digest")
     if digest_param is None:
@@ -133,7 +135,8 @@ async def finish_upload(request: Request) -> Response:
                 {"expected_start": current.offset},
                 headers=_session_headers(name, upload_id, current.offset),
             )
-    await uploads.commit(name, upload_id, digest, body_stream(request))
+    with services(request).uploads.hold(token.subject):
+        await uploads.commit(name, upload_id, digest, body_stream(request))
     return _blob_created(name, str(digest))
 
 

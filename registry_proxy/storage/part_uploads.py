@@ -294,6 +294,8 @@ class PartUploads:
                         asyncio.to_thread(hasher.update, batch),
                     )
                     total += len(batch)
+                    # Written: not held while a trickling client completes the next batch.
+                    del batch
             state = hasher.state()
             if total < self._min_part:
                 await asyncio.to_thread(spool.seek, 0)
@@ -379,6 +381,7 @@ class PartUploads:
                     await asyncio.to_thread(hasher.update, batch)
                     buffer += batch
                     size += len(batch)
+                    del batch  # copied into the buffer: not held a second time
                     while len(buffer) >= self._part_size:
                         data = bytes(buffer[: self._part_size])
                         del buffer[: self._part_size]

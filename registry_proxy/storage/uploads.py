@@ -252,6 +252,9 @@ class Uploads:
                     queued.append(
                         asyncio.create_task(self._write(writer, state, key, batch, after))
                     )
+                    # Not held here until the next batch is complete: a client that
+                    # trickles after a large chunk would keep that chunk in memory.
+                    del batch
             while queued:
                 await queued[0]
                 queued.popleft()
