@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 from collections.abc import Callable
 from typing import Any
 
+import jwt
 import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import FakeClock, LeakGuard
+from tokenserver.jws import CompactSigner
 from tokenserver.passwords import hash_password, verify_password
 from tokenserver.store.db import Database
 from tokenserver.store.refresh_tokens import RefreshTokenStore
@@ -179,6 +183,31 @@ def test_admin_token_from_our_issuer(
     _error(client.get("/admin/v1/users", headers=bearer(alice, "admin:api:*")), 403)
     clock.advance(3600)
     _error(client.get("/admin/v1/users", headers=as_admin), 401)
+
+
+def test_admin_tokens_with_unfit_alg_or_times_that_are_no_numbers_are_refused(
+    client: TestClient, admin: tuple[str, str]
+) -> None:
+    """Signed by our own key, so only the alg and the times are wrong: each is a 401."""
+    got = client.get("/token", params={"service": SERVICE, "scope": "admin:api:*"}, auth=admin)
+    claims = jwt.decode(got.json()["token"], options={"verify_signature": False})
+    signing = client.app.state.keys.signing  # type: ignore[attr-defined]
+    signer = CompactSigner(signing.private, signing.alg, {"typ": "JWT", "kid": signing.kid})
+
+    def bearer(token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
+    assert client.get("/admin/v1/users", headers=bearer(signer.sign(claims))).status_code == 200
+    for name in ("exp", "nbf"):
+        for value in (float("nan"), float("inf"), True, str(claims["exp"]), 10**400, None):
+            forged = signer.sign(claims | {name: value})
+            _error(client.get("/admin/v1/users", headers=bearer(forged)), 401)
+    # RS256 naming our EC key (the signature is any bytes: the alg is refused first).
+    head, body, _ = signer.sign(claims).split(".")
+    header = json.loads(base64.urlsafe_b64decode(head + "=="))
+    relabelled = base64.urlsafe_b64encode(json.dumps(header | {"alg": "RS256"}).encode())
+    forged = f"{relabelled.rstrip(b'=').decode()}.{body}.{'A' * 342}"
+    _error(client.get("/admin/v1/users", headers=bearer(forged)), 401)
 
 
 def test_ldap_or_htpasswd_admins_count_too(

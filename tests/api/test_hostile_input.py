@@ -2,7 +2,9 @@
 
 Each answer must be the spec's 4xx (RFC 6749 §5.2 JSON), never a 5xx; the
 process must log no traceback and no error; memory must stay bounded; and
-the users stored before the probes must be exactly as they were after.
+the users stored before the probes must be exactly as they were after. A
+local OIDC issuer (one RSA and one EC key) stands behind one trust, for the
+forged ID tokens.
 """
 
 from __future__ import annotations
@@ -12,12 +14,17 @@ import concurrent.futures
 import json
 import socket
 import time
+import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 
+from tests.support.oidc import OIDCIssuer, SigningKey
 from tests.support.tokenserver import TokenServer
+from tokenserver.jws import CompactSigner
+from tokenserver.keys import load_keys
 from tokenserver.store.db import Database
 from tokenserver.store.users import UserInfo, UserStore
 
@@ -25,10 +32,29 @@ SERVICE = "registry"
 MB = 1024 * 1024
 
 
+TRUST = "gha-hostile"
+AUDIENCE = "https://registry.example"
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TokenServer]:
+def oidc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OIDCIssuer]:
+    with OIDCIssuer(tmp_path_factory.mktemp("hostile-oidc")) as issuer:
+        issuer.keys.append(SigningKey("ES256"))  # beside its RSA key
+        yield issuer
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, oidc: OIDCIssuer) -> Iterator[TokenServer]:
     workdir = tmp_path_factory.mktemp("hostile")
-    ts = TokenServer(workdir, extra={"users": {"bcrypt_cost": 4}})
+    trust = {
+        "name": TRUST,
+        "issuer": oidc.url,
+        "audience": AUDIENCE,
+        "ca_file": str(oidc.ca_file),
+        "claims": {"repository": "team/app"},
+        "scopes": ["repository:team/app:pull"],
+    }
+    ts = TokenServer(workdir, extra={"users": {"bcrypt_cost": 4}, "federation": [trust]})
     ts.add_user("root", "root-pw-1", "admin")
     ts.add_user("alice", "alice-pw-1", "dev")
     with ts:
@@ -339,8 +365,8 @@ def test_parallel_creation_of_one_trust_name_makes_one(
             )
         assert statuses == [201] + [409] * 7
         names = [t["name"] for t in client.get("/admin/v1/federation-trusts").json()]
-        assert len([n for n in names if n.lower() == "gha-race"]) == 1
-        assert client.delete(f"/admin/v1/federation-trusts/{names[0]}").status_code == 204
+        (made,) = [n for n in names if n.lower() == "gha-race"]
+        assert client.delete(f"/admin/v1/federation-trusts/{made}").status_code == 204
 
 
 def _raw(
@@ -444,6 +470,132 @@ def test_a_200_mb_anonymous_admin_post_is_refused_unread(
         sock.close()
     assert answer.startswith(b"HTTP/1.1 413")
     assert server.rss_bytes() - start < 50 * MB
+
+
+# -- forged tokens: an alg its key cannot verify, times that are no numbers ----------------
+
+EXCHANGE = {
+    "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+    "subject_token_type": "urn:ietf:params:oauth:token-type:id_token",
+    "service": SERVICE,
+}
+# What each way in answers a wrong ID token, as it answers a wrong password.
+WRONG_ID_TOKEN = {"basic": (401, "unauthorized"), "password": (400, "invalid_grant"),
+                  "exchange": (400, "invalid_request")}  # fmt: skip
+
+
+def _id_token_login(server: TokenServer, way: str, token: str) -> httpx.Response:
+    if way == "basic":
+        return httpx.get(
+            f"{server.url}/token", params={"service": SERVICE}, auth=(TRUST, token), timeout=10
+        )
+    form = (
+        EXCHANGE | {"subject_token": token}
+        if way == "exchange"
+        else {"grant_type": "password", "service": SERVICE, "client_id": "ci",
+              "username": TRUST, "password": token}
+    )  # fmt: skip
+    return httpx.post(f"{server.url}/token", data=form, timeout=10)
+
+
+FORGED_ID_TOKENS = [
+    "ES256 naming the RSA key",
+    "RS256 naming the EC key",
+    "exp NaN",
+    "exp Infinity",
+    "exp true",
+    "exp past a float",
+    "iat NaN",
+]
+
+
+def _forged_id_token(oidc: OIDCIssuer, what: str) -> str:
+    rsa_key, ec_key = oidc.keys
+    claims = oidc.github_actions(AUDIENCE, repository="team/app")
+    if what == "ES256 naming the RSA key":
+        return oidc.sign(claims, key=ec_key, headers={"kid": rsa_key.kid})
+    if what == "RS256 naming the EC key":
+        return oidc.sign(claims, key=rsa_key, headers={"kid": ec_key.kid})
+    name, value = {
+        "exp NaN": ("exp", float("nan")),
+        "exp Infinity": ("exp", float("inf")),
+        "exp true": ("exp", True),
+        "exp past a float": ("exp", 10**400),
+        "iat NaN": ("iat", float("nan")),  # would pass the trust's max_age for ever
+    }[what]
+    return oidc.sign(claims | {name: value})
+
+
+def test_good_id_tokens_log_in_every_way(server: TokenServer, oidc: OIDCIssuer) -> None:
+    """The control for the forgeries below: the same tokens, signed right, are let in."""
+    for key in oidc.keys:
+        token = oidc.sign(oidc.github_actions(AUDIENCE, repository="team/app"), key=key)
+        for way in WRONG_ID_TOKEN:
+            answer = _id_token_login(server, way, token)
+            assert answer.status_code == 200, (key.alg, way, answer.text)
+
+
+@pytest.mark.parametrize("what", FORGED_ID_TOKENS)
+def test_forged_id_tokens_are_wrong_passwords(
+    server: TokenServer, oidc: OIDCIssuer, stored_before: list[UserInfo], what: str
+) -> None:
+    offset = len(server.log_text())
+    token = _forged_id_token(oidc, what)
+    for way, (status, error) in WRONG_ID_TOKEN.items():
+        answer = _id_token_login(server, way, token)
+        assert answer.status_code == status, (way, answer.text)
+        assert answer.json()["error"] == error, way
+    assert "Traceback" not in server.log_text()[offset:]
+
+
+def _admin_token(server: TokenServer, **claims: Any) -> str:
+    signing = load_keys(server.keys_dir).signing
+    now = int(time.time())
+    base = {"iss": server.issuer, "aud": SERVICE, "sub": "root", "iat": now, "nbf": now,
+            "exp": now + 300, "jti": uuid.uuid4().hex,
+            "access": [{"type": "admin", "name": "api", "actions": ["*"]}]}  # fmt: skip
+    header = {"typ": "JWT", "kid": signing.kid}
+    return CompactSigner(signing.private, signing.alg, header).sign(base | claims)
+
+
+def test_admin_tokens_with_times_that_are_no_numbers_are_401(
+    server: TokenServer, stored_before: list[UserInfo]
+) -> None:
+    """Signed with the server's own key: only the times are wrong."""
+
+    def call(token: str) -> int:
+        headers = {"Authorization": f"Bearer {token}"}
+        return httpx.get(f"{server.url}/admin/v1/users", headers=headers, timeout=10).status_code
+
+    assert call(_admin_token(server)) == 200
+    for name, value in (
+        ("exp", float("inf")),  # never expired
+        ("exp", "9999999999"),  # a string read as a number
+        ("exp", 10**400),  # OverflowError: a 500
+        ("exp", float("nan")),
+        ("exp", True),
+        ("nbf", float("nan")),
+    ):
+        assert call(_admin_token(server, **{name: value})) == 401, (name, value)
+
+
+def test_forged_id_tokens_are_throttled_like_wrong_passwords(
+    server: TokenServer, oidc: OIDCIssuer, stored_before: list[UserInfo]
+) -> None:
+    """Runs after every other probe: it throttles this client's address."""
+    forged = [_forged_id_token(oidc, what) for what in FORGED_ID_TOKENS[:2]]
+    ways = list(WRONG_ID_TOKEN)
+    answers = []
+    for i in range(60):  # the default limit is 50 failures per address
+        answer = _id_token_login(server, ways[i % 3], forged[i % 2])
+        answers.append(answer.status_code)
+        if answer.status_code == 429:
+            break
+        assert answer.status_code == WRONG_ID_TOKEN[ways[i % 3]][0], answer.text
+    assert answers[-1] == 429, answers
+    for way in ways:
+        answer = _id_token_login(server, way, forged[0])
+        assert answer.status_code == 429 and int(answer.headers["retry-after"]) > 0, way
 
 
 def test_nothing_failed_and_nothing_stored_changed(

@@ -163,6 +163,40 @@ def test_algorithm_must_fit_the_key(es_keys: KeySet, rs_keys: KeySet) -> None:
         check(relabelled, trusted(rs_keys))
 
 
+def test_an_ec_key_named_under_rs256_is_refused(es_keys: KeySet) -> None:
+    """The reverse confusion: RS256 naming an EC key's kid (PyJWT's TypeError, before)."""
+    forged = f"{_b64(json.dumps({'alg': 'RS256', 'kid': es_keys.signing.kid}).encode())}."
+    forged += f"{_b64(json.dumps(_claims()).encode())}.{_b64(b'x' * 256)}"
+    with pytest.raises(InvalidToken, match="does not fit"):
+        check(forged, trusted(es_keys))
+
+
+@pytest.mark.parametrize("alg", [["ES256"], {"ES256": 1}, 256, None])
+def test_an_alg_that_is_not_a_string_is_refused(es_keys: KeySet, alg: object) -> None:
+    header = {"typ": "JWT", "kid": es_keys.signing.kid}
+    token = CompactSigner(es_keys.signing.private, "ES256", header).sign(_claims())
+    _, body, sig = token.split(".")
+    relabelled = f"{_b64(json.dumps(header | {'alg': alg}).encode())}.{body}.{sig}"
+    with pytest.raises(InvalidToken, match="algorithm"):
+        check(relabelled, trusted(es_keys))
+
+
+@pytest.mark.parametrize("name", ["exp", "nbf", "iat"])
+@pytest.mark.parametrize(
+    "value",
+    [float("nan"), float("inf"), True, "9999999999", None, 10**400],
+    ids=lambda v: repr(v)[:12],
+)
+def test_a_time_that_is_no_finite_number_is_refused(
+    es_keys: KeySet, name: str, value: object
+) -> None:
+    """`exp: NaN` compared false with every time: it never expired (or was a 500 at int())."""
+    signer = CompactSigner(es_keys.signing.private, "ES256", {"kid": es_keys.signing.kid})
+    token = signer.sign(_claims() | {"nbf": int(T0), "iat": int(T0), name: value})
+    with pytest.raises(InvalidToken):
+        check(token, trusted(es_keys))
+
+
 def test_tampered_claims_refused(es_keys: KeySet) -> None:
     head, body, sig = issue(es_keys, pull("alice/app")).split(".")
     claims = json.loads(base64.urlsafe_b64decode(body + "=="))

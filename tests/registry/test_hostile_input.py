@@ -9,8 +9,10 @@ is normalised or re-encoded on the way.
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +20,18 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.minter import OCI_MANIFEST, Minter, log_problems, push_image, sha256
+from tests.support.minter import (
+    ISSUER,
+    OCI_MANIFEST,
+    SERVICE,
+    Minter,
+    log_problems,
+    push_image,
+    sha256,
+)
 from tests.support.registry_proxy import RegistryProxy
+from tokenserver.jws import CompactSigner
+from tokenserver.keys import load_keys
 
 REPO = "team/app"
 SCOPE = f"repository:{REPO}:pull,push,delete"
@@ -402,6 +414,53 @@ def test_paths_that_try_to_leave_the_root(stored: Stored, target: str) -> None:
     assert answer.status in (400, 404), answer.body
     assert_error(answer, answer.status, None)
     assert not (stored.proxy.root.parent / "x").exists()
+
+
+# -- tokens signed by a trusted key, with an alg or times that are wrong ----------------------
+
+
+def _signed(stored: Stored, alg: object = "ES256", **claims: object) -> bytes:
+    """A token of the registry's own issuer, signed by the key it trusts, but for `claims`."""
+    signing = load_keys(stored.minter.keys_dir).signing
+    now = int(time.time())
+    pull = [{"type": "repository", "name": REPO, "actions": ["pull"]}]
+    base = {"iss": ISSUER, "aud": SERVICE, "sub": "tester", "iat": now, "nbf": now,
+            "exp": now + 300, "access": pull}  # fmt: skip
+    token = CompactSigner(signing.private, "ES256", {"kid": signing.kid}).sign(base | claims)
+    if alg != "ES256":  # relabelled: the signature stays the EC key's
+        head, body, signature = token.split(".")
+        header = json.loads(base64.urlsafe_b64decode(head + "==")) | {"alg": alg}
+        head = base64.urlsafe_b64encode(json.dumps(header).encode()).rstrip(b"=").decode()
+        token = f"{head}.{body}.{signature}"
+    return b"Bearer " + token.encode()
+
+
+@pytest.mark.parametrize(
+    ("alg", "claims"),
+    [
+        ("RS256", {}),  # naming the EC key: PyJWT's TypeError
+        (["ES256"], {}),  # no algorithm, and unhashable
+        ("ES256", {"exp": float("nan")}),  # never expired; then int(NaN)
+        ("ES256", {"exp": float("inf")}),
+        ("ES256", {"exp": True}),
+        ("ES256", {"exp": 10**400}),
+        ("ES256", {"nbf": float("nan")}),
+        ("ES256", {"iat": float("-inf")}),
+    ],
+    ids=lambda v: repr(v)[:24],
+)
+def test_tokens_with_an_unfit_alg_or_times_that_are_no_numbers(
+    stored: Stored, alg: object, claims: dict[str, object]
+) -> None:
+    def tags(authorization: bytes) -> Answer:
+        return send(
+            stored.proxy.port, "GET", f"/v2/{REPO}/tags/list", {"Authorization": authorization}
+        )
+
+    assert tags(_signed(stored)).status == 200  # the control: only what is varied is wrong
+    answer = tags(_signed(stored, alg, **claims))
+    assert_error(answer, 401, "UNAUTHORIZED")
+    assert 'error="invalid_token"' in answer.headers["www-authenticate"]
 
 
 # -- afterwards ---------------------------------------------------------------------------

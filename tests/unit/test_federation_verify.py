@@ -173,3 +173,31 @@ def test_keys_from_a_file_and_an_unreachable_issuer(issuer: OIDCIssuer, tmp_path
     plain, _ = _verifier(issuer, jwks_uri=issuer.url.replace("https", "http") + "/jwks")
     with pytest.raises(KeysUnavailable):
         plain.verify(issuer.sign(issuer.github_actions(AUDIENCE)))
+
+
+def test_an_alg_that_does_not_fit_the_named_key_is_a_wrong_token(tmp_path: Path) -> None:
+    """ES256 naming the issuer's RSA key, RS256 naming its EC key: refused, never a TypeError."""
+    with OIDCIssuer(tmp_path / "two-kinds") as issuer:
+        rsa_key, ec_key = issuer.keys[0], SigningKey("ES256")
+        issuer.keys.append(ec_key)
+        verifier, _ = _verifier(issuer)
+        claims = issuer.github_actions(AUDIENCE)
+        for key in (rsa_key, ec_key):
+            assert verifier.verify(issuer.sign(claims, key=key)).subject  # both keys are good
+        for signer, named in ((ec_key, rsa_key), (rsa_key, ec_key)):
+            token = issuer.sign(claims, key=signer, headers={"kid": named.kid})
+            with pytest.raises(InvalidIDToken, match="does not fit"):
+                verifier.verify(token)
+
+
+@pytest.mark.parametrize("name", ["exp", "nbf", "iat"])
+@pytest.mark.parametrize(
+    "value", [float("nan"), float("inf"), True, "1", None, 10**400], ids=lambda v: repr(v)[:12]
+)
+def test_a_time_that_is_no_finite_number_is_a_wrong_token(
+    issuer: OIDCIssuer, name: str, value: object
+) -> None:
+    verifier, _ = _verifier(issuer)
+    token = issuer.sign(issuer.github_actions(AUDIENCE) | {name: value})
+    with pytest.raises(InvalidIDToken):
+        verifier.verify(token)
