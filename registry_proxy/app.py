@@ -27,7 +27,7 @@ from registry_proxy.routes.numbers import bounded_int, is_number
 from registry_proxy.services import Services
 from registry_proxy.storage import Storage, close_driver, make_driver
 from registry_proxy.storage.errors import StorageError
-from registry_proxy.trust import KeyStore
+from registry_proxy.trust import JWKS_DEADLINE, KeyStore
 from registry_proxy.upload_slots import UploadSlots
 
 __all__ = ["create_app"]
@@ -178,7 +178,8 @@ def create_app(config: Config) -> Starlette:
         token = config.auth.token
         keys = KeyStore.from_sources(token.rootcertbundle, token.jwks, token.jwks_min_refresh)
         if token.jwks and "://" in token.jwks:
-            await keys.refresh()
+            # At start there is time to wait for the whole fetch (it has its deadline).
+            await keys.refresh(wait=JWKS_DEADLINE)
         driver = make_driver(config.storage.driver, **config.storage.driver_options())
         app.state.services = Services(
             storage=Storage(driver, config.validation.rules()),
@@ -216,6 +217,7 @@ def create_app(config: Config) -> Starlette:
                 purger.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await purger
+            await keys.aclose()
             await close_driver(driver)
 
     metrics = RegistryMetrics() if config.http.metrics.enabled else None

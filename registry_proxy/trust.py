@@ -5,11 +5,18 @@ known by its libtrust id, and the certificates anchor `x5c` chains). A JWKS
 may be a file or a URL; a URL is fetched again when a token names a key id
 we do not know, but not more often than a minimum interval, so forged kids
 cannot make us hammer the token server.
+
+A fetch of the URL is bounded as a whole (connection, every read, the size),
+not read by read: a server that trickles its answer must not keep requests
+waiting on it. One fetch is under way at a time; the requests that need it
+wait for it briefly, then are answered with what is known (an unknown key is
+a 401), while the fetch goes on to its deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -30,6 +37,10 @@ __all__ = ["KeyStore", "TrustedKeys", "load_bundle", "parse_jwks"]
 log = logging.getLogger(__name__)
 
 MAX_JWKS_BYTES = 1024 * 1024
+# The whole fetch of the JWKS URL, connection and every read included.
+JWKS_DEADLINE = 5.0
+# How long after a fetch began the requests that need it keep waiting for it.
+JWKS_WAIT = 2.0
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,9 @@ def parse_jwks(document: Any) -> TrustedKeys:
         raise ValueError("not a JWKS document")
     by_kid: dict[str, PublicKeyType] = {}
     for entry in document["keys"]:
+        if not isinstance(entry, dict):
+            log.warning("JWKS entry ignored: not a JSON object")
+            continue
         try:
             key = jwt.PyJWK.from_dict(entry).key
         except (jwt.PyJWKError, jwt.InvalidKeyError, KeyError, TypeError, ValueError):
@@ -86,7 +100,8 @@ class KeyStore:
         self._clock = clock
         self._remote = TrustedKeys()
         self._fetched_at: float | None = None
-        self._lock = asyncio.Lock()
+        self._fetching: asyncio.Task[bool] | None = None
+        self._fetch_began = 0.0
 
     @classmethod
     def from_sources(cls, bundle: Path | None, jwks: str | None, min_refresh: float) -> KeyStore:
@@ -105,23 +120,62 @@ class KeyStore:
     def current(self) -> TrustedKeys:
         return self._static.merged(self._remote)
 
-    async def refresh(self) -> bool:
-        """Fetch the JWKS URL again if allowed now; True if the keys may have changed."""
+    async def refresh(self, wait: float = JWKS_WAIT) -> bool:
+        """Fetch the JWKS URL again if allowed now; True if the keys may have changed.
+
+        Waits for the fetch (this call's or one under way) until `wait`
+        seconds after it began; after that the fetch goes on without us.
+        """
         if self._url is None:
             return False
-        async with self._lock:
+        fetching = self._fetching
+        if fetching is None:
             now = self._clock()
             if self._fetched_at is not None and now - self._fetched_at < self._min_refresh:
                 return False
             self._fetched_at = now
-            try:
-                async with httpx.AsyncClient(timeout=5) as client:
-                    response = await client.get(self._url)
-                    response.raise_for_status()
-                    if len(response.content) > MAX_JWKS_BYTES:
+            self._fetch_began = time.monotonic()
+            fetching = self._fetching = asyncio.create_task(self._fetch(self._url), name="jwks")
+        remaining = self._fetch_began + wait - time.monotonic()
+        if remaining <= 0:
+            return False
+        try:
+            # Shielded: a waiter that gives up (or is cancelled) leaves the fetch to the others.
+            return await asyncio.wait_for(asyncio.shield(fetching), remaining)
+        except TimeoutError:
+            return False
+
+    async def _fetch(self, url: str) -> bool:
+        try:
+            async with (
+                asyncio.timeout(JWKS_DEADLINE),
+                httpx.AsyncClient(timeout=JWKS_DEADLINE) as client,
+                client.stream("GET", url) as response,
+            ):
+                response.raise_for_status()
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > MAX_JWKS_BYTES:
                         raise ValueError("JWKS too large")
-                    self._remote = parse_jwks(response.json())
-            except (httpx.HTTPError, ValueError) as exc:
-                log.warning("JWKS fetch failed", extra={"url": self._url, "reason": str(exc)})
-                return False
-            return True
+            self._remote = parse_jwks(json.loads(body))
+        except TimeoutError:
+            log.warning(
+                "JWKS fetch failed",
+                extra={"url": self._url, "reason": f"not fetched within {JWKS_DEADLINE:g} s"},
+            )
+            return False
+        except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
+            log.warning("JWKS fetch failed", extra={"url": self._url, "reason": str(exc)})
+            return False
+        finally:
+            self._fetching = None
+        return True
+
+    async def aclose(self) -> None:
+        """Stop a fetch under way (at shutdown)."""
+        fetching = self._fetching
+        if fetching is not None:
+            fetching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await fetching

@@ -8,13 +8,17 @@ trust's `ca_file`. Every refusal is the protocol's 4xx, never a 500.
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import hashlib
 import hmac
 import json
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any
 
+import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -22,6 +26,8 @@ from fastapi.testclient import TestClient
 
 from tests.conftest import FakeClock, LeakGuard
 from tests.support.oidc import OIDCIssuer, SigningKey
+from tests.support.tokenserver import TokenServer
+from tests.support.trickle import TricklingServer
 from tokenserver.config import Config
 from tokenserver.store.audit import AuditStore
 from tokenserver.store.db import Database
@@ -374,6 +380,97 @@ def test_an_unreachable_issuer_is_a_503_not_a_wrong_password(
         assert got.status_code == 503, got.text
         ex = exchange(client, sign(), "repository:team/app:pull")
         assert ex.status_code == 503, ex.text
+
+
+# The README's deadline for a whole fetch of an issuer's keys.
+FETCH_DEADLINE = 5.0
+
+
+def _wait_for(condition: Callable[[], bool], seconds: float) -> bool:
+    ends = time.monotonic() + seconds
+    while time.monotonic() < ends:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def test_a_trickling_jwks_is_a_503_in_time_and_passwords_still_log_in(tmp_path: Path) -> None:
+    """A `jwks_uri` that sends a byte a second, far within any per-read timeout.
+
+    Against a real server process, with its real worker threads: 45 ID-token
+    logins (Basic and token exchange) at once, all needing that key set. They
+    get their 503 within a few times the deadline, from one fetch; a password
+    login sent meanwhile is answered, and answered while the trickle still goes.
+    """
+    with TricklingServer(tmp_path / "trickle", interval=1.0, limit=40) as jwks:
+        issuer = f"https://127.0.0.1:{jwks.port}"
+        trust = {
+            "name": "gha-slow",
+            "issuer": issuer,
+            "audience": AUDIENCE,
+            "jwks_uri": jwks.url,
+            "ca_file": str(jwks.ca_file),
+            "scopes": ["repository:team/app:pull"],
+        }
+        server = TokenServer(
+            tmp_path / "ts", extra={"federation": [trust], "users": {"bcrypt_cost": 4}}
+        )
+        server.add_user("alice", "alice-pw-1")
+        now = int(time.time())
+        claims = {
+            "iss": issuer,
+            "aud": AUDIENCE,
+            "sub": "repo:team/app",
+            "iat": now,
+            "exp": now + 300,
+        }
+        key = SigningKey()
+        id_token = jwt.encode(claims, key.private, algorithm=key.alg, headers={"kid": key.kid})
+
+        def id_login(i: int) -> tuple[int, float, str | None]:
+            started = time.monotonic()
+            with httpx.Client(base_url=server.url, timeout=4 * FETCH_DEADLINE) as client:
+                if i % 5 == 0:  # token exchange, which names no trust
+                    got = client.post(
+                        "/token",
+                        data={
+                            "grant_type": EXCHANGE,
+                            "subject_token": id_token,
+                            "subject_token_type": ID_TOKEN,
+                            "service": SERVICE,
+                            "scope": "repository:team/app:pull",
+                        },
+                    )
+                else:
+                    got = client.get(
+                        "/token",
+                        params={"service": SERVICE, "scope": "repository:team/app:pull"},
+                        auth=("gha-slow", id_token),
+                    )
+            return got.status_code, time.monotonic() - started, got.headers.get("retry-after")
+
+        with server, concurrent.futures.ThreadPoolExecutor(45) as pool:
+            logins = [pool.submit(id_login, i) for i in range(45)]
+            assert _wait_for(lambda: jwks.trickling > 0, 10), "the keys were never asked for"
+            password = httpx.get(
+                f"{server.url}/token",
+                params={"service": SERVICE, "scope": "repository:alice/app:pull"},
+                auth=("alice", "alice-pw-1"),
+                timeout=2 * FETCH_DEADLINE,
+            )
+            assert password.status_code == 200, password.text
+            assert jwks.trickling > 0, "answered only once the fetch was over"
+            answers = [login.result() for login in logins]
+            for status, elapsed, retry_after in answers:
+                assert status == 503 and retry_after, (status, retry_after)
+                assert elapsed < 3 * FETCH_DEADLINE, elapsed
+            # One fetch for all of them, ended by its deadline, not by the trickle.
+            assert jwks.connections == 1
+            assert _wait_for(lambda: jwks.trickling == 0, 3 * FETCH_DEADLINE)
+            # Within the minute the failure stands: at once, and no new fetch.
+            assert id_login(1)[0] == 503
+            assert jwks.connections == 1
 
 
 def test_trusts_through_the_admin_api_count_at_once(

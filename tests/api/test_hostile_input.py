@@ -15,14 +15,17 @@ import json
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 
 from tests.support.oidc import OIDCIssuer, SigningKey
 from tests.support.tokenserver import TokenServer
+from tests.support.trickle import TricklingServer
 from tokenserver.jws import CompactSigner
 from tokenserver.keys import load_keys
 from tokenserver.store.db import Database
@@ -472,6 +475,74 @@ def test_a_200_mb_anonymous_admin_post_is_refused_unread(
     assert server.rss_bytes() - start < 50 * MB
 
 
+# The 5xx answers probes mean to cause: an issuer whose keys cannot be had is a
+# 503 (the client retries), on /token only. Any other 5xx is a failure.
+INTENDED_503: list[str] = []
+
+
+def _wait_for(condition: Callable[[], bool], seconds: float) -> bool:
+    ends = time.monotonic() + seconds
+    while time.monotonic() < ends:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def test_a_trickling_jwks_uri_holds_no_one_up(
+    server: TokenServer, stored_before: list[UserInfo], tmp_path: Path
+) -> None:
+    """A trust whose `jwks_uri` sends a byte a second: its logins are 503 in time, others go on."""
+    deadline = 5.0  # the README's, for a whole fetch of an issuer's keys
+    with TricklingServer(tmp_path / "trickle", interval=1.0, limit=40) as jwks:
+        issuer = f"https://127.0.0.1:{jwks.port}"
+        trust = {
+            "name": "gha-trickle",
+            "issuer": issuer,
+            "audience": SERVICE,
+            "jwks_uri": jwks.url,
+            "ca_file": str(jwks.ca_file),
+            "scopes": ["repository:trickle/*:pull"],
+        }
+        key = SigningKey()
+        now = int(time.time())
+        claims = {"iss": issuer, "aud": SERVICE, "sub": "x", "iat": now, "exp": now + 300}
+        id_token = jwt.encode(claims, key.private, algorithm=key.alg, headers={"kid": key.kid})
+
+        def id_login(_: int) -> tuple[int, float, str | None]:
+            started = time.monotonic()
+            got = httpx.get(
+                f"{server.url}/token",
+                params={"service": SERVICE, "scope": "repository:trickle/app:pull"},
+                auth=("gha-trickle", id_token),
+                timeout=4 * deadline,
+            )
+            return got.status_code, time.monotonic() - started, got.headers.get("retry-after")
+
+        with httpx.Client(base_url=server.url, auth=ROOT, timeout=30) as admin:
+            assert admin.post("/admin/v1/federation-trusts", json=trust).status_code == 201
+            try:
+                with concurrent.futures.ThreadPoolExecutor(20) as pool:
+                    logins = [pool.submit(id_login, i) for i in range(20)]
+                    assert _wait_for(lambda: jwks.trickling > 0, 10)
+                    alice = httpx.get(
+                        f"{server.url}/token",
+                        params={"service": SERVICE},
+                        auth=("alice", "alice-pw-1"),
+                        timeout=2 * deadline,
+                    )
+                    assert alice.status_code == 200, alice.text
+                    assert jwks.trickling > 0, "answered only once the fetch was over"
+                    for login in logins:
+                        status, elapsed, retry_after = login.result()
+                        if status == 503:
+                            INTENDED_503.append("/token")
+                        assert status == 503 and retry_after, (status, retry_after)
+                        assert elapsed < 3 * deadline, elapsed
+            finally:
+                assert admin.delete("/admin/v1/federation-trusts/gha-trickle").status_code == 204
+
+
 # -- forged tokens: an alg its key cannot verify, times that are no numbers ----------------
 
 EXCHANGE = {
@@ -606,7 +677,9 @@ def test_nothing_failed_and_nothing_stored_changed(
     assert entries
     failures = [e for e in entries if e["level"] in ("error", "critical") or "exc" in e]
     assert not failures, failures[:3]
-    statuses = [e["status"] for e in entries if e.get("msg") == "request"]
-    assert statuses and max(statuses) < 500
+    requests = [e for e in entries if e.get("msg") == "request"]
+    assert requests
+    failed = [e["path"] for e in requests if e["status"] >= 500]
+    assert failed == INTENDED_503, failed[:5]
     assert "Traceback" not in server.log_text()
     assert _users(server) == stored_before

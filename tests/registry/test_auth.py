@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import datetime as dt
 import json
+import time
+from collections.abc import Callable
+from pathlib import Path
 
+import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -20,6 +25,9 @@ from registry_proxy.auth import (
 )
 from registry_proxy.errors import RegistryError
 from registry_proxy.trust import KeyStore, TrustedKeys, load_bundle, parse_jwks
+from tests.support.minter import Minter, log_problems
+from tests.support.registry_proxy import RegistryProxy
+from tests.support.trickle import TricklingServer
 from tokenserver.issuer import Issuer
 from tokenserver.jws import CompactSigner
 from tokenserver.keys import KeySet, generate_key, load_keys
@@ -302,3 +310,59 @@ async def test_keystore_refresh_interval() -> None:
     now[0] = 131.0
     await store.refresh()
     assert store._fetched_at == 131.0
+
+
+# The README's deadline for a whole fetch of the JWKS URL.
+JWKS_DEADLINE = 5.0
+
+
+def _wait_for(condition: Callable[[], bool], seconds: float) -> bool:
+    ends = time.monotonic() + seconds
+    while time.monotonic() < ends:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def test_a_trickling_jwks_url_is_a_401_in_time_and_v2_stays_answered(tmp_path: Path) -> None:
+    """A JWKS URL that, after its first answer, sends a byte a second.
+
+    A real registry process refetches it for every unknown kid
+    (`jwks_min_refresh: 0`); 20 requests with tokens of an unknown key get
+    their 401 within a few times the deadline, from one fetch, and `GET /v2/`
+    with a good token is answered meanwhile.
+    """
+    minter, stranger = Minter(tmp_path / "keys"), Minter(tmp_path / "stranger")
+    with TricklingServer(interval=1.0, limit=40, prompt=1) as jwks:
+        auth = minter.token_auth | {"jwks": jwks.url, "jwks_min_refresh": 0}
+        with RegistryProxy(tmp_path / "rp", auth) as registry:
+            assert jwks.connections == 1  # the fetch at start, answered at once
+
+            def unknown_key(_: int) -> tuple[int, float]:
+                started = time.monotonic()
+                got = httpx.get(
+                    f"{registry.url}/v2/",
+                    headers=stranger.headers(),
+                    timeout=4 * JWKS_DEADLINE,
+                )
+                return got.status_code, time.monotonic() - started
+
+            with concurrent.futures.ThreadPoolExecutor(20) as pool:
+                refused = [pool.submit(unknown_key, i) for i in range(20)]
+                assert _wait_for(lambda: jwks.trickling > 0, 10), "the JWKS was never asked for"
+                good = httpx.get(
+                    f"{registry.url}/v2/", headers=minter.headers(), timeout=2 * JWKS_DEADLINE
+                )
+                assert good.status_code == 200, good.text
+                assert jwks.trickling > 0, "answered only once the fetch was over"
+                for answer in refused:
+                    status, elapsed = answer.result()
+                    assert status == 401
+                    assert elapsed < 3 * JWKS_DEADLINE, elapsed
+            assert jwks.connections == 2  # one fetch for all 20
+            # Ended by its deadline, not by the trickle.
+            assert _wait_for(lambda: jwks.trickling == 0, 3 * JWKS_DEADLINE)
+            assert "JWKS fetch failed" in registry.log_text()
+        problems = log_problems(registry.log_text())
+        assert not problems, "\n".join(problems[:5])
