@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from authcore.identity import ScopeLimit, ScopePatternError
 from tokenserver.audit import Actor, AdminTrail
 from tokenserver.authn.base import BackendUnavailable
-from tokenserver.federation.spec import InvalidTrust, TrustSpec
+from tokenserver.federation.spec import InvalidTrust, TrustSpec, check_ca_file
 from tokenserver.names import InvalidName, check_name, name_key
 from tokenserver.passwords import PasswordRejected, hash_password
 from tokenserver.store.audit import Outcome
@@ -288,6 +288,8 @@ class Accounts:
         with self._act(actor, "trust.create", spec.name):
             try:
                 spec.build()
+                if spec.ca_file is not None:
+                    check_ca_file(spec.ca_file)
             except InvalidTrust as exc:
                 raise InvalidValue(str(exc)) from None
             if any(name_key(n) == name_key(spec.name) for n in self._configured_trusts):

@@ -502,6 +502,22 @@ def test_trust_add_list_and_del(run: Run) -> None:
     assert json.loads(run("trust", "list", "--json")[1]) == []
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--claim", "ref=/a{99999999999}/"], "claims.ref: "),
+        (["--claim", "ref=/" + "(" * 500 + "a" + ")" * 500 + "/"], "claims.ref: "),
+        (["--claim", "ref=/^(?=refs)/"], "claims.ref: "),
+        (["--ca-file", "/etc/passwd"], "not a PEM file"),
+        (["--ca-file", "/nonexistent/ca.pem"], "No such file"),
+    ],
+)
+def test_trust_add_refuses_what_cannot_be_used(run: Run, args: list[str], message: str) -> None:
+    code, _, err = run("trust", "add", "gha-bad", *TRUST_ARGS, *args)
+    assert code == 2 and message in err, err
+    assert json.loads(run("trust", "list", "--json")[1]) == []
+
+
 def test_every_cli_change_is_audited(
     run: Run, monkeypatch: pytest.MonkeyPatch, leak_guard: Any, config: Config
 ) -> None:
