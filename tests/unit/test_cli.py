@@ -444,6 +444,12 @@ def test_audit_tail(run: Run, client: Any, add_user: Callable[..., str]) -> None
     assert password not in out
 
 
+@pytest.mark.parametrize("since", ["2900000d", "999999999999w"])
+def test_audit_tail_refuses_a_time_before_any_date(run: Run, since: str) -> None:
+    code, out, err = run("audit", "tail", "--since", since)
+    assert code == 2 and "at most 100 years" in err and not out
+
+
 def test_serve_checks_the_ldap_password_file_first(
     make_config: Callable[..., Config], run: Run, fake_uvicorn: dict[str, object]
 ) -> None:
