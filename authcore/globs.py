@@ -3,13 +3,22 @@
 `[a-z]` and `[^a-z]` classes never match `/` either, and `\\` escapes the
 next character. Access rules and CI-token scopes both name repositories this
 way, so they share this one reading.
+
+A glob becomes an RE2 pattern, so matching one is linear in the value
+whatever the glob: Python's `re` would backtrack over `*a*a*a*a*a*b`
+against a long name (each `*` trying every split of the rest).
 """
 
 from __future__ import annotations
 
 import re
 
+from authcore.regex import InvalidPattern, LinearPattern, compile_pattern, escape
+
 __all__ = ["GlobError", "compile_glob", "escape_glob", "glob_to_regex"]
+
+# The class of no character at all: what `[/]` is once `/` is taken out.
+_NOTHING = r"[^\x00-\x{10FFFF}]"
 
 
 class GlobError(ValueError):
@@ -29,14 +38,14 @@ def glob_to_regex(glob: str) -> str:
         elif c == "\\":
             if i == n:
                 raise GlobError(f"{glob!r}: ends with a lone backslash")
-            out.append(re.escape(glob[i]))
+            out.append(escape(glob[i]))
             i += 1
         elif c == "[":
             end, members = _glob_class(glob, i)
             out.append(members)
             i = end
         else:
-            out.append(re.escape(c))
+            out.append(escape(c))
     return "".join(out)
 
 
@@ -46,12 +55,12 @@ def _glob_class(glob: str, start: int) -> tuple[int, str]:
     negate = i < n and glob[i] == "^"
     if negate:
         i += 1
-    parts: list[str] = []
+    ranges: list[tuple[str, str]] = []
     while True:
         if i >= n:
             raise GlobError(f"{glob!r}: unterminated character class")
         c = glob[i]
-        if c == "]" and parts:
+        if c == "]" and ranges:
             break
         if c == "\\":
             i += 1
@@ -69,19 +78,43 @@ def _glob_class(glob: str, start: int) -> tuple[int, str]:
                 hi = glob[i + 1]
             if hi < lo:
                 raise GlobError(f"{glob!r}: bad range {lo}-{hi}")
-            parts.append(f"{re.escape(lo)}-{re.escape(hi)}")
+            ranges.append((lo, hi))
             i += 2
         else:
-            parts.append(re.escape(lo))
-    # A class never matches '/', like `*` and `?`.
-    body = "".join(parts)
-    return i + 1, f"[^/{body}]" if negate else f"(?!/)[{body}]"
+            ranges.append((lo, lo))
+    return i + 1, _class(ranges, negate)
+
+
+def _class(ranges: list[tuple[str, str]], negate: bool) -> str:
+    """A class that never matches '/', like `*` and `?`."""
+    if negate:
+        return "[^/" + "".join(_range(lo, hi) for lo, hi in ranges) + "]"
+    # RE2 has no class subtraction: cut '/' out of every range that holds it.
+    kept: list[tuple[str, str]] = []
+    for lo, hi in ranges:
+        if lo <= "/" <= hi:  # '.' and '0' are the characters either side of '/'
+            if lo < "/":
+                kept.append((lo, "."))
+            if hi > "/":
+                kept.append(("0", hi))
+        else:
+            kept.append((lo, hi))
+    if not kept:
+        return _NOTHING
+    return "[" + "".join(_range(lo, hi) for lo, hi in kept) + "]"
+
+
+def _range(lo: str, hi: str) -> str:
+    return escape(lo) if lo == hi else f"{escape(lo)}-{escape(hi)}"
 
 
 def escape_glob(value: str) -> str:
     return re.sub(r"([*?\[\]\\])", r"\\\1", value)
 
 
-def compile_glob(glob: str) -> re.Pattern[str]:
-    """The glob as a regular expression to `fullmatch` against a value."""
-    return re.compile(glob_to_regex(glob), re.DOTALL)
+def compile_glob(glob: str) -> LinearPattern:
+    """The glob as a pattern whose `search` is true when the whole value matches it."""
+    try:
+        return compile_pattern(rf"\A(?:{glob_to_regex(glob)})\z")
+    except InvalidPattern as exc:  # too long a glob builds too large a program
+        raise GlobError(f"{glob[:100]!r}: {exc}") from None

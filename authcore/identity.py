@@ -69,7 +69,7 @@ def parse_scope_pattern(text: str) -> ScopePattern:
         raise ScopePatternError(f"{text!r}: the name is a repository name or a glob")
     try:
         _glob(name)
-    except (GlobError, re.error) as exc:
+    except GlobError as exc:
         raise ScopePatternError(f"{text!r}: {exc}") from None
     parts = actions.split(",")
     if not all(_ACTION.fullmatch(a) for a in parts):
@@ -94,7 +94,7 @@ class ScopeLimit:
     def allowed(self, access: Access) -> frozenset[str]:
         allowed: set[str] = set()
         for p in self.patterns:
-            if p.type == access.type and _glob(p.name).fullmatch(access.name):
+            if p.type == access.type and _glob(p.name).search(access.name):
                 allowed |= p.actions
         if not allowed:
             return frozenset()

@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from authcore.identity import ScopeLimit, ScopePatternError
 from tokenserver.audit import Actor, AdminTrail
 from tokenserver.authn.base import BackendUnavailable
-from tokenserver.federation.spec import InvalidTrust, TrustSpec
+from tokenserver.federation.spec import InvalidTrust, TrustSpec, check_ca_file
 from tokenserver.names import InvalidName, check_name, name_key
 from tokenserver.passwords import PasswordRejected, hash_password
 from tokenserver.store.audit import Outcome
@@ -45,6 +45,9 @@ ADMIN_RESOURCE_TYPE = "admin"
 MAX_DESCRIPTION = 1024
 MAX_SCOPES = 100
 MAX_GROUPS = 100
+# Row ids are the database's 64-bit integers; a larger number names no row
+# and cannot even be asked about (the driver refuses it).
+MAX_ROW_ID = 2**63 - 1
 
 
 class AccountError(Exception):
@@ -288,6 +291,8 @@ class Accounts:
         with self._act(actor, "trust.create", spec.name):
             try:
                 spec.build()
+                if spec.ca_file is not None:
+                    check_ca_file(spec.ca_file)
             except InvalidTrust as exc:
                 raise InvalidValue(str(exc)) from None
             if any(name_key(n) == name_key(spec.name) for n in self._configured_trusts):
@@ -324,5 +329,7 @@ class Accounts:
 
     def revoke_refresh_token(self, actor: Actor, token_id: int) -> None:
         with self._act(actor, "refresh_token.revoke", f"#{token_id}"):
+            if not 0 < token_id <= MAX_ROW_ID:
+                raise InvalidValue(f"{str(token_id)[:30]} is not a refresh token id")
             if not self._refresh.revoke(token_id, self._clock()):
                 raise UnknownAccount(f"no live refresh token {token_id}")

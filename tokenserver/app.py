@@ -74,6 +74,7 @@ def build_policy(config: Config) -> Explaining:
 
 def create_app(config: Config, *, clock: Callable[[], dt.datetime] = _utcnow) -> FastAPI:
     policy = build_policy(config)
+    config.check_trust_files()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

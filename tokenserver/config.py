@@ -21,7 +21,7 @@ from authcore.http_limits import ServingSettings, TLSFiles
 from authcore.jwk import ALGORITHMS
 from authcore.settings import ConfigError, load_settings
 from tokenserver.authz.acl import ACLEntry
-from tokenserver.federation.spec import InvalidTrust, TrustSpec
+from tokenserver.federation.spec import InvalidTrust, TrustSpec, check_ca_file
 
 __all__ = ["Config", "ConfigError", "load_config"]
 
@@ -270,6 +270,16 @@ class Config(_Section):
             if "ldap" in self.authn.order and self.ldap.url is None:
                 raise ValueError("authn.order names ldap but ldap.url is not set")
         return self
+
+    def check_trust_files(self) -> None:
+        """Read the trusts' CA files now: a bad one stops the start-up, naming it, rather
+        than failing every login of its trust."""
+        for index, trust in enumerate(self.federation):
+            if trust.ca_file is not None:
+                try:
+                    check_ca_file(trust.ca_file)
+                except InvalidTrust as exc:
+                    raise ConfigError(f"federation.{index} ({trust.name}): {exc}") from None
 
     @property
     def backend_order(self) -> tuple[str, ...]:

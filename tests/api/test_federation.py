@@ -12,6 +12,7 @@ import concurrent.futures
 import hashlib
 import hmac
 import json
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -473,6 +474,35 @@ def test_a_trickling_jwks_is_a_503_in_time_and_passwords_still_log_in(tmp_path: 
             assert jwks.connections == 1
 
 
+def test_a_ca_file_gone_since_the_trust_was_made_is_a_503(
+    fed: TestClient,
+    sign: Callable[..., str],
+    add_user: Callable[..., str],
+    issuer: OIDCIssuer,
+    tmp_path: Path,
+) -> None:
+    admin = ("root", add_user("root", groups=("admin",)))
+    ca_file = tmp_path / "issuer-ca.pem"
+    shutil.copy(issuer.ca_file, ca_file)
+    body = {
+        "name": "gha-moved",
+        "issuer": issuer.url,
+        "audience": AUDIENCE,
+        "scopes": ["repository:team/app:pull"],
+        "ca_file": str(ca_file),
+    }
+    assert fed.post("/admin/v1/federation-trusts", json=body, auth=admin).status_code == 201
+    ca_file.write_text("moved\n")  # spoilt after it was checked
+    got = login(fed, "gha-moved", sign(), "repository:team/app:pull")
+    assert got.status_code == 503, got.text
+    ca_file.unlink()
+    got = login(fed, "gha-moved", sign(), "repository:team/app:pull")
+    assert got.status_code == 503, got.text
+    shutil.copy(issuer.ca_file, ca_file)
+    got = login(fed, "gha-moved", sign(), "repository:team/app:pull")
+    assert got.status_code == 200, got.text
+
+
 def test_trusts_through_the_admin_api_count_at_once(
     fed: TestClient,
     sign: Callable[..., str],
@@ -507,6 +537,10 @@ def test_trusts_through_the_admin_api_count_at_once(
         body | {"scopes": ["admin:api:*"]},
         body | {"issuer": "http://127.0.0.1:1/"},
         body | {"claims": {"ref": "[unclosed"}},
+        body | {"claims": {"ref": "/a{99999999999}/"}},
+        body | {"claims": {"ref": "/" + "(" * 500 + "a" + ")" * 500 + "/"}},
+        body | {"ca_file": str(issuer.ca_file) + ".missing"},
+        body | {"ca_file": __file__},
         body | {"max_age": 10},
         body | {"name": "a b"},
         body | {"audience": ""},

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import json
+import re
 import socket
 import time
 import uuid
@@ -118,6 +119,7 @@ QUERY_PROBES: list[tuple[str, str, dict[str, str], int]] = [
     ("GET", "/admin/v1/users/%00", _basic(b"root:root-pw-1"), 404),
     ("DELETE", "/admin/v1/refresh-tokens/" + "9" * 5000, _basic(b"root:root-pw-1"), 400),
     ("DELETE", "/admin/v1/refresh-tokens/%C2%B2", _basic(b"root:root-pw-1"), 400),
+    ("DELETE", "/admin/v1/refresh-tokens/9223372036854775808", _basic(b"root:root-pw-1"), 400),
     ("GET", "/admin/v1/audit?limit=" + "9" * 5000, _basic(b"root:root-pw-1"), 400),
     ("GET", "/admin/v1/audit?since=yesterday", _basic(b"root:root-pw-1"), 400),
     ("GET", "/admin/v1/audit?since=9999-99-99T00:00:00Z", _basic(b"root:root-pw-1"), 400),
@@ -266,6 +268,32 @@ POST_PROBES: list[tuple[str, bytes, dict[str, str], int]] = [
         {"Content-Type": "application/json", **_basic(b"root:root-pw-1")},
         400,
     ),
+    # Trust fields Python's `re` and `ssl` choked on (OverflowError, RecursionError,
+    # a CA file accepted and then failing every login).
+    *(
+        (
+            "/admin/v1/federation-trusts",
+            json.dumps(
+                {
+                    "name": "t",
+                    "issuer": "https://127.0.0.1:9",
+                    "audience": "a",
+                    "scopes": ["repository:a/b:pull"],
+                    **fields,
+                }
+            ).encode(),
+            {"Content-Type": "application/json", **_basic(b"root:root-pw-1")},
+            400,
+        )
+        for fields in (
+            {"claims": {"ref": "/a{99999999999}/"}},
+            {"claims": {"ref": "/" + "(" * 500 + "a" + ")" * 500 + "/"}},
+            {"claims": {"ref": "/(?<!x)y/"}},
+            {"ca_file": "/etc/passwd"},
+            {"ca_file": "/nonexistent/ca.pem"},
+            {"ca_file": "/etc"},
+        )
+    ),
     # The web page: no session, no or forged CSRF tokens, hostile forms.
     ("/ui/users", b"name=evil&password=pw-evil-1&csrf=x", FORM, 401),
     ("/ui/ci-tokens", b"name=evil&scopes=admin:api:*&csrf=x", FORM, 401),
@@ -293,6 +321,49 @@ def test_post_probes(
         assert "nothing was changed" in answer.text or "Sign in" in answer.text
     else:
         assert answer.json()["error"]
+
+
+@pytest.fixture(scope="module")
+def web_page(server: TokenServer) -> Iterator[tuple[httpx.Client, str]]:
+    """A client signed in to the web page as root, and its session's CSRF token."""
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        form = client.get("/ui/login")
+        answer = client.post(
+            "/ui/login",
+            data={"username": "root", "password": "root-pw-1", "csrf": _csrf(form.text)},
+        )
+        assert answer.status_code == 303, answer.text
+        yield client, _csrf(client.get("/ui/users").text)
+
+
+def _csrf(html: str) -> str:
+    match = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert match is not None, html[:500]
+    return match.group(1)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/ui/audit?since=2900000d"),
+        ("GET", "/ui/audit?since=999999999999w"),
+        ("GET", "/ui/audit?since=soon"),
+        ("POST", "/ui/refresh-tokens/9223372036854775808/revoke?user=alice"),
+        ("POST", "/ui/refresh-tokens/" + "9" * 4000 + "/revoke?user=alice"),
+        ("POST", "/ui/refresh-tokens/0/revoke?user=alice"),
+        ("POST", "/ui/refresh-tokens/-1/revoke?user=alice"),
+    ],
+)
+def test_web_page_probes_of_a_signed_in_admin(
+    web_page: tuple[httpx.Client, str], stored_before: list[UserInfo], method: str, path: str
+) -> None:
+    client, csrf = web_page
+    answer = client.request(method, path, data={"csrf": csrf} if method == "POST" else None)
+    assert answer.status_code == 400, answer.text
+    if answer.headers["content-type"].startswith("text/html"):
+        assert 'class="error"' in answer.text
+    else:
+        assert answer.json()["error"] == "invalid_request"
 
 
 def test_parallel_updates_and_deletes_of_one_user(

@@ -71,8 +71,18 @@ def grant(
         ("/app/", "team/myapp/x", True),  # unanchored, like Go's regexp.Match
         ("/^(dev|ops)$/", "ops", True),
         ("/^(dev|ops)$/", "devops", False),
-        ("/^admin$/", "admin\n", False),  # Python's `$` would accept the newline
+        ("/^admin$/", "admin\n", False),  # RE2's `$` is the end (Python's takes a newline)
+        ("/^\\d+$/", "\u0661\u0662", False),  # Go's `\d` is ASCII (Python's any digit)
+        ("/(?i)^TEAM/", "team/x", True),
+        ("/^[[:alpha:]]+$/", "team", True),
         ("//", "//", True),  # too short to be a regex: a literal glob
+        ("a[.-0]b", "a/b", False),  # a class's range never takes in '/'
+        ("a[.-0]b", "a0b", True),
+        ("a[/-0]b", "a/b", False),
+        ("a[^x]b", "a/b", False),
+        ("[$^]\\{(x)}+", "^{(x)}+", True),  # RE2's metacharacters are plain in a glob
+        ("team/*", "team/\ud800", False),  # a lone surrogate (JSON "\ud800") is no text
+        ("/^team/", "team/\ud800", False),
     ],
 )
 def test_pattern_semantics(pattern: str, value: str, expected: bool) -> None:
@@ -80,12 +90,65 @@ def test_pattern_semantics(pattern: str, value: str, expected: bool) -> None:
 
 
 @pytest.mark.parametrize(
+    ("pattern", "value", "expected"),
+    [
+        ("/^(a+)+$/", "a" * 10_000 + "!", False),
+        ("/^(a+)+$/", "a" * 10_000, True),
+        ("/^([a-z]+)+$/", "a" * 250 + "0", False),
+        ("/(x+x+)+y/", "x" * 10_000, False),
+        ("/^(a|aa)+$/", "a" * 10_000 + "b", False),
+        ("*a*a*a*a*a*a*a*a*a*a*b", "a" * 10_000, False),
+        ("*a*a*a*a*a*a*a*a*a*a*a", "a" * 10_000, True),
+    ],
+)
+def test_catastrophic_patterns_match_in_linear_time(
+    pattern: str, value: str, expected: bool
+) -> None:
+    """Python's `re` takes seconds at thirty characters and forever at these; RE2 does not."""
+    assert Pattern(pattern).matches(value, NO_VALUES) is expected
+
+
+@pytest.mark.parametrize(
     "pattern",
-    ["team/[a-", "team/[", "trailing\\", "/(unclosed/", "${nope}", "${labels}", "${account:x}"],
+    [
+        "team/[a-",
+        "team/[",
+        "trailing\\",
+        "/(unclosed/",
+        "${nope}",
+        "${labels}",
+        "${account:x}",
+        "/a{99999999999}/",  # OverflowError in Python's `re`; Go refuses the count
+        "/a{1,99999999999}/",
+        "/a{1001}/",
+        "/" + "(" * 500 + "a" + ")" * 500 + "/",  # RecursionError in Python's `re`
+        "/" + "(?:" * 101 + "a" + ")" * 101 + "/",
+        "/^(?=team)/",  # look-around: not RE2, not Go
+        "/(a)\\1/",  # back-references likewise
+        "/\\Z/",
+        "/x\ud800/",
+    ],
 )
 def test_bad_patterns_are_refused(pattern: str) -> None:
     with pytest.raises(PatternError):
         Pattern(pattern)
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "/a{1000}/",
+        "/a{01}/",  # a leading zero: not a count, literal braces, as in Go
+        "/\\{99999999999}/",
+        "/[{99999999999}]/",
+        "/\\Q{99999999999}(\\E/",
+        "/" + "(" * 100 + "a" + ")" * 100 + "/",
+        "/" + "\\(" * 500 + "/",
+        "/\\x{10000}\\p{Greek}/",
+    ],
+)
+def test_what_go_takes_is_taken(pattern: str) -> None:
+    Pattern(pattern)
 
 
 def test_placeholder_values_are_escaped() -> None:
@@ -98,12 +161,35 @@ def test_placeholder_values_are_escaped() -> None:
     assert Pattern("${account}/*").matches("a.b/x", dotted)
 
 
-def test_label_placeholder_tries_every_value() -> None:
-    values = Values({}, {"groups": ["ops", "dev"]})
-    assert Pattern("${labels:groups}/*").matches("dev/tool", values)
-    assert Pattern("${labels:groups}/*").matches("ops/tool", values)
-    assert not Pattern("${labels:groups}/*").matches("qa/tool", values)
-    assert not Pattern("${labels:groups}/*").matches("x/y", Values({}, {}))
+@pytest.mark.parametrize(
+    "account",
+    [
+        "".join(chr(c) for c in range(0x20, 0x7F)),
+        "\x00\t\n\x7f-]^\\",
+        "é中😀 x",
+        "99999999999",
+    ],
+)
+def test_every_character_of_a_value_is_itself_in_re2(account: str) -> None:
+    values = Values({"account": account}, {})
+    outsider = "\x01"  # in none of the accounts
+    assert Pattern("/^${account}$/").matches(account, values)
+    assert not Pattern("/^${account}$/").matches(outsider, values)
+    assert Pattern("/^x${account}$/").matches("x" + account, values)
+    assert Pattern("/^[${account}]+$/").matches(account, values)
+    assert not Pattern("/^[${account}]+$/").matches(outsider, values)
+    assert Pattern("/^a{${account}}$/").matches("a{" + account + "}", values)
+    assert Pattern("${account}").matches(account, values)
+
+
+def test_a_value_that_makes_the_pattern_too_large_matches_nothing() -> None:
+    # `x` stands in for the account when the rule is loaded; a long account
+    # repeated four thousand times is a program RE2 will not build.
+    pattern = Pattern("/^(${account}${account}${account}${account}){1000}$/")
+    long = Values({"account": "a" * 250}, {})
+    assert not pattern.matches("a" * 1_000_000, long)
+    assert not pattern.matches("a" * 1_000_000, long)  # refused once, remembered
+    assert pattern.matches("b" * 4000, Values({"account": "b"}, {}))
 
 
 # -- rules ------------------------------------------------------------------
@@ -243,6 +329,9 @@ def test_wildcards_on_either_side() -> None:
         ({"match": {}, "actions": ["Pull"]}, "actions"),
         ({"match": {}, "actions": [""]}, "actions"),
         ({"match": {"labels": {"groups": "${wat}"}}, "actions": []}, "labels"),
+        ({"match": {"name": "/a{99999999999}/"}, "actions": []}, "match.name"),
+        ({"match": {"account": "/" + "(" * 500 + "/"}, "actions": []}, "match.account"),
+        ({"match": {"labels": {"groups": "/(?!ops)/"}}, "actions": []}, "match.labels"),
     ],
 )
 def test_bad_rules_are_refused_with_the_key(
@@ -304,6 +393,35 @@ def test_acl_file_hot_reload_and_bad_file_kept_out(
     assert [a.name for a in acl.filter(requester, scopes)] == ["a/x", "b/x"]
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [
+        [{"match": {"name": "/a{99999999999}/"}, "actions": ["pull"]}],
+        [{"match": {"name": "/" + "(" * 500 + "a" + ")" * 500 + "/"}, "actions": ["pull"]}],
+        [{"match": {"name": "/^(?=b)/"}, "actions": ["pull"]}],
+        "[" * 5000 + "]" * 5000,  # deeper than PyYAML's recursion goes
+    ],
+)
+def test_a_reloaded_file_that_re2_refuses_keeps_the_rules(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, bad: object
+) -> None:
+    path = tmp_path / "acl.yaml"
+    _replace(path, [{"match": {"name": "/^(a+)+$/"}, "actions": ["pull"]}])
+    acl = ACLFile(path)
+    requester = Requester(Identity("alice"), "registry")
+    scopes = parse_scopes(
+        ["repository:" + "a" * 250 + "0:pull", "repository:" + "a" * 255 + ":pull"]
+    )
+    assert [a.name for a in acl.filter(requester, scopes)] == ["a" * 255]
+    caplog.set_level(logging.INFO, logger="tokenserver.authz.acl_file")
+    _replace(path, bad)
+    assert [a.name for a in acl.filter(requester, scopes)] == ["a" * 255]
+    (refused,) = [r for r in caplog.records if "previous rules stay" in r.getMessage()]
+    assert refused.levelno == logging.ERROR
+    reason: str = refused.reason  # type: ignore[attr-defined]
+    assert "rule 1 match.name" in reason or "nested too deeply" in reason
+
+
 def test_a_bad_file_at_start_is_an_error(tmp_path: Path) -> None:
     path = tmp_path / "acl.yaml"
     _replace(path, [{"match": {"nme": "x"}, "actions": []}])
@@ -311,6 +429,11 @@ def test_a_bad_file_at_start_is_an_error(tmp_path: Path) -> None:
         ACLFile(path)
     with pytest.raises(ConfigError, match="No such file"):
         ACLFile(tmp_path / "missing.yaml")
+    _replace(
+        path, [{"match": {}, "actions": []}, {"match": {"name": "/a{99999999999}/"}, "actions": []}]
+    )
+    with pytest.raises(ConfigError, match=r"rule 2 match\.name: .*invalid repeat count"):
+        ACLFile(path)
 
 
 def test_rules_in_the_config(tmp_path: Path) -> None:
@@ -325,6 +448,10 @@ def test_rules_in_the_config(tmp_path: Path) -> None:
     assert load_config(path, environ={}).acl_file == tmp_path / "rules.yaml"
     path.write_text(yaml.safe_dump({"acl": [{"match": {"ip": "x"}, "actions": []}]}))
     with pytest.raises(ConfigError, match=r"acl\.0\.match\.ip"):
+        load_config(path, environ={})
+    nested = "/" + "(" * 500 + "a" + ")" * 500 + "/"
+    path.write_text(yaml.safe_dump({"acl": [{"match": {"name": nested}, "actions": []}]}))
+    with pytest.raises(ConfigError, match=r"acl\.0\.match\.name: .*nest deeper than 100"):
         load_config(path, environ={})
 
 

@@ -444,6 +444,12 @@ def test_audit_tail(run: Run, client: Any, add_user: Callable[..., str]) -> None
     assert password not in out
 
 
+@pytest.mark.parametrize("since", ["2900000d", "999999999999w"])
+def test_audit_tail_refuses_a_time_before_any_date(run: Run, since: str) -> None:
+    code, out, err = run("audit", "tail", "--since", since)
+    assert code == 2 and "at most 100 years" in err and not out
+
+
 def test_serve_checks_the_ldap_password_file_first(
     make_config: Callable[..., Config], run: Run, fake_uvicorn: dict[str, object]
 ) -> None:
@@ -499,6 +505,22 @@ def test_trust_add_list_and_del(run: Run) -> None:
     assert run("trust", "del", "gha-app")[0] == 0
     code, _, err = run("trust", "del", "gha-app")
     assert code == 2 and "no trust" in err
+    assert json.loads(run("trust", "list", "--json")[1]) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--claim", "ref=/a{99999999999}/"], "claims.ref: "),
+        (["--claim", "ref=/" + "(" * 500 + "a" + ")" * 500 + "/"], "claims.ref: "),
+        (["--claim", "ref=/^(?=refs)/"], "claims.ref: "),
+        (["--ca-file", "/etc/passwd"], "not a PEM file"),
+        (["--ca-file", "/nonexistent/ca.pem"], "No such file"),
+    ],
+)
+def test_trust_add_refuses_what_cannot_be_used(run: Run, args: list[str], message: str) -> None:
+    code, _, err = run("trust", "add", "gha-bad", *TRUST_ARGS, *args)
+    assert code == 2 and message in err, err
     assert json.loads(run("trust", "list", "--json")[1]) == []
 
 

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import event, text
 
 from authcore.identity import ScopeLimit, ScopePatternError, parse_scope_pattern
-from authcore.scope import parse_scopes
+from authcore.scope import Access, parse_scopes
 from tokenserver.store.db import Database
 from tokenserver.store.login_failures import LoginFailureStore
 from tokenserver.throttle import LoginThrottle, ThrottleUnavailable
@@ -185,6 +185,16 @@ def test_scope_limit_narrows(patterns: list[str], scope: str, expected: set[str]
 def test_bad_scope_patterns(text: str) -> None:
     with pytest.raises(ScopePatternError):
         parse_scope_pattern(text)
+
+
+def test_a_scope_glob_matches_in_linear_time() -> None:
+    """Python's `re` would try every split of the name among the stars (forever, here)."""
+    limit = ScopeLimit.parse(["repository:*a*a*a*a*a*a*a*a*a*a*b:pull", "repository:x[/-0]y:push"])
+    assert limit.allowed(Access("repository", "a" * 255, frozenset({"pull"}))) == frozenset()
+    hit = Access("repository", "a" * 254 + "b", frozenset({"pull"}))
+    assert limit.allowed(hit) == frozenset({"pull"})
+    assert limit.allowed(Access("repository", "x0y", frozenset({"push"}))) == {"push"}
+    assert limit.allowed(Access("repository", "x/y", frozenset({"push"}))) == frozenset()
 
 
 def test_scope_limit_round_trips_and_needs_a_scope() -> None:

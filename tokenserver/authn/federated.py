@@ -76,6 +76,8 @@ class FederatedBackend:
             verifier = self._trusts.verifier(account.name)
         except SQLAlchemyError:
             raise BackendUnavailable("the trust database cannot be reached") from None
+        except KeysUnavailable as exc:
+            raise BackendUnavailable(f"the issuer's keys are unavailable: {exc}") from None
         if verifier is None:
             return None  # removed since the lookup
         try:

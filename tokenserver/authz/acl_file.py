@@ -38,6 +38,8 @@ def read_acl_file(path: Path) -> list[ACLEntry]:
         raise ConfigError(f"acl_file {path}: {exc.strerror}") from None
     except (UnicodeDecodeError, yaml.YAMLError):
         raise ConfigError(f"acl_file {path}: not valid YAML") from None
+    except RecursionError:  # PyYAML builds nested lists by recursion
+        raise ConfigError(f"acl_file {path}: nested too deeply") from None
     if isinstance(data, dict) and set(data) == {"acl"}:
         data = data["acl"]
     if not isinstance(data, list):

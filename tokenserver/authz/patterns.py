@@ -3,6 +3,12 @@
 A pattern is a glob (Go's `path.Match`: `*` and `?` never cross a `/`,
 `[a-z]` and `[^a-z]` classes, `\\` escapes) or, between slashes, a regular
 expression that may match anywhere in the value (`/^team\\//` to anchor).
+Regular expressions are RE2's, which is Go's `regexp` syntax, as docker_auth
+reads its rules; globs are turned into RE2 too. The rules are an
+administrator's but the values an attacker's (a scope's name, an ID token's
+claim): in RE2 a match takes time linear in the value whatever the pattern,
+where Python's `re` backtracks (`^(a+)+$` against thirty characters: seconds).
+
 Placeholders `${account}`, `${type}`, `${name}`, `${service}` and
 `${labels:KEY}` are filled in before matching; the values are escaped, so an
 account named `a*` matches only itself. A multi-valued label makes the
@@ -18,6 +24,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from authcore.globs import GlobError, compile_glob, escape_glob
+from authcore.regex import InvalidPattern, LinearPattern, compile_pattern
+from authcore.regex import escape as escape_regex
 
 __all__ = ["Pattern", "PatternError", "Values"]
 
@@ -27,7 +35,6 @@ MAX_COMBINATIONS = 4096
 
 _PLACEHOLDER = re.compile(r"\$\{([a-z]+)(?::([^}]*))?\}")
 _SCALARS = frozenset({"account", "type", "name", "service"})
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class PatternError(ValueError):
@@ -43,15 +50,34 @@ class Values:
 
 
 @functools.lru_cache(maxsize=4096)
-def _compile(source: str, is_regex: bool) -> re.Pattern[str]:
+def _compile(source: str, is_regex: bool) -> LinearPattern:
+    """A glob matches the whole value (it is compiled anchored); a regex anywhere in it."""
     try:
-        if is_regex:
-            return re.compile(source)
-        return compile_glob(source)
+        return compile_pattern(source) if is_regex else compile_glob(source)
     except GlobError as exc:
         raise PatternError(str(exc)) from None
-    except re.error as exc:
-        raise PatternError(f"{source!r}: {exc}") from None
+    except InvalidPattern as exc:
+        raise PatternError(f"{source[:100]!r}: {exc}") from None
+
+
+@functools.lru_cache(maxsize=4096)
+def _compile_filled(source: str, is_regex: bool) -> LinearPattern | None:
+    """None when the filled-in values make a pattern RE2 will not build (too large a
+    program): it then matches nothing, as docker_auth's does, and is not built again."""
+    try:
+        return _compile(source, is_regex)
+    except PatternError:
+        return None
+
+
+def _is_unicode(value: str) -> bool:
+    if value.isascii():
+        return True
+    try:
+        value.encode()
+    except UnicodeEncodeError:  # a lone surrogate, as JSON's "\ud800" makes one
+        return False
+    return True
 
 
 class Pattern:
@@ -78,24 +104,18 @@ class Pattern:
         return f"Pattern({self.source!r})"
 
     def matches(self, value: str, values: Values) -> bool:
-        if self.is_regex and _CONTROL.search(value):
-            # Python's `$` also matches before a final newline, Go's does not:
-            # refuse rather than match more than the rule's author meant.
-            return False
+        if not _is_unicode(value):
+            return False  # no text RE2 can read, so none a rule's author meant
         if self._static is not None:
-            return self._test(self._static, value)
+            return self._static.search(value)
         for filled in itertools.islice(self._fill(values), MAX_COMBINATIONS):
-            if self._test(_compile(filled, self.is_regex), value):
+            compiled = _compile_filled(filled, self.is_regex)
+            if compiled is not None and compiled.search(value):
                 return True
         return False
 
-    def _test(self, compiled: re.Pattern[str], value: str) -> bool:
-        if self.is_regex:
-            return compiled.search(value) is not None
-        return compiled.fullmatch(value) is not None
-
     def _fill(self, values: Values) -> Iterator[str]:
-        escape = re.escape if self.is_regex else escape_glob
+        escape = escape_regex if self.is_regex else escape_glob
         label_keys = sorted({key for kind, key in self._placeholders if kind == "labels" and key})
         choices = [values.labels.get(key, ()) for key in label_keys]
         for combination in itertools.product(*choices):

@@ -83,7 +83,12 @@ class KeySource:
         self._jwks_uri = jwks_uri
         self._file = jwks_file
         self._clock = clock
-        self._tls = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+        try:
+            self._tls = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            # Checked when the trust was made, but gone or spoilt since: the
+            # issuer cannot be reached, as when it is down.
+            raise KeysUnavailable(f"ca_file {ca_file}: {type(exc).__name__}") from None
         self._keys: dict[str, PublicKeyType] = {}
         self._fetched_at: float | None = None
         self._failure: str | None = None

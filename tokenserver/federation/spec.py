@@ -2,11 +2,14 @@
 
 A `TrustSpec` is plain values (as YAML, JSON or a table row give them);
 `TrustSpec.build()` checks every one and makes the `Trust` the verifier uses.
+`check_ca_file` reads the CA file, once, when a trust is made or the server
+starts; `build()` runs at every login and reads no file.
 """
 
 from __future__ import annotations
 
 import re
+import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +20,7 @@ from tokenserver.authz.patterns import Pattern, PatternError
 from tokenserver.federation.trust import Trust
 from tokenserver.names import InvalidName, check_name
 
-__all__ = ["ADMIN_TYPE", "InvalidTrust", "TrustSpec"]
+__all__ = ["ADMIN_TYPE", "InvalidTrust", "TrustSpec", "check_ca_file"]
 
 ADMIN_TYPE = "admin"
 MIN_AGE, MAX_AGE = 60, 86400
@@ -26,6 +29,17 @@ _CLAIM = re.compile(r"[A-Za-z0-9_.:/-]{1,64}")
 
 class InvalidTrust(ValueError):
     """A trust that cannot be used; the message names the field."""
+
+
+def check_ca_file(path: Path) -> None:
+    """InvalidTrust unless `path` is a PEM file holding CA certificates."""
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except ssl.SSLError:
+        raise InvalidTrust(f"ca_file {path}: not a PEM file of CA certificates") from None
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or "cannot be read"
+        raise InvalidTrust(f"ca_file {path}: {reason}") from None
 
 
 def _https(field_name: str, value: str) -> str:

@@ -51,7 +51,8 @@ class Trusts:
         return sorted(names)
 
     def verifier(self, name: str) -> Verifier | None:
-        """Blocking: the verifier of the trust of this name, or None."""
+        """Blocking: the verifier of the trust of this name, or None; KeysUnavailable when
+        its CA file cannot be read."""
         spec = self.spec(name)
         if spec is None:
             return None

@@ -62,6 +62,7 @@ async def audit(request: Request) -> Response:
     return page(
         request,
         "audit.html",
+        400 if error else 200,
         filters=filters,
         outcomes=OUTCOMES,
         rows=rows[:PAGE],
