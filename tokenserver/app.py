@@ -116,6 +116,7 @@ def create_app(config: Config, *, clock: Callable[[], dt.datetime] = _utcnow) ->
                 config.throttle.address_failures,
                 config.throttle.window,
                 clock=lambda: clock().timestamp(),
+                ipv6_prefix=config.throttle.ipv6_prefix,
             ),
             metrics=app.state.metrics,
             audit=audit,

@@ -22,6 +22,7 @@ from authcore.jwk import ALGORITHMS
 from authcore.settings import ConfigError, load_settings
 from tokenserver.authz.acl import ACLEntry
 from tokenserver.federation.spec import InvalidTrust, TrustSpec, check_ca_file
+from tokenserver.throttle import DEFAULT_IPV6_PREFIX
 
 __all__ = ["Config", "ConfigError", "load_config"]
 
@@ -234,6 +235,9 @@ class ThrottleConfig(_Section):
     account_failures: int = Field(default=10, ge=1)
     address_failures: int = Field(default=50, ge=1)
     window: int = Field(default=300, ge=1)  # seconds
+    # An IPv6 client counts by its network of this many bits (an IPv4 one by its
+    # address). Strict: YAML's `yes` would otherwise be a /1.
+    ipv6_prefix: int = Field(default=DEFAULT_IPV6_PREFIX, ge=0, le=128, strict=True)
 
 
 class LogConfig(_Section):

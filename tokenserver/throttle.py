@@ -7,6 +7,11 @@ until the oldest failure leaves the window. A successful login clears the
 account's failures (not the address's: one good account must not launder an
 address that is guessing at others).
 
+An IPv4 client is counted by its address, an IPv6 client by its network of
+`ipv6_prefix` bits (a /64 by default): one subscriber or host commonly holds a
+whole /64 and can send from any of its 2^64 addresses, so per address its
+limit would be no limit. An IPv4-mapped IPv6 address is its IPv4 address.
+
 The failures live in the database (`store/login_failures.py`), so every
 instance on one database counts the same ones. A check is one indexed read;
 a successful login writes only when that read found failures of the account
@@ -40,7 +45,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from tokenserver.store.login_failures import LoginFailureStore
 
-__all__ = ["LoginThrottle", "Standing", "ThrottleUnavailable"]
+__all__ = ["DEFAULT_IPV6_PREFIX", "LoginThrottle", "Standing", "ThrottleUnavailable"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +55,9 @@ PURGE_EVERY = 60.0
 # Seconds what a check read of a key's failures stands in for a fresh read.
 FRESH = 1.0
 MAX_REMEMBERED = 10_000
+# The smallest network one host holds: its 64-bit interface identifiers (RFC 4291)
+# are what SLAAC and privacy addresses choose freely.
+DEFAULT_IPV6_PREFIX = 64
 
 
 class ThrottleUnavailable(Exception):
@@ -65,14 +73,19 @@ class Standing:
 
 
 @functools.lru_cache(maxsize=4096)
-def _address_key(address: str) -> str:
+def address_key(address: str, ipv6_prefix: int = DEFAULT_IPV6_PREFIX) -> str:
+    """The key a client address's failures count under, however the address was written."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return ADDRESS + address
-    # One host, one key, however the address was written.
-    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
-    return ADDRESS + str(mapped or ip)
+    if isinstance(ip, ipaddress.IPv4Address):
+        return ADDRESS + str(ip)
+    if ip.ipv4_mapped is not None:  # an IPv4 client of a dual-stack socket
+        return ADDRESS + str(ip.ipv4_mapped)
+    # From the integer, so a zone (`fe80::1%eth0`) does not make a network of its own.
+    network = ipaddress.IPv6Network((int(ip), ipv6_prefix), strict=False)
+    return ADDRESS + str(network)
 
 
 def _wait(times: Sequence[float], limit: int, window: float, now: float) -> float:
@@ -89,8 +102,13 @@ class LoginThrottle:
         address_limit: int,
         window: float,
         clock: Callable[[], float] = time.time,
+        *,
+        ipv6_prefix: int = DEFAULT_IPV6_PREFIX,
     ) -> None:
+        if not 0 <= ipv6_prefix <= 128:
+            raise ValueError(f"an IPv6 prefix length is 0 to 128, not {ipv6_prefix}")
         self._store = store
+        self._ipv6_prefix = ipv6_prefix
         self._account_limit = account_limit
         self._address_limit = address_limit
         self._window = window
@@ -121,10 +139,13 @@ class LoginThrottle:
         """The standing from what a recent check read (never blocks); None if it must be read."""
         now = self._clock()
         by_account = self._recent(ACCOUNT + account, now)
-        by_address = self._recent(_address_key(address), now) if address else ()
+        by_address = self._recent(self._address_key(address), now) if address else ()
         if by_account is None or by_address is None:
             return None
         return self._standing(by_account, by_address, now)
+
+    def _address_key(self, address: str) -> str:
+        return address_key(address, self._ipv6_prefix)
 
     def _remember(self, key: str, times: list[float], now: float) -> None:
         if len(self._read) >= MAX_REMEMBERED:
@@ -139,16 +160,16 @@ class LoginThrottle:
         """Raises ThrottleUnavailable when the counts cannot be read."""
         now = self._clock()
         account_key = ACCOUNT + account
-        address_key = _address_key(address) if address else None
+        client_key = self._address_key(address) if address else None
         try:
-            rows = self._store.recent(account_key, address_key, now - self._window)
+            rows = self._store.recent(account_key, client_key, now - self._window)
         except SQLAlchemyError as exc:
             raise ThrottleUnavailable(type(exc).__name__) from None
         by_account = [at for key, at in rows if key == account_key]
-        by_address = [at for key, at in rows if key == address_key]
+        by_address = [at for key, at in rows if key == client_key]
         self._remember(account_key, by_account, now)
-        if address_key is not None:
-            self._remember(address_key, by_address, now)
+        if client_key is not None:
+            self._remember(client_key, by_address, now)
         return self._standing(by_account, by_address, now)
 
     def retry_after(self, account: str, address: str | None) -> int:
@@ -163,7 +184,7 @@ class LoginThrottle:
         now = self._clock()
         keys = [] if account is None else [ACCOUNT + account]
         if address:
-            keys.append(_address_key(address))
+            keys.append(self._address_key(address))
         if not keys:
             return
         self._forget(keys)

@@ -8,11 +8,13 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from tests.conftest import FakeClock, LeakGuard
+from tests.support.tokenserver import TokenServer
 from tokenserver import audit
 from tokenserver.config import Config
 from tokenserver.store.audit import AuditRecord, AuditStore
@@ -182,3 +184,50 @@ def test_address_throttle_spans_accounts(
         assert _login(throttled, f"guess{i}", "wrong").status_code == 401
     response = _login(throttled, "carol", password)
     assert response.status_code == 429 and int(response.headers["retry-after"]) > 0
+
+
+def test_ipv6_clients_are_throttled_by_their_64_on_a_real_server(
+    tmp_path: Path, leak_guard: LeakGuard
+) -> None:
+    """A token server on [::1] behind a proxy there (trusted): a client's /64 is one client.
+
+    Only ::1 is a local IPv6 address, so the clients' addresses come as a
+    trusted proxy forwards them, in each form a proxy may write.
+    """
+    ts = TokenServer(
+        tmp_path,
+        host="::1",
+        extra={
+            "server": {"trusted_proxies": ["::1"]},
+            "users": {"bcrypt_cost": 4},
+            "throttle": {"account_failures": 100, "address_failures": 3, "window": 300},
+        },
+    )
+    password = leak_guard.add("alice-pw-ipv6")
+    ts.add_user("alice", password)
+    assert ts.url.startswith("http://[::1]:")
+    with ts, httpx.Client(base_url=ts.url, timeout=30) as http:
+
+        def login(user: str, secret: str, forwarded: str | None = None) -> int:
+            headers = {} if forwarded is None else {"X-Forwarded-For": forwarded}
+            auth = (user, secret)
+            response = http.get("/token", params={"service": SERVICE}, auth=auth, headers=headers)
+            return response.status_code
+
+        assert login("alice", password) == 200  # the proxy's own request, not forwarded
+        # Three failures from three addresses of one /64.
+        assert login("guess1", "wrong", "2001:db8:1:2::1") == 401
+        assert login("guess2", "wrong", "[2001:db8:1:2::2]:50000") == 401
+        assert login("guess3", "wrong", "2001:db8:1:2:ffff::3, ::1") == 401  # one more hop
+        # A fourth address of that /64 is the same client: refused, right password or not.
+        assert login("alice", password, "2001:db8:1:2:abcd::4") == 429
+        # The neighbouring /64 and the proxy itself are other clients.
+        assert login("alice", password, "2001:db8:1:3::1") == 200
+        assert login("alice", password) == 200
+        # An IPv4 client forwarded as a mapped address is its IPv4 address, not part of a /64.
+        for i in range(1, 4):
+            assert login(f"guess{i}", "wrong", f"::ffff:192.0.2.{i}") == 401
+        assert login("alice", password, "::ffff:192.0.2.4") == 200
+        assert login("guess4", "wrong", "192.0.2.1") == 401
+        assert login("guess5", "wrong", "::FFFF:c000:201") == 401
+        assert login("alice", password, "192.0.2.1") == 429

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import statistics
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any
 
+import httpx
 import jwt
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from tests.conftest import FakeClock, LeakGuard
+from tests.support.tokenserver import TokenServer
 from tokenserver.config import Config
 from tokenserver.store.db import Database
 
@@ -179,3 +184,59 @@ def test_create_refusals(client: TestClient, admin: tuple[str, str], leak_guard:
     # After revoking, the name can be used again (a rotated secret).
     assert client.delete("/admin/v1/ci-tokens/ci-app", auth=admin).status_code == 204
     assert create_token(client, admin, leak_guard).startswith("tsci_")
+
+
+def test_a_live_name_refused_takes_as_long_as_an_unknown_or_revoked_one(
+    tmp_path: Path, leak_guard: LeakGuard
+) -> None:
+    """Against a real server: the time of a refusal does not tell which names are live.
+
+    Each refusal is one bcrypt check (at a cost that dwarfs the rest of a
+    request), a right secret none. Before, a live name's wrong secret took a
+    fiftieth of an unknown name's refusal. The bound is loose and the paths
+    are sampled in turn, so the machine's noise falls on all of them.
+    """
+    ts = TokenServer(
+        tmp_path,
+        extra={
+            "users": {"bcrypt_cost": 10},
+            "throttle": {"account_failures": 1000, "address_failures": 1000},
+        },
+    )
+    root = ("root", leak_guard.add("root-pw-timing"))
+    ts.add_user(*root, "admin")
+    with ts, httpx.Client(base_url=ts.url, timeout=30) as http:
+
+        def create(name: str) -> str:
+            body = {"name": name, "scopes": ["repository:team/*:pull"], "ttl": 3600}
+            response = http.post("/admin/v1/ci-tokens", json=body, auth=root)
+            assert response.status_code == 201, response.text
+            return leak_guard.add(response.json()["secret"])
+
+        live = create("ci-live")
+        gone = create("ci-gone")
+        assert http.delete("/admin/v1/ci-tokens/ci-gone", auth=root).status_code == 204
+        wrong = live[:-1] + ("A" if live[-1] != "A" else "B")
+        refusals = {
+            "live name, wrong secret": ("ci-live", wrong),
+            "unknown name": ("ci-nobody", wrong),
+            "revoked name, its secret": ("ci-gone", gone),
+            "user, wrong password": ("root", wrong),
+        }
+        paths = {**refusals, "right secret": ("ci-live", live)}
+        times: dict[str, list[float]] = {path: [] for path in paths}
+        order = list(paths)
+        for round_ in range(6):
+            for path in order[round_ % len(order) :] + order[: round_ % len(order)]:
+                started = time.perf_counter()
+                response = http.get("/token", params={"service": SERVICE}, auth=paths[path])
+                elapsed = time.perf_counter() - started
+                assert response.status_code == (200 if path == "right secret" else 401)
+                if round_:  # the first round warms connections and caches
+                    times[path].append(elapsed)
+    medians = {path: statistics.median(times[path]) for path in paths}
+    slowest = max(medians[path] for path in refusals)
+    for path in refusals:
+        assert medians[path] > slowest / 3, medians
+    # The decoy is for refusals only: a right secret does not wait for it.
+    assert medians["right secret"] < slowest / 3, medians

@@ -15,6 +15,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+import bcrypt
 import pytest
 from fastapi.testclient import TestClient
 
@@ -22,6 +23,8 @@ from tests.conftest import LeakGuard
 from tests.support.ldap import LdapDirectory as Directory
 from tests.support.ldap import SilentServer, Slapd
 from tokenserver.authn.base import BackendUnavailable, BadCredentials
+from tokenserver.authn.cache import CredentialCache
+from tokenserver.authn.chain import Authenticator
 from tokenserver.authn.ldap import LDAPBackend, escape_filter_value
 from tokenserver.config import Config
 from tokenserver.secret import Secret
@@ -280,6 +283,30 @@ def test_group_rules_through_get_token(
         assert wrong.status_code == 401 and wrong.json()["error"] == "unauthorized"
         empty = client.get(url, headers=_basic(dev, ""))
         assert empty.status_code == 401
+
+
+def test_a_refused_bind_costs_what_an_unknown_name_does(
+    directory: Directory, backend: LDAPBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uid, password = directory.user("timing")
+    auth = Authenticator([backend], CredentialCache(0), bcrypt_cost=4)
+    costs: list[int] = []
+    real = bcrypt.hashpw
+
+    def counting(secret: bytes, salt: bytes) -> bytes:
+        costs.append(int(salt.split(b"$")[2]))
+        return real(secret, salt)
+
+    # Counted where the work is done: whichever check runs, it is one bcrypt.
+    monkeypatch.setattr(bcrypt, "hashpw", counting)
+    for name in (directory.name("nobody"), uid):
+        costs.clear()
+        with pytest.raises(BadCredentials):
+            auth.authenticate(name, Secret(password + "x"))
+        assert costs == [4], name
+    costs.clear()
+    assert auth.authenticate(uid, Secret(password)).subject == uid
+    assert costs == []  # a right password is the bind alone
 
 
 def test_chain_order_no_such_user_moves_on_wrong_password_stops(

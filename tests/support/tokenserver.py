@@ -14,7 +14,7 @@ import httpx
 import yaml
 
 from authcore.jsonlog import INTERVAL as LOG_INTERVAL
-from tests.support.peers import Peer, free_port
+from tests.support.peers import LOOPBACK, Peer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -52,11 +52,12 @@ class TokenServer(Peer):
         htpasswd: Path | None = None,
         tls: tuple[Path, Path] | None = None,
         extra: dict[str, Any] | None = None,
+        host: str = LOOPBACK,
     ) -> None:
         super().__init__(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.addr = f"127.0.0.1:{self.port}"
+        self.port = free_port(host)
+        self.addr = f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
         self.url = f"{'https' if tls else 'http'}://{self.addr}"
         self.tls = tls
         self.realm = f"{self.url}/token"

@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import pickle
 from collections.abc import Callable
 from pathlib import Path
 
+import bcrypt
 import pytest
 
+from authcore.identity import ScopeLimit
+from tests.conftest import LeakGuard
 from tokenserver.authn.base import Account, BackendUnavailable, BadCredentials
 from tokenserver.authn.cache import CredentialCache
 from tokenserver.authn.chain import Authenticator
+from tokenserver.authn.ci_tokens import CITokenBackend
 from tokenserver.authn.database import DatabaseBackend
+from tokenserver.authn.federated import FederatedBackend
 from tokenserver.authn.htpasswd import HtpasswdBackend
+from tokenserver.federation.spec import TrustSpec
+from tokenserver.federation.trusts import Trusts
 from tokenserver.passwords import (
     MAX_PASSWORD_BYTES,
     PasswordRejected,
@@ -23,7 +31,9 @@ from tokenserver.passwords import (
     verify_password,
 )
 from tokenserver.secret import Secret
+from tokenserver.store.ci_tokens import CITokenStore
 from tokenserver.store.db import Database
+from tokenserver.store.trusts import TrustStore
 from tokenserver.store.users import UserStore
 
 ROUNDS = 4
@@ -59,6 +69,10 @@ class CountingBackend:
     def remember_checks(self) -> bool:
         return self.inner.remember_checks  # type: ignore[attr-defined, no-any-return]
 
+    @property
+    def checks_bcrypt(self) -> bool:
+        return self.inner.checks_bcrypt  # type: ignore[attr-defined, no-any-return]
+
     def wants(self, password: Secret) -> bool:
         return self.inner.wants(password)  # type: ignore[attr-defined, no-any-return]
 
@@ -85,6 +99,7 @@ class DictBackend:
         return self.lookup(subject)
 
     remember_checks = True
+    checks_bcrypt = True
 
     def wants(self, password: Secret) -> bool:
         return True
@@ -500,3 +515,89 @@ def test_remembered_never_answers_for_ci_tokens_or_unknown_names(
     with pytest.raises(BadCredentials):
         auth.authenticate("nobody", Secret("pw"))
     assert auth.remembered("nobody", Secret("pw")) is None
+
+
+# ---- equal work on every refusal ----------------------------------------------
+
+
+def _bcrypt_costs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The cost of every bcrypt computation from now on, whoever asks for it.
+
+    Counted where passlib hands the work to the bcrypt library, so the test
+    sees the work done, not which of the server's functions did it.
+    """
+    costs: list[int] = []
+    real = bcrypt.hashpw
+
+    def counting(password: bytes, salt: bytes) -> bytes:
+        costs.append(int(salt.split(b"$")[2]))
+        return real(password, salt)
+
+    monkeypatch.setattr(bcrypt, "hashpw", counting)
+    return costs
+
+
+def _refusal_costs(auth: Authenticator, costs: list[int], name: str, password: str) -> list[int]:
+    costs.clear()
+    with pytest.raises(BadCredentials):
+        auth.authenticate(name, Secret(password))
+    return list(costs)
+
+
+def test_every_ci_token_refusal_costs_one_bcrypt_check_and_a_right_secret_none(
+    database: Database, db_users: UserStore, leak_guard: LeakGuard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+    clock = [now]
+    store = CITokenStore(database)
+    scopes = ScopeLimit.parse(["repository:team/*:pull"])
+    _, live = store.create("ci-live", scopes, now + dt.timedelta(days=1), now)
+    _, short = store.create("ci-short", scopes, now + dt.timedelta(hours=1), now)
+    _, gone = store.create("ci-gone", scopes, now + dt.timedelta(days=1), now)
+    store.revoke("ci-gone", now)
+    for secret in (live, short, gone):
+        leak_guard.add(secret)
+    # A wrong secret of the right shape, so the CI backend is asked about it.
+    wrong = live[:-1] + ("A" if live[-1] != "A" else "B")
+    auth = Authenticator(
+        [CITokenBackend(store, lambda: clock[0]), DatabaseBackend(db_users)],
+        CredentialCache(60),
+        bcrypt_cost=ROUNDS,
+    )
+    costs = _bcrypt_costs(monkeypatch)
+
+    assert auth.authenticate("ci-live", Secret(live)).subject == "ci-live"
+    assert costs == []  # the right secret stays a SHA-256: nothing added to the good path
+    one_check = [ROUNDS]
+    assert _refusal_costs(auth, costs, "ci-nobody", wrong) == one_check  # the decoy, as before
+    assert _refusal_costs(auth, costs, "ci-live", wrong) == one_check
+    assert _refusal_costs(auth, costs, "ci-gone", gone) == one_check
+    assert _refusal_costs(auth, costs, "alice", wrong) == one_check  # a user's wrong password
+    clock[0] = now + dt.timedelta(hours=2)
+    assert _refusal_costs(auth, costs, "ci-short", short) == one_check
+    assert auth.authenticate("ci-live", Secret(live)).subject == "ci-live"
+    assert costs == one_check  # still only the refusal's
+
+
+def test_a_refused_id_token_to_a_trust_costs_what_an_unknown_name_does(
+    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text('{"keys": []}')
+    trust = TrustSpec("gh", "https://issuer.example", "registry", ["repository:a/*:pull"],
+                      jwks_file=jwks)  # fmt: skip
+    trusts = Trusts([trust], TrustStore(database), lambda: dt.datetime.now(dt.UTC))
+    federated = FederatedBackend(trusts)
+    auth = Authenticator(
+        [federated, DatabaseBackend(UserStore(database))], CredentialCache(60), bcrypt_cost=ROUNDS
+    )
+    costs = _bcrypt_costs(monkeypatch)
+    # Short enough for bcrypt to be asked (72 bytes), shaped enough for the trusts.
+    short = "eyJhbGciOiJFUzI1NiJ9.e30.c2lnbmF0dXJl"
+    assert federated.wants(Secret(short))
+    assert _refusal_costs(auth, costs, "gx", short) == [ROUNDS]
+    assert _refusal_costs(auth, costs, "gh", short) == [ROUNDS]
+    # A longer one is never bcrypt's to check, for a trust's name or any other.
+    long = short + "x" * 80
+    assert _refusal_costs(auth, costs, "gx", long) == []
+    assert _refusal_costs(auth, costs, "gh", long) == []

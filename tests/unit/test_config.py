@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tokenserver import cli
 from tokenserver.config import Config, ConfigError, load_config
 
 
@@ -156,6 +157,12 @@ def test_bad_addr_refused(addr: str) -> None:
         ("server", {"max_body_bytes": 10}, "server.max_body_bytes"),
         ("log", {"level": "loud"}, "log.level"),
         ("database", {"pool_size": 0}, "database.pool_size"),
+        ("throttle", {"ipv6_prefix": -1}, "throttle.ipv6_prefix"),
+        ("throttle", {"ipv6_prefix": 129}, "throttle.ipv6_prefix"),
+        ("throttle", {"ipv6_prefix": "/64"}, "throttle.ipv6_prefix"),
+        ("throttle", {"ipv6_prefix": 64.5}, "throttle.ipv6_prefix"),
+        ("throttle", {"ipv6_prefix": True}, "throttle.ipv6_prefix"),  # YAML's `yes`, not a /1
+        ("throttle", {"ipv6_prefix": None}, "throttle.ipv6_prefix"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, section: str, values: dict, key: str) -> None:
@@ -264,3 +271,21 @@ def test_ldap_and_backend_order(tmp_path: Path) -> None:
 def test_bad_ldap_and_authn_settings(tmp_path: Path, data: object, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_config(_write(tmp_path / "c.yaml", data), environ={})
+
+
+def test_ipv6_prefix_default_range_and_environment() -> None:
+    assert load_config(None, environ={}).throttle.ipv6_prefix == 64
+    for value in ("0", "48", "128"):
+        environ = {"TOKENSERVER_THROTTLE_IPV6_PREFIX": value}
+        assert load_config(None, environ=environ).throttle.ipv6_prefix == int(value)
+    with pytest.raises(ConfigError, match=r"throttle\.ipv6_prefix"):
+        load_config(None, environ={"TOKENSERVER_THROTTLE_IPV6_PREFIX": "200"})
+
+
+def test_a_bad_ipv6_prefix_stops_serve_before_it_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _write(tmp_path / "c.yaml", {"throttle": {"ipv6_prefix": 129}})
+    assert cli.main(["serve", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "throttle.ipv6_prefix" in err and "Traceback" not in err

@@ -13,7 +13,7 @@ from authcore.identity import ScopeLimit, ScopePatternError, parse_scope_pattern
 from authcore.scope import Access, parse_scopes
 from tokenserver.store.db import Database
 from tokenserver.store.login_failures import LoginFailureStore
-from tokenserver.throttle import LoginThrottle, ThrottleUnavailable
+from tokenserver.throttle import LoginThrottle, Standing, ThrottleUnavailable, address_key
 
 
 class Clock:
@@ -127,6 +127,65 @@ def test_one_address_however_it_is_written(database: Database) -> None:
     throttle.failure("d", "10.0.0.9")
     assert throttle.retry_after("e", "10.0.0.9") == 60
     assert throttle.retry_after("e", "2001:db8:0::1") == 60
+
+
+@pytest.mark.parametrize(
+    ("address", "prefix", "key"),
+    [
+        # IPv4: one address, one key; its neighbours are other clients.
+        ("10.0.0.9", 64, "10.0.0.9"),
+        ("10.0.0.10", 0, "10.0.0.10"),
+        # IPv4-mapped (a dual-stack socket's IPv4 client): the IPv4 address, whatever the prefix.
+        ("::ffff:10.0.0.9", 64, "10.0.0.9"),
+        ("::FFFF:0a00:0009", 128, "10.0.0.9"),
+        ("::ffff:10.0.0.9", 0, "10.0.0.9"),
+        # IPv6: the network of `prefix` bits, however the address is written.
+        ("2001:db8:1:2::1", 64, "2001:db8:1:2::/64"),
+        ("2001:DB8:1:2:ffff:ffff:ffff:ffff", 64, "2001:db8:1:2::/64"),
+        ("2001:db8:1:2::1", 56, "2001:db8:1::/56"),
+        ("2001:db8:1:ff::1", 56, "2001:db8:1::/56"),
+        ("2001:db8:1:2::1", 128, "2001:db8:1:2::1/128"),
+        ("2001:db8:1:2::1", 0, "::/0"),
+        ("::1", 64, "::/64"),
+        ("fe80::1%eth0", 64, "fe80::/64"),  # a zone does not make a network of its own
+        # What no parser takes (a test client's name) is its own key.
+        ("testclient", 64, "testclient"),
+    ],
+)
+def test_address_keys(address: str, prefix: int, key: str) -> None:
+    assert address_key(address, prefix) == "address:" + key
+
+
+def test_an_ipv6_client_is_counted_by_its_network(database: Database) -> None:
+    throttle = LoginThrottle(LoginFailureStore(database), 100, 3, 60, Clock())
+    # As a trusted proxy's X-Forwarded-For hands them over: any address of the client's /64.
+    throttle.failure("a", "2001:db8:1:2::1")
+    throttle.failure("b", "2001:db8:1:2:aaaa::2")
+    assert throttle.retry_after("c", "2001:db8:1:2::3") == 0
+    throttle.failure("c", "2001:db8:1:2:ffff:ffff:ffff:fffe")
+    assert throttle.retry_after("d", "2001:db8:1:2::4") == 60
+    assert throttle.peek("d", "2001:db8:1:2:5::") == Standing(60, 0)
+    assert throttle.retry_after("d", "2001:db8:1:3::1") == 0  # the next /64
+    # IPv4 clients stay one address each, and a mapped address is its IPv4 one.
+    for address in ("10.0.0.1", "::ffff:10.0.0.2", "10.0.0.3"):
+        throttle.failure("e", address)
+    assert throttle.retry_after("f", "10.0.0.4") == 0
+    assert throttle.retry_after("f", "::ffff:10.0.0.1") == 0
+
+
+def test_the_ipv6_prefix_is_configurable(database: Database) -> None:
+    per_host = LoginThrottle(LoginFailureStore(database), 100, 2, 60, Clock(), ipv6_prefix=128)
+    per_host.failure("a", "2001:db8:9::1")
+    per_host.failure("b", "2001:db8:9::2")
+    assert per_host.retry_after("c", "2001:db8:9::3") == 0
+    per_site = LoginThrottle(LoginFailureStore(database), 100, 2, 60, Clock(), ipv6_prefix=48)
+    per_site.failure("a", "2001:db8:7:1::1")
+    per_site.failure("b", "2001:db8:7:2::1")
+    assert per_site.retry_after("c", "2001:db8:7:ffff::3") == 60
+    assert per_site.retry_after("c", "2001:db8:8::3") == 0
+    for bad in (-1, 129):
+        with pytest.raises(ValueError, match="0 to 128"):
+            LoginThrottle(LoginFailureStore(database), 100, 2, 60, Clock(), ipv6_prefix=bad)
 
 
 def test_an_unreachable_database_is_an_error_not_a_pass(tmp_path: Path) -> None:

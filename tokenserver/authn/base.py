@@ -62,6 +62,12 @@ class Backend(Protocol):
     # Whether a successful check may be remembered (see CredentialCache); a
     # backend that records every use says no.
     remember_checks: bool
+    # Whether `check` costs what the decoy does: a bcrypt check at the server's
+    # cost. A cheaper check (a CI token's SHA-256, an ID token's signature, a
+    # directory's bind) is followed by the decoy when it refuses, so a known
+    # name refused costs what an unknown one does and timing does not tell
+    # which names are live.
+    checks_bcrypt: bool
 
     def wants(self, password: Secret) -> bool:
         """Whether this backend could hold a credential of this form at all.

@@ -2,6 +2,12 @@
 
 "No such user" moves on to the next backend; a wrong password stops the chain,
 so a user cannot be shadowed by a same-named entry further down.
+
+A refusal costs one check of the password presented against a bcrypt hash,
+as a database user's wrong password does: an unknown name's against the
+decoy, and so does a known name's whose backend proves passwords more
+cheaply (CI tokens, trusts, a directory). Otherwise the time of a refusal
+would tell which names are live. A proven password spends nothing extra.
 """
 
 from __future__ import annotations
@@ -29,8 +35,8 @@ class Authenticator:
     ) -> None:
         self.backends = tuple(backends)
         self.cache = cache
-        # Checked for unknown users, so a miss costs as long as a wrong password:
-        # the same cost as the hashes the server writes.
+        # Checked for unknown names and after a cheap backend's refusal, so these
+        # cost as long as a wrong password: the cost of the hashes the server writes.
         self._decoy_hash = _decoy_hash(bcrypt_cost)
 
     def authenticate(self, username: str, password: Secret) -> Identity:
@@ -46,19 +52,30 @@ class Authenticator:
                 continue
             if account.disabled:
                 # Spend the same time as a live account, so timing does not tell.
-                backend.check(account, password)
+                self._check(backend, account, password)
                 raise BadCredentials("account disabled", backend.name)
             remember = backend.remember_checks
             if remember and self.cache.hit(backend.name, username, password, account.fingerprint):
                 return account.identity(backend.name)
-            proven = backend.check(account, password)
+            proven = self._check(backend, account, password)
             if proven is None:
                 raise BadCredentials("wrong password", backend.name)
             if remember:
                 self.cache.remember(backend.name, username, password, account.fingerprint)
             return proven.identity(backend.name)
-        verify_password(password.reveal(), self._decoy_hash)
+        self._decoy(password)
         raise BadCredentials("unknown user")
+
+    def _check(self, backend: Backend, account: Account, password: Secret) -> Account | None:
+        proven = backend.check(account, password)
+        if proven is None and not backend.checks_bcrypt:
+            self._decoy(password)
+        return proven
+
+    def _decoy(self, password: Secret) -> None:
+        # The same call as a stored hash's check, so a password bcrypt would not
+        # be asked about (too long, NUL) is refused as quickly here as there.
+        verify_password(password.reveal(), self._decoy_hash)
 
     def remembered(self, username: str, password: Secret) -> Identity | None:
         """The identity `authenticate` would return, if memory alone proves it; else None.

@@ -3,7 +3,9 @@
 Only passwords shaped like a CI secret (`tsci_` + 43 characters) are brought
 here, so an ordinary login costs this backend nothing. Every successful use
 is recorded (time and client address), so its checks are never remembered by
-the credential cache; a revoked or expired token is simply not found.
+the credential cache; a revoked or expired token is simply not found. A wrong
+secret and an unknown, expired or revoked name all cost the chain's decoy
+bcrypt check, so the time of a refusal does not tell a live name.
 A CI identity is never found again by name: refresh tokens and admin tokens
 are for people.
 """
@@ -27,6 +29,9 @@ __all__ = ["CITokenBackend"]
 class CITokenBackend:
     name = "ci-token"
     remember_checks = False
+    # A SHA-256 of a 256-bit secret needs no key stretching, but a refusal must
+    # still cost what an unknown name's does: the chain adds the decoy.
+    checks_bcrypt = False
 
     def __init__(self, store: CITokenStore, clock: Callable[[], dt.datetime]) -> None:
         self._store = store

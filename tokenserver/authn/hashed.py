@@ -14,6 +14,7 @@ class HashedPasswordBackend:
 
     name: str
     remember_checks = True
+    checks_bcrypt = True
 
     def lookup(self, username: str) -> Account | None:
         raise NotImplementedError

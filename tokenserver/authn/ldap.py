@@ -140,6 +140,9 @@ def _close(conn: ldap3.Connection) -> None:
 class LDAPBackend:
     name = "ldap"
     remember_checks = True
+    # A bind costs whatever the directory's hashing does, often far less than
+    # the decoy an unknown name gets: a refused bind gets the decoy too.
+    checks_bcrypt = False
 
     def __init__(self, config: LDAPConfig, clock: Callable[[], float] = time.monotonic) -> None:
         if config.url is None:
