@@ -120,6 +120,10 @@ def _parses_as_go_does(url: str) -> bool:
     if _CONTROL.search(url) or not _SCHEME.match(url):
         return False
     try:
+        url.encode()
+    except UnicodeEncodeError:
+        return False  # a lone surrogate (`"\ud800"` in the JSON): text no pattern can read
+    try:
         parts = urlsplit(url)
     except ValueError:  # an unclosed `[` in the host
         return False

@@ -145,6 +145,7 @@ def test_without_lists_no_url_is_allowed(make: Registry, mint: Mint, storage_roo
         ("https://layers example.com/a", False),  # ... not in a host
         (" https://layers.example.com/a", False),  # nor before the scheme
         ("https://layers.example.com/\x00", False),
+        ("https://layers.example.com/\ud800", False),  # a lone surrogate, escaped in the JSON
         ("https://layers.example.com/%zz", False),
         ("https://layers.example.com/\u00e9t\u00e9", True),  # non-ASCII, matched as text
     ],
