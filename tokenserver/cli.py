@@ -31,6 +31,7 @@ from tokenserver.store.ci_tokens import CITokenStore
 from tokenserver.store.db import Database
 from tokenserver.store.refresh_tokens import RefreshTokenStore
 from tokenserver.store.trusts import TrustStore
+from tokenserver.store.ui_sessions import UISessionStore
 from tokenserver.store.users import UserStore
 
 __all__ = ["main"]
@@ -80,6 +81,7 @@ def _accounts(args: argparse.Namespace) -> Iterator[Accounts]:
             bcrypt_cost=config.users.bcrypt_cost,
             ci_max_ttl=config.ci_tokens.max_ttl,
             trusts=TrustStore(db),
+            ui_sessions=UISessionStore(db),
             configured_trusts=[trust.spec() for trust in config.federation],
         )
     except AccountError as exc:
@@ -176,14 +178,20 @@ def cmd_user_add(args: argparse.Namespace) -> None:
 def cmd_user_passwd(args: argparse.Namespace) -> None:
     password = _read_password(args)
     with _accounts(args) as accounts:
-        revoked = accounts.set_password(_actor(), args.name, password)
-    print(f"password of {args.name} changed; {revoked} refresh token(s) revoked")
+        ended = accounts.set_password(_actor(), args.name, password)
+    print(
+        f"password of {args.name} changed; {ended.refresh_tokens} refresh token(s) revoked,"
+        f" {ended.ui_sessions} web session(s) ended"
+    )
 
 
 def cmd_user_del(args: argparse.Namespace) -> None:
     with _accounts(args) as accounts:
-        accounts.delete_user(_actor(), args.name)
-    print(f"user {args.name} deleted")
+        ended = accounts.delete_user(_actor(), args.name)
+    print(
+        f"user {args.name} deleted; {ended.refresh_tokens} refresh token(s) revoked,"
+        f" {ended.ui_sessions} web session(s) ended"
+    )
 
 
 def cmd_user_disable(args: argparse.Namespace) -> None:
