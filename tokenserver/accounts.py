@@ -31,11 +31,12 @@ from tokenserver.store.audit import Outcome
 from tokenserver.store.ci_tokens import CITokenExists, CITokenInfo, CITokenStore
 from tokenserver.store.refresh_tokens import RefreshTokenInfo, RefreshTokenStore
 from tokenserver.store.trusts import TrustExists, TrustStore
-from tokenserver.store.ui_sessions import Session, UISessionStore
+from tokenserver.store.ui_sessions import Session, SessionInfo, UISessionStore
 from tokenserver.store.users import UserExists, UserInfo, UserNotFound, UserStore
 
 __all__ = [
     "ADMIN_RESOURCE_TYPE",
+    "MAX_ID",
     "AccountError",
     "Accounts",
     "Directory",
@@ -44,6 +45,7 @@ __all__ = [
     "InvalidValue",
     "NameTaken",
     "UnknownAccount",
+    "parse_id",
 ]
 
 # Scopes of this type reach the admin API; no CI token may ever hold one.
@@ -51,6 +53,9 @@ ADMIN_RESOURCE_TYPE = "admin"
 MAX_DESCRIPTION = 1024
 MAX_SCOPES = 100
 MAX_GROUPS = 100
+# The largest row id asked for: beyond it no row exists, and PostgreSQL's
+# integers would overflow before the database could say so.
+MAX_ID = 2**62
 
 
 class AccountError(Exception):
@@ -102,6 +107,17 @@ def _existing(name: str, what: str = "user") -> str:
         return check_name(name)
     except InvalidName:
         raise UnknownAccount(f"no {what} {name[:100]!r}") from None
+
+
+def parse_id(text: str, what: str = "id") -> int:
+    """A row id as typed on a command line or posted by a form: ASCII digits only
+    (int() would also take "²", "1_0" or " 1"), at most MAX_ID."""
+    if not (text.isascii() and text.isdigit() and len(text) <= 19):
+        raise InvalidValue(f"{what} {text[:40]!r} is not a number")
+    number = int(text)
+    if not 0 < number <= MAX_ID:
+        raise InvalidValue(f"{what} {number} is out of range")
+    return number
 
 
 def _check_groups(groups: Sequence[str]) -> None:
@@ -421,3 +437,19 @@ class Accounts:
     def close_ui_session(self, cookie: str) -> None:
         """Signing out: the session ends on every instance."""
         self._ui_sessions.end(cookie)
+
+    def list_ui_sessions(self, user: str | None = None) -> list[SessionInfo]:
+        """Live web sessions, oldest first; of `user` (any spelling of the name) if given."""
+        return self._ui_sessions.list(self._clock(), None if user is None else _existing(user))
+
+    def end_ui_session(self, actor: Actor, session_id: int) -> None:
+        with self._act(actor, "ui_session.end", f"#{session_id}"):
+            if not (
+                0 < session_id <= MAX_ID and self._ui_sessions.end_id(session_id, self._clock())
+            ):
+                raise UnknownAccount(f"no live web session {session_id}")
+
+    def end_ui_sessions(self, actor: Actor, user: str) -> int:
+        """End every web session of `user` (any spelling, any backend); the number ended."""
+        with self._act(actor, "ui_session.end", user):
+            return self._ui_sessions.end_subject(_existing(user))

@@ -11,8 +11,11 @@ the page. The real app (lifespan and all) or the real server process.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,6 +24,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from tests.conftest import LeakGuard
+from tests.support.tokenserver import TokenServer
 from tokenserver.accounts import Accounts
 from tokenserver.secret import Secret
 from tokenserver.store.db import Database
@@ -254,3 +258,239 @@ def test_a_recreated_user_is_reached_by_no_old_ci_token(
     admin = client.get("/token", params={"service": SERVICE, "scope": "admin:api:*"},
                        auth=("root", ROOT_PW))  # fmt: skip
     assert admin.status_code == 200 and admin.json()["token"]
+
+
+# -- listing and ending, through the API ------------------------------------------
+
+
+def test_admins_list_and_end_web_sessions_through_the_api(
+    client: TestClient, admins: tuple[str, str], database: Database
+) -> None:
+    first, second = Browser(client, "root", ROOT_PW), Browser(client, "root", ROOT_PW)
+    Browser(client, "ops", OPS_PW)
+    listed = client.get("/admin/v1/ui-sessions", auth=OPS)
+    assert listed.status_code == 200, listed.text
+    sessions = listed.json()
+    assert [(s["user"], s["backend"]) for s in sessions] == [
+        ("root", "database"), ("root", "database"), ("ops", "database"),
+    ]  # fmt: skip
+    assert all(set(s) == {"id", "user", "backend", "created_at", "expires_at"} for s in sessions)
+    for cookie in (first.cookie, second.cookie):
+        assert cookie not in listed.text
+        assert hashlib.sha256(cookie.encode()).hexdigest() not in listed.text
+    with database.engine.connect() as conn:
+        for (csrf,) in conn.execute(text("SELECT csrf FROM ui_sessions")):
+            assert csrf not in listed.text
+    # Any spelling of the name finds the user's sessions.
+    roots = client.get("/admin/v1/ui-sessions", params={"user": "ROOT"}, auth=OPS).json()
+    assert [s["id"] for s in roots] == [sessions[0]["id"], sessions[1]["id"]]
+
+    one = sessions[0]["id"]
+    assert client.delete(f"/admin/v1/ui-sessions/{one}", auth=OPS).status_code == 204
+    assert not first.signed_in() and second.signed_in()
+    gone = client.delete(f"/admin/v1/ui-sessions/{one}", auth=OPS)
+    assert gone.status_code == 404 and gone.json()["error"] == "not_found"
+    ended = client.delete("/admin/v1/ui-sessions", params={"user": "Root"}, auth=OPS)
+    assert ended.status_code == 200 and ended.json() == {"ended": 1}
+    assert not second.signed_in() and _rows(database, "root") == 0
+    assert client.delete("/admin/v1/ui-sessions", params={"user": "root"}, auth=OPS).json() == {
+        "ended": 0
+    }
+
+    trail = client.get("/admin/v1/audit", params={"action": "ui_session.end"}, auth=OPS).json()
+    assert [(r["target"], r["outcome"], r["subject"], r["via"]) for r in reversed(trail)] == [
+        (f"#{one}", "ok", "ops", "basic"),
+        (f"#{one}", "not_found", "ops", "basic"),
+        ("Root", "ok", "ops", "basic"),
+        ("root", "ok", "ops", "basic"),
+    ]
+
+
+# Hostile ids and names: 400 or 404 in the admin JSON error shape, never a 5xx.
+HOSTILE = [
+    ("DELETE", "/admin/v1/ui-sessions/0", 400),
+    ("DELETE", "/admin/v1/ui-sessions/-1", 400),
+    ("DELETE", f"/admin/v1/ui-sessions/{2**62 + 1}", 400),
+    ("DELETE", f"/admin/v1/ui-sessions/{2**63}", 400),
+    ("DELETE", f"/admin/v1/ui-sessions/{2**64}", 400),
+    ("DELETE", "/admin/v1/ui-sessions/" + "9" * 5000, 400),
+    ("DELETE", "/admin/v1/ui-sessions/%C2%B2", 400),
+    ("DELETE", "/admin/v1/ui-sessions/%D9%A1", 400),
+    ("DELETE", "/admin/v1/ui-sessions/1.5", 400),
+    ("DELETE", "/admin/v1/ui-sessions/1e3", 400),
+    ("DELETE", "/admin/v1/ui-sessions/%00", 400),
+    ("DELETE", f"/admin/v1/ui-sessions/{2**62}", 404),
+    ("DELETE", "/admin/v1/ui-sessions/12345", 404),
+    ("DELETE", "/admin/v1/ui-sessions", 400),
+    ("DELETE", "/admin/v1/ui-sessions?user=", 400),
+    ("DELETE", "/admin/v1/ui-sessions?user=" + "a" * 256, 400),
+    ("DELETE", "/admin/v1/ui-sessions?user=" + "a" * 20_000, 400),
+    ("DELETE", "/admin/v1/ui-sessions?user=%00", 404),
+    ("DELETE", "/admin/v1/ui-sessions?user=a%2Fb", 404),
+    ("GET", "/admin/v1/ui-sessions?user=" + "a" * 20_000, 400),
+    ("GET", "/admin/v1/ui-sessions?user=ro%00ot", 404),
+    ("GET", "/admin/v1/ui-sessions?user=a%3Ab", 404),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "status"), HOSTILE)
+def test_hostile_ids_and_names_are_400_or_404(
+    client: TestClient, admins: tuple[str, str], method: str, path: str, status: int
+) -> None:
+    answer = client.request(method, path, auth=OPS)
+    assert answer.status_code == status, answer.text
+    body = answer.json()
+    assert body["error"] and body["error_description"] and body["details"]
+
+
+def test_names_of_no_one_list_and_end_nothing(client: TestClient, admins: tuple[str, str]) -> None:
+    Browser(client, "root", ROOT_PW)
+    # Bytes that are no UTF-8 arrive as U+FFFD: a name, but no one's.
+    for query in ("rööt", FULL_WIDTH_ROOT + "x", "nobody", "%ED%A0%80", "%FF%FE"):
+        listed = client.get(f"/admin/v1/ui-sessions?user={query}", auth=OPS)
+        assert listed.status_code == 200 and listed.json() == []
+        ended = client.delete(f"/admin/v1/ui-sessions?user={query}", auth=OPS)
+        assert ended.status_code == 200 and ended.json() == {"ended": 0}
+    # The full-width spelling is root's: one account however it is spelt.
+    assert (
+        len(client.get("/admin/v1/ui-sessions", params={"user": FULL_WIDTH_ROOT}, auth=OPS).json())
+        == 1
+    )
+
+
+# -- the page ------------------------------------------------------------------
+
+
+def test_the_page_lists_and_ends_sessions_with_its_csrf_token(
+    client: TestClient, admins: tuple[str, str], database: Database
+) -> None:
+    me, other = Browser(client, "ops", OPS_PW), Browser(client, "root", ROOT_PW)
+    page = me.http.get("/ui/sessions")
+    assert page.status_code == 200
+    assert page.text.count('action="/ui/sessions/') == 2
+    assert "(this one)" in page.text and me.cookie not in page.text
+    (other_id,) = [s["id"] for s in client.get("/admin/v1/ui-sessions?user=root", auth=OPS).json()]
+
+    forged = me.http.post(f"/ui/sessions/{other_id}/end", data={"csrf": "not-the-token"})
+    assert forged.status_code == 403 and "CSRF" in forged.text
+    anonymous = TestClient(client.app, follow_redirects=False).post(
+        f"/ui/sessions/{other_id}/end", data={"csrf": "x"}
+    )
+    assert anonymous.status_code == 401
+    assert other.signed_in()
+
+    ended = me.post(f"/ui/sessions/{other_id}/end")
+    assert (
+        ended.status_code == 303 and ended.headers["location"] == "/ui/sessions?done=session-ended"
+    )
+    assert "Web session ended." in me.http.get(ended.headers["location"]).text
+    assert not other.signed_in()
+    again = me.post(f"/ui/sessions/{other_id}/end")
+    assert again.status_code == 404 and "no live web session" in again.text
+
+    for hostile, status in (
+        (str(2**63), 400), ("%C2%B2", 400), ("9" * 5000, 400), ("0", 400), ("%00", 400),
+        (str(2**62), 404),
+    ):  # fmt: skip
+        answer = me.post(f"/ui/sessions/{hostile}/end")
+        assert answer.status_code == status, (hostile, answer.text)
+        assert "text/html" in answer.headers["content-type"]
+    assert me.http.get("/ui/sessions?user=%00").status_code == 404
+    assert me.http.get("/ui/sessions?user=" + "x" * 5000).status_code == 200
+
+    # All of a user's, then one's own: signed out, off to the sign-in page.
+    Browser(client, "root", ROOT_PW)
+    listed = me.http.get("/ui/sessions?user=Root")
+    assert 'id="end-all"' in listed.text
+    assert me.post("/ui/sessions/end", user="Root").headers["location"] == (
+        "/ui/sessions?done=sessions-ended&name=Root"
+    )
+    assert _rows(database, "root") == 0
+    mine = me.post(f"/ui/sessions/{_own_id(client)}/end")
+    assert mine.status_code == 303 and mine.headers["location"] == "/ui/login"
+    assert not me.signed_in() and _rows(database, "ops") == 0
+
+    trail = client.get("/admin/v1/audit", params={"action": "ui_session.end"}, auth=OPS).json()
+    assert {r["via"] for r in trail} == {"ui"}
+    # Malformed ids never reach the service; a well-formed one of no session is recorded.
+    assert [r["outcome"] for r in reversed(trail)] == ["ok", "not_found", "not_found", "ok", "ok"]
+
+
+def _own_id(client: TestClient) -> int:
+    (session,) = client.get("/admin/v1/ui-sessions?user=ops", auth=OPS).json()
+    return int(session["id"])
+
+
+# -- the real process and its CLI -------------------------------------------------
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[TokenServer]:
+    ts = TokenServer(tmp_path / "ts", extra={"users": {"bcrypt_cost": 4}})
+    ts.add_user("root", ROOT_PW, "admin")
+    ts.add_user("ops", OPS_PW, "admin")
+    with ts:
+        yield ts
+
+
+def _process_sign_in(server: TokenServer, user: str, password: str) -> httpx.Client:
+    browser = httpx.Client(base_url=server.url, timeout=10)
+    form = browser.get("/ui/login")
+    answer = browser.post(
+        "/ui/login", data={"username": user, "password": password, "csrf": _csrf(form.text)}
+    )
+    assert answer.status_code == 303, answer.text
+    assert browser.get("/ui/users").status_code == 200
+    return browser
+
+
+def _process_signed_in(browser: httpx.Client) -> bool:
+    answer = browser.get("/ui/users")
+    assert answer.status_code in (200, 303)
+    return answer.status_code == 200
+
+
+def test_the_cli_ends_sessions_of_a_running_server(server: TokenServer) -> None:
+    root = _process_sign_in(server, "root", ROOT_PW)
+    out = server.cli("user", "passwd", "root", "--password-stdin", input="new-pw-4\n")
+    assert "1 web session(s) ended" in out
+    assert json.loads(server.cli("ui-session", "list", "--json", "--user", "root")) == []
+    assert not _process_signed_in(root)
+
+    for end, restore in (
+        (("user", "disable", "root"), ("user", "enable", "root")),
+        (
+            ("user", "groups", "root", "--group", "dev"),
+            ("user", "groups", "root", "--group", "admin"),
+        ),
+        (("user", "del", "root"), None),
+    ):
+        root = _process_sign_in(server, "root", "new-pw-4")
+        server.cli(*end)
+        assert json.loads(server.cli("ui-session", "list", "--json", "--user", "root")) == []
+        if restore is None:
+            server.add_user("root", "new-pw-4", "admin")
+        else:
+            server.cli(*restore)
+        assert not _process_signed_in(root), end
+
+    ops, root = (
+        _process_sign_in(server, "ops", OPS_PW),
+        _process_sign_in(server, "root", "new-pw-4"),
+    )
+    listed = json.loads(server.cli("ui-session", "list", "--json"))
+    assert [(s["user"], s["backend"]) for s in listed] == [
+        ("ops", "database"),
+        ("root", "database"),
+    ]
+    assert set(listed[0]) == {"id", "user", "backend", "created_at", "expires_at"}
+    table = server.cli("ui-session", "list", "--user", "OPS")
+    assert table.startswith(f"{listed[0]['id']}\tops\tdatabase\t") and table.count("\n") == 1
+    assert server.cli("ui-session", "end", str(listed[0]["id"])) == (
+        f"web session {listed[0]['id']} ended\n"
+    )
+    assert not _process_signed_in(ops) and _process_signed_in(root)
+    assert "ended 1 web session(s) of ROOT" in server.cli("ui-session", "end", "--user", "ROOT")
+    assert not _process_signed_in(root)
+    trail = server.cli("audit", "tail", "--json", "--action", "ui_session.end")
+    assert trail.count('"outcome": "ok"') == 2 and '"via": "cli"' in trail

@@ -662,3 +662,60 @@ def test_user_changes_end_web_sessions(run: Run, database: Database, users: User
             run("user", "enable", "alice")
     assert out == "user alice deleted; 0 refresh token(s) revoked, 1 web session(s) ended\n"
     assert _live(database, bob)  # another user's session stays
+
+
+def test_ui_session_list_and_end(run: Run, database: Database, users: UserStore) -> None:
+    run("user", "add", "alice", "--password-stdin", "--group", "admin", stdin="pw-1\n")
+    run("user", "add", "bob", "--password-stdin", "--group", "admin", stdin="pw-b\n")
+    alice = [_web_session(database, users, "alice") for _ in range(2)]
+    bob = _web_session(database, users, "bob")
+
+    code, out, _ = run("ui-session", "list", "--json")
+    assert code == 0
+    listed = json.loads(out)
+    assert [(s["user"], s["backend"]) for s in listed] == [
+        ("alice", "database"),
+        ("alice", "database"),
+        ("bob", "database"),
+    ]
+    assert all(set(s) == {"id", "user", "backend", "created_at", "expires_at"} for s in listed)
+    assert not any(cookie in out for cookie in (*alice, bob))
+    code, out, _ = run("ui-session", "list", "--user", "ALICE")
+    assert code == 0 and [line.split("\t")[1] for line in out.splitlines()] == ["alice", "alice"]
+
+    code, out, _ = run("ui-session", "end", str(listed[0]["id"]))
+    assert code == 0 and out == f"web session {listed[0]['id']} ended\n"
+    assert not _live(database, alice[0]) and _live(database, alice[1])
+    code, _, err = run("ui-session", "end", str(listed[0]["id"]))
+    assert code == 2 and f"no live web session {listed[0]['id']}" in err
+    code, out, _ = run("ui-session", "end", "--user", "Alice")
+    assert code == 0 and out == "ended 1 web session(s) of Alice\n"
+    assert not _live(database, alice[1]) and _live(database, bob)
+
+    for argv, message in (
+        (("ui-session", "end"), "one of them"),
+        (("ui-session", "end", "1", "--user", "bob"), "one of them"),
+        (("ui-session", "end", "abc"), "not a number"),
+        (("ui-session", "end", "\u00b2"), "not a number"),
+        (("ui-session", "end", "-1"), "not a number"),
+        (("ui-session", "end", "0"), "out of range"),
+        (("ui-session", "end", str(2**63)), "out of range"),
+        (("ui-session", "end", "9" * 5000), "not a number"),
+        (("ui-session", "end", "--user", "a:b"), "no user"),
+        (("ui-session", "list", "--user", "a\x00b"), "no user"),
+    ):
+        code, _, err = run(*argv)
+        assert code == 2 and message in err and "Traceback" not in err, (argv, err)
+    assert _live(database, bob)
+
+    trail = json.loads(
+        "["
+        + ",".join(run("audit", "tail", "--json", "--action", "ui_session.end")[1].splitlines())
+        + "]"
+    )
+    assert [(r["target"], r["outcome"], r["via"]) for r in trail] == [
+        (f"#{listed[0]['id']}", "ok", "cli"),
+        (f"#{listed[0]['id']}", "not_found", "cli"),
+        ("Alice", "ok", "cli"),
+        ("a:b", "not_found", "cli"),
+    ]

@@ -19,6 +19,8 @@ DONE = {
     "user-changed": "User {name} changed.",
     "user-deleted": "User {name} deleted.",
     "password-set": "Password of {name} set; its refresh tokens and web sessions are ended.",
+    "session-ended": "Web session ended.",
+    "sessions-ended": "Web sessions of {name} ended.",
     "token-revoked": "Refresh token revoked.",
     "ci-revoked": "CI token {name} revoked.",
 }
