@@ -127,6 +127,12 @@ class Identity:
     # subject, id and the claims its trust checked), for the audit trail and
     # the `trust` label of access rules. Never a credential.
     attributes: tuple[tuple[str, str], ...] = ()
+    # What the backend says identifies the account as it was proven, where it
+    # can (the token server's database: the account, never reused, and its
+    # password). What is bound to an identity (a web session, a refresh token)
+    # holds only while this is unchanged: a user deleted and created again, or
+    # given a new password, is not reached by it.
+    account_key: str = ""
 
     def attribute(self, key: str) -> str | None:
         return next((v for k, v in self.attributes if k == key), None)

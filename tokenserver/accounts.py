@@ -1,8 +1,9 @@
-"""Users, groups, passwords, CI tokens and refresh tokens: every change, in one place.
+"""Users, groups, passwords, CI tokens, refresh tokens, web sessions: every change, in one place.
 
-The admin API and the CLI only parse input and format output; what a change
-means (a new password ends the user's sessions, a CI token never reaches an
-`admin` resource, a name is one account however it is spelt) and its audit
+The admin API, the CLI and the web page only parse input and format output;
+what a change means (a new password ends the user's sessions, a CI token
+never reaches an `admin` resource, a name is one account however it is
+spelt, a user deleted and created again is another account) and its audit
 record live here. Every method that changes something records one audit row
 with its outcome, whether it succeeded or not. Methods block (bcrypt, the
 database): call them from a worker thread in async code.
@@ -13,13 +14,16 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from authcore.identity import ScopeLimit, ScopePatternError
+from authcore.identity import Identity, ScopeLimit, ScopePatternError
 from tokenserver.audit import Actor, AdminTrail
-from tokenserver.authn.base import BackendUnavailable
+from tokenserver.authn.base import Account, BackendUnavailable
+from tokenserver.authn.database import DatabaseBackend
+from tokenserver.authz.policy import ADMIN_GROUP
 from tokenserver.federation.spec import InvalidTrust, TrustSpec, check_ca_file
 from tokenserver.names import InvalidName, check_name, name_key
 from tokenserver.passwords import PasswordRejected, hash_password
@@ -27,17 +31,21 @@ from tokenserver.store.audit import Outcome
 from tokenserver.store.ci_tokens import CITokenExists, CITokenInfo, CITokenStore
 from tokenserver.store.refresh_tokens import RefreshTokenInfo, RefreshTokenStore
 from tokenserver.store.trusts import TrustExists, TrustStore
+from tokenserver.store.ui_sessions import Session, SessionInfo, UISessionStore
 from tokenserver.store.users import UserExists, UserInfo, UserNotFound, UserStore
 
 __all__ = [
     "ADMIN_RESOURCE_TYPE",
+    "MAX_ID",
     "AccountError",
     "Accounts",
     "Directory",
     "DirectoryUnavailable",
+    "Ended",
     "InvalidValue",
     "NameTaken",
     "UnknownAccount",
+    "parse_id",
 ]
 
 # Scopes of this type reach the admin API; no CI token may ever hold one.
@@ -45,9 +53,9 @@ ADMIN_RESOURCE_TYPE = "admin"
 MAX_DESCRIPTION = 1024
 MAX_SCOPES = 100
 MAX_GROUPS = 100
-# Row ids are the database's 64-bit integers; a larger number names no row
-# and cannot even be asked about (the driver refuses it).
-MAX_ROW_ID = 2**63 - 1
+# The largest row id asked for (the admin API's bound too): beyond it no row
+# exists, and PostgreSQL's integers would overflow before the database could say so.
+MAX_ID = 2**62
 
 
 class AccountError(Exception):
@@ -73,9 +81,23 @@ class DirectoryUnavailable(AccountError):
 
 
 class Directory(Protocol):
-    """Every identity backend, asked whether a name is someone's (see Authenticator.knows)."""
+    """Every identity backend of people (see Authenticator)."""
 
-    def knows(self, username: str) -> bool: ...
+    def knows(self, username: str) -> bool:
+        """Whether a name is someone's, enabled or not."""
+        ...
+
+    def find(self, subject: str) -> tuple[str, Account] | None:
+        """The backend and live account whose own name is `subject`."""
+        ...
+
+
+@dataclass(frozen=True)
+class Ended:
+    """What a change to a user ended."""
+
+    refresh_tokens: int
+    ui_sessions: int
 
 
 def _existing(name: str, what: str = "user") -> str:
@@ -85,6 +107,17 @@ def _existing(name: str, what: str = "user") -> str:
         return check_name(name)
     except InvalidName:
         raise UnknownAccount(f"no {what} {name[:100]!r}") from None
+
+
+def parse_id(text: str, what: str = "id") -> int:
+    """A row id as typed on a command line or posted by a form: ASCII digits only
+    (int() would also take "²", "1_0" or " 1"), at most MAX_ID."""
+    if not (text.isascii() and text.isdigit() and len(text) <= 19):
+        raise InvalidValue(f"{what} {text[:40]!r} is not a number")
+    number = int(text)
+    if not 0 < number <= MAX_ID:
+        raise InvalidValue(f"{what} {number} is out of range")
+    return number
 
 
 def _check_groups(groups: Sequence[str]) -> None:
@@ -110,8 +143,10 @@ class Accounts:
         bcrypt_cost: int,
         ci_max_ttl: int,
         trusts: TrustStore,
+        ui_sessions: UISessionStore,
         configured_trusts: Sequence[TrustSpec] = (),
     ) -> None:
+        self._ui_sessions = ui_sessions
         self._trusts = trusts
         self._configured_trusts = {spec.name: spec for spec in configured_trusts}
         self._users = users
@@ -176,8 +211,8 @@ class Accounts:
                     f"user {name} already exists (in this or another spelling)"
                 ) from None
 
-    def set_password(self, actor: Actor, name: str, password: str) -> int:
-        """Set the password and revoke the user's refresh tokens; the number revoked."""
+    def set_password(self, actor: Actor, name: str, password: str) -> Ended:
+        """Set the password; revoke the user's refresh tokens and end their web sessions."""
         with self._act(actor, "user.password", name):
             hashed = self._hash(password)
             try:
@@ -185,7 +220,18 @@ class Accounts:
             except UserNotFound:
                 raise UnknownAccount(f"no user {name}") from None
             # A new password ends every session the old one opened.
-            return self._refresh.revoke_subject(name, self._clock())
+            return Ended(
+                self._refresh.revoke_subject(name, self._clock()), self._end_web_sessions(name)
+            )
+
+    def _end_web_sessions(self, name: str) -> int:
+        """End the web sessions of database user `name`; the number ended.
+
+        Called once the change is stored: a sign-in racing it has its row
+        deleted here, or, inserting it later, finds the change when it checks
+        its new session again (`open_ui_session`).
+        """
+        return self._ui_sessions.end_subject(name, DatabaseBackend.name)
 
     def set_groups(self, actor: Actor, name: str, groups: Sequence[str]) -> UserInfo:
         with self._act(actor, "user.groups", name):
@@ -194,6 +240,10 @@ class Accounts:
                 self._users.set_groups(_existing(name), groups)
             except UserNotFound:
                 raise UnknownAccount(f"no user {name}") from None
+            if ADMIN_GROUP not in groups:
+                # Refused while demoted is not enough: promoted again, the old
+                # cookie would be an admin's once more.
+                self._end_web_sessions(name)
             return self.get_user(name)
 
     def set_disabled(self, actor: Actor, name: str, disabled: bool) -> UserInfo:
@@ -202,16 +252,21 @@ class Accounts:
                 self._users.set_disabled(_existing(name), disabled)
             except UserNotFound:
                 raise UnknownAccount(f"no user {name}") from None
+            if disabled:
+                # Ended, not merely refused: enabling the user again opens nothing.
+                self._end_web_sessions(name)
             return self.get_user(name)
 
-    def delete_user(self, actor: Actor, name: str) -> int:
-        """Delete the user and revoke their refresh tokens; the number revoked."""
+    def delete_user(self, actor: Actor, name: str) -> Ended:
+        """Delete the user; revoke their refresh tokens and end their web sessions."""
         with self._act(actor, "user.delete", name):
             try:
                 self._users.delete(_existing(name))
             except UserNotFound:
                 raise UnknownAccount(f"no user {name}") from None
-            return self._refresh.revoke_subject(name, self._clock())
+            return Ended(
+                self._refresh.revoke_subject(name, self._clock()), self._end_web_sessions(name)
+            )
 
     # -- CI tokens ----------------------------------------------------------
 
@@ -329,7 +384,76 @@ class Accounts:
 
     def revoke_refresh_token(self, actor: Actor, token_id: int) -> None:
         with self._act(actor, "refresh_token.revoke", f"#{token_id}"):
-            if not 0 < token_id <= MAX_ROW_ID:
+            if not 0 < token_id <= MAX_ID:
                 raise InvalidValue(f"{str(token_id)[:30]} is not a refresh token id")
             if not self._refresh.revoke(token_id, self._clock()):
                 raise UnknownAccount(f"no live refresh token {token_id}")
+
+    # -- web-page sessions ------------------------------------------------------
+
+    def open_ui_session(
+        self, identity: Identity, lifetime: dt.timedelta
+    ) -> tuple[str, Session] | None:
+        """A web session for an admin who just proved who they are: the cookie value and
+        the session, or None if the account changed meanwhile. Blocking.
+
+        Bound to the account that proved itself (its backend and account key),
+        not merely to its name. Checked again once its row exists: a
+        password change, disable, demotion or delete that ended the user's
+        sessions while this sign-in was between its password check and its
+        insert would otherwise have missed this one.
+        """
+        cookie, session = self._ui_sessions.create(
+            identity.subject, identity.backend, identity.account_key, self._clock(), lifetime
+        )
+        if self.ui_session(cookie) is None:
+            self._ui_sessions.end(cookie)
+            return None
+        return cookie, session
+
+    def ui_session(self, cookie: str) -> tuple[Session, Identity] | None:
+        """The live session this cookie names and its admin as the backends see them now.
+
+        A session whose account is gone, disabled, no longer an admin, or now
+        another account of its name (deleted and created again, given a new
+        password, or found in another backend) is ended here, by whichever
+        instance sees it first: restoring the account brings nothing back.
+        Blocking.
+        """
+        session = self._ui_sessions.get(cookie, self._clock())
+        if session is None:
+            return None
+        try:
+            found = self._directory.find(session.subject)
+        except BackendUnavailable:
+            return None  # refused for now: nothing says the account changed
+        if found is not None:
+            backend, account = found
+            if (
+                (backend, account.account_key) == (session.backend, session.account_key)
+                and account.kind == "user"
+                and ADMIN_GROUP in account.groups
+            ):
+                return session, account.identity(backend)
+        self._ui_sessions.end(cookie)
+        return None
+
+    def close_ui_session(self, cookie: str) -> None:
+        """Signing out: the session ends on every instance."""
+        self._ui_sessions.end(cookie)
+
+    def list_ui_sessions(self, user: str | None = None) -> list[SessionInfo]:
+        """Live web sessions, oldest first; of `user` (any spelling of the name) if given."""
+        return self._ui_sessions.list(self._clock(), None if user is None else _existing(user))
+
+    def end_ui_session(self, actor: Actor, session_id: int) -> None:
+        with self._act(actor, "ui_session.end", f"#{session_id}"):
+            if not (
+                0 < session_id <= MAX_ID and self._ui_sessions.end_id(session_id, self._clock())
+            ):
+                raise UnknownAccount(f"no live web session {session_id}")
+
+    def end_ui_sessions(self, actor: Actor, user: str) -> int:
+        """End every web session of `user` (any spelling, any backend); the number ended."""
+        with self._act(actor, "ui_session.end", user):
+            return self._ui_sessions.end_subject(_existing(user))

@@ -124,7 +124,6 @@ def create_app(config: Config, *, clock: Callable[[], dt.datetime] = _utcnow) ->
         )
         trail = AdminTrail(AuditStore(db), clock)
         app.state.trail = trail
-        app.state.ui_sessions = UISessionStore(db)
         app.state.accounts = Accounts(
             users=users,
             refresh_tokens=refresh_tokens,
@@ -135,6 +134,7 @@ def create_app(config: Config, *, clock: Callable[[], dt.datetime] = _utcnow) ->
             bcrypt_cost=config.users.bcrypt_cost,
             ci_max_ttl=config.ci_tokens.max_ttl,
             trusts=trust_store,
+            ui_sessions=UISessionStore(db),
             configured_trusts=configured_trusts,
         )
         log.info(

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from authcore.cli import run
 from authcore.settings import find_config
 from tokenserver import durations
-from tokenserver.accounts import AccountError, Accounts
+from tokenserver.accounts import AccountError, Accounts, parse_id
 from tokenserver.audit import Actor, AdminTrail
 from tokenserver.authn.cache import CredentialCache
 from tokenserver.authn.chain import Authenticator
@@ -31,6 +31,7 @@ from tokenserver.store.ci_tokens import CITokenStore
 from tokenserver.store.db import Database
 from tokenserver.store.refresh_tokens import RefreshTokenStore
 from tokenserver.store.trusts import TrustStore
+from tokenserver.store.ui_sessions import UISessionStore
 from tokenserver.store.users import UserStore
 
 __all__ = ["main"]
@@ -80,6 +81,7 @@ def _accounts(args: argparse.Namespace) -> Iterator[Accounts]:
             bcrypt_cost=config.users.bcrypt_cost,
             ci_max_ttl=config.ci_tokens.max_ttl,
             trusts=TrustStore(db),
+            ui_sessions=UISessionStore(db),
             configured_trusts=[trust.spec() for trust in config.federation],
         )
     except AccountError as exc:
@@ -176,14 +178,20 @@ def cmd_user_add(args: argparse.Namespace) -> None:
 def cmd_user_passwd(args: argparse.Namespace) -> None:
     password = _read_password(args)
     with _accounts(args) as accounts:
-        revoked = accounts.set_password(_actor(), args.name, password)
-    print(f"password of {args.name} changed; {revoked} refresh token(s) revoked")
+        ended = accounts.set_password(_actor(), args.name, password)
+    print(
+        f"password of {args.name} changed; {ended.refresh_tokens} refresh token(s) revoked,"
+        f" {ended.ui_sessions} web session(s) ended"
+    )
 
 
 def cmd_user_del(args: argparse.Namespace) -> None:
     with _accounts(args) as accounts:
-        accounts.delete_user(_actor(), args.name)
-    print(f"user {args.name} deleted")
+        ended = accounts.delete_user(_actor(), args.name)
+    print(
+        f"user {args.name} deleted; {ended.refresh_tokens} refresh token(s) revoked,"
+        f" {ended.ui_sessions} web session(s) ended"
+    )
 
 
 def cmd_user_disable(args: argparse.Namespace) -> None:
@@ -228,6 +236,49 @@ def cmd_refresh_revoke(args: argparse.Namespace) -> None:
     with _accounts(args) as accounts:
         count = accounts.revoke_refresh_tokens(_actor(), args.user)
     print(f"revoked {count} refresh token(s) of {args.user}")
+
+
+def cmd_ui_session_list(args: argparse.Namespace) -> None:
+    with _accounts(args) as accounts:
+        sessions = accounts.list_ui_sessions(args.user)
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "id": s.id,
+                        "user": s.subject,
+                        "backend": s.backend,
+                        "created_at": s.created_at.isoformat(),
+                        "expires_at": s.expires_at.isoformat(),
+                    }
+                    for s in sessions
+                ]
+            )
+        )
+        return
+    for s in sessions:
+        print(
+            f"{s.id}\t{s.subject}\t{s.backend}\t"
+            f"{s.created_at:%Y-%m-%dT%H:%M:%SZ}\t{s.expires_at:%Y-%m-%dT%H:%M:%SZ}"
+        )
+
+
+def cmd_ui_session_end(args: argparse.Namespace) -> None:
+    if (args.id is None) == (args.user is None):
+        raise CLIError("give a session ID or --user U (one of them)")
+    if args.user is not None:
+        with _accounts(args) as accounts:
+            count = accounts.end_ui_sessions(_actor(), args.user)
+        print(f"ended {count} web session(s) of {args.user}")
+        return
+    try:
+        session_id = parse_id(args.id, "web session")
+    except AccountError as exc:
+        raise CLIError(str(exc)) from None
+    with _accounts(args) as accounts:
+        accounts.end_ui_session(_actor(), session_id)
+    print(f"web session {session_id} ended")
 
 
 def cmd_policy_check(args: argparse.Namespace) -> None:
@@ -477,6 +528,20 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = refresh.add_parser("revoke", parents=[common], help="revoke a user's refresh tokens")
     revoke.add_argument("--user", required=True)
     revoke.set_defaults(func=cmd_refresh_revoke)
+
+    sessions = sub.add_parser("ui-session", help="sessions of the admin web page").add_subparsers(
+        dest="ui_session", required=True
+    )
+    slist = sessions.add_parser("list", parents=[common], help="live web sessions")
+    slist.add_argument("--user", help="only this user's (any spelling of the name)")
+    slist.add_argument("--json", action="store_true")
+    slist.set_defaults(func=cmd_ui_session_list)
+    send = sessions.add_parser(
+        "end", parents=[common], help="end one web session, or all of a user's, everywhere"
+    )
+    send.add_argument("id", nargs="?", help="the session's id (from `ui-session list`)")
+    send.add_argument("--user", help="every session of this user (any spelling of the name)")
+    send.set_defaults(func=cmd_ui_session_end)
 
     policy = sub.add_parser("policy", help="access rules").add_subparsers(
         dest="policy", required=True

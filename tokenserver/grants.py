@@ -408,6 +408,14 @@ class GrantService:
         if found is None:
             raise InvalidRefreshToken("the refresh token's account no longer exists or is disabled")
         backend, account = found
+        # The same name is not the same account: a user deleted and created
+        # again (or given a new password while this login was being issued),
+        # or a name another backend now answers for, is a stranger to it.
+        if info.backend is not None and (backend, account.account_key) != (
+            info.backend,
+            info.account_key,
+        ):
+            raise InvalidRefreshToken("the refresh token was issued to another account")
         return account.identity(backend)
 
     def _identify_exchange(self, token: Secret, request: TokenRequest) -> Identity:
@@ -459,6 +467,8 @@ class GrantService:
                 request.client_id,
                 self._refresh_lifetime,
                 self.clock(),
+                backend=identity.backend,
+                account_key=identity.account_key,
             )
         except SQLAlchemyError:
             raise BackendDown("the database is unavailable; retry") from None

@@ -53,6 +53,9 @@ ENDPOINTS = [
     ("GET", "/admin/v1/refresh-tokens", None),
     ("DELETE", "/admin/v1/refresh-tokens?user=x", None),
     ("DELETE", "/admin/v1/refresh-tokens/1", None),
+    ("GET", "/admin/v1/ui-sessions", None),
+    ("DELETE", "/admin/v1/ui-sessions?user=x", None),
+    ("DELETE", "/admin/v1/ui-sessions/1", None),
     ("GET", "/admin/v1/audit", None),
 ]
 
@@ -252,6 +255,7 @@ def test_admin_api_is_in_the_openapi_schema(client: TestClient) -> None:
     for method, path, _ in ENDPOINTS:
         parts = path.split("?")[0].split("/")
         template = "/".join(names.get(p, p) if i > 3 else p for i, p in enumerate(parts))
+        template = template.replace("ui-sessions/{token_id}", "ui-sessions/{session_id}")
         assert method.lower() in paths[template], (method, template)
 
 

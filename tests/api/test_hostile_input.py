@@ -125,6 +125,16 @@ QUERY_PROBES: list[tuple[str, str, dict[str, str], int]] = [
     ("GET", "/admin/v1/audit?since=9999-99-99T00:00:00Z", _basic(b"root:root-pw-1"), 400),
     ("GET", "/admin/v1/audit?outcome=%C2%B2", _basic(b"root:root-pw-1"), 400),
     ("GET", "/admin/v1/audit?action=" + "a" * 100, _basic(b"root:root-pw-1"), 400),
+    ("GET", "/admin/v1/ui-sessions?user=" + LONG, _basic(b"root:root-pw-1"), 400),
+    ("GET", "/admin/v1/ui-sessions?user=ro%00ot", _basic(b"root:root-pw-1"), 404),
+    ("DELETE", "/admin/v1/ui-sessions", _basic(b"root:root-pw-1"), 400),
+    ("DELETE", "/admin/v1/ui-sessions?user=%00", _basic(b"root:root-pw-1"), 404),
+    ("DELETE", "/admin/v1/ui-sessions/" + "9" * 5000, _basic(b"root:root-pw-1"), 400),
+    ("DELETE", "/admin/v1/ui-sessions/9223372036854775808", _basic(b"root:root-pw-1"), 400),
+    ("DELETE", "/admin/v1/ui-sessions/%C2%B2", _basic(b"root:root-pw-1"), 400),
+    ("DELETE", "/admin/v1/ui-sessions/%D9%A1%D9%A2", _basic(b"root:root-pw-1"), 400),
+    ("DELETE", "/admin/v1/ui-sessions/4611686018427387904", _basic(b"root:root-pw-1"), 404),
+    ("GET", "/ui/sessions", {"Cookie": "ts_session=forged"}, 303),
     ("GET", "/ui/users", {"Cookie": "ts_session=" + "x" * 5000}, 303),
     ("GET", "/ui/audit?page=" + "9" * 5000, {"Cookie": "ts_session=forged"}, 303),
     ("GET", "/ui/users/%00", {}, 303),
@@ -303,6 +313,8 @@ POST_PROBES: list[tuple[str, bytes, dict[str, str], int]] = [
     ("/ui/login", b"username=%FF&password=x&csrf=x", FORM, 400),
     ("/ui/logout", b"csrf=x", FORM, 401),
     ("/ui/users/" + "a" * 5000 + "/delete", b"csrf=x", FORM, 401),
+    ("/ui/sessions/9223372036854775808/end", b"csrf=x", FORM, 401),
+    ("/ui/sessions/end", b"user=root&csrf=x", FORM, 401),
 ]
 
 
@@ -364,6 +376,39 @@ def test_web_page_probes_of_a_signed_in_admin(
         assert 'class="error"' in answer.text
     else:
         assert answer.json()["error"] == "invalid_request"
+
+
+def test_signed_in_page_probes(server: TokenServer, stored_before: list[UserInfo]) -> None:
+    """Ids and names no session has, posted with a real session and its CSRF token."""
+    with httpx.Client(base_url=server.url, timeout=10) as browser:
+        login = browser.get("/ui/login")
+        signed = browser.post(
+            "/ui/login",
+            data={"username": "root", "password": "root-pw-1", "csrf": _csrf(login.text)},
+        )
+        assert signed.status_code == 303
+        csrf = _csrf(browser.get("/ui/sessions").text)
+        for session_id, status in (
+            ("9223372036854775808", 400),
+            ("18446744073709551616", 400),
+            ("9" * 5000, 400),
+            ("%C2%B2", 400),
+            ("%D9%A1", 400),
+            ("-1", 400),
+            ("1.5", 400),
+            ("%00", 400),
+            ("4611686018427387904", 404),
+        ):
+            answer = browser.post(f"/ui/sessions/{session_id}/end", data={"csrf": csrf})
+            assert answer.status_code == status, (session_id, answer.text)
+        for query, status in (("%00", 404), ("a%3Ab", 404), ("r%C3%B6%C3%B6t", 200)):
+            assert browser.get(f"/ui/sessions?user={query}").status_code == status
+        for user, status in (("\x00", 400), ("a:b", 404), ("x" * 300, 404), ("rööt", 303)):
+            answer = browser.post("/ui/sessions/end", data={"csrf": csrf, "user": user})
+            assert answer.status_code == status, (user, answer.text)
+        forged = browser.post("/ui/sessions/1/end", data={"csrf": "forged"})
+        assert forged.status_code == 403
+        assert browser.post("/ui/logout", data={"csrf": csrf}).status_code == 303
 
 
 def test_parallel_updates_and_deletes_of_one_user(

@@ -5,6 +5,7 @@ A screenshot of every page lands in the test's directory (`screenshots/`).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -221,3 +222,73 @@ def test_without_a_session_or_with_a_forged_form_nothing_changes(
         assert forged.status_code == 403 and "CSRF" in forged.text
         assert "eve" not in client.get("/ui/users").text
     assert "eve" not in ts.cli("user", "list")
+
+
+def _elsewhere(ts: TokenServer, user: str, password: str) -> httpx.Client:
+    """The same admin signed in from another browser (a client with its own cookie jar)."""
+    client = httpx.Client(base_url=ts.url)
+    login = client.get("/ui/login")
+    token = re.search(r'name="csrf" value="([^"]+)"', login.text)
+    assert token is not None
+    signed = client.post(
+        "/ui/login", data={"username": user, "password": password, "csrf": token.group(1)}
+    )
+    assert signed.status_code == 303 and client.get("/ui/users").status_code == 200
+    return client
+
+
+def _signed_in(client: httpx.Client) -> bool:
+    return client.get("/ui/users").status_code == 200
+
+
+def _session_ids(ts: TokenServer, user: str) -> list[int]:
+    return [s["id"] for s in json.loads(ts.cli("ui-session", "list", "--json", "--user", user))]
+
+
+def test_web_sessions_on_the_page_end_and_stay_ended(
+    servers: tuple[TokenServer, RegistryProxy], browser: WebDriver, tmp_path: Path
+) -> None:
+    ts, _registry = servers
+    base = ts.url
+    shots = Shots(browser, tmp_path / "screenshots")
+    ts.add_user("dana", "dana-pw-1", "admin")
+    dana = _elsewhere(ts, "dana", "dana-pw-1")
+    _sign_in(browser, base, "root", ROOT_PASSWORD)
+
+    # The list, and the end button of dana's row.
+    browser.get(f"{base}/ui/sessions")
+    listed = _text(browser, "sessions")
+    assert "dana" in listed and "root (this one)" in listed
+    shots.take("sessions")
+    (dana_id,) = _session_ids(ts, "dana")
+    _submit(browser, By.ID, f"end-{dana_id}")
+    assert _text(browser, "message") == "Web session ended."
+    assert not _signed_in(dana)
+
+    # A password set on the page ends every session of the user.
+    dana = _elsewhere(ts, "dana", "dana-pw-1")
+    browser.get(f"{base}/ui/users/dana")
+    browser.find_element(By.ID, "password").send_keys("dana-pw-2")
+    _submit(browser, By.CSS_SELECTOR, "form[action$='/password'] button")
+    assert "web sessions are ended" in _text(browser, "message")
+    assert not _signed_in(dana) and _session_ids(ts, "dana") == []
+
+    # Disabled and enabled again on the page: the old session does not come back.
+    dana = _elsewhere(ts, "dana", "dana-pw-2")
+    browser.get(f"{base}/ui/users/dana")
+    _submit(browser, By.ID, "toggle")
+    assert _session_ids(ts, "dana") == []
+    _submit(browser, By.ID, "toggle")
+    assert "(enabled)" in browser.page_source
+    assert not _signed_in(dana)
+
+    # Ending one's own session signs out.
+    browser.get(f"{base}/ui/sessions")
+    (root_id,) = _session_ids(ts, "root")
+    _submit(browser, By.ID, f"end-{root_id}")
+    assert browser.current_url.endswith("/ui/login")
+    browser.get(f"{base}/ui/sessions")
+    assert browser.current_url.endswith("/ui/login")
+
+    trail = ts.cli("audit", "tail", "--json", "--since", "10m", "--action", "ui_session.end")
+    assert trail.count('"via": "ui"') == 2 and trail.count('"outcome": "ok"') == 2

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -300,6 +301,84 @@ def test_revocations_and_disables_on_one_instance_hold_on_the_other(
         for server in pair:
             refused = http.get(f"{server.url}/admin/v1/users", headers=bearer)
             assert refused.status_code == 401, server.url
+
+
+def _sign_in(http: httpx.Client, server: TokenServer, user: str, password: str) -> str:
+    """Sign in to the web page on `server`; the session cookie, good on every instance."""
+    form = http.get(f"{server.url}/ui/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+    assert csrf is not None
+    answer = http.post(
+        f"{server.url}/ui/login",
+        data={"username": user, "password": password, "csrf": csrf.group(1)},
+    )
+    assert answer.status_code == 303, answer.text
+    cookie = answer.cookies["ts_session"]
+    http.cookies.clear()  # each cookie is sent by hand, to whichever instance
+    return cookie
+
+
+def _page(http: httpx.Client, server: TokenServer, cookie: str) -> int:
+    """The status of the users page for this cookie: 200 signed in, 303 sent to sign in."""
+    answer = http.get(f"{server.url}/ui/users", headers={"Cookie": f"ts_session={cookie}"})
+    assert answer.status_code in (200, 303), answer.text
+    return answer.status_code
+
+
+def sessions_of(postgres: Postgres, subject: str) -> int:
+    engine = create_engine(postgres.url)
+    try:
+        with engine.connect() as conn:
+            query = text("SELECT count(*) FROM ui_sessions WHERE subject = :s")
+            return int(conn.execute(query, {"s": subject}).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def test_web_sessions_ended_on_one_instance_are_gone_on_the_other(
+    pair: tuple[TokenServer, TokenServer], postgres: Postgres
+) -> None:
+    a, b = pair
+    a.add_user("uiops", "uiops-pw-1", "admin")
+    a.add_user("uiroot", "uiroot-pw-1", "admin")
+    ops = ("uiops", "uiops-pw-1")
+    with client_from("127.0.0.26") as http:
+        # Signed in on A, known on B; ended through B's API, refused on A at once.
+        cookie = _sign_in(http, a, "uiroot", "uiroot-pw-1")
+        assert _page(http, b, cookie) == 200
+        listed = http.get(f"{b.url}/admin/v1/ui-sessions", params={"user": "uiroot"}, auth=ops)
+        (session,) = listed.json()
+        ended = http.delete(f"{b.url}/admin/v1/ui-sessions/{session['id']}", auth=ops)
+        assert ended.status_code == 204
+        assert _page(http, a, cookie) == 303
+
+        # A password change on B: the rows are gone, A refuses the cookie at once.
+        cookie = _sign_in(http, a, "uiroot", "uiroot-pw-1")
+        changed = http.put(
+            f"{b.url}/admin/v1/users/uiroot/password", json={"password": "uiroot-pw-2"}, auth=ops
+        )
+        assert changed.status_code == 204
+        assert sessions_of(postgres, "uiroot") == 0
+        assert _page(http, a, cookie) == 303
+
+        # Disabled on A and enabled again, deleted on B and created again on A:
+        # no old cookie comes back on either instance.
+        for end, restore in (
+            (("PUT", b, "/users/uiroot/disabled", {"disabled": True}),
+             ("PUT", a, "/users/uiroot/disabled", {"disabled": False})),
+            (("DELETE", b, "/users/uiroot", None),
+             ("POST", a, "/users", {"name": "uiroot", "password": "uiroot-pw-2",
+                                    "groups": ["admin"]})),
+        ):  # fmt: skip
+            cookie = _sign_in(http, b, "uiroot", "uiroot-pw-2")
+            for method, server, path, body in (end, restore):
+                kwargs = {} if body is None else {"json": body}
+                answer = http.request(method, f"{server.url}/admin/v1{path}", auth=ops, **kwargs)
+                assert answer.is_success, answer.text
+                assert sessions_of(postgres, "uiroot") == 0
+            for server in pair:
+                assert _page(http, server, cookie) == 303, (end, server.url)
+        assert _page(http, a, _sign_in(http, b, "uiroot", "uiroot-pw-2")) == 200
 
 
 def test_user_changes_hold_at_once_where_made_and_within_the_ttl_elsewhere(

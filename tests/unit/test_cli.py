@@ -18,7 +18,8 @@ from tokenserver.keys import load_keys
 from tokenserver.passwords import verify_password
 from tokenserver.store.db import Database
 from tokenserver.store.refresh_tokens import RefreshTokenStore
-from tokenserver.store.users import UserStore
+from tokenserver.store.ui_sessions import UISessionStore
+from tokenserver.store.users import UserStore, account_key
 
 Run = Callable[..., tuple[int, str, str]]
 
@@ -128,7 +129,7 @@ def test_refresh_token_revoke_and_list(run: Run, database: Database) -> None:
     store = RefreshTokenStore(database)
     now = dt.datetime.now(dt.UTC)
     for subject in ("alice", "alice", "bob"):
-        store.issue(subject, "registry", "docker", dt.timedelta(days=1), now)
+        store.issue(subject, "registry", "docker", dt.timedelta(days=1), now, backend="database")
     code, out, _ = run("refresh-token", "revoke", "--user", "alice")
     assert code == 0 and "revoked 2 refresh token(s) of alice" in out
     assert [t.revoked_at is not None for t in store.list()] == [True, True, False]
@@ -142,7 +143,12 @@ def test_user_del_revokes_refresh_tokens(run: Run, database: Database) -> None:
     run("user", "add", "alice", "--password-stdin", stdin="pw-x\n")
     store = RefreshTokenStore(database)
     value = store.issue(
-        "alice", "registry", "docker", dt.timedelta(days=1), dt.datetime.now(dt.UTC)
+        "alice",
+        "registry",
+        "docker",
+        dt.timedelta(days=1),
+        dt.datetime.now(dt.UTC),
+        backend="database",
     )
     assert run("user", "del", "alice")[0] == 0
     assert store.use(value, dt.datetime.now(dt.UTC)) is None
@@ -268,8 +274,10 @@ def test_passwd_revokes_the_users_refresh_tokens(run: Run, database: Database) -
     store = RefreshTokenStore(database)
     run("user", "add", "alice", "--password-stdin", stdin="pw-1\n")
     now = dt.datetime.now(dt.UTC)
-    value = store.issue("alice", "registry", "docker", dt.timedelta(days=1), now)
-    other = store.issue("bob", "registry", "docker", dt.timedelta(days=1), now)
+    value = store.issue(
+        "alice", "registry", "docker", dt.timedelta(days=1), now, backend="database"
+    )
+    other = store.issue("bob", "registry", "docker", dt.timedelta(days=1), now, backend="database")
     code, out, _ = run("user", "passwd", "alice", "--password-stdin", stdin="pw-2\n")
     assert code == 0 and "1 refresh token(s) revoked" in out
     assert store.use(value, now) is None
@@ -629,3 +637,107 @@ def test_without_a_config_the_dev_config_is_used_and_named(
     ).exists()
     assert cli.main(["user", "list", "--json"]) == 0
     assert [u["name"] for u in json.loads(capsys.readouterr().out)] == ["alice"]
+
+
+def _web_session(database: Database, users: UserStore, name: str) -> str:
+    """A web session of database user `name`, as signing in to the page leaves it."""
+    info = users.get(name)
+    assert info is not None
+    cookie, _session = UISessionStore(database).create(
+        name,
+        "database",
+        account_key(info.account_id, info.password_hash),
+        dt.datetime.now(dt.UTC),
+        dt.timedelta(hours=1),
+    )
+    return cookie
+
+
+def _live(database: Database, cookie: str) -> bool:
+    return UISessionStore(database).get(cookie, dt.datetime.now(dt.UTC)) is not None
+
+
+def test_user_changes_end_web_sessions(run: Run, database: Database, users: UserStore) -> None:
+    run("user", "add", "alice", "--password-stdin", "--group", "admin", stdin="pw-1\n")
+    run("user", "add", "bob", "--password-stdin", "--group", "admin", stdin="pw-b\n")
+    bob = _web_session(database, users, "bob")
+
+    first, second = _web_session(database, users, "alice"), _web_session(database, users, "alice")
+    code, out, _ = run("user", "passwd", "alice", "--password-stdin", stdin="pw-2\n")
+    assert code == 0 and out.endswith("0 refresh token(s) revoked, 2 web session(s) ended\n")
+    assert not _live(database, first) and not _live(database, second)
+
+    kept = _web_session(database, users, "alice")
+    assert run("user", "groups", "alice", "--group", "admin", "--group", "ops")[0] == 0
+    assert _live(database, kept)
+    for argv in (
+        ("user", "groups", "alice", "--group", "ops"),
+        ("user", "disable", "alice"),
+        ("user", "del", "alice"),
+    ):
+        cookie = _web_session(database, users, "alice")
+        code, out, _ = run(*argv)
+        assert code == 0 and not _live(database, cookie), argv
+        if argv[1] == "groups":
+            run("user", "groups", "alice", "--group", "admin")
+        elif argv[1] == "disable":
+            run("user", "enable", "alice")
+    assert out == "user alice deleted; 0 refresh token(s) revoked, 1 web session(s) ended\n"
+    assert _live(database, bob)  # another user's session stays
+
+
+def test_ui_session_list_and_end(run: Run, database: Database, users: UserStore) -> None:
+    run("user", "add", "alice", "--password-stdin", "--group", "admin", stdin="pw-1\n")
+    run("user", "add", "bob", "--password-stdin", "--group", "admin", stdin="pw-b\n")
+    alice = [_web_session(database, users, "alice") for _ in range(2)]
+    bob = _web_session(database, users, "bob")
+
+    code, out, _ = run("ui-session", "list", "--json")
+    assert code == 0
+    listed = json.loads(out)
+    assert [(s["user"], s["backend"]) for s in listed] == [
+        ("alice", "database"),
+        ("alice", "database"),
+        ("bob", "database"),
+    ]
+    assert all(set(s) == {"id", "user", "backend", "created_at", "expires_at"} for s in listed)
+    assert not any(cookie in out for cookie in (*alice, bob))
+    code, out, _ = run("ui-session", "list", "--user", "ALICE")
+    assert code == 0 and [line.split("\t")[1] for line in out.splitlines()] == ["alice", "alice"]
+
+    code, out, _ = run("ui-session", "end", str(listed[0]["id"]))
+    assert code == 0 and out == f"web session {listed[0]['id']} ended\n"
+    assert not _live(database, alice[0]) and _live(database, alice[1])
+    code, _, err = run("ui-session", "end", str(listed[0]["id"]))
+    assert code == 2 and f"no live web session {listed[0]['id']}" in err
+    code, out, _ = run("ui-session", "end", "--user", "Alice")
+    assert code == 0 and out == "ended 1 web session(s) of Alice\n"
+    assert not _live(database, alice[1]) and _live(database, bob)
+
+    for argv, message in (
+        (("ui-session", "end"), "one of them"),
+        (("ui-session", "end", "1", "--user", "bob"), "one of them"),
+        (("ui-session", "end", "abc"), "not a number"),
+        (("ui-session", "end", "\u00b2"), "not a number"),
+        (("ui-session", "end", "-1"), "not a number"),
+        (("ui-session", "end", "0"), "out of range"),
+        (("ui-session", "end", str(2**63)), "out of range"),
+        (("ui-session", "end", "9" * 5000), "not a number"),
+        (("ui-session", "end", "--user", "a:b"), "no user"),
+        (("ui-session", "list", "--user", "a\x00b"), "no user"),
+    ):
+        code, _, err = run(*argv)
+        assert code == 2 and message in err and "Traceback" not in err, (argv, err)
+    assert _live(database, bob)
+
+    trail = json.loads(
+        "["
+        + ",".join(run("audit", "tail", "--json", "--action", "ui_session.end")[1].splitlines())
+        + "]"
+    )
+    assert [(r["target"], r["outcome"], r["via"]) for r in trail] == [
+        (f"#{listed[0]['id']}", "ok", "cli"),
+        (f"#{listed[0]['id']}", "not_found", "cli"),
+        ("Alice", "ok", "cli"),
+        ("a:b", "not_found", "cli"),
+    ]

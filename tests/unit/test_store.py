@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -13,6 +14,7 @@ from alembic.migration import MigrationContext
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
+from tests.support.migrations import check_account_keys_upgrade
 from tokenserver.config import Config
 from tokenserver.store.db import Database
 from tokenserver.store.models import Base
@@ -29,6 +31,10 @@ def test_migrations_match_the_models_and_are_idempotent(database: Database) -> N
     with database.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
+
+
+def test_upgrading_binds_web_sessions_to_accounts(tmp_path: Path) -> None:
+    check_account_keys_upgrade(f"sqlite:///{tmp_path / 'old.db'}")
 
 
 def test_the_server_keeps_the_configured_pool(
@@ -72,7 +78,7 @@ def test_a_recreated_user_does_not_inherit_groups(users: UserStore) -> None:
 
 def test_refresh_tokens_are_stored_hashed(database: Database) -> None:
     store = RefreshTokenStore(database)
-    value = store.issue("alice", "registry", "docker", DAY, NOW)
+    value = store.issue("alice", "registry", "docker", DAY, NOW, backend="database")
     assert value.startswith("rt_") and len(value) > 40
     with database.engine.connect() as conn:
         (stored,) = conn.execute(text("SELECT token_hash FROM refresh_tokens")).scalars()
@@ -88,9 +94,9 @@ def test_refresh_tokens_are_stored_hashed(database: Database) -> None:
 
 def test_refresh_token_revocation(database: Database) -> None:
     store = RefreshTokenStore(database)
-    a1 = store.issue("alice", "registry", "docker", DAY, NOW)
-    a2 = store.issue("alice", "registry", "podman", DAY, NOW)
-    b = store.issue("bob", "registry", "docker", DAY, NOW)
+    a1 = store.issue("alice", "registry", "docker", DAY, NOW, backend="database")
+    a2 = store.issue("alice", "registry", "podman", DAY, NOW, backend="database")
+    b = store.issue("bob", "registry", "docker", DAY, NOW, backend="database")
     first = store.list("alice")[0]
     assert store.revoke(first.id, NOW)
     assert not store.revoke(first.id, NOW)  # already revoked

@@ -28,9 +28,20 @@ class Account:
     # A CI token's or a trust's own scopes: nothing outside them is ever granted.
     limit: ScopeLimit | None = None
     attributes: tuple[tuple[str, str], ...] = ()
+    # See Identity.account_key; "" where the backend cannot tell one account
+    # of a name from the next.
+    account_key: str = ""
 
     def identity(self, backend: str) -> Identity:
-        return Identity(self.name, self.kind, self.groups, backend, self.limit, self.attributes)
+        return Identity(
+            self.name,
+            self.kind,
+            self.groups,
+            backend,
+            self.limit,
+            self.attributes,
+            self.account_key,
+        )
 
 
 class _Miss(enum.Enum):

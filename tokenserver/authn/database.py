@@ -24,7 +24,7 @@ from sqlalchemy.exc import OperationalError
 
 from tokenserver.authn.base import MISS, Account, BackendUnavailable, Peeked
 from tokenserver.authn.hashed import HashedPasswordBackend
-from tokenserver.store.users import UserStore
+from tokenserver.store.users import UserStore, account_key
 
 __all__ = ["DatabaseBackend"]
 
@@ -51,8 +51,13 @@ class DatabaseBackend(HashedPasswordBackend):
             raise BackendUnavailable("the user database cannot be reached") from exc
         account = None
         if found is not None:
-            name, password_hash, disabled, groups = found
-            account = Account(name, groups, fingerprint=password_hash, disabled=disabled)
+            account = Account(
+                found.name,
+                found.groups,
+                fingerprint=found.password_hash,
+                disabled=found.disabled,
+                account_key=account_key(found.account_id, found.password_hash),
+            )
         if self._ttl > 0:
             with self._lock:
                 self._seen[username] = (self._clock() + self._ttl, account)

@@ -69,6 +69,11 @@ class User(Base):
     name: Mapped[str] = mapped_column(String(255), unique=True)
     # names.name_key(name): one account per spelling of a name, enforced here.
     name_key: Mapped[str] = mapped_column(String(255), unique=True)
+    # Random, never reused (SQLite may give a deleted user's row id to the next
+    # user): what is bound to this account (a web session, a refresh token)
+    # holds it, through users.account_key, so a later user of the name is a
+    # stranger to it.
+    account_id: Mapped[str] = mapped_column(String(32), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
@@ -93,6 +98,11 @@ class RefreshToken(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     subject: Mapped[str] = mapped_column(String(255), index=True)
+    # The account it was issued to: its backend and Identity.account_key (NULL
+    # where the backend has none). A NULL backend: issued before either was
+    # recorded, so only the subject is checked.
+    backend: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    account_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
     service: Mapped[str] = mapped_column(String(255))
     client_id: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
@@ -178,7 +188,13 @@ class UISession(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     subject: Mapped[str] = mapped_column(String(255))
+    # names.name_key(subject): an admin ending "Bob"'s sessions ends bob's.
+    subject_key: Mapped[str] = mapped_column(String(255), index=True)
     backend: Mapped[str] = mapped_column(String(32))
+    # Identity.account_key of the admin who signed in (NULL where the backend
+    # has none): a user deleted and created again, or given a new password, is
+    # not the account this session signed in.
+    account_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
     csrf: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)

@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 from tokenserver.store.db import Database
 from tokenserver.store.models import RefreshToken
 
-__all__ = ["RefreshTokenInfo", "RefreshTokenStore", "hash_token"]
+__all__ = ["RefreshTokenInfo", "RefreshTokenStore", "UsedRefreshToken", "hash_token"]
 
 # The prefix lets secret scanners recognise a leaked token.
 PREFIX = "rt_"
@@ -34,6 +34,17 @@ class RefreshTokenInfo:
     revoked_at: dt.datetime | None
 
 
+@dataclass(frozen=True)
+class UsedRefreshToken(RefreshTokenInfo):
+    """A live token as a login reads it: with the account it was issued to.
+
+    `backend` is None for a token issued before accounts were recorded.
+    """
+
+    backend: str | None = None
+    account_key: str = ""
+
+
 def _info(row: RefreshToken) -> RefreshTokenInfo:
     return RefreshTokenInfo(
         row.id,
@@ -52,7 +63,15 @@ class RefreshTokenStore:
         self._db = db
 
     def issue(
-        self, subject: str, service: str, client_id: str, lifetime: dt.timedelta, now: dt.datetime
+        self,
+        subject: str,
+        service: str,
+        client_id: str,
+        lifetime: dt.timedelta,
+        now: dt.datetime,
+        *,
+        backend: str,
+        account_key: str = "",
     ) -> str:
         value = PREFIX + secrets.token_urlsafe(32)
         with self._db.session() as s:
@@ -60,6 +79,8 @@ class RefreshTokenStore:
                 RefreshToken(
                     token_hash=hash_token(value),
                     subject=subject,
+                    backend=backend,
+                    account_key=account_key or None,
                     service=service,
                     client_id=client_id[:255],
                     created_at=now,
@@ -68,14 +89,16 @@ class RefreshTokenStore:
             )
         return value
 
-    def use(self, value: str, now: dt.datetime) -> RefreshTokenInfo | None:
+    def use(self, value: str, now: dt.datetime) -> UsedRefreshToken | None:
         """The live token for this value (recording its use), or None."""
         with self._db.session() as s:
             row = s.scalar(select(RefreshToken).where(RefreshToken.token_hash == hash_token(value)))
             if row is None or row.revoked_at is not None or row.expires_at <= now:
                 return None
             row.last_used_at = now
-            return _info(row)
+            return UsedRefreshToken(
+                **vars(_info(row)), backend=row.backend, account_key=row.account_key or ""
+            )
 
     def list(self, subject: str | None = None) -> list[RefreshTokenInfo]:
         query = select(RefreshToken).order_by(RefreshToken.id)

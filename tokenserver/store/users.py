@@ -8,6 +8,8 @@ changes and deletes of one user (from several instances, too) end as
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -18,7 +20,24 @@ from tokenserver.names import InvalidName, check_name, name_key
 from tokenserver.store.db import Database
 from tokenserver.store.models import User, UserGroup
 
-__all__ = ["InvalidName", "UserExists", "UserInfo", "UserNotFound", "UserStore"]
+__all__ = [
+    "Credentials",
+    "InvalidName",
+    "UserExists",
+    "UserInfo",
+    "UserNotFound",
+    "UserStore",
+    "account_key",
+]
+
+
+def account_key(account_id: str, password_hash: str) -> str:
+    """What a session or refresh token of this user is bound to (Identity.account_key).
+
+    A new account (another `account_id`) or a new password (another bcrypt
+    hash: the salt is new every time) makes another key.
+    """
+    return hashlib.sha256(f"{account_id}:{password_hash}".encode()).hexdigest()
 
 
 class UserExists(Exception):
@@ -36,6 +55,8 @@ class UserInfo:
     disabled: bool
     groups: tuple[str, ...]
     created_at: dt.datetime
+    # This account and no later one of the same name (see User.account_id).
+    account_id: str
 
 
 def _info(user: User) -> UserInfo:
@@ -45,12 +66,24 @@ def _info(user: User) -> UserInfo:
         user.disabled,
         tuple(g.name for g in user.groups),
         user.created_at,
+        user.account_id,
     )
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What a login reads of a user."""
+
+    name: str
+    password_hash: str
+    disabled: bool
+    groups: frozenset[str]
+    account_id: str
 
 
 # What a login needs of a user, compiled once (see PreparedRead).
 _CREDENTIALS = (
-    select(User.name, User.password_hash, User.disabled, UserGroup.name)
+    select(User.name, User.password_hash, User.disabled, User.account_id, UserGroup.name)
     .outerjoin(UserGroup, UserGroup.user_id == User.id)
     .where(User.name == bindparam("name"))
     .order_by(UserGroup.name)
@@ -75,14 +108,14 @@ class UserStore:
         for listener in self._listeners:
             listener(name)
 
-    def credentials(self, name: str) -> tuple[str, str, bool, frozenset[str]] | None:
-        """Name, password hash, disabled and groups: what a login reads, in one round trip."""
+    def credentials(self, name: str) -> Credentials | None:
+        """What a login reads, in one round trip."""
         rows = self._credentials.all({"name": name})
         if not rows:
             return None
         first = rows[0]
-        groups = frozenset(str(r[3]) for r in rows if r[3] is not None)
-        return str(first[0]), str(first[1]), bool(first[2]), groups
+        groups = frozenset(str(r[4]) for r in rows if r[4] is not None)
+        return Credentials(str(first[0]), str(first[1]), bool(first[2]), groups, str(first[3]))
 
     def get(self, name: str) -> UserInfo | None:
         # One round trip, no ORM identity map.
@@ -92,6 +125,7 @@ class UserStore:
                 User.password_hash,
                 User.disabled,
                 User.created_at,
+                User.account_id,
                 UserGroup.name.label("group"),
             )
             .outerjoin(UserGroup, UserGroup.user_id == User.id)
@@ -104,7 +138,14 @@ class UserStore:
             return None
         first = rows[0]
         groups = tuple(r.group for r in rows if r.group is not None)
-        return UserInfo(first.name, first.password_hash, first.disabled, groups, first.created_at)
+        return UserInfo(
+            first.name,
+            first.password_hash,
+            first.disabled,
+            groups,
+            first.created_at,
+            first.account_id,
+        )
 
     def exists_like(self, name: str) -> bool:
         """Whether a user goes by any spelling of `name`."""
@@ -123,6 +164,7 @@ class UserStore:
         user = User(
             name=name,
             name_key=name_key(name),
+            account_id=secrets.token_hex(16),
             password_hash=password_hash,
             disabled=False,
             created_at=now,

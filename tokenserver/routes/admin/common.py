@@ -24,7 +24,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "malformed request or refused value"},
     401: {"model": ErrorBody, "description": "no or bad credentials"},
     403: {"model": ErrorBody, "description": "not a member of the admin group"},
-    404: {"model": ErrorBody, "description": "no such user or token"},
+    404: {"model": ErrorBody, "description": "no such user, token or session"},
     409: {"model": ErrorBody, "description": "the name is taken"},
     413: {"model": ErrorBody, "description": "the body exceeds server.max_body_bytes"},
     429: {"model": ErrorBody, "description": "too many failed logins"},

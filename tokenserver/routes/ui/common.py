@@ -8,8 +8,8 @@ from urllib.parse import urlencode
 from fastapi import Request
 from fastapi.responses import RedirectResponse, Response
 
-from tokenserver.accounts import AccountError, Accounts, InvalidValue, NameTaken, UnknownAccount
-from tokenserver.routes.ui.session import SignedIn
+from tokenserver.accounts import AccountError, InvalidValue, NameTaken, UnknownAccount
+from tokenserver.routes.ui.session import SignedIn, accounts
 
 __all__ = ["DONE", "accounts", "after_change", "base_context", "status_of"]
 
@@ -18,15 +18,12 @@ DONE = {
     "user-created": "User {name} created.",
     "user-changed": "User {name} changed.",
     "user-deleted": "User {name} deleted.",
-    "password-set": "Password of {name} set; its refresh tokens are revoked.",
+    "password-set": "Password of {name} set; its refresh tokens and web sessions are ended.",
+    "session-ended": "Web session ended.",
+    "sessions-ended": "Web sessions of {name} ended.",
     "token-revoked": "Refresh token revoked.",
     "ci-revoked": "CI token {name} revoked.",
 }
-
-
-def accounts(request: Request) -> Accounts:
-    service: Accounts = request.app.state.accounts
-    return service
 
 
 def after_change(path: str, done: str, name: str = "") -> Response:

@@ -19,11 +19,11 @@ from tokenserver.routes.ui.session import (
     LOGIN_COOKIE,
     SESSION_COOKIE,
     CSRFRefused,
+    accounts,
     new_login_token,
     read_form,
     set_cookie,
     signed_in,
-    store,
 )
 from tokenserver.store.audit import Outcome
 
@@ -83,10 +83,12 @@ async def login(request: Request) -> Response:
     if identity.kind != "user" or ADMIN_GROUP not in identity.groups:
         return refuse("forbidden", f"Only members of the {ADMIN_GROUP} group may sign in.")
     ttl: int = request.app.state.config.ui.session_ttl
-    now: dt.datetime = grants.clock()
-    cookie, _session = await run_in_threadpool(
-        store(request).create, identity.subject, identity.backend, now, dt.timedelta(seconds=ttl)
+    opened = await run_in_threadpool(
+        accounts(request).open_ui_session, identity, dt.timedelta(seconds=ttl)
     )
+    if opened is None:  # the account changed (a new password, say) while this sign-in ran
+        return refuse("bad_credentials", "Those credentials do not sign in here.")
+    cookie, _session = opened
     actor = Actor(identity.subject, "ui", "user", identity.backend, ip, agent)
     _trail(request).record(actor, "ui.signin", "", "ok")
     response = RedirectResponse("/ui/users", status_code=303)
@@ -99,7 +101,7 @@ async def login(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     who = await signed_in(request)
     await read_form(request, who.session.csrf)
-    await run_in_threadpool(store(request).end, who.cookie)
+    await run_in_threadpool(accounts(request).close_ui_session, who.cookie)
     _trail(request).record(who.actor, "ui.signout", "", "ok")
     response = RedirectResponse("/ui/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/ui")

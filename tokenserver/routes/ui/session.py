@@ -2,15 +2,15 @@
 
 A session is a row in the database (any instance knows it) named by a random
 cookie: `HttpOnly`, `SameSite=Strict`, `Secure` over HTTPS, expiring. Each
-request re-checks that its admin still exists, is enabled and is in the
-`admin` group, as the admin API does for Bearer tokens. Every form carries
-the session's CSRF token; the sign-in form, before any session, a
-double-submit token from a cookie of its own.
+request asks the accounts service whether its admin is still the account
+that signed in, enabled and in the `admin` group; a session that fails is
+ended there, not merely refused. Every form carries the session's CSRF
+token; the sign-in form, before any session, a double-submit token from a
+cookie of its own.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import hmac
 import secrets
 from dataclasses import dataclass
@@ -20,13 +20,11 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from authcore.identity import Identity
+from tokenserver.accounts import Accounts
 from tokenserver.audit import Actor
-from tokenserver.authn.base import BackendUnavailable
-from tokenserver.authz.policy import ADMIN_GROUP
 from tokenserver.bodies import read_limited
 from tokenserver.forms import Params, parse_params
-from tokenserver.grants import GrantService
-from tokenserver.store.ui_sessions import Session, UISessionStore
+from tokenserver.store.ui_sessions import Session
 
 __all__ = [
     "LOGIN_COOKIE",
@@ -35,6 +33,7 @@ __all__ = [
     "CSRFRefused",
     "SignInRequired",
     "SignedIn",
+    "accounts",
     "read_form",
     "set_cookie",
     "signed_in",
@@ -61,14 +60,9 @@ class SignedIn:
     cookie: str
 
 
-def _grants(request: Request) -> GrantService:
-    grants: GrantService = request.app.state.grants
-    return grants
-
-
-def store(request: Request) -> UISessionStore:
-    sessions: UISessionStore = request.app.state.ui_sessions
-    return sessions
+def accounts(request: Request) -> Accounts:
+    service: Accounts = request.app.state.accounts
+    return service
 
 
 def set_cookie(request: Request, response: Response, name: str, value: str, max_age: int) -> None:
@@ -83,30 +77,15 @@ def set_cookie(request: Request, response: Response, name: str, value: str, max_
     )
 
 
-def _still_admin(request: Request, session: Session) -> Identity | None:
-    """Blocking: the session's subject, asked of the backends again; None if no longer admin."""
-    try:
-        found = _grants(request).authenticator.find(session.subject)
-    except BackendUnavailable:
-        return None
-    if found is None or ADMIN_GROUP not in found[1].groups:
-        return None
-    backend, account = found
-    return account.identity(backend)
-
-
 async def signed_in(request: Request) -> SignedIn:
     """The request's live session, or `SignInRequired`."""
     cookie = request.cookies.get(SESSION_COOKIE)
     if not cookie or len(cookie) > 256:
         raise SignInRequired
-    now: dt.datetime = _grants(request).clock()
-    session = await run_in_threadpool(store(request).get, cookie, now)
-    if session is None:
+    found = await run_in_threadpool(accounts(request).ui_session, cookie)
+    if found is None:
         raise SignInRequired
-    identity = await run_in_threadpool(_still_admin, request, session)
-    if identity is None:
-        raise SignInRequired
+    session, identity = found
     ip = request.client.host if request.client else ""
     agent = request.headers.get("user-agent", "")[:512]
     actor = Actor(session.subject, "ui", "user", session.backend, ip, agent)

@@ -1,0 +1,80 @@
+"""/admin/v1/ui-sessions: who is signed in to the admin web page, and ending it."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request, Response
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from tokenserver.accounts import MAX_ID
+from tokenserver.routes.admin.auth import Admin, AdminRoute
+from tokenserver.routes.admin.common import ERROR_RESPONSES, accounts
+from tokenserver.store.ui_sessions import SessionInfo
+
+__all__ = ["router"]
+
+router = APIRouter(route_class=AdminRoute, responses=ERROR_RESPONSES)
+
+User = Annotated[str, Query(min_length=1, max_length=255, description="any spelling of the name")]
+
+
+class UISessionOut(BaseModel):
+    """A live session: never its cookie, the cookie's hash or its CSRF token."""
+
+    id: int
+    user: str
+    backend: str
+    created_at: dt.datetime
+    expires_at: dt.datetime
+
+
+class EndedOut(BaseModel):
+    ended: int
+
+
+def _out(session: SessionInfo) -> UISessionOut:
+    return UISessionOut(
+        id=session.id,
+        user=session.subject,
+        backend=session.backend,
+        created_at=session.created_at,
+        expires_at=session.expires_at,
+    )
+
+
+@router.get(
+    "/ui-sessions",
+    response_model=list[UISessionOut],
+    name="ui_session.list",
+    summary="Live sessions of the admin web page",
+)
+async def list_ui_sessions(
+    request: Request, _admin: Admin, user: User | None = None
+) -> list[UISessionOut]:
+    return [_out(s) for s in await run_in_threadpool(accounts(request).list_ui_sessions, user)]
+
+
+@router.delete(
+    "/ui-sessions",
+    response_model=EndedOut,
+    name="ui_session.end",
+    summary="End every web session of a user, on every instance",
+)
+async def end_user_ui_sessions(request: Request, admin: Admin, user: User) -> EndedOut:
+    return EndedOut(ended=await run_in_threadpool(accounts(request).end_ui_sessions, admin, user))
+
+
+@router.delete(
+    "/ui-sessions/{session_id}",
+    status_code=204,
+    name="ui_session.end",
+    summary="End one web session, on every instance",
+)
+async def end_ui_session(
+    request: Request, session_id: Annotated[int, Path(ge=1, le=MAX_ID)], admin: Admin
+) -> Response:
+    await run_in_threadpool(accounts(request).end_ui_session, admin, session_id)
+    return Response(status_code=204)

@@ -1,0 +1,77 @@
+"""Web sessions: who is signed in to this page, and ending a session (or all of a user's)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from tokenserver.accounts import AccountError, parse_id
+from tokenserver.routes.ui.common import accounts, after_change, base_context, status_of
+from tokenserver.routes.ui.render import page
+from tokenserver.routes.ui.session import SESSION_COOKIE, SignedIn, read_form, signed_in
+from tokenserver.store.ui_sessions import SessionInfo
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+
+async def _list(
+    request: Request, who: SignedIn, error: str | None = None, status: int = 200
+) -> Response:
+    user = request.query_params.get("user", "")[:255]
+    sessions: list[SessionInfo] = []
+    try:
+        sessions = await run_in_threadpool(accounts(request).list_ui_sessions, user or None)
+    except AccountError as exc:  # a name no account could have
+        if error is None:
+            error, status = str(exc), status_of(exc)
+    context = base_context(request, who) | {"error": error}
+    return page(
+        request,
+        "sessions.html",
+        status,
+        sessions=sessions,
+        user=user,
+        current=who.session.id,
+        **context,
+    )
+
+
+async def _after_end(request: Request, who: SignedIn, done: str, name: str = "") -> Response:
+    # Ending one's own session (or all of one's own) signs out: off to the sign-in page.
+    if await run_in_threadpool(accounts(request).ui_session, who.cookie) is None:
+        response = RedirectResponse("/ui/login", status_code=303)
+        response.delete_cookie(SESSION_COOKIE, path="/ui")
+        return response
+    return after_change("/ui/sessions", done, name)
+
+
+@router.get("/sessions", include_in_schema=False)
+async def list_sessions(request: Request) -> Response:
+    return await _list(request, await signed_in(request))
+
+
+@router.post("/sessions/end", include_in_schema=False)
+async def end_user_sessions(request: Request) -> Response:
+    who = await signed_in(request)
+    form = await read_form(request, who.session.csrf)
+    user = form.one("user") or ""
+    try:
+        await run_in_threadpool(accounts(request).end_ui_sessions, who.actor, user)
+    except AccountError as exc:
+        return await _list(request, who, str(exc), status_of(exc))
+    return await _after_end(request, who, "sessions-ended", user)
+
+
+@router.post("/sessions/{session_id}/end", include_in_schema=False)
+async def end_session(request: Request, session_id: str) -> Response:
+    who = await signed_in(request)
+    await read_form(request, who.session.csrf)
+    try:
+        number = parse_id(session_id, "web session")
+        await run_in_threadpool(accounts(request).end_ui_session, who.actor, number)
+    except AccountError as exc:
+        return await _list(request, who, str(exc), status_of(exc))
+    return await _after_end(request, who, "session-ended")
