@@ -7,6 +7,8 @@ registry that answers nonsense is a registry that answers nonsense, shown as suc
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import http.server
 import json
 import re
@@ -42,6 +44,15 @@ def _push(client: httpx.Client, tokens: TokenServer, repo: str, body: bytes, tag
         params={"service": tokens.service, "scope": f"repository:{repo}:pull,push"},
         auth=ROOT,
     ).json()["token"]
+    # A blob first: a repository is listed once it holds one (as in the Go registry).
+    blob = b"{}"
+    digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+    stored = client.post(
+        f"/v2/{repo}/blobs/uploads/?digest={digest}",
+        content=blob,
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert stored.status_code == 201, stored.text
     media_type = json.loads(body)["mediaType"]
     answer = client.put(
         f"/v2/{repo}/manifests/{tags}",
@@ -81,16 +92,17 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield Stack(tokens, registry, digest)
 
 
-def signed_in(base: str) -> httpx.Client:
-    client = httpx.Client(base_url=base, timeout=60)
-    form = client.get("/ui/login")
-    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
-    assert csrf is not None
-    answer = client.post(
-        "/ui/login", data={"username": ROOT[0], "password": ROOT[1], "csrf": csrf.group(1)}
-    )
-    assert answer.status_code == 303, answer.text
-    return client
+@contextlib.contextmanager
+def signed_in(base: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=base, timeout=60) as client:
+        form = client.get("/ui/login")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+        assert csrf is not None
+        answer = client.post(
+            "/ui/login", data={"username": ROOT[0], "password": ROOT[1], "csrf": csrf.group(1)}
+        )
+        assert answer.status_code == 303, answer.text
+        yield client
 
 
 def listed(html: str) -> list[str]:
