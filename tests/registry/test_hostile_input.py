@@ -463,6 +463,56 @@ def test_tokens_with_an_unfit_alg_or_times_that_are_no_numbers(
     assert 'error="invalid_token"' in answer.headers["www-authenticate"]
 
 
+# -- referrer pages and upload slots ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "status"),
+    [
+        ("last=" + "z" * 5000, 400),
+        ("last=%C3%A9t%C3%A9", 200),
+        ("last=%00", 200),
+        ("artifactType=" + "a" * 5000, 200),
+        ("artifactType=%FF%FE", 200),
+        ("last=sha256:" + "f" * 64 + "&last=" + "0" * 10, 200),
+    ],
+)
+def test_referrer_page_parameters(stored: Stored, query: str, status: int) -> None:
+    answer = stored.send("GET", f"/v2/{REPO}/referrers/{stored.digest}?{query}")
+    if status == 400:
+        assert_error(answer, 400, "PAGINATION_NUMBER_INVALID")
+        return
+    assert answer.status == 200, answer.body[:300]
+    assert json.loads(answer.body)["manifests"] == []
+    assert "link" not in answer.headers
+
+
+def test_an_upload_past_its_slots_is_refused_before_its_body(stored: Stored) -> None:
+    """Each a PATCH announcing 100 MiB and sending none of it: the slots' refusal is at once."""
+    limit = 64  # http.max_uploads_per_subject, as the README gives it
+    socks = []
+    token = stored.auth(SCOPE)["Authorization"]
+    head = (
+        f"PATCH /v2/{REPO}/blobs/uploads/{stored.upload} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: {token!s}\r\nContent-Length: {100 * 1024 * 1024}\r\n\r\n"
+    ).encode()
+    try:
+        for number in range(limit + 1):
+            if number == limit:
+                time.sleep(1)  # the others have taken their slots by now
+            sock = socket.create_connection(("127.0.0.1", stored.proxy.port), timeout=30)
+            sock.sendall(head)
+            socks.append(sock)
+        last = socks[-1]
+        last.settimeout(10)
+        answer = last.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 429"), answer[:200]
+        assert b"retry-after: 5" in answer.lower() and b"connection: close" in answer.lower()
+    finally:
+        for sock in socks:
+            sock.close()
+
+
 # -- afterwards ---------------------------------------------------------------------------
 
 
