@@ -34,17 +34,23 @@ from tokenserver.store.trusts import TrustExists, TrustStore
 from tokenserver.store.ui_sessions import Session, SessionInfo, UISessionStore
 from tokenserver.store.users import UserExists, UserInfo, UserNotFound, UserStore
 
+# With the records the methods return, so front ends need not reach into the store for them.
 __all__ = [
     "ADMIN_RESOURCE_TYPE",
     "MAX_ID",
     "AccountError",
     "Accounts",
+    "CITokenInfo",
     "Directory",
     "DirectoryUnavailable",
     "Ended",
     "InvalidValue",
     "NameTaken",
+    "RefreshTokenInfo",
+    "Session",
+    "SessionInfo",
     "UnknownAccount",
+    "UserInfo",
     "parse_id",
 ]
 

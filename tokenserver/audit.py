@@ -30,9 +30,18 @@ from dataclasses import dataclass
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from tokenserver.store.audit import AuditRecord, AuditStore, Outcome
+from tokenserver.store.audit import OUTCOMES, TOKEN_ACTION, AuditRecord, AuditStore, Outcome
 
-__all__ = ["Actor", "AdminTrail", "AuditLog"]
+# The records' vocabulary too, so front ends need not reach into the store for it.
+__all__ = [
+    "OUTCOMES",
+    "TOKEN_ACTION",
+    "Actor",
+    "AdminTrail",
+    "AuditLog",
+    "AuditRecord",
+    "Outcome",
+]
 
 log = logging.getLogger(__name__)
 

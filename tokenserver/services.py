@@ -1,0 +1,246 @@
+"""The composition root: every long-lived object of the token server, wired in one place.
+
+The app's lifespan opens `Services` (`open_services`) and keeps it in
+`app.state.services`, where each route reaches it through
+`routes.common.services`. The CLI opens `Administration`
+(`open_administration`): the part of the same wiring that changes accounts
+and reads the trail. That part needs no signing key and starts no thread, so
+`keys generate` and `user add` work before the first key exists, and a
+command does not start the audit writer (or its purge).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from tokenserver.accounts import Accounts
+from tokenserver.audit import AdminTrail, AuditLog
+from tokenserver.authn.base import Backend
+from tokenserver.authn.cache import CredentialCache
+from tokenserver.authn.chain import Authenticator
+from tokenserver.authn.configured import build_backends
+from tokenserver.authz.acl import DEFAULT_ACL, ACLPolicy
+from tokenserver.authz.acl_file import ACLFile
+from tokenserver.authz.policy import Explaining
+from tokenserver.config import Config
+from tokenserver.federation.spec import TrustSpec
+from tokenserver.store.audit import AuditStore
+from tokenserver.store.ci_tokens import CITokenStore
+from tokenserver.store.db import Database
+from tokenserver.store.refresh_tokens import RefreshTokenStore
+from tokenserver.store.trusts import TrustStore
+from tokenserver.store.ui_sessions import UISessionStore
+from tokenserver.store.users import UserStore
+
+if TYPE_CHECKING:
+    from tokenserver.grants import GrantService
+    from tokenserver.keys import KeySet
+    from tokenserver.metrics import TokenMetrics
+
+__all__ = [
+    "Administration",
+    "Clock",
+    "Services",
+    "build_policy",
+    "migrate",
+    "open_administration",
+    "open_services",
+    "utcnow",
+]
+
+Clock = Callable[[], dt.datetime]
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True)
+class Administration:
+    """What changes accounts and reads the trail: the admin API, the web page and the CLI."""
+
+    config: Config
+    clock: Clock
+    accounts: Accounts
+    # Administrative acts, each written before it is answered.
+    trail: AdminTrail
+    audit_reader: AuditStore
+    # Owned here and closed with the rest; the front ends go through the services above.
+    database: Database
+
+
+@dataclass(frozen=True)
+class Services(Administration):
+    """And what grants tokens: everything a request handler of one app works with."""
+
+    keys: KeySet
+    # The published key set, rendered once.
+    jwks: dict[str, Any]
+    grants: GrantService
+    # Every backend in order, as a token request meets them; the admin API's
+    # Bearer check asks it whether a token's subject still qualifies.
+    authenticator: Authenticator
+    # Token requests' rows, written in batches off the request path.
+    audit: AuditLog
+    # Made with the app, before this: its middleware observes every request.
+    metrics: TokenMetrics
+
+
+def build_policy(config: Config) -> Explaining:
+    """The configured rules; a bad rules file raises ConfigError here, before serving."""
+    if config.acl_file is not None:
+        return ACLFile(config.acl_file)
+    return ACLPolicy(DEFAULT_ACL if config.acl is None else config.acl)
+
+
+def migrate(config: Config) -> None:
+    """Bring the schema up to date once, before any worker starts: workers must not race at it."""
+    db = Database(config.database.url, pool_size=1)
+    try:
+        db.migrate()
+    finally:
+        db.dispose()
+
+
+@dataclass(frozen=True)
+class _Records:
+    """The database, its stores and the people's backends over them: opened once, shared."""
+
+    database: Database
+    users: UserStore
+    refresh_tokens: RefreshTokenStore
+    ci_tokens: CITokenStore
+    trusts: TrustStore
+    ui_sessions: UISessionStore
+    audit: AuditStore
+    # htpasswd, database, LDAP: shared by the accounts service and the token
+    # path, so a change made through one is seen by the other's caches.
+    people: list[Backend]
+    configured_trusts: list[TrustSpec]
+
+
+def _open_records(config: Config, exits: ExitStack) -> _Records:
+    db = Database(config.database.url, pool_size=config.database.pool_size)
+    exits.callback(db.dispose)
+    db.migrate()
+    users = UserStore(db)
+    people = build_backends(config, users)
+    for backend in people:
+        exits.callback(backend.close)
+    return _Records(
+        database=db,
+        users=users,
+        refresh_tokens=RefreshTokenStore(db),
+        ci_tokens=CITokenStore(db),
+        trusts=TrustStore(db),
+        ui_sessions=UISessionStore(db),
+        audit=AuditStore(db),
+        people=people,
+        configured_trusts=[trust.spec() for trust in config.federation],
+    )
+
+
+def _administration(config: Config, records: _Records, clock: Clock) -> Administration:
+    trail = AdminTrail(records.audit, clock)
+    accounts = Accounts(
+        users=records.users,
+        refresh_tokens=records.refresh_tokens,
+        ci_tokens=records.ci_tokens,
+        # No credential cache: a change checks the directory as it is now.
+        directory=Authenticator(records.people, CredentialCache(0), config.users.bcrypt_cost),
+        trail=trail,
+        clock=clock,
+        bcrypt_cost=config.users.bcrypt_cost,
+        ci_max_ttl=config.ci_tokens.max_ttl,
+        trusts=records.trusts,
+        ui_sessions=records.ui_sessions,
+        configured_trusts=records.configured_trusts,
+    )
+    return Administration(
+        config=config,
+        clock=clock,
+        accounts=accounts,
+        trail=trail,
+        audit_reader=records.audit,
+        database=records.database,
+    )
+
+
+@contextmanager
+def open_administration(config: Config, *, clock: Clock = utcnow) -> Iterator[Administration]:
+    """The CLI's services, closed (backends, then the database) when the block ends."""
+    with ExitStack() as exits:
+        yield _administration(config, _open_records(config, exits), clock)
+
+
+@contextmanager
+def open_services(
+    config: Config, *, policy: Explaining, metrics: TokenMetrics, clock: Clock = utcnow
+) -> Iterator[Services]:
+    """One app's services; when the block ends the audit rows are written, then all is closed."""
+    # Imported here, not above: a CLI command, which opens only the
+    # administration, starts faster without the token path's modules.
+    from tokenserver.authn.ci_tokens import CITokenBackend
+    from tokenserver.authn.federated import FederatedBackend
+    from tokenserver.federation.trusts import Trusts
+    from tokenserver.grants import GrantService
+    from tokenserver.issuer import Issuer
+    from tokenserver.keys import load_keys
+    from tokenserver.store.login_failures import LoginFailureStore
+    from tokenserver.throttle import LoginThrottle
+
+    with ExitStack() as exits:
+        records = _open_records(config, exits)
+        admin = _administration(config, records, clock)
+        keys = load_keys(config.token.keys_dir, config.token.algorithm, config.token.signing_key)
+        federation = FederatedBackend(Trusts(records.configured_trusts, records.trusts, clock))
+        # CI tokens and trusts first: only passwords shaped like their secrets
+        # (a CI secret, a JWT) go there.
+        backends: list[Backend] = [CITokenBackend(records.ci_tokens, clock), federation]
+        for backend in backends:
+            exits.callback(backend.close)
+        authenticator = Authenticator(
+            [*backends, *records.people],
+            CredentialCache(config.users.credential_cache_ttl),
+            config.users.bcrypt_cost,
+        )
+        audit = AuditLog(records.audit, dt.timedelta(days=config.audit.retention_days), clock)
+        exits.callback(audit.close)
+        grants = GrantService(
+            authenticator=authenticator,
+            policy=policy,
+            issuer=Issuer(keys, config.token.issuer, config.token.expiration, config.token.x5c),
+            refresh_tokens=records.refresh_tokens,
+            services=config.token.services,
+            refresh_lifetime=dt.timedelta(seconds=config.token.refresh_expiration),
+            clock=clock,
+            throttle=LoginThrottle(
+                LoginFailureStore(records.database),
+                config.throttle.account_failures,
+                config.throttle.address_failures,
+                config.throttle.window,
+                clock=lambda: clock().timestamp(),
+                ipv6_prefix=config.throttle.ipv6_prefix,
+            ),
+            metrics=metrics,
+            audit=audit,
+            federation=federation,
+        )
+        yield Services(
+            config=admin.config,
+            clock=admin.clock,
+            accounts=admin.accounts,
+            trail=admin.trail,
+            audit_reader=admin.audit_reader,
+            database=admin.database,
+            keys=keys,
+            jwks=keys.jwks(),
+            grants=grants,
+            authenticator=authenticator,
+            audit=audit,
+            metrics=metrics,
+        )
