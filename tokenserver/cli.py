@@ -284,10 +284,10 @@ def cmd_ui_session_end(args: argparse.Namespace) -> None:
 def cmd_policy_check(args: argparse.Namespace) -> None:
     from authcore.identity import Identity, Kind
     from authcore.scope import ScopeError, parse_scopes
-    from tokenserver.app import build_policy
     from tokenserver.authz.acl import ACLPolicy
     from tokenserver.authz.acl_file import read_acl_file
     from tokenserver.authz.policy import Requester
+    from tokenserver.services import build_policy
 
     config = _config(args)
     policy = ACLPolicy(read_acl_file(args.acl_file)) if args.acl_file else build_policy(config)

@@ -194,7 +194,7 @@ def test_admin_tokens_with_unfit_alg_or_times_that_are_no_numbers_are_refused(
     """Signed by our own key, so only the alg and the times are wrong: each is a 401."""
     got = client.get("/token", params={"service": SERVICE, "scope": "admin:api:*"}, auth=admin)
     claims = jwt.decode(got.json()["token"], options={"verify_signature": False})
-    signing = client.app.state.keys.signing  # type: ignore[attr-defined]
+    signing = client.app.state.services.keys.signing  # type: ignore[attr-defined]
     signer = CompactSigner(signing.private, signing.alg, {"typ": "JWT", "kid": signing.kid})
 
     def bearer(token: str) -> dict[str, str]:

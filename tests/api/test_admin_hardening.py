@@ -283,7 +283,7 @@ def test_every_act_and_every_refusal_is_audited(
     _status(client.post("/admin/v1/users", json={"name": "x", "password": "p"}, auth=alice), 403)
     _status(client.get("/admin/v1/audit", headers={"Authorization": "Bearer junk"}), 401)
 
-    client.app.state.audit.flush()  # type: ignore[attr-defined]
+    client.app.state.services.audit.flush()  # type: ignore[attr-defined]
     acted = [
         (r["action"], r["target"], r["outcome"], r["subject"], r["via"])
         for r in reversed(_rows(database))

@@ -26,7 +26,7 @@ UA = {"User-Agent": "audit-test/1.0"}
 
 
 def _rows(client: TestClient, database: Database) -> list[AuditRecord]:
-    assert client.app.state.audit.flush(5)  # type: ignore[attr-defined]
+    assert client.app.state.services.audit.flush(5)  # type: ignore[attr-defined]
     return list(reversed(AuditStore(database).query(limit=1000)))
 
 
@@ -113,7 +113,7 @@ def test_retention_purges_old_rows(
         "ua", SERVICE, "", "", "granted",
     )  # fmt: skip
     AuditStore(database).add([old, recent])
-    assert client.app.state.audit.purge_expired() == 1  # type: ignore[attr-defined]
+    assert client.app.state.services.audit.purge_expired() == 1  # type: ignore[attr-defined]
     assert [r.subject for r in _rows(client, database)] == ["recent"]
 
 
@@ -130,7 +130,7 @@ def test_retention_purges_in_chunks(
     days = [91] * 25 + [89] * 3
     records = [_aged(clock, f"s{i}", d) for i, d in enumerate(days)]
     AuditStore(database).add(records)
-    assert client.app.state.audit.purge_expired() == 25  # type: ignore[attr-defined]
+    assert client.app.state.services.audit.purge_expired() == 25  # type: ignore[attr-defined]
     assert sorted(r.subject for r in _rows(client, database)) == ["s25", "s26", "s27"]
 
 

@@ -128,7 +128,7 @@ def access(response: Any, decode: Callable[[str], dict[str, Any]]) -> dict[str, 
 
 
 def token_rows(client: TestClient, database: Database, subject: str) -> list[Any]:
-    assert client.app.state.audit.flush(5)  # type: ignore[attr-defined]
+    assert client.app.state.services.audit.flush(5)  # type: ignore[attr-defined]
     return [r for r in AuditStore(database).query(subject=subject) if r.action == "token"]
 
 

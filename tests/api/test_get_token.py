@@ -186,7 +186,7 @@ def test_answers_stay_each_their_own_past_the_memos(
             for _ in range(2):
                 bad = client.get("/token", params={"service": SERVICE, "scope": "repository:x"})
                 _assert_error(bad, 400, "invalid_scope")
-        service = client.app.state.grants  # type: ignore[attr-defined]
+        service = client.app.state.services.grants  # type: ignore[attr-defined]
         assert len(service._parsed) == 8
         assert len(service._policy._memo) == 8
 

@@ -88,7 +88,7 @@ def _rows(database: Database, subject: str) -> int:
 
 
 def _accounts(client: TestClient) -> Accounts:
-    service: Accounts = client.app.state.accounts  # type: ignore[attr-defined]
+    service: Accounts = client.app.state.services.accounts  # type: ignore[attr-defined]
     return service
 
 
@@ -167,7 +167,7 @@ def test_a_sign_in_racing_a_change_keeps_no_session(
 ) -> None:
     """A sign-in whose password check ran before the change, and its insert after it."""
     accounts = _accounts(client)
-    authenticator = client.app.state.grants.authenticator  # type: ignore[attr-defined]
+    authenticator = client.app.state.services.grants.authenticator  # type: ignore[attr-defined]
     created = {"name": "root", "password": ROOT_PW, "groups": ["admin"]}
     for method, path, body in (
         ("PUT", "/admin/v1/users/root/password", {"password": "new-pw-3"}),
@@ -200,7 +200,7 @@ def test_a_recreated_user_is_reached_by_no_old_session_or_refresh_token(
     offline = client.get("/token", params={"service": SERVICE, "offline_token": "true"},
                          auth=("root", ROOT_PW))  # fmt: skip
     old_refresh = leak_guard.add(offline.json()["refresh_token"])
-    old = client.app.state.grants.authenticator.authenticate(  # type: ignore[attr-defined]
+    old = client.app.state.services.grants.authenticator.authenticate(  # type: ignore[attr-defined]
         "root", Secret(ROOT_PW)
     )
     assert client.delete("/admin/v1/users/root", auth=OPS).status_code == 204
@@ -208,7 +208,7 @@ def test_a_recreated_user_is_reached_by_no_old_session_or_refresh_token(
     in_flight = leak_guard.add(
         RefreshTokenStore(database).issue(
             "root", SERVICE, "docker", dt.timedelta(days=1),
-            client.app.state.grants.clock(),  # type: ignore[attr-defined]
+            client.app.state.services.grants.clock(),  # type: ignore[attr-defined]
             backend=old.backend, account_key=old.account_key,
         )
     )  # fmt: skip

@@ -441,7 +441,7 @@ def test_audit_tail(run: Run, client: Any, add_user: Callable[..., str]) -> None
     password = add_user("alice")
     client.get("/token", params={"service": "registry"}, auth=("alice", password))
     client.get("/token", params={"service": "registry"}, auth=("alice", "wrong"))
-    assert client.app.state.audit.flush(5)
+    assert client.app.state.services.audit.flush(5)
     code, out, _ = run("audit", "tail", "--since", "10m")
     lines = out.splitlines()
     assert code == 0 and len(lines) == 2

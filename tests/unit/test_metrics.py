@@ -77,7 +77,7 @@ def test_unknown_paths_and_methods_are_bounded(client: TestClient) -> None:
 
 
 def test_counters_render_with_labels(client: TestClient) -> None:
-    metrics: TokenMetrics = client.app.state.metrics  # type: ignore[attr-defined]
+    metrics: TokenMetrics = client.app.state.services.metrics  # type: ignore[attr-defined]
     before = scrape(client)
     # Every outcome is exported from the start, at zero until counted.
     for outcome in TOKEN_OUTCOMES:
@@ -126,7 +126,7 @@ def test_apps_do_not_share_counts(config: Config, start_client: StartClient) -> 
     with start_client(config) as first, start_client(config) as second:
         for _ in range(5):
             first.get("/healthz")
-        first.app.state.metrics.token_request("denied")  # type: ignore[attr-defined]
+        first.app.state.services.metrics.token_request("denied")  # type: ignore[attr-defined]
         one, two = scrape(first), scrape(second)
         assert value(one, DURATION_COUNT, route="/healthz") == 5
         assert value(two, DURATION_COUNT, route="/healthz") == 0

@@ -41,7 +41,7 @@ def test_the_server_keeps_the_configured_pool(
     make_config: Callable[..., Config], start_client: StartClient
 ) -> None:
     with start_client(make_config({"database": {"pool_size": 7}})) as client:
-        assert client.app.state.db.engine.pool.size() == 7  # type: ignore[attr-defined]
+        assert client.app.state.services.database.engine.pool.size() == 7  # type: ignore[attr-defined]
 
 
 def test_users(users: UserStore) -> None:

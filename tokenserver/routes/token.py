@@ -34,13 +34,13 @@ from tokenserver.forms import Params, parse_basic, parse_params
 from tokenserver.grants import (
     ExchangeLogin,
     Grant,
-    GrantService,
     PasswordLogin,
     RefreshLogin,
     Refused,
     TokenRequest,
     Via,
 )
+from tokenserver.routes.common import services
 
 __all__ = ["TokenApp", "router"]
 
@@ -66,16 +66,6 @@ class TokenAnswer(Response):
         self.raw_headers = [(b"content-length", b"%d" % len(self.body)), *_ANSWER_HEADERS]
 
 
-def _grants(request: Request) -> GrantService:
-    grants: GrantService = request.app.state.grants
-    return grants
-
-
-def _realm(request: Request) -> str:
-    realm: str = request.app.state.config.token.issuer
-    return realm
-
-
 def _client(request: Request) -> tuple[str | None, str]:
     ip = request.client.host if request.client else None
     context.CLIENT_IP.set(ip or "")
@@ -84,9 +74,10 @@ def _client(request: Request) -> tuple[str | None, str]:
 
 async def _grant(request: Request, token_request: TokenRequest, *, oauth: bool) -> TokenAnswer:
     try:
-        grant = await _grants(request).grant(token_request)
+        grant = await services(request).grants.grant(token_request)
     except Refused as exc:
-        raise from_refusal(exc, "oauth" if oauth else "token", _realm(request)) from None
+        realm = services(request).config.token.issuer
+        raise from_refusal(exc, "oauth" if oauth else "token", realm) from None
     return _answer(grant, oauth=oauth, exchange=token_request.via == "token_exchange")
 
 
@@ -111,7 +102,7 @@ def _answer(grant: Grant, *, oauth: bool, exchange: bool = False) -> TokenAnswer
 
 def _unparsed(request: Request, via: Via, service: str, subject: str = "") -> None:
     ip, agent = _client(request)
-    _grants(request).refuse_unparsed(via, service, ip, agent, subject)
+    services(request).grants.refuse_unparsed(via, service, ip, agent, subject)
 
 
 @router.get("/token", summary="Registry token (Docker token-auth spec)")
@@ -143,7 +134,7 @@ async def _read_form(request: Request) -> Params:
     content_type = request.headers.get("content-type", "")
     if content_type.split(";", 1)[0].strip().lower() != "application/x-www-form-urlencoded":
         raise InvalidRequest("the body must be application/x-www-form-urlencoded", close=True)
-    limit: int = request.app.state.config.server.max_body_bytes
+    limit = services(request).config.server.max_body_bytes
     return parse_params(await read_limited(request, limit))
 
 

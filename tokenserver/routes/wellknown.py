@@ -5,6 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from tokenserver.routes.common import services
+
 __all__ = ["router"]
 
 router = APIRouter()
@@ -12,7 +14,8 @@ router = APIRouter()
 
 @router.get("/.well-known/jwks.json", summary="Public keys that verify our tokens")
 async def jwks(request: Request) -> JSONResponse:
-    return JSONResponse(request.app.state.jwks, headers={"Cache-Control": "public, max-age=300"})
+    jwks = services(request).jwks
+    return JSONResponse(jwks, headers={"Cache-Control": "public, max-age=300"})
 
 
 @router.get("/healthz", summary="Liveness")

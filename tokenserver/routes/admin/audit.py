@@ -8,10 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
+from tokenserver.audit import AuditRecord, Outcome
 from tokenserver.errors import InvalidRequest
 from tokenserver.routes.admin.auth import Admin, AdminRoute
 from tokenserver.routes.admin.common import ERROR_RESPONSES
-from tokenserver.store.audit import AuditRecord, AuditStore, Outcome
+from tokenserver.routes.common import services
 
 __all__ = ["router"]
 
@@ -49,10 +50,10 @@ async def audit(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AuditRecord]:
     since, until = _utc("since", since), _utc("until", until)
-    await run_in_threadpool(request.app.state.audit.flush, 2.0)
-    store = AuditStore(request.app.state.db)
+    svc = services(request)
+    await run_in_threadpool(svc.audit.flush, 2.0)
     return await run_in_threadpool(
-        lambda: store.query(
+        lambda: svc.audit_reader.query(
             subject=subject, outcome=outcome, action=action, since=since, until=until, limit=limit
         )
     )

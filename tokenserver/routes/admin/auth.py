@@ -21,7 +21,7 @@ from starlette.types import Message
 
 from authcore.claims import access_from_claims
 from authcore.jwt_verify import UntrustedJWT, decode_signed, signed_header
-from tokenserver.audit import Actor, AuditLog
+from tokenserver.audit import Actor, Outcome
 from tokenserver.authn.base import BackendUnavailable
 from tokenserver.authz.policy import ADMIN_GROUP
 from tokenserver.bodies import has_body, read_limited
@@ -34,19 +34,13 @@ from tokenserver.errors import (
     from_refusal,
 )
 from tokenserver.forms import parse_basic
-from tokenserver.grants import GrantService, Refused
-from tokenserver.keys import KeySet
-from tokenserver.store.audit import Outcome
+from tokenserver.grants import Refused
+from tokenserver.routes.common import services
 
 __all__ = ["ADMIN_SCOPE", "REALM", "Admin", "AdminRoute"]
 
 ADMIN_SCOPE = "admin:api:*"
 REALM = "tokenserver-admin"
-
-
-def _grants(request: Request) -> GrantService:
-    grants: GrantService = request.app.state.grants
-    return grants
 
 
 def _client(request: Request) -> tuple[str, str]:
@@ -56,27 +50,25 @@ def _client(request: Request) -> tuple[str, str]:
 
 def _bearer_claims(request: Request, token: str) -> dict[str, Any]:
     """The claims of a token our own issuer signed for one of our services, valid now."""
-    grants = _grants(request)
-    keys: KeySet = request.app.state.keys
-    issuer: str = request.app.state.config.token.issuer
+    svc = services(request)
     try:
         alg, header = signed_header(token)
         kid = header.get("kid")
-        key = next((k.key for k in keys.public if k.kid == kid), None)
+        key = next((k.key for k in svc.keys.public if k.kid == kid), None)
         if key is None:
             raise AdminUnauthorized("the token is invalid or expired", REALM)
         signed = decode_signed(
             token,
             key,
             alg,
-            audience=sorted(grants.services),
-            issuer=issuer,
+            audience=sorted(svc.grants.services),
+            issuer=svc.config.token.issuer,
             require=("exp", "iss", "aud", "sub"),
         )
     except UntrustedJWT:
         raise AdminUnauthorized("the token is invalid or expired", REALM) from None
     # Time is checked against the server's clock (a test can move it), not PyJWT's.
-    now = grants.clock().timestamp()
+    now = svc.clock().timestamp()
     exp, nbf = signed.exp, signed.nbf or 0.0
     if exp is None or not exp > now >= nbf - 60:
         raise AdminUnauthorized("the token is invalid or expired", REALM)
@@ -85,7 +77,6 @@ def _bearer_claims(request: Request, token: str) -> dict[str, Any]:
 
 def _bearer_actor(request: Request, token: str) -> Actor:
     """Blocking (asks the identity backends)."""
-    grants = _grants(request)
     claims = _bearer_claims(request, token)
     subject = claims["sub"]
     try:
@@ -97,7 +88,7 @@ def _bearer_actor(request: Request, token: str) -> Actor:
     if not any(a.type == "admin" and a.name == "api" and a.allows("*") for a in access):
         raise Forbidden(f"the token does not grant {ADMIN_SCOPE}")
     try:
-        found = grants.authenticator.find(subject)
+        found = services(request).authenticator.find(subject)
     except BackendUnavailable:
         raise TemporarilyUnavailable("the identity backend is unavailable; retry") from None
     if found is None:
@@ -121,7 +112,7 @@ async def authenticate(request: Request) -> Actor:
     username, password = parse_basic(header)
     ip, agent = _client(request)
     try:
-        identity = await _grants(request).authenticate(username, password, ip)
+        identity = await services(request).grants.authenticate(username, password, ip)
     except Refused as exc:
         raise from_refusal(exc, "admin", REALM) from None
     if identity.kind != "user" or ADMIN_GROUP not in identity.groups:
@@ -178,7 +169,7 @@ class AdminRoute(APIRoute):
             request.state.admin = actor
             if not has_body(request):
                 return await handler(request)
-            limit: int = request.app.state.config.server.max_body_bytes
+            limit = services(request).config.server.max_body_bytes
             return await handler(_replaying(request, await read_limited(request, limit)))
 
         return guarded
@@ -190,9 +181,9 @@ def _record_refusal(request: Request, action: str, exc: TokenEndpointError) -> N
     target = "/".join(str(v) for v in request.path_params.values()) or request.query_params.get(
         "user", ""
     )
-    audit: AuditLog = request.app.state.audit
+    svc = services(request)
     actor = Actor(subject[:255], via, "", "", ip, agent)
-    audit.record(actor.record(_grants(request).clock(), action, target, _refusal_outcome(exc)))
+    svc.audit.record(actor.record(svc.clock(), action, target, _refusal_outcome(exc)))
 
 
 def _replaying(request: Request, body: bytes) -> Request:

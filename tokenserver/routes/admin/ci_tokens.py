@@ -9,9 +9,10 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from tokenserver.accounts import CITokenInfo
 from tokenserver.routes.admin.auth import Admin, AdminRoute
-from tokenserver.routes.admin.common import ERROR_RESPONSES, StrictBody, accounts
-from tokenserver.store.ci_tokens import CITokenInfo
+from tokenserver.routes.admin.common import ERROR_RESPONSES, StrictBody
+from tokenserver.routes.common import services
 
 __all__ = ["router"]
 
@@ -60,8 +61,7 @@ def _out(info: CITokenInfo, now: dt.datetime) -> dict[str, Any]:
 
 
 def _now(request: Request) -> dt.datetime:
-    now: dt.datetime = request.app.state.grants.clock()
-    return now
+    return services(request).clock()
 
 
 @router.get(
@@ -69,7 +69,8 @@ def _now(request: Request) -> dt.datetime:
 )
 async def list_ci_tokens(request: Request, _admin: Admin) -> list[dict[str, Any]]:
     now = _now(request)
-    return [_out(t, now) for t in await run_in_threadpool(accounts(request).list_ci_tokens)]
+    tokens = await run_in_threadpool(services(request).accounts.list_ci_tokens)
+    return [_out(t, now) for t in tokens]
 
 
 @router.post(
@@ -81,7 +82,7 @@ async def list_ci_tokens(request: Request, _admin: Admin) -> list[dict[str, Any]
 )
 async def create_ci_token(request: Request, body: CITokenCreate, admin: Admin) -> dict[str, Any]:
     info, secret = await run_in_threadpool(
-        accounts(request).create_ci_token,
+        services(request).accounts.create_ci_token,
         admin,
         body.name,
         body.scopes,
@@ -95,5 +96,5 @@ async def create_ci_token(request: Request, body: CITokenCreate, admin: Admin) -
     "/ci-tokens/{name}", status_code=204, name="ci_token.revoke", summary="Revoke a CI token"
 )
 async def revoke_ci_token(request: Request, name: str, admin: Admin) -> Response:
-    await run_in_threadpool(accounts(request).revoke_ci_token, admin, name)
+    await run_in_threadpool(services(request).accounts.revoke_ci_token, admin, name)
     return Response(status_code=204)

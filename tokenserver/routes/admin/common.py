@@ -1,15 +1,12 @@
-"""What every admin resource shares: the error shape, strict bodies, the accounts service."""
+"""What every admin resource shares: the error shape and strict bodies."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import Request
 from pydantic import BaseModel, ConfigDict
 
-from tokenserver.accounts import Accounts
-
-__all__ = ["ERROR_RESPONSES", "ErrorBody", "StrictBody", "accounts"]
+__all__ = ["ERROR_RESPONSES", "ErrorBody", "StrictBody"]
 
 
 class ErrorBody(BaseModel):
@@ -35,8 +32,3 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 class StrictBody(BaseModel):
     # No coercion: `"ttl": true` or `"disabled": "no"` is a 400, not a guess.
     model_config = ConfigDict(extra="forbid", strict=True)
-
-
-def accounts(request: Request) -> Accounts:
-    service: Accounts = request.app.state.accounts
-    return service

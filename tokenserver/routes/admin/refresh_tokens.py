@@ -8,9 +8,10 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from tokenserver.accounts import RefreshTokenInfo
 from tokenserver.routes.admin.auth import Admin, AdminRoute
-from tokenserver.routes.admin.common import ERROR_RESPONSES, accounts
-from tokenserver.store.refresh_tokens import RefreshTokenInfo
+from tokenserver.routes.admin.common import ERROR_RESPONSES
+from tokenserver.routes.common import services
 
 __all__ = ["router"]
 
@@ -32,7 +33,7 @@ async def list_refresh_tokens(
     _admin: Admin,
     user: Annotated[str | None, Query(max_length=255)] = None,
 ) -> list[RefreshTokenInfo]:
-    return await run_in_threadpool(accounts(request).list_refresh_tokens, user)
+    return await run_in_threadpool(services(request).accounts.list_refresh_tokens, user)
 
 
 @router.delete(
@@ -44,7 +45,7 @@ async def list_refresh_tokens(
 async def revoke_user_refresh_tokens(
     request: Request, admin: Admin, user: Annotated[str, Query(min_length=1, max_length=255)]
 ) -> RevokedOut:
-    count = await run_in_threadpool(accounts(request).revoke_refresh_tokens, admin, user)
+    count = await run_in_threadpool(services(request).accounts.revoke_refresh_tokens, admin, user)
     return RevokedOut(revoked=count)
 
 
@@ -57,5 +58,5 @@ async def revoke_user_refresh_tokens(
 async def revoke_refresh_token(
     request: Request, token_id: Annotated[int, Path(ge=1, le=2**62)], admin: Admin
 ) -> Response:
-    await run_in_threadpool(accounts(request).revoke_refresh_token, admin, token_id)
+    await run_in_threadpool(services(request).accounts.revoke_refresh_token, admin, token_id)
     return Response(status_code=204)

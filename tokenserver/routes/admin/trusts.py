@@ -11,7 +11,8 @@ from starlette.concurrency import run_in_threadpool
 
 from tokenserver.federation.spec import TrustSpec
 from tokenserver.routes.admin.auth import Admin, AdminRoute
-from tokenserver.routes.admin.common import ERROR_RESPONSES, StrictBody, accounts
+from tokenserver.routes.admin.common import ERROR_RESPONSES, StrictBody
+from tokenserver.routes.common import services
 
 __all__ = ["router"]
 
@@ -84,7 +85,8 @@ def _out(spec: TrustSpec, source: str) -> TrustOut:
     summary="List federation trusts",
 )
 async def list_trusts(request: Request, _admin: Admin) -> list[TrustOut]:
-    return [_out(s, src) for s, src in await run_in_threadpool(accounts(request).list_trusts)]
+    trusts = await run_in_threadpool(services(request).accounts.list_trusts)
+    return [_out(spec, source) for spec, source in trusts]
 
 
 @router.post(
@@ -95,7 +97,7 @@ async def list_trusts(request: Request, _admin: Admin) -> list[TrustOut]:
     summary="Add a federation trust",
 )
 async def create_trust(request: Request, body: TrustIn, admin: Admin) -> TrustOut:
-    spec = await run_in_threadpool(accounts(request).create_trust, admin, body.spec())
+    spec = await run_in_threadpool(services(request).accounts.create_trust, admin, body.spec())
     return _out(spec, "database")
 
 
@@ -106,5 +108,5 @@ async def create_trust(request: Request, body: TrustIn, admin: Admin) -> TrustOu
     summary="Remove a federation trust",
 )
 async def delete_trust(request: Request, name: str, admin: Admin) -> Response:
-    await run_in_threadpool(accounts(request).delete_trust, admin, name)
+    await run_in_threadpool(services(request).accounts.delete_trust, admin, name)
     return Response(status_code=204)

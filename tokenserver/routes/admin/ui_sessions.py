@@ -9,10 +9,10 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from tokenserver.accounts import MAX_ID
+from tokenserver.accounts import MAX_ID, SessionInfo
 from tokenserver.routes.admin.auth import Admin, AdminRoute
-from tokenserver.routes.admin.common import ERROR_RESPONSES, accounts
-from tokenserver.store.ui_sessions import SessionInfo
+from tokenserver.routes.admin.common import ERROR_RESPONSES
+from tokenserver.routes.common import services
 
 __all__ = ["router"]
 
@@ -54,7 +54,8 @@ def _out(session: SessionInfo) -> UISessionOut:
 async def list_ui_sessions(
     request: Request, _admin: Admin, user: User | None = None
 ) -> list[UISessionOut]:
-    return [_out(s) for s in await run_in_threadpool(accounts(request).list_ui_sessions, user)]
+    sessions = await run_in_threadpool(services(request).accounts.list_ui_sessions, user)
+    return [_out(s) for s in sessions]
 
 
 @router.delete(
@@ -64,7 +65,8 @@ async def list_ui_sessions(
     summary="End every web session of a user, on every instance",
 )
 async def end_user_ui_sessions(request: Request, admin: Admin, user: User) -> EndedOut:
-    return EndedOut(ended=await run_in_threadpool(accounts(request).end_ui_sessions, admin, user))
+    ended = await run_in_threadpool(services(request).accounts.end_ui_sessions, admin, user)
+    return EndedOut(ended=ended)
 
 
 @router.delete(
@@ -76,5 +78,5 @@ async def end_user_ui_sessions(request: Request, admin: Admin, user: User) -> En
 async def end_ui_session(
     request: Request, session_id: Annotated[int, Path(ge=1, le=MAX_ID)], admin: Admin
 ) -> Response:
-    await run_in_threadpool(accounts(request).end_ui_session, admin, session_id)
+    await run_in_threadpool(services(request).accounts.end_ui_session, admin, session_id)
     return Response(status_code=204)

@@ -8,10 +8,11 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from tokenserver.accounts import UserInfo
 from tokenserver.passwords import MAX_PASSWORD_BYTES
 from tokenserver.routes.admin.auth import Admin, AdminRoute
-from tokenserver.routes.admin.common import ERROR_RESPONSES, StrictBody, accounts
-from tokenserver.store.users import UserInfo
+from tokenserver.routes.admin.common import ERROR_RESPONSES, StrictBody
+from tokenserver.routes.common import services
 
 __all__ = ["router"]
 
@@ -59,7 +60,7 @@ def _out(user: UserInfo) -> UserOut:
 
 @router.get("/users", response_model=list[UserOut], name="user.list", summary="List users")
 async def list_users(request: Request, _admin: Admin) -> list[UserOut]:
-    return [_out(u) for u in await run_in_threadpool(accounts(request).list_users)]
+    return [_out(u) for u in await run_in_threadpool(services(request).accounts.list_users)]
 
 
 @router.post(
@@ -67,14 +68,14 @@ async def list_users(request: Request, _admin: Admin) -> list[UserOut]:
 )
 async def create_user(request: Request, body: UserCreate, admin: Admin) -> UserOut:
     user = await run_in_threadpool(
-        accounts(request).create_user, admin, body.name, body.password, body.groups
+        services(request).accounts.create_user, admin, body.name, body.password, body.groups
     )
     return _out(user)
 
 
 @router.get("/users/{name}", response_model=UserOut, name="user.get", summary="One user")
 async def get_user(request: Request, name: str, _admin: Admin) -> UserOut:
-    return _out(await run_in_threadpool(accounts(request).get_user, name))
+    return _out(await run_in_threadpool(services(request).accounts.get_user, name))
 
 
 @router.put(
@@ -84,7 +85,7 @@ async def get_user(request: Request, name: str, _admin: Admin) -> UserOut:
     summary="Set a password (revokes the user's refresh tokens)",
 )
 async def set_password(request: Request, name: str, body: PasswordIn, admin: Admin) -> Response:
-    await run_in_threadpool(accounts(request).set_password, admin, name, body.password)
+    await run_in_threadpool(services(request).accounts.set_password, admin, name, body.password)
     return Response(status_code=204)
 
 
@@ -95,7 +96,8 @@ async def set_password(request: Request, name: str, body: PasswordIn, admin: Adm
     summary="Replace a user's groups",
 )
 async def set_groups(request: Request, name: str, body: GroupsIn, admin: Admin) -> UserOut:
-    return _out(await run_in_threadpool(accounts(request).set_groups, admin, name, body.groups))
+    accounts = services(request).accounts
+    return _out(await run_in_threadpool(accounts.set_groups, admin, name, body.groups))
 
 
 @router.put(
@@ -106,7 +108,8 @@ async def set_groups(request: Request, name: str, body: GroupsIn, admin: Admin) 
     summary="Disable or enable",
 )
 async def set_disabled(request: Request, name: str, body: DisabledIn, admin: Admin) -> UserOut:
-    user = await run_in_threadpool(accounts(request).set_disabled, admin, name, body.disabled)
+    accounts = services(request).accounts
+    user = await run_in_threadpool(accounts.set_disabled, admin, name, body.disabled)
     return _out(user)
 
 
@@ -117,5 +120,5 @@ async def set_disabled(request: Request, name: str, body: DisabledIn, admin: Adm
     summary="Delete a user (and revoke their refresh tokens)",
 )
 async def delete_user(request: Request, name: str, admin: Admin) -> Response:
-    await run_in_threadpool(accounts(request).delete_user, admin, name)
+    await run_in_threadpool(services(request).accounts.delete_user, admin, name)
     return Response(status_code=204)

@@ -9,11 +9,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from tokenserver.audit import OUTCOMES
 from tokenserver.durations import DurationError, parse_duration
+from tokenserver.routes.common import services
 from tokenserver.routes.ui.common import base_context
 from tokenserver.routes.ui.render import page
 from tokenserver.routes.ui.session import signed_in
-from tokenserver.store.audit import OUTCOMES, AuditStore
 
 __all__ = ["router"]
 
@@ -26,6 +27,7 @@ MAX_PAGES = 1000
 @router.get("/audit", include_in_schema=False)
 async def audit(request: Request) -> Response:
     who = await signed_in(request)
+    svc = services(request)
     params = request.query_params
     filters = {key: params.get(key, "")[:255] for key in ("subject", "action", "outcome", "since")}
     page_number = (
@@ -36,16 +38,13 @@ async def audit(request: Request) -> Response:
     since = None
     if filters["since"]:
         try:
-            since = request.app.state.grants.clock() - dt.timedelta(
-                seconds=parse_duration(filters["since"])
-            )
+            since = svc.clock() - dt.timedelta(seconds=parse_duration(filters["since"]))
         except DurationError as exc:
             error = str(exc)
     outcome = filters["outcome"] if filters["outcome"] in OUTCOMES else None
-    await run_in_threadpool(request.app.state.audit.flush, 2.0)
-    store = AuditStore(request.app.state.db)
+    await run_in_threadpool(svc.audit.flush, 2.0)
     rows = await run_in_threadpool(
-        lambda: store.query(
+        lambda: svc.audit_reader.query(
             subject=filters["subject"] or None,
             outcome=outcome,
             action=filters["action"] or None,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -11,7 +10,8 @@ from starlette.concurrency import run_in_threadpool
 
 from tokenserver.accounts import AccountError, InvalidValue
 from tokenserver.durations import DurationError, parse_duration
-from tokenserver.routes.ui.common import accounts, after_change, base_context, status_of
+from tokenserver.routes.common import services
+from tokenserver.routes.ui.common import after_change, base_context, status_of
 from tokenserver.routes.ui.render import page
 from tokenserver.routes.ui.session import SignedIn, read_form, signed_in
 
@@ -21,7 +21,7 @@ router = APIRouter()
 
 
 def _registry_host(request: Request) -> str:
-    url: str | None = request.app.state.config.ui.registry_url
+    url = services(request).config.ui.registry_url
     return url.split("://", 1)[1].rstrip("/") if url else "REGISTRY"
 
 
@@ -33,7 +33,7 @@ async def _list(
     error: str | None = None,
     status: int = 200,
 ) -> Response:
-    now: dt.datetime = request.app.state.grants.clock()
+    now = services(request).clock()
     tokens: list[dict[str, Any]] = [
         {
             "name": t.name,
@@ -44,7 +44,7 @@ async def _list(
             "last_used_ip": t.last_used_ip,
             "description": t.description,
         }
-        for t in await run_in_threadpool(accounts(request).list_ci_tokens)
+        for t in await run_in_threadpool(services(request).accounts.list_ci_tokens)
     ]
     context = base_context(request, who) | {"error": error}
     return page(
@@ -74,7 +74,7 @@ async def create_ci_token(request: Request) -> Response:
         except DurationError as exc:
             raise InvalidValue(str(exc)) from None
         _info, secret = await run_in_threadpool(
-            accounts(request).create_ci_token,
+            services(request).accounts.create_ci_token,
             who.actor,
             name,
             (form.one("scopes") or "").split(),
@@ -92,7 +92,7 @@ async def revoke_ci_token(request: Request, name: str) -> Response:
     who = await signed_in(request)
     await read_form(request, who.session.csrf)
     try:
-        await run_in_threadpool(accounts(request).revoke_ci_token, who.actor, name)
+        await run_in_threadpool(services(request).accounts.revoke_ci_token, who.actor, name)
     except AccountError as exc:
         return await _list(request, who, error=str(exc), status=status_of(exc))
     return after_change("/ui/ci-tokens", "ci-revoked", name)

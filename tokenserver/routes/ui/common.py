@@ -1,4 +1,4 @@
-"""What every page handler shares: the services, the after-a-change redirect, refusals."""
+"""What every page handler shares: the after-a-change redirect, the page context, refusals."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from fastapi import Request
 from fastapi.responses import RedirectResponse, Response
 
 from tokenserver.accounts import AccountError, InvalidValue, NameTaken, UnknownAccount
-from tokenserver.routes.ui.session import SignedIn, accounts
+from tokenserver.routes.ui.session import SignedIn
 
-__all__ = ["DONE", "accounts", "after_change", "base_context", "status_of"]
+__all__ = ["DONE", "after_change", "base_context", "status_of"]
 
 # What a redirect after a change may say: fixed texts, so a link cannot make the page say more.
 DONE = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from tokenserver.keys import KeySet
+from tokenserver.routes.common import services
 from tokenserver.routes.ui.common import base_context
 from tokenserver.routes.ui.render import page
 from tokenserver.routes.ui.session import signed_in
@@ -18,7 +18,7 @@ router = APIRouter()
 @router.get("/keys", include_in_schema=False)
 async def keys(request: Request) -> Response:
     who = await signed_in(request)
-    keyset: KeySet = request.app.state.keys
+    keyset = services(request).keys
     rows = [
         {
             "kid": key.kid,

@@ -9,34 +9,28 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from tokenserver.audit import Actor, AdminTrail
+from tokenserver.audit import Actor, Outcome
 from tokenserver.authz.policy import ADMIN_GROUP
 from tokenserver.bodies import read_limited
 from tokenserver.forms import parse_params
-from tokenserver.grants import GrantService, Refused
+from tokenserver.grants import Refused
+from tokenserver.routes.common import services
 from tokenserver.routes.ui.render import page
 from tokenserver.routes.ui.session import (
     LOGIN_COOKIE,
     SESSION_COOKIE,
     CSRFRefused,
-    accounts,
     new_login_token,
     read_form,
     set_cookie,
     signed_in,
 )
-from tokenserver.store.audit import Outcome
 
 __all__ = ["router"]
 
 router = APIRouter()
 
 _LOGIN_TOKEN_AGE = 3600
-
-
-def _trail(request: Request) -> AdminTrail:
-    trail: AdminTrail = request.app.state.trail
-    return trail
 
 
 def _login_page(request: Request, error: str | None = None, status: int = 200) -> Response:
@@ -58,8 +52,8 @@ async def login_form(request: Request) -> Response:
 
 @router.post("/login", include_in_schema=False)
 async def login(request: Request) -> Response:
-    limit: int = request.app.state.config.server.max_body_bytes
-    form = parse_params(await read_limited(request, limit))
+    svc = services(request)
+    form = parse_params(await read_limited(request, svc.config.server.max_body_bytes))
     expected = request.cookies.get(LOGIN_COOKIE, "")
     given = form.one("csrf") or ""
     if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
@@ -68,29 +62,28 @@ async def login(request: Request) -> Response:
     ip = request.client.host if request.client else ""
     agent = request.headers.get("user-agent", "")[:512]
     attempt = Actor(username[:255], "ui", "user", "", ip, agent)
-    grants: GrantService = request.app.state.grants
 
     def refuse(outcome: Outcome, message: str) -> Response:
-        _trail(request).record(attempt, "ui.signin", "", outcome)
+        svc.trail.record(attempt, "ui.signin", "", outcome)
         return _login_page(request, message, 401 if outcome == "bad_credentials" else 403)
 
     if not username or password is None:
         return refuse("bad_credentials", "Give a user name and a password.")
     try:
-        identity = await grants.authenticate(username, password, ip)
+        identity = await svc.grants.authenticate(username, password, ip)
     except Refused as exc:
         return refuse(exc.outcome, "Those credentials do not sign in here.")
     if identity.kind != "user" or ADMIN_GROUP not in identity.groups:
         return refuse("forbidden", f"Only members of the {ADMIN_GROUP} group may sign in.")
-    ttl: int = request.app.state.config.ui.session_ttl
+    ttl = svc.config.ui.session_ttl
     opened = await run_in_threadpool(
-        accounts(request).open_ui_session, identity, dt.timedelta(seconds=ttl)
+        svc.accounts.open_ui_session, identity, dt.timedelta(seconds=ttl)
     )
     if opened is None:  # the account changed (a new password, say) while this sign-in ran
         return refuse("bad_credentials", "Those credentials do not sign in here.")
     cookie, _session = opened
     actor = Actor(identity.subject, "ui", "user", identity.backend, ip, agent)
-    _trail(request).record(actor, "ui.signin", "", "ok")
+    svc.trail.record(actor, "ui.signin", "", "ok")
     response = RedirectResponse("/ui/users", status_code=303)
     set_cookie(request, response, SESSION_COOKIE, cookie, ttl)
     response.delete_cookie(LOGIN_COOKIE, path="/ui")
@@ -101,8 +94,8 @@ async def login(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     who = await signed_in(request)
     await read_form(request, who.session.csrf)
-    await run_in_threadpool(accounts(request).close_ui_session, who.cookie)
-    _trail(request).record(who.actor, "ui.signout", "", "ok")
+    await run_in_threadpool(services(request).accounts.close_ui_session, who.cookie)
+    services(request).trail.record(who.actor, "ui.signout", "", "ok")
     response = RedirectResponse("/ui/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/ui")
     return response

@@ -22,7 +22,8 @@ import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from tokenserver.grants import GrantService, Refused, TokenRequest
+from tokenserver.grants import Refused, TokenRequest
+from tokenserver.routes.common import services
 from tokenserver.routes.ui.common import base_context
 from tokenserver.routes.ui.render import page
 from tokenserver.routes.ui.session import SignedIn, signed_in
@@ -127,7 +128,7 @@ async def _read(client: httpx.AsyncClient, url: str, limit: int, **options: Any)
 
 async def _token(request: Request, who: SignedIn, scopes: list[str]) -> str:
     """A token for the signed-in admin, as the token endpoint would grant it."""
-    grants: GrantService = request.app.state.grants
+    grants = services(request).grants
     service = sorted(grants.services)[0]
     ip = request.client.host if request.client else None
     token_request = TokenRequest(service, scopes, "session", client_ip=ip)
@@ -232,7 +233,7 @@ class _Partial(Exception):
 @router.get("/repositories", include_in_schema=False)
 async def repositories(request: Request) -> Response:
     who = await signed_in(request)
-    base: str | None = request.app.state.config.ui.registry_url
+    base = services(request).config.ui.registry_url
     context = base_context(request, who)
     last = request.query_params.get("last") or None
     if last is not None and not is_name(last):

@@ -20,11 +20,11 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from authcore.identity import Identity
-from tokenserver.accounts import Accounts
+from tokenserver.accounts import Session
 from tokenserver.audit import Actor
 from tokenserver.bodies import read_limited
 from tokenserver.forms import Params, parse_params
-from tokenserver.store.ui_sessions import Session
+from tokenserver.routes.common import services
 
 __all__ = [
     "LOGIN_COOKIE",
@@ -33,7 +33,6 @@ __all__ = [
     "CSRFRefused",
     "SignInRequired",
     "SignedIn",
-    "accounts",
     "read_form",
     "set_cookie",
     "signed_in",
@@ -60,11 +59,6 @@ class SignedIn:
     cookie: str
 
 
-def accounts(request: Request) -> Accounts:
-    service: Accounts = request.app.state.accounts
-    return service
-
-
 def set_cookie(request: Request, response: Response, name: str, value: str, max_age: int) -> None:
     response.set_cookie(
         name,
@@ -82,7 +76,7 @@ async def signed_in(request: Request) -> SignedIn:
     cookie = request.cookies.get(SESSION_COOKIE)
     if not cookie or len(cookie) > 256:
         raise SignInRequired
-    found = await run_in_threadpool(accounts(request).ui_session, cookie)
+    found = await run_in_threadpool(services(request).accounts.ui_session, cookie)
     if found is None:
         raise SignInRequired
     session, identity = found
@@ -94,7 +88,7 @@ async def signed_in(request: Request) -> SignedIn:
 
 async def read_form(request: Request, expected_csrf: str) -> Params:
     """The posted form, if it carries `expected_csrf`; else `CSRFRefused`."""
-    limit: int = request.app.state.config.server.max_body_bytes
+    limit = services(request).config.server.max_body_bytes
     form = parse_params(await read_limited(request, limit))
     given = form.one("csrf") or ""
     if not expected_csrf or not hmac.compare_digest(given.encode(), expected_csrf.encode()):

@@ -6,11 +6,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from tokenserver.accounts import AccountError, parse_id
-from tokenserver.routes.ui.common import accounts, after_change, base_context, status_of
+from tokenserver.accounts import AccountError, SessionInfo, parse_id
+from tokenserver.routes.common import services
+from tokenserver.routes.ui.common import after_change, base_context, status_of
 from tokenserver.routes.ui.render import page
 from tokenserver.routes.ui.session import SESSION_COOKIE, SignedIn, read_form, signed_in
-from tokenserver.store.ui_sessions import SessionInfo
 
 __all__ = ["router"]
 
@@ -23,7 +23,8 @@ async def _list(
     user = request.query_params.get("user", "")[:255]
     sessions: list[SessionInfo] = []
     try:
-        sessions = await run_in_threadpool(accounts(request).list_ui_sessions, user or None)
+        accounts = services(request).accounts
+        sessions = await run_in_threadpool(accounts.list_ui_sessions, user or None)
     except AccountError as exc:  # a name no account could have
         if error is None:
             error, status = str(exc), status_of(exc)
@@ -41,7 +42,7 @@ async def _list(
 
 async def _after_end(request: Request, who: SignedIn, done: str, name: str = "") -> Response:
     # Ending one's own session (or all of one's own) signs out: off to the sign-in page.
-    if await run_in_threadpool(accounts(request).ui_session, who.cookie) is None:
+    if await run_in_threadpool(services(request).accounts.ui_session, who.cookie) is None:
         response = RedirectResponse("/ui/login", status_code=303)
         response.delete_cookie(SESSION_COOKIE, path="/ui")
         return response
@@ -59,7 +60,7 @@ async def end_user_sessions(request: Request) -> Response:
     form = await read_form(request, who.session.csrf)
     user = form.one("user") or ""
     try:
-        await run_in_threadpool(accounts(request).end_ui_sessions, who.actor, user)
+        await run_in_threadpool(services(request).accounts.end_ui_sessions, who.actor, user)
     except AccountError as exc:
         return await _list(request, who, str(exc), status_of(exc))
     return await _after_end(request, who, "sessions-ended", user)
@@ -71,7 +72,7 @@ async def end_session(request: Request, session_id: str) -> Response:
     await read_form(request, who.session.csrf)
     try:
         number = parse_id(session_id, "web session")
-        await run_in_threadpool(accounts(request).end_ui_session, who.actor, number)
+        await run_in_threadpool(services(request).accounts.end_ui_session, who.actor, number)
     except AccountError as exc:
         return await _list(request, who, str(exc), status_of(exc))
     return await _after_end(request, who, "session-ended")

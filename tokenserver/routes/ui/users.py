@@ -7,10 +7,10 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from tokenserver.accounts import AccountError
-from tokenserver.routes.ui.common import accounts, after_change, base_context, status_of
+from tokenserver.routes.common import services
+from tokenserver.routes.ui.common import after_change, base_context, status_of
 from tokenserver.routes.ui.render import page
 from tokenserver.routes.ui.session import SignedIn, read_form, signed_in
-from tokenserver.store.audit import AuditStore
 
 __all__ = ["router"]
 
@@ -19,15 +19,15 @@ router = APIRouter()
 
 def _others(request: Request) -> list[dict[str, object]]:
     """Accounts of other backends the audit trail has seen log in (read-only here)."""
-    store = AuditStore(request.app.state.db)
-    return [vars(seen) for seen in store.seen_accounts(("htpasswd", "ldap"), limit=200)]
+    reader = services(request).audit_reader
+    return [vars(seen) for seen in reader.seen_accounts(("htpasswd", "ldap"), limit=200)]
 
 
 async def _list(
     request: Request, who: SignedIn, error: str | None = None, status: int = 200
 ) -> Response:
     q = request.query_params.get("q", "")[:255]
-    users = await run_in_threadpool(accounts(request).list_users)
+    users = await run_in_threadpool(services(request).accounts.list_users)
     if q:
         users = [u for u in users if q.casefold() in u.name.casefold()]
     others = await run_in_threadpool(_others, request)
@@ -47,7 +47,7 @@ async def create_user(request: Request) -> Response:
     name = form.one("name") or ""
     try:
         await run_in_threadpool(
-            accounts(request).create_user,
+            services(request).accounts.create_user,
             who.actor,
             name,
             form.one("password") or "",
@@ -62,10 +62,10 @@ async def _detail(
     request: Request, who: SignedIn, name: str, error: str | None = None, status: int = 200
 ) -> Response:
     try:
-        user = await run_in_threadpool(accounts(request).get_user, name)
+        user = await run_in_threadpool(services(request).accounts.get_user, name)
     except AccountError as exc:
         return await _list(request, who, str(exc), status_of(exc))
-    tokens = await run_in_threadpool(accounts(request).list_refresh_tokens, name)
+    tokens = await run_in_threadpool(services(request).accounts.list_refresh_tokens, name)
     context = base_context(request, who) | {"error": error}
     return page(request, "user.html", status, user=user, refresh_tokens=tokens, **context)
 
@@ -79,7 +79,7 @@ async def show_user(request: Request, name: str) -> Response:
 async def change_user(request: Request, name: str, change: str) -> Response:
     who = await signed_in(request)
     form = await read_form(request, who.session.csrf)
-    service = accounts(request)
+    service = services(request).accounts
     try:
         if change == "groups":
             groups = (form.one("groups") or "").split()
@@ -109,7 +109,8 @@ async def revoke_refresh_token(request: Request, token_id: int) -> Response:
     await read_form(request, who.session.csrf)
     user = request.query_params.get("user", "")[:255]
     try:
-        await run_in_threadpool(accounts(request).revoke_refresh_token, who.actor, token_id)
+        accounts = services(request).accounts
+        await run_in_threadpool(accounts.revoke_refresh_token, who.actor, token_id)
     except AccountError as exc:
         return await _detail(request, who, user, str(exc), status_of(exc))
     return after_change(f"/ui/users/{user}", "token-revoked")
