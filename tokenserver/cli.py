@@ -10,7 +10,7 @@ import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -19,20 +19,11 @@ from authcore.cli import run
 from authcore.settings import find_config
 from tokenserver import durations
 from tokenserver.accounts import AccountError, Accounts, parse_id
-from tokenserver.audit import Actor, AdminTrail
-from tokenserver.authn.cache import CredentialCache
-from tokenserver.authn.chain import Authenticator
-from tokenserver.authn.configured import build_backends
+from tokenserver.audit import TOKEN_ACTION, Actor
 from tokenserver.config import Config, ConfigError, load_config
 from tokenserver.federation.spec import TrustSpec
 from tokenserver.keys import KeysError, generate_key, jwks_document, load_public_keys, write_jwks
-from tokenserver.store.audit import TOKEN_ACTION, AuditStore
-from tokenserver.store.ci_tokens import CITokenStore
-from tokenserver.store.db import Database
-from tokenserver.store.refresh_tokens import RefreshTokenStore
-from tokenserver.store.trusts import TrustStore
-from tokenserver.store.ui_sessions import UISessionStore
-from tokenserver.store.users import UserStore
+from tokenserver.services import Administration, open_administration, utcnow
 
 __all__ = ["main"]
 
@@ -48,12 +39,6 @@ def _config(args: argparse.Namespace) -> Config:
     return load_config(path)
 
 
-def _database(config: Config) -> Database:
-    db = Database(config.database.url)
-    db.migrate()
-    return db
-
-
 def _actor() -> Actor:
     """Whoever runs the CLI on the server, by login name (for the audit trail)."""
     try:
@@ -63,37 +48,19 @@ def _actor() -> Actor:
     return Actor(name[:255], "cli", "local")
 
 
+def _administration(args: argparse.Namespace) -> AbstractContextManager[Administration]:
+    """The services a command works with, over the configured database and backends."""
+    return open_administration(_config(args))
+
+
 @contextmanager
 def _accounts(args: argparse.Namespace) -> Iterator[Accounts]:
-    """The accounts service over the configured database and identity backends."""
-    config = _config(args)
-    db = _database(config)
-    users = UserStore(db)
-    backends = build_backends(config, users)
-    try:
-        yield Accounts(
-            users=users,
-            refresh_tokens=RefreshTokenStore(db),
-            ci_tokens=CITokenStore(db),
-            directory=Authenticator(backends, CredentialCache(0), config.users.bcrypt_cost),
-            trail=AdminTrail(AuditStore(db), _utcnow),
-            clock=_utcnow,
-            bcrypt_cost=config.users.bcrypt_cost,
-            ci_max_ttl=config.ci_tokens.max_ttl,
-            trusts=TrustStore(db),
-            ui_sessions=UISessionStore(db),
-            configured_trusts=[trust.spec() for trust in config.federation],
-        )
-    except AccountError as exc:
-        raise CLIError(str(exc)) from None
-    finally:
-        for backend in backends:
-            backend.close()
-        db.dispose()
-
-
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    """The accounts service; a change it refuses is the command's error."""
+    with _administration(args) as admin:
+        try:
+            yield admin.accounts
+        except AccountError as exc:
+            raise CLIError(str(exc)) from None
 
 
 def _read_password(args: argparse.Namespace) -> str:
@@ -109,6 +76,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from tokenserver.app import create_app
     from tokenserver.context import KEYS
     from tokenserver.errors import refusal
+    from tokenserver.services import migrate
 
     config = _config(args)
     if args.addr:
@@ -123,36 +91,25 @@ def cmd_serve(args: argparse.Namespace) -> None:
     # Read now, so an unreadable password file is a clear message, not a failed start-up.
     config.ldap.bind_password_value()
 
-    def migrate() -> None:
-        # Once, before any worker starts: workers must not race at the schema.
-        db = Database(config.database.url, pool_size=1)
-        try:
-            db.migrate()
-        finally:
-            db.dispose()
-
     serve(
         create_app(config),
         config.server,
         section="server",
         refusal=refusal,
-        prepare=migrate if config.server.workers > 1 else None,
+        prepare=(lambda: migrate(config)) if config.server.workers > 1 else None,
     )
 
 
 def cmd_keys_generate(args: argparse.Namespace) -> None:
-    config = _config(args)
-    algorithm = args.algorithm or config.token.algorithm
-    db = _database(config)
-    trail = AdminTrail(AuditStore(db), _utcnow)
-    try:
-        cert = generate_key(config.token.keys_dir, algorithm)
-    except KeysError:
-        trail.record(_actor(), "keys.generate", algorithm, "invalid_request")
-        raise
-    finally:
-        db.dispose()
-    trail.record(_actor(), "keys.generate", cert.stem, "ok")
+    with _administration(args) as admin:
+        config = admin.config
+        algorithm = args.algorithm or config.token.algorithm
+        try:
+            cert = generate_key(config.token.keys_dir, algorithm)
+        except KeysError:
+            admin.trail.record(_actor(), "keys.generate", algorithm, "invalid_request")
+            raise
+        admin.trail.record(_actor(), "keys.generate", cert.stem, "ok")
     print(cert)
 
 
@@ -347,7 +304,7 @@ def cmd_ci_create(args: argparse.Namespace) -> None:
 
 
 def cmd_ci_list(args: argparse.Namespace) -> None:
-    now = _utcnow()
+    now = utcnow()
     with _accounts(args) as accounts:
         tokens = accounts.list_ci_tokens()
     if args.json:
@@ -445,14 +402,15 @@ def cmd_trust_del(args: argparse.Namespace) -> None:
 
 
 def cmd_audit_tail(args: argparse.Namespace) -> None:
-    since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=parse_duration(args.since))
-    records = AuditStore(_database(_config(args))).query(
-        subject=args.subject,
-        outcome=args.outcome,
-        action=args.action,
-        since=since,
-        limit=args.limit,
-    )
+    since = utcnow() - dt.timedelta(seconds=parse_duration(args.since))
+    with _administration(args) as admin:
+        records = admin.audit_reader.query(
+            subject=args.subject,
+            outcome=args.outcome,
+            action=args.action,
+            since=since,
+            limit=args.limit,
+        )
     for r in reversed(records):  # oldest first, as a tail reads
         if args.json:
             print(json.dumps({**dataclasses.asdict(r), "at": r.at.isoformat()}))
