@@ -2,7 +2,8 @@
 
 authcore imports neither service; the registry imports nothing of the token
 server (it trusts signatures, not the token server's code) and the token
-server nothing of the registry; no module of ours takes part in an import
+server nothing of the registry; the token server's front ends (routes, app,
+CLI) import nothing of its store; no module of ours takes part in an import
 cycle, counting imports made only for type checking or inside functions.
 """
 
@@ -93,6 +94,35 @@ def test_packages_import_only_what_they_may(importer: str, forbidden: set[str]) 
         )
         or importer == "authcore"
     )
+
+
+def _within(module: str, prefix: str) -> bool:
+    return module == prefix or module.startswith(prefix + ".")
+
+
+@pytest.mark.parametrize(
+    ("importer", "forbidden"),
+    [
+        # Front ends parse, call and format: the database is reached through
+        # `tokenserver.services`, which alone wires the stores.
+        ("tokenserver.routes", "tokenserver.store"),
+        ("tokenserver.app", "tokenserver.store"),
+        ("tokenserver.cli", "tokenserver.store"),
+    ],
+)
+def test_layers_import_only_what_they_may(importer: str, forbidden: str) -> None:
+    graph = _graph()
+    wrong = sorted(
+        f"{module} imports {target}"
+        for module, targets in graph.items()
+        if _within(module, importer)
+        for target in targets
+        if _within(target, forbidden)
+    )
+    assert not wrong
+    # The rule is read from real imports: both layers exist, and the lower one is imported.
+    assert any(_within(module, importer) for module in graph)
+    assert any(_within(target, forbidden) for targets in graph.values() for target in targets)
 
 
 def test_no_import_cycles() -> None:
