@@ -117,8 +117,9 @@ class _Records:
     trusts: TrustStore
     ui_sessions: UISessionStore
     audit: AuditStore
-    # htpasswd, database, LDAP: shared by the accounts service and the token
-    # path, so a change made through one is seen by the other's caches.
+    # htpasswd, database, LDAP: one set for the accounts service and the token
+    # path, over the one `users`, so a change the accounts service makes there
+    # reaches the database backend's remembered rows at once.
     people: list[Backend]
     configured_trusts: list[TrustSpec]
 
@@ -150,7 +151,6 @@ def _administration(config: Config, records: _Records, clock: Clock) -> Administ
         users=records.users,
         refresh_tokens=records.refresh_tokens,
         ci_tokens=records.ci_tokens,
-        # No credential cache: a change checks the directory as it is now.
         directory=Authenticator(records.people, CredentialCache(0), config.users.bcrypt_cost),
         trail=trail,
         clock=clock,
