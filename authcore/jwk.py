@@ -10,12 +10,22 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from dataclasses import dataclass
 from typing import Any
 
+import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-__all__ = ["ALGORITHMS", "EC_CURVES", "PublicKeyType", "libtrust_kid", "public_jwk"]
+__all__ = [
+    "ALGORITHMS",
+    "EC_CURVES",
+    "JWKSKeys",
+    "PublicKeyType",
+    "libtrust_kid",
+    "public_jwk",
+    "read_jwks",
+]
 
 ALGORITHMS = ("ES256", "ES384", "ES512", "RS256", "RS384", "RS512")
 # The curve each ECDSA algorithm signs on, by its JWK name.
@@ -55,3 +65,40 @@ def public_jwk(key: PublicKeyType, kid: str, alg: str) -> dict[str, Any]:
         }
     rsa_numbers = key.public_numbers()
     return jwk | {"kty": "RSA", "n": _b64url_uint(rsa_numbers.n), "e": _b64url_uint(rsa_numbers.e)}
+
+
+@dataclass(frozen=True)
+class JWKSKeys:
+    """The usable signing keys of a JWKS document, each with the `kid` it was published under."""
+
+    keys: tuple[tuple[str | None, PublicKeyType], ...]
+    # Entries passed over: not objects, not public EC or RSA keys, or past the limit.
+    skipped: int
+
+
+def read_jwks(document: object, limit: int | None = None) -> JWKSKeys:
+    """The keys of a JWKS document (RFC 7517); `ValueError` if it is not one.
+
+    An entry that is no usable key is skipped, never fatal: one odd key must
+    not make an issuer's whole key set unusable.
+    """
+    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+        raise ValueError("not a JWKS document")
+    entries = document["keys"]
+    found: list[tuple[str | None, PublicKeyType]] = []
+    skipped = max(len(entries) - limit, 0) if limit is not None else 0
+    for entry in entries[:limit]:
+        if not isinstance(entry, dict):
+            skipped += 1
+            continue
+        try:
+            key = jwt.PyJWK.from_dict(entry).key
+        except (jwt.PyJWKError, jwt.InvalidKeyError, KeyError, TypeError, ValueError):
+            skipped += 1
+            continue
+        if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
+            skipped += 1
+            continue
+        kid = entry.get("kid")
+        found.append((kid if isinstance(kid, str) else None, key))
+    return JWKSKeys(tuple(found), skipped)

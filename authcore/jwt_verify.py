@@ -36,6 +36,7 @@ __all__ = [
     "decode_signed",
     "key_fits",
     "signed_header",
+    "unverified_claims",
 ]
 
 # The curve each ECDSA algorithm signs on; any other curve is a forgery attempt.
@@ -75,6 +76,19 @@ def key_fits(alg: str, key: PublicKeyType) -> bool:
     if curve is not None:
         return isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, curve)
     return alg in _RSA and isinstance(key, rsa.RSAPublicKey)
+
+
+def unverified_claims(token: str) -> dict[str, Any] | None:
+    """The claims of a token whose signature nobody has checked yet, or None if it has none.
+
+    Only to choose how to verify it (which issuer's trusts to try); nothing
+    read here may be believed until `decode_signed` has checked the token.
+    """
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return None
+    return claims if isinstance(claims, dict) else None
 
 
 def signed_header(token: str) -> tuple[str, dict[str, Any]]:

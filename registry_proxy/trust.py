@@ -26,11 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from authcore.jwk import PublicKeyType, libtrust_kid
+from authcore.jwk import PublicKeyType, libtrust_kid, read_jwks
 
 __all__ = ["KeyStore", "TrustedKeys", "load_bundle", "parse_jwks"]
 
@@ -64,23 +63,14 @@ def load_bundle(path: Path) -> TrustedKeys:
 
 def parse_jwks(document: Any) -> TrustedKeys:
     """Keys by their published kid and by their libtrust id (tokens may use either)."""
-    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
-        raise ValueError("not a JWKS document")
+    read = read_jwks(document)
+    if read.skipped:
+        log.warning("JWKS entries ignored: not usable public keys", extra={"count": read.skipped})
     by_kid: dict[str, PublicKeyType] = {}
-    for entry in document["keys"]:
-        if not isinstance(entry, dict):
-            log.warning("JWKS entry ignored: not a JSON object")
-            continue
-        try:
-            key = jwt.PyJWK.from_dict(entry).key
-        except (jwt.PyJWKError, jwt.InvalidKeyError, KeyError, TypeError, ValueError):
-            log.warning("JWKS entry ignored: not a usable public key")
-            continue
-        if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
-            continue
+    for kid, key in read.keys:
         by_kid[libtrust_kid(key)] = key
-        if isinstance(entry.get("kid"), str):
-            by_kid[entry["kid"]] = key
+        if kid is not None:
+            by_kid[kid] = key
     return TrustedKeys(by_kid)
 
 

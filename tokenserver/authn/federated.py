@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 
-import jwt
 from sqlalchemy.exc import SQLAlchemyError
 
+from authcore.jwt_verify import unverified_claims
 from tokenserver.authn.base import MISS, Account, BackendUnavailable, Peeked
 from tokenserver.federation.keys import KeysUnavailable
 from tokenserver.federation.trusts import Trusts
@@ -119,9 +119,6 @@ class FederatedBackend:
 
 def _unverified_issuer(token: str) -> str:
     """Only to choose which trusts to try; each one verifies the token in full."""
-    try:
-        claims = jwt.decode(token, options={"verify_signature": False})
-    except jwt.PyJWTError:
-        return ""
-    issuer = claims.get("iss")
+    claims = unverified_claims(token)
+    issuer = claims.get("iss") if claims is not None else None
     return issuer.rstrip("/") if isinstance(issuer, str) and len(issuer) <= 1024 else ""

@@ -26,9 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import jwt
 
-from authcore.jwk import PublicKeyType
+from authcore.jwk import PublicKeyType, read_jwks
 
 __all__ = ["KeySource", "KeysUnavailable"]
 
@@ -54,19 +53,12 @@ class KeysUnavailable(Exception):
 
 
 def _parse(document: object) -> dict[str, PublicKeyType]:
-    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
-        raise KeysUnavailable("not a JWKS document")
-    keys: dict[str, PublicKeyType] = {}
-    for entry in document["keys"][:MAX_KEYS]:
-        if not isinstance(entry, dict) or not isinstance(entry.get("kid"), str):
-            continue
-        try:
-            key = jwt.PyJWK.from_dict(entry).key
-        except (jwt.PyJWKError, jwt.InvalidKeyError, KeyError, TypeError, ValueError):
-            continue  # an entry we cannot use is skipped, not fatal
-        if isinstance(key, PublicKeyType):
-            keys[entry["kid"]] = key
-    return keys
+    try:
+        read = read_jwks(document, MAX_KEYS)
+    except ValueError as exc:
+        raise KeysUnavailable(str(exc)) from None
+    # A token names its key by kid: a key published without one cannot be named.
+    return {kid: key for kid, key in read.keys if kid is not None}
 
 
 class KeySource:

@@ -1,0 +1,70 @@
+"""Every JWT and JWKS the product reads goes through the core, read from the code itself.
+
+A second place that decodes a token is a second place to forget a check (the
+key-confusion 500 of the second attack review came from one); a second JWKS
+parser, a second idea of which keys are usable.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from authcore.jwk import libtrust_kid, public_jwk, read_jwks
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("authcore", "tokenserver", "registry_proxy")
+# PyJWT's entry points that read a token or a key document.
+READERS = {"decode", "decode_complete", "get_unverified_header", "PyJWK", "PyJWKSet", "PyJWKClient"}
+
+
+def _calls_into_pyjwt(path: Path) -> list[str]:
+    """`jwt.<reader>` uses and names imported from `jwt` in one module."""
+    tree = ast.parse(path.read_text(), str(path))
+    found = []
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "jwt"
+            and node.attr in READERS
+        ):
+            found.append(f"jwt.{node.attr}")
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "jwt":
+            found.extend(f"from {node.module} import {a.name}" for a in node.names)
+    return found
+
+
+def test_only_the_core_reads_tokens_and_key_sets() -> None:
+    uses = {
+        str(path.relative_to(ROOT)): calls
+        for package in PACKAGES
+        for path in sorted((ROOT / package).rglob("*.py"))
+        if (calls := _calls_into_pyjwt(path))
+    }
+    # The verifier (header, signed claims, and the unverified look that picks a trust) and
+    # the one JWKS reader; nothing else.
+    assert set(uses) == {"authcore/jwt_verify.py", "authcore/jwk.py"}, uses
+    assert set(uses["authcore/jwt_verify.py"]) == {"jwt.get_unverified_header", "jwt.decode"}
+    assert set(uses["authcore/jwk.py"]) == {"jwt.PyJWK"}
+
+
+def test_the_jwks_reader_skips_what_it_cannot_use() -> None:
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    good = public_jwk(key, "k1", "ES256")
+    unnamed = {k: v for k, v in good.items() if k != "kid"}
+    # EdDSA keys sign nothing here (the Go registry 2.8 refuses them).
+    okp = {"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}
+    document = {"keys": [good, "not an object", {"kty": "RSA"}, okp, unnamed, good]}
+    read = read_jwks(document)
+    assert [kid for kid, _ in read.keys] == ["k1", None, "k1"]
+    assert all(libtrust_kid(k) == libtrust_kid(key) for _, k in read.keys)
+    assert read.skipped == 3
+    limited = read_jwks(document, limit=2)
+    assert [kid for kid, _ in limited.keys] == ["k1"] and limited.skipped == 5
+    for bad in ({}, {"keys": "x"}, [], "keys", None):
+        with pytest.raises(ValueError, match="not a JWKS document"):
+            read_jwks(bad)
