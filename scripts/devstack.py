@@ -4,11 +4,13 @@ State lives in var/dev (SQLite database, registry storage, generated configs);
 signing keys in keys/. The first start creates an `admin` user with a random
 password and prints it once. Both ports must be free (another `make run`
 still running is the usual reason they are not); if either server dies, the
-other is stopped and the exit status says so.
+other is stopped and the exit status says so. Ctrl-C (or SIGTERM) stops both
+and exits 0.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -17,6 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import FrameType
 
 import yaml
 
@@ -28,6 +31,26 @@ TOKEN_ADDR = os.environ.get("TOKEN_ADDR", "127.0.0.1:5001")
 REGISTRY_ADDR = os.environ.get("REGISTRY_ADDR", "127.0.0.1:5000")
 SERVICE = "registry"
 ISSUER = "tokenserver"
+# Seconds a server may take to stop once told (its own drain timeouts are shorter).
+STOP_TIMEOUT = 20
+POLL_INTERVAL = 0.2
+# Seconds make has to stop after Ctrl-Z is passed on to it.
+SUSPEND_TIMEOUT = 2
+
+
+class Stop(Exception):
+    """Ctrl-C or SIGTERM: stop the servers and exit 0."""
+
+
+def _stop_requested(signum: int, _frame: FrameType | None) -> None:
+    # Once: a second Ctrl-C while the servers stop must not cut the stopping short.
+    _ignore_stop_signals()
+    raise Stop
+
+
+def _ignore_stop_signals() -> None:
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def tokenserver(*args: str, input: str | None = None) -> str:
@@ -115,15 +138,145 @@ def wait_for(addr: str, proc: subprocess.Popen[bytes], name: str) -> None:
     sys.exit(f"make run: {name} did not start within 30 s")
 
 
+class Terminal:
+    """Ctrl-C for this script and the servers alone, not for the `make` above them.
+
+    A terminal sends Ctrl-C's SIGINT to its whole foreground process group.
+    Under `make run` that group has make in it, and make, once its recipe has
+    ended, kills itself with that SIGINT: status 130 and "make: *** ...",
+    however cleanly the recipe stopped. So, started in a foreground group
+    that someone else leads, this script takes a process group of its own
+    (the servers, started after, join it), makes it the terminal's
+    foreground, and gives the terminal back when it exits.
+
+    Ctrl-Z then reaches only this group too: the servers stop, and this
+    script stops make as well so that the shell sees the job stop and takes
+    the terminal back. Once make runs again (`fg` or `bg`) the servers are
+    continued, and after `fg` the terminal is taken again.
+    """
+
+    def __init__(self, fd: int, parent_group: int) -> None:
+        self.fd = fd
+        self.parent_group = parent_group
+        self.suspended = False
+
+    @classmethod
+    def claim(cls) -> Terminal | None:
+        try:
+            fd = sys.stdin.fileno()
+            in_front = os.isatty(fd) and os.tcgetpgrp(fd) == os.getpgrp()
+        except (OSError, ValueError):
+            return None
+        if not in_front or os.getpgrp() == os.getpid():  # no terminal, or the group is ours
+            return None
+        terminal = cls(fd, os.getpgrp())
+        os.setpgid(0, 0)
+        terminal._foreground(os.getpgrp())
+        signal.signal(signal.SIGTSTP, terminal._suspend)
+        return terminal
+
+    def _foreground(self, group: int) -> None:
+        # tcsetpgrp from a background group would stop the caller with SIGTTOU.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTTOU})
+        try:
+            os.tcsetpgrp(self.fd, group)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+    def _suspend(self, _signum: int, _frame: FrameType | None) -> None:
+        self.release()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.parent_group, signal.SIGTSTP)
+            # Seen stopped before anything watches for it to run again.
+            deadline = time.monotonic() + SUSPEND_TIMEOUT
+            while time.monotonic() < deadline:
+                if _state(self.parent_group) == "T":
+                    self.suspended = True
+                    return
+                time.sleep(0.01)
+        # Nobody took the job (a group the kernel keeps from stopping): carry on.
+        self._resume()
+
+    def _resume(self) -> None:
+        self.suspended = False
+        os.killpg(os.getpgrp(), signal.SIGCONT)
+
+    def follow(self) -> None:
+        """After Ctrl-Z, continue the servers once make runs again; after `fg`, retake the terminal."""
+        if self.suspended:
+            if _state(self.parent_group) == "T":
+                return
+            self._resume()
+        with contextlib.suppress(OSError):
+            if os.tcgetpgrp(self.fd) == self.parent_group:
+                self._foreground(os.getpgrp())
+
+    def release(self) -> None:
+        with contextlib.suppress(OSError):
+            if os.tcgetpgrp(self.fd) == os.getpgrp():
+                self._foreground(self.parent_group)
+
+
+def _state(pid: int) -> str:
+    """A process's state letter (T: stopped), or "" once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return ""
+
+
+def stop_all(procs: dict[str, subprocess.Popen[bytes]]) -> None:
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.terminate()
+            # A server stopped by Ctrl-Z acts on SIGTERM only once continued.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGCONT)
+    for proc in procs.values():
+        try:
+            proc.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def main() -> int:
     require_free(TOKEN_ADDR, "TOKEN_ADDR")
     require_free(REGISTRY_ADDR, "REGISTRY_ADDR")
+    # Handled rather than left to KeyboardInterrupt: a background `make run &`
+    # starts with SIGINT ignored, and the servers stop on it all the same.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _stop_requested)
+    terminal: Terminal | None = None
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    died: tuple[str, int] | None = None
+    try:
+        terminal = Terminal.claim()
+        died = run(procs, terminal)
+    except Stop:
+        pass
+    finally:
+        _ignore_stop_signals()
+        stop_all(procs)
+        if terminal is not None:
+            terminal.release()
+    # A server ended by a stop signal was stopped, as Ctrl-C or `kill` stops
+    # this script; any other end is a failure.
+    if died is not None and died[1] not in (0, -signal.SIGINT, -signal.SIGTERM):
+        print(
+            f"make run: {died[0]} exited with status {died[1]}; stopped the rest", file=sys.stderr
+        )
+        return 1
+    return 0
+
+
+def run(procs: dict[str, subprocess.Popen[bytes]], terminal: Terminal | None) -> tuple[str, int]:
+    """Start both servers into `procs`; once one of them ends, its name and exit status."""
     write_configs()
     if not any(KEYS.glob("*.key")):
         print(f"generated signing key {tokenserver('keys', 'generate').strip()}")
     password = ensure_admin()
 
-    procs: dict[str, subprocess.Popen[bytes]] = {}
     procs["tokenserver"] = subprocess.Popen(
         [sys.executable, "-m", "tokenserver", "serve", "--config", str(VAR / "tokenserver.yaml")]
     )
@@ -153,33 +306,13 @@ def main() -> int:
         print(f"Log in with:   docker login {REGISTRY_ADDR} -u admin")
     print("Ctrl-C stops everything.", flush=True)
 
-    def stop(*_: object) -> None:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-
-    signal.signal(signal.SIGTERM, stop)
-    died: tuple[str, int] | None = None
-    try:
-        while died is None:
-            for name, proc in procs.items():
-                if proc.poll() is not None:
-                    died = (name, proc.returncode)
-                    break
-            else:
-                time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        stop()
-        for proc in procs.values():
-            proc.wait(timeout=15)
-    if died is not None and died[1] not in (0, -signal.SIGTERM):
-        print(
-            f"make run: {died[0]} exited with status {died[1]}; stopped the rest", file=sys.stderr
-        )
-        return 1
-    return 0
+    while True:
+        for name, proc in procs.items():
+            if proc.poll() is not None:
+                return name, proc.returncode
+        if terminal is not None:
+            terminal.follow()
+        time.sleep(POLL_INTERVAL)
 
 
 if __name__ == "__main__":
