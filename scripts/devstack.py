@@ -22,6 +22,7 @@ from pathlib import Path
 from types import FrameType
 
 import yaml
+from terminal import Terminal  # beside this script, so on sys.path
 
 ROOT = Path(__file__).resolve().parent.parent
 # Overridable so the tests of `make run` itself never touch a developer's state.
@@ -34,8 +35,6 @@ ISSUER = "tokenserver"
 # Seconds a server may take to stop once told (its own drain timeouts are shorter).
 STOP_TIMEOUT = 20
 POLL_INTERVAL = 0.2
-# Seconds make has to stop after Ctrl-Z is passed on to it.
-SUSPEND_TIMEOUT = 2
 
 
 class Stop(Exception):
@@ -136,93 +135,6 @@ def wait_for(addr: str, proc: subprocess.Popen[bytes], name: str) -> None:
         if proc.poll() is None:  # the port was free before: the listener is this child
             return
     sys.exit(f"make run: {name} did not start within 30 s")
-
-
-class Terminal:
-    """Ctrl-C for this script and the servers alone, not for the `make` above them.
-
-    A terminal sends Ctrl-C's SIGINT to its whole foreground process group.
-    Under `make run` that group has make in it, and make, once its recipe has
-    ended, kills itself with that SIGINT: status 130 and "make: *** ...",
-    however cleanly the recipe stopped. So, started in a foreground group
-    that someone else leads, this script takes a process group of its own
-    (the servers, started after, join it), makes it the terminal's
-    foreground, and gives the terminal back when it exits.
-
-    Ctrl-Z then reaches only this group too: the servers stop, and this
-    script stops make as well so that the shell sees the job stop and takes
-    the terminal back. Once make runs again (`fg` or `bg`) the servers are
-    continued, and after `fg` the terminal is taken again.
-    """
-
-    def __init__(self, fd: int, parent_group: int) -> None:
-        self.fd = fd
-        self.parent_group = parent_group
-        self.suspended = False
-
-    @classmethod
-    def claim(cls) -> Terminal | None:
-        try:
-            fd = sys.stdin.fileno()
-            in_front = os.isatty(fd) and os.tcgetpgrp(fd) == os.getpgrp()
-        except (OSError, ValueError):
-            return None
-        if not in_front or os.getpgrp() == os.getpid():  # no terminal, or the group is ours
-            return None
-        terminal = cls(fd, os.getpgrp())
-        os.setpgid(0, 0)
-        terminal._foreground(os.getpgrp())
-        signal.signal(signal.SIGTSTP, terminal._suspend)
-        return terminal
-
-    def _foreground(self, group: int) -> None:
-        # tcsetpgrp from a background group would stop the caller with SIGTTOU.
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTTOU})
-        try:
-            os.tcsetpgrp(self.fd, group)
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-
-    def _suspend(self, _signum: int, _frame: FrameType | None) -> None:
-        self.release()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.parent_group, signal.SIGTSTP)
-            # Seen stopped before anything watches for it to run again.
-            deadline = time.monotonic() + SUSPEND_TIMEOUT
-            while time.monotonic() < deadline:
-                if _state(self.parent_group) == "T":
-                    self.suspended = True
-                    return
-                time.sleep(0.01)
-        # Nobody took the job (a group the kernel keeps from stopping): carry on.
-        self._resume()
-
-    def _resume(self) -> None:
-        self.suspended = False
-        os.killpg(os.getpgrp(), signal.SIGCONT)
-
-    def follow(self) -> None:
-        """After Ctrl-Z, continue the servers once make runs again; after `fg`, retake the terminal."""
-        if self.suspended:
-            if _state(self.parent_group) == "T":
-                return
-            self._resume()
-        with contextlib.suppress(OSError):
-            if os.tcgetpgrp(self.fd) == self.parent_group:
-                self._foreground(os.getpgrp())
-
-    def release(self) -> None:
-        with contextlib.suppress(OSError):
-            if os.tcgetpgrp(self.fd) == os.getpgrp():
-                self._foreground(self.parent_group)
-
-
-def _state(pid: int) -> str:
-    """A process's state letter (T: stopped), or "" once it is gone."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return ""
 
 
 def stop_all(procs: dict[str, subprocess.Popen[bytes]]) -> None:
