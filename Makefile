@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check image install peers lint typecheck bench clean
+.PHONY: run test check image install peers dockerd lint typecheck bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { \
@@ -17,8 +17,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+## The real peers, as root: skopeo, podman, buildah and docker for trying the registry, and
+## the rest the tests drive (the Go registry, PostgreSQL, slapd, Swift, chromium, ...).
 peers:
 	bash scripts/install-peers.sh
+
+## A private Docker engine (as the tests start one) until Ctrl-C; prints the DOCKER_HOST to export.
+dockerd: install
+	$(PY) scripts/dockerd.py
 
 ## Start the token server and the registry with embedded defaults (Ctrl-C stops both).
 run: install

@@ -16,10 +16,15 @@ __all__ = ["main"]
 
 
 def _config(args: argparse.Namespace) -> Config:
+    from registry_proxy.storage import require_driver
+
     path, dev = find_config(args.config, "REGISTRY_PROXY_CONFIG", "registry.yaml")
     if dev:
         print(f"registry-proxy: using the dev configuration {path}", file=sys.stderr)
-    return load_config(path)
+    config = load_config(path)
+    # Before the server starts, so a missing library is a message, not its traceback.
+    require_driver(config.storage.driver)
+    return config
 
 
 def cmd_serve(args: argparse.Namespace) -> None:

@@ -4,11 +4,13 @@ State lives in var/dev (SQLite database, registry storage, generated configs);
 signing keys in keys/. The first start creates an `admin` user with a random
 password and prints it once. Both ports must be free (another `make run`
 still running is the usual reason they are not); if either server dies, the
-other is stopped and the exit status says so.
+other is stopped and the exit status says so. Ctrl-C (or SIGTERM) stops both
+and exits 0.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -17,8 +19,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import FrameType
 
 import yaml
+from terminal import Terminal  # beside this script, so on sys.path
 
 ROOT = Path(__file__).resolve().parent.parent
 # Overridable so the tests of `make run` itself never touch a developer's state.
@@ -28,6 +32,24 @@ TOKEN_ADDR = os.environ.get("TOKEN_ADDR", "127.0.0.1:5001")
 REGISTRY_ADDR = os.environ.get("REGISTRY_ADDR", "127.0.0.1:5000")
 SERVICE = "registry"
 ISSUER = "tokenserver"
+# Seconds a server may take to stop once told (its own drain timeouts are shorter).
+STOP_TIMEOUT = 20
+POLL_INTERVAL = 0.2
+
+
+class Stop(Exception):
+    """Ctrl-C or SIGTERM: stop the servers and exit 0."""
+
+
+def _stop_requested(signum: int, _frame: FrameType | None) -> None:
+    # Once: a second Ctrl-C while the servers stop must not cut the stopping short.
+    _ignore_stop_signals()
+    raise Stop
+
+
+def _ignore_stop_signals() -> None:
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def tokenserver(*args: str, input: str | None = None) -> str:
@@ -115,15 +137,58 @@ def wait_for(addr: str, proc: subprocess.Popen[bytes], name: str) -> None:
     sys.exit(f"make run: {name} did not start within 30 s")
 
 
+def stop_all(procs: dict[str, subprocess.Popen[bytes]]) -> None:
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.terminate()
+            # A server stopped by Ctrl-Z acts on SIGTERM only once continued.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGCONT)
+    for proc in procs.values():
+        try:
+            proc.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def main() -> int:
     require_free(TOKEN_ADDR, "TOKEN_ADDR")
     require_free(REGISTRY_ADDR, "REGISTRY_ADDR")
+    # Handled rather than left to KeyboardInterrupt: a background `make run &`
+    # starts with SIGINT ignored, and the servers stop on it all the same.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _stop_requested)
+    terminal: Terminal | None = None
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    died: tuple[str, int] | None = None
+    try:
+        terminal = Terminal.claim()
+        died = run(procs, terminal)
+    except Stop:
+        pass
+    finally:
+        _ignore_stop_signals()
+        stop_all(procs)
+        if terminal is not None:
+            terminal.release()
+    # A server ended by a stop signal was stopped, as Ctrl-C or `kill` stops
+    # this script; any other end is a failure.
+    if died is not None and died[1] not in (0, -signal.SIGINT, -signal.SIGTERM):
+        print(
+            f"make run: {died[0]} exited with status {died[1]}; stopped the rest", file=sys.stderr
+        )
+        return 1
+    return 0
+
+
+def run(procs: dict[str, subprocess.Popen[bytes]], terminal: Terminal | None) -> tuple[str, int]:
+    """Start both servers into `procs`; once one of them ends, its name and exit status."""
     write_configs()
     if not any(KEYS.glob("*.key")):
         print(f"generated signing key {tokenserver('keys', 'generate').strip()}")
     password = ensure_admin()
 
-    procs: dict[str, subprocess.Popen[bytes]] = {}
     procs["tokenserver"] = subprocess.Popen(
         [sys.executable, "-m", "tokenserver", "serve", "--config", str(VAR / "tokenserver.yaml")]
     )
@@ -153,33 +218,13 @@ def main() -> int:
         print(f"Log in with:   docker login {REGISTRY_ADDR} -u admin")
     print("Ctrl-C stops everything.", flush=True)
 
-    def stop(*_: object) -> None:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-
-    signal.signal(signal.SIGTERM, stop)
-    died: tuple[str, int] | None = None
-    try:
-        while died is None:
-            for name, proc in procs.items():
-                if proc.poll() is not None:
-                    died = (name, proc.returncode)
-                    break
-            else:
-                time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        stop()
-        for proc in procs.values():
-            proc.wait(timeout=15)
-    if died is not None and died[1] not in (0, -signal.SIGTERM):
-        print(
-            f"make run: {died[0]} exited with status {died[1]}; stopped the rest", file=sys.stderr
-        )
-        return 1
-    return 0
+    while True:
+        for name, proc in procs.items():
+            if proc.poll() is not None:
+                return name, proc.returncode
+        if terminal is not None:
+            terminal.follow()
+        time.sleep(POLL_INTERVAL)
 
 
 if __name__ == "__main__":

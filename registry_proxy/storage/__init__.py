@@ -6,9 +6,11 @@ registry can serve the other's data directory.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
+from authcore.settings import ConfigError
 from registry_proxy.storage.blobs import Blobs
 from registry_proxy.storage.catalog import Catalog
 from registry_proxy.storage.driver import StorageDriver
@@ -20,7 +22,17 @@ from registry_proxy.storage.tags import Tags
 from registry_proxy.storage.uploads import Uploads
 from registry_proxy.storage.validation import ManifestRules
 
-__all__ = ["ManifestRules", "Storage", "StorageDriver", "close_driver", "make_driver"]
+__all__ = [
+    "ManifestRules",
+    "Storage",
+    "StorageDriver",
+    "close_driver",
+    "make_driver",
+    "require_driver",
+]
+
+# The libraries a driver imports only once it is configured, and the extra that brings them.
+_EXTRAS = {"s3": ("boto3", "botocore", "rehashes")}
 
 
 class Storage:
@@ -48,6 +60,7 @@ def make_driver(kind: str, **options: Any) -> StorageDriver:
         _no_more(kind, options)
         return MemoryDriver()
     if kind == "s3":
+        require_driver(kind)
         # Imported here: only an S3 configuration needs the S3 client library.
         from registry_proxy.storage.s3 import S3Driver, S3Settings
 
@@ -55,6 +68,23 @@ def make_driver(kind: str, **options: Any) -> StorageDriver:
         _no_more(kind, {k: v for k, v in options.items() if k not in known})
         return S3Driver(S3Settings(**options))
     raise ValueError(f"unknown storage driver {kind!r}")
+
+
+def require_driver(kind: str) -> None:
+    """Refuse, naming the extra to install, a driver whose libraries are missing.
+
+    The S3 libraries are imported only when the driver is made: inside the
+    server's lifespan, where an ImportError would end it with a traceback
+    that says nothing of the extra.
+    """
+    for module in _EXTRAS.get(kind, ()):
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ConfigError(
+                f"storage.{kind} needs the {kind!r} extra, which is not installed ({exc}): "
+                f"pip install 'registry-auth[{kind}]'"
+            ) from None
 
 
 async def close_driver(driver: StorageDriver) -> None:

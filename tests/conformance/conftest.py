@@ -26,6 +26,7 @@ from __future__ import annotations
 import itertools
 import re
 import secrets
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -67,6 +68,9 @@ FEATURES = {
 }
 
 USERS: dict[str, tuple[str, ...]] = {"admin": ("admin",), "alice": ()}
+
+# Per target, how many of its tests collection deselected for a feature it lacks.
+_DESELECTED = pytest.StashKey[Counter[str]]()
 
 
 @dataclass(frozen=True)
@@ -187,6 +191,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+    config.stash[_DESELECTED] = Counter(item.callspec.params["target"] for item in drop)
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    # pytest's own tally says only "N deselected": say which of them are this
+    # suite's by design, so any others (-m, -k) still stand out.
+    dropped = config.stash.get(_DESELECTED, Counter())
+    if dropped:
+        per_target = ", ".join(f"{name} {count}" for name, count in sorted(dropped.items()))
+        terminalreporter.write_line(
+            f"conformance: {dropped.total()} deselected on purpose, tests of optional API "
+            f"parts or spec points their target lacks ({per_target}; "
+            "FEATURES in tests/conformance/conftest.py)"
+        )
 
 
 @pytest.fixture(scope="session")

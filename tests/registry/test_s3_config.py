@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +14,9 @@ import yaml
 from registry_proxy.config import ConfigError, load_config
 from registry_proxy.storage import make_driver
 from registry_proxy.storage.s3 import S3Driver
+from tests.support.peers import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
 
 AUTH = {
     "token": {
@@ -105,3 +111,52 @@ def test_bad_values_name_the_key(tmp_path: Path, change: dict[str, Any], key: st
 def test_one_driver_only(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="one storage driver"):
         load_config(write(tmp_path, {"s3": GO_STYLE, "filesystem": {"rootdirectory": "x"}}), {})
+
+
+# Loaded first by a Python whose PYTHONPATH starts at its directory: `import boto3`
+# then fails as it does where the `s3` extra was never installed.
+WITHOUT_BOTO3 = """
+import sys
+
+
+class _NotInstalled:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] == "boto3":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+sys.meta_path.insert(0, _NotInstalled())
+"""
+
+
+@pytest.mark.parametrize("command", ["serve", "gc"])
+def test_without_the_s3_extra_the_command_names_it(tmp_path: Path, command: str) -> None:
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / "sitecustomize.py").write_text(WITHOUT_BOTO3)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_PROXY_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(shim), str(ROOT)])
+    # Were the refusal gone, `serve` must not take the default port 5000 from anyone.
+    env["REGISTRY_PROXY_HTTP_ADDR"] = f"127.0.0.1:{free_port()}"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "registry_proxy",
+            command,
+            "--config",
+            str(write(tmp_path, {"s3": GO_STYLE})),
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        "registry-proxy: storage.s3 needs the 's3' extra, which is not installed "
+        "(No module named 'boto3'): pip install 'registry-auth[s3]'"
+    ]
+    assert "Traceback" not in result.stderr and result.stdout == ""
