@@ -29,6 +29,7 @@ from tokenserver.errors import (
     TokenEndpointError,
     from_account_error,
 )
+from tokenserver.fast_path import TokenApp
 from tokenserver.metrics import TokenMetrics
 from tokenserver.routes import admin, token, ui, wellknown
 from tokenserver.services import Clock, build_policy, open_services, utcnow
@@ -66,7 +67,8 @@ def create_app(config: Config, *, clock: Clock = utcnow) -> FastAPI:
                 gc.unfreeze()
 
     metrics = TokenMetrics()
-    app = token.TokenApp(
+    app = TokenApp(
+        token_routes=token.router,
         observers=[metrics.observe],
         title="tokenserver",
         version=__version__,
