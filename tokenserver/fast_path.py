@@ -3,8 +3,10 @@
 Docker asks for a token before every push and pull, and with the credential
 cache warm a `GET /token` never leaves the event loop: ~140-180 us of it per
 request, the ES256 signature about a quarter (docs/speed.md has the whole
-server's figures). What here exists for speed alone, each piece beside the
-ordinary spelling it must equal (the tests compare them byte for byte):
+server's figures). What is here exists for speed alone, and each piece is
+tested against the ordinary way it stands in for (tests/unit/test_fast_path.py
+compares the spellings byte for byte; every GET /token test goes through
+`TokenApp`):
 
 - `TokenApp` takes `GET /token` from the request middleware straight to its
   route's endpoint, past the framework's middleware stack, routing and
