@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Literal
 
-from tokenserver import accounts, grants
+from tokenserver import accounts, refusals
 
 __all__ = [
     "AdminUnauthorized",
@@ -181,7 +181,7 @@ def from_account_error(exc: accounts.AccountError) -> TokenEndpointError:
 # Which answer a refused token request gets: on GET /token (the token spec),
 # on POST /token (OAuth2), or at the admin API's door.
 Flavour = Literal["token", "oauth", "admin"]
-_Make = Callable[[grants.Refused, str], TokenEndpointError]
+_Make = Callable[[refusals.Refused, str], TokenEndpointError]
 
 
 def _plain(cls: type[TokenEndpointError]) -> _Make:
@@ -192,33 +192,37 @@ def _challenge(cls: type[Unauthorized]) -> _Make:
     return lambda exc, realm: cls(str(exc), realm)
 
 
-def _throttled(exc: grants.Refused, _realm: str) -> TokenEndpointError:
-    assert isinstance(exc, grants.Throttled)
+def _throttled(exc: refusals.Refused, _realm: str) -> TokenEndpointError:
+    assert isinstance(exc, refusals.Throttled)
     return TooManyRequests(exc.retry_after)
 
 
-_REFUSALS: dict[type[grants.Refused], dict[Flavour, _Make]] = {
-    grants.UnknownService: dict.fromkeys(("token", "oauth", "admin"), _plain(InvalidRequest)),
-    grants.MalformedScope: dict.fromkeys(("token", "oauth", "admin"), _plain(InvalidScope)),
-    grants.AccountMismatch: dict.fromkeys(("token", "oauth", "admin"), _plain(InvalidRequest)),
-    grants.BadLogin: {
+_REFUSALS: dict[type[refusals.Refused], dict[Flavour, _Make]] = {
+    refusals.UnknownService: dict.fromkeys(("token", "oauth", "admin"), _plain(InvalidRequest)),
+    refusals.MalformedScope: dict.fromkeys(("token", "oauth", "admin"), _plain(InvalidScope)),
+    refusals.AccountMismatch: dict.fromkeys(("token", "oauth", "admin"), _plain(InvalidRequest)),
+    refusals.BadLogin: {
         "token": _challenge(Unauthorized),
         "oauth": _plain(InvalidGrant),
         "admin": _challenge(AdminUnauthorized),
     },
-    grants.CredentialsNeeded: {
+    refusals.CredentialsNeeded: {
         "token": _challenge(Unauthorized),
         "oauth": _plain(InvalidGrant),
         "admin": _challenge(AdminUnauthorized),
     },
-    grants.InvalidRefreshToken: dict.fromkeys(("token", "oauth", "admin"), _plain(InvalidGrant)),
-    grants.InvalidSubjectToken: dict.fromkeys(("token", "oauth", "admin"), _plain(InvalidRequest)),
-    grants.Throttled: dict.fromkeys(("token", "oauth", "admin"), _throttled),
-    grants.BackendDown: dict.fromkeys(("token", "oauth", "admin"), _plain(TemporarilyUnavailable)),
+    refusals.InvalidRefreshToken: dict.fromkeys(("token", "oauth", "admin"), _plain(InvalidGrant)),
+    refusals.InvalidSubjectToken: dict.fromkeys(
+        ("token", "oauth", "admin"), _plain(InvalidRequest)
+    ),
+    refusals.Throttled: dict.fromkeys(("token", "oauth", "admin"), _throttled),
+    refusals.BackendDown: dict.fromkeys(
+        ("token", "oauth", "admin"), _plain(TemporarilyUnavailable)
+    ),
 }
 
 
-def from_refusal(exc: grants.Refused, flavour: Flavour, realm: str) -> TokenEndpointError:
+def from_refusal(exc: refusals.Refused, flavour: Flavour, realm: str) -> TokenEndpointError:
     """The answer to a refused token request (or admin login), as `flavour` expects it."""
     return _REFUSALS[type(exc)][flavour](exc, realm)
 

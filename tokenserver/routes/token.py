@@ -31,16 +31,16 @@ from tokenserver.errors import (
     from_refusal,
 )
 from tokenserver.forms import Params, parse_basic, parse_params
-from tokenserver.grants import (
+from tokenserver.grants import Grant
+from tokenserver.refusals import Refused
+from tokenserver.routes.common import services
+from tokenserver.token_requests import (
     ExchangeLogin,
-    Grant,
     PasswordLogin,
     RefreshLogin,
-    Refused,
     TokenRequest,
     Via,
 )
-from tokenserver.routes.common import services
 
 __all__ = ["TokenApp", "router"]
 

@@ -34,7 +34,7 @@ from tokenserver.errors import (
     from_refusal,
 )
 from tokenserver.forms import parse_basic
-from tokenserver.grants import Refused
+from tokenserver.refusals import Refused
 from tokenserver.routes.common import services
 
 __all__ = ["ADMIN_SCOPE", "REALM", "Admin", "AdminRoute"]
