@@ -26,7 +26,7 @@ from tokenserver import context
 from tokenserver.bodies import read_limited
 from tokenserver.errors import (
     InvalidRequest,
-    TokenEndpointError,
+    TokenServerError,
     UnsupportedGrantType,
     from_refusal,
 )
@@ -124,7 +124,7 @@ async def get_token(request: Request) -> TokenAnswer:
             client_ip=_client(request)[0],
             user_agent=request.headers.get("user-agent", ""),
         )
-    except TokenEndpointError:
+    except TokenServerError:
         _unparsed(request, via, "")
         raise
     return await _grant(request, token_request, oauth=False)
@@ -194,7 +194,7 @@ async def post_token(request: Request) -> TokenAnswer:
             client_ip=_client(request)[0],
             user_agent=request.headers.get("user-agent", ""),
         )
-    except TokenEndpointError:
+    except TokenServerError:
         _unparsed(request, via, service)
         raise
     return await _grant(request, token_request, oauth=True)
@@ -238,7 +238,7 @@ class TokenApp(FastAPI):
         response: Response
         try:
             response = await get_token(request)
-        except TokenEndpointError as exc:
-            answer = self.exception_handlers[TokenEndpointError](request, exc)
+        except TokenServerError as exc:
+            answer = self.exception_handlers[TokenServerError](request, exc)
             response = await answer if inspect.isawaitable(answer) else answer
         await response(scope, receive, send)
