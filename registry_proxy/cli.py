@@ -47,7 +47,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 
 def cmd_gc(args: argparse.Namespace) -> None:
-    from registry_proxy.duration import format_duration
+    from authcore.duration import format_duration
     from registry_proxy.storage import Storage, make_driver
     from registry_proxy.storage.gc import collect
     from registry_proxy.storage.purge import purge_uploads

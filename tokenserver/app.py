@@ -24,9 +24,9 @@ from tokenserver.config import Config
 from tokenserver.errors import (
     AdminUnauthorized,
     ClientGone,
-    HTTPError,
+    FrameworkError,
     InvalidRequest,
-    TokenEndpointError,
+    TokenServerError,
     from_account_error,
 )
 from tokenserver.fast_path import TokenApp
@@ -99,8 +99,8 @@ def create_app(config: Config, *, clock: Clock = utcnow) -> FastAPI:
         body, content_type = metrics.render()
         return Response(body, headers={"Content-Type": content_type})
 
-    @app.exception_handler(TokenEndpointError)
-    async def token_error(request: Request, exc: TokenEndpointError) -> Response:
+    @app.exception_handler(TokenServerError)
+    async def answer_error(request: Request, exc: TokenServerError) -> Response:
         if isinstance(exc, ClientGone):
             return await client_disconnected(request, ClientDisconnect())
         log.info("request refused", extra={"error": exc.error, "status": exc.status})
@@ -111,9 +111,9 @@ def create_app(config: Config, *, clock: Clock = utcnow) -> FastAPI:
 
     @app.exception_handler(AccountError)
     async def account_error(request: Request, exc: AccountError) -> Response:
-        return await token_error(request, from_account_error(exc))
+        return await answer_error(request, from_account_error(exc))
 
-    def refused_before_auth(request: Request) -> TokenEndpointError | None:
+    def refused_before_auth(request: Request) -> TokenServerError | None:
         # An unknown admin path or method tells a caller without credentials
         # only that it needs some.
         path = request.url.path
@@ -123,13 +123,13 @@ def create_app(config: Config, *, clock: Clock = utcnow) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
-        return await token_error(request, InvalidRequest("malformed request"))
+        return await answer_error(request, InvalidRequest("malformed request"))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         """Routing and body-parsing errors, in the same JSON shape as every other error."""
-        error = refused_before_auth(request) or HTTPError(exc.status_code, str(exc.detail))
-        response = await token_error(request, error)
+        error = refused_before_auth(request) or FrameworkError(exc.status_code, str(exc.detail))
+        response = await answer_error(request, error)
         if exc.headers:
             response.headers.update(exc.headers)
         if response.status_code == 405:

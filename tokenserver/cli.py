@@ -16,8 +16,8 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from authcore.cli import run
+from authcore.duration import DurationError, parse_seconds
 from authcore.settings import find_config
-from tokenserver import durations
 from tokenserver.accounts import AccountError, Accounts, parse_id
 from tokenserver.audit import TOKEN_ACTION, Actor
 from tokenserver.config import Config, ConfigError, load_config
@@ -288,8 +288,8 @@ def cmd_policy_check(args: argparse.Namespace) -> None:
 
 def parse_duration(text: str) -> int:
     try:
-        return durations.parse_duration(text)
-    except durations.DurationError as exc:
+        return parse_seconds(text)
+    except DurationError as exc:
         raise CLIError(str(exc)) from None
 
 
@@ -527,7 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument(
         "--scope", action="append", required=True, help="e.g. repository:team/*:pull (repeatable)"
     )
-    create.add_argument("--ttl", required=True, help="lifetime: 30d, 12h, 90m or seconds")
+    create.add_argument("--ttl", required=True, help="lifetime: 30d, 12h, 1h30m or seconds")
     create.add_argument("--description")
     create.set_defaults(func=cmd_ci_create)
     cilist = ci.add_parser("list", parents=[common], help="list tokens (never their secrets)")

@@ -17,7 +17,7 @@ from authcore.context import request_scope
 from authcore.jsonlog import ContextFilter, JSONFormatter
 from authcore.scope import Access
 from tokenserver import context
-from tokenserver.errors import InvalidRequest, TokenEndpointError, Unauthorized
+from tokenserver.errors import InvalidRequest, TokenServerError, Unauthorized
 from tokenserver.forms import parse_basic, parse_params
 from tokenserver.issuer import Issuer, new_token_id
 from tokenserver.keys import generate_key, load_keys
@@ -81,7 +81,7 @@ def test_error_bodies() -> None:
     unauthorized = Unauthorized("no", realm="r")
     assert unauthorized.status == 401
     assert unauthorized.headers() == {"WWW-Authenticate": 'Basic realm="r"'}
-    assert issubclass(Unauthorized, TokenEndpointError)
+    assert issubclass(Unauthorized, TokenServerError)
 
 
 def test_claims_round_trip() -> None:

@@ -15,22 +15,22 @@ from tokenserver import context
 from tokenserver.bodies import read_limited
 from tokenserver.errors import (
     InvalidRequest,
-    TokenEndpointError,
+    TokenServerError,
     UnsupportedGrantType,
     from_refusal,
 )
 from tokenserver.fast_path import TokenAnswer, token_answer
 from tokenserver.forms import Params, parse_basic, parse_params
-from tokenserver.grants import (
+from tokenserver.grants import Grant
+from tokenserver.refusals import Refused
+from tokenserver.routes.common import services
+from tokenserver.token_requests import (
     ExchangeLogin,
-    Grant,
     PasswordLogin,
     RefreshLogin,
-    Refused,
     TokenRequest,
     Via,
 )
-from tokenserver.routes.common import services
 
 __all__ = ["router"]
 
@@ -88,7 +88,7 @@ async def get_token(request: Request) -> TokenAnswer:
             client_ip=_client(request)[0],
             user_agent=request.headers.get("user-agent", ""),
         )
-    except TokenEndpointError:
+    except TokenServerError:
         _unparsed(request, via, "")
         raise
     return await _grant(request, token_request, oauth=False)
@@ -158,7 +158,7 @@ async def post_token(request: Request) -> TokenAnswer:
             client_ip=_client(request)[0],
             user_agent=request.headers.get("user-agent", ""),
         )
-    except TokenEndpointError:
+    except TokenServerError:
         _unparsed(request, via, service)
         raise
     return await _grant(request, token_request, oauth=True)

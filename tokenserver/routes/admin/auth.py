@@ -29,12 +29,12 @@ from tokenserver.errors import (
     AdminUnauthorized,
     Forbidden,
     TemporarilyUnavailable,
-    TokenEndpointError,
+    TokenServerError,
     TooManyRequests,
     from_refusal,
 )
 from tokenserver.forms import parse_basic
-from tokenserver.grants import Refused
+from tokenserver.refusals import Refused
 from tokenserver.routes.common import services
 
 __all__ = ["ADMIN_SCOPE", "REALM", "Admin", "AdminRoute"]
@@ -135,7 +135,7 @@ def _claimed(request: Request) -> tuple[str, str]:
     return decoded.partition(":")[0], "basic"
 
 
-def _refusal_outcome(exc: TokenEndpointError) -> Outcome:
+def _refusal_outcome(exc: TokenServerError) -> Outcome:
     if isinstance(exc, Forbidden):
         return "forbidden"
     if isinstance(exc, TooManyRequests):
@@ -162,7 +162,7 @@ class AdminRoute(APIRoute):
         async def guarded(request: Request) -> Response:
             try:
                 actor = await authenticate(request)
-            except TokenEndpointError as exc:
+            except TokenServerError as exc:
                 _record_refusal(request, action, exc)
                 exc.close = exc.close or has_body(request)
                 raise
@@ -175,7 +175,7 @@ class AdminRoute(APIRoute):
         return guarded
 
 
-def _record_refusal(request: Request, action: str, exc: TokenEndpointError) -> None:
+def _record_refusal(request: Request, action: str, exc: TokenServerError) -> None:
     subject, via = _claimed(request)
     ip, agent = _client(request)
     target = "/".join(str(v) for v in request.path_params.values()) or request.query_params.get(

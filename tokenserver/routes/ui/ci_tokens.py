@@ -8,8 +8,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from authcore.duration import DurationError, parse_seconds
 from tokenserver.accounts import AccountError, InvalidValue
-from tokenserver.durations import DurationError, parse_duration
 from tokenserver.routes.common import services
 from tokenserver.routes.ui.common import after_change, base_context, status_of
 from tokenserver.routes.ui.render import page
@@ -70,7 +70,7 @@ async def create_ci_token(request: Request) -> Response:
     name = form.one("name") or ""
     try:
         try:
-            ttl = parse_duration(form.one("ttl") or "30d")
+            ttl = parse_seconds(form.one("ttl") or "30d")
         except DurationError as exc:
             raise InvalidValue(str(exc)) from None
         _info, secret = await run_in_threadpool(

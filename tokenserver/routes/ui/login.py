@@ -13,7 +13,7 @@ from tokenserver.audit import Actor, Outcome
 from tokenserver.authz.policy import ADMIN_GROUP
 from tokenserver.bodies import read_limited
 from tokenserver.forms import parse_params
-from tokenserver.grants import Refused
+from tokenserver.refusals import Refused
 from tokenserver.routes.common import services
 from tokenserver.routes.ui.render import page
 from tokenserver.routes.ui.session import (
