@@ -9,8 +9,8 @@ import getpass
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -56,12 +56,11 @@ def _administration(args: argparse.Namespace) -> AbstractContextManager[Administ
     return open_administration(_config(args))
 
 
-@contextmanager
-def _accounts(args: argparse.Namespace) -> Iterator[Accounts]:
-    """The accounts service; a change it refuses is the command's error."""
+def _on_accounts(args: argparse.Namespace, act: Callable[[Accounts], T]) -> T:
+    """What `act` does with the accounts service; a change it refuses is the command's error."""
     with _administration(args) as admin:
         try:
-            yield admin.accounts
+            return act(admin.accounts)
         except AccountError as exc:
             raise CLIError(str(exc)) from None
 
@@ -150,39 +149,39 @@ def cmd_keys_jwks(args: argparse.Namespace) -> None:
 
 def cmd_user_add(args: argparse.Namespace) -> None:
     password = _read_password(args)
-    with _accounts(args) as accounts:
-        accounts.create_user(_actor(), args.name, password, args.group or ())
+    _on_accounts(
+        args, lambda accounts: accounts.create_user(_actor(), args.name, password, args.group or ())
+    )
     print(f"user {args.name} added")
 
 
 def cmd_user_passwd(args: argparse.Namespace) -> None:
     password = _read_password(args)
-    with _accounts(args) as accounts:
-        ended = accounts.set_password(_actor(), args.name, password)
+    ended = _on_accounts(
+        args, lambda accounts: accounts.set_password(_actor(), args.name, password)
+    )
     print(f"password of {args.name} changed; {_ended(ended)}")
 
 
 def cmd_user_del(args: argparse.Namespace) -> None:
-    with _accounts(args) as accounts:
-        ended = accounts.delete_user(_actor(), args.name)
+    ended = _on_accounts(args, lambda accounts: accounts.delete_user(_actor(), args.name))
     print(f"user {args.name} deleted; {_ended(ended)}")
 
 
 def cmd_user_disable(args: argparse.Namespace) -> None:
-    with _accounts(args) as accounts:
-        accounts.set_disabled(_actor(), args.name, args.disable)
+    _on_accounts(args, lambda accounts: accounts.set_disabled(_actor(), args.name, args.disable))
     print(f"user {args.name} {'disabled' if args.disable else 'enabled'}")
 
 
 def cmd_user_groups(args: argparse.Namespace) -> None:
-    with _accounts(args) as accounts:
-        user = accounts.set_groups(_actor(), args.name, args.group or ())
+    user = _on_accounts(
+        args, lambda accounts: accounts.set_groups(_actor(), args.name, args.group or ())
+    )
     print(f"groups of {args.name}: {' '.join(user.groups)}")
 
 
 def cmd_user_list(args: argparse.Namespace) -> None:
-    with _accounts(args) as accounts:
-        users = accounts.list_users()
+    users = _on_accounts(args, lambda accounts: accounts.list_users())
     _show(
         users,
         args.json,
@@ -192,8 +191,7 @@ def cmd_user_list(args: argparse.Namespace) -> None:
 
 
 def cmd_refresh_list(args: argparse.Namespace) -> None:
-    with _accounts(args) as accounts:
-        tokens = accounts.list_refresh_tokens(args.user)
+    tokens = _on_accounts(args, lambda accounts: accounts.list_refresh_tokens(args.user))
     for t in tokens:
         state = "revoked" if t.revoked_at else "live"
         print(
@@ -203,14 +201,12 @@ def cmd_refresh_list(args: argparse.Namespace) -> None:
 
 
 def cmd_refresh_revoke(args: argparse.Namespace) -> None:
-    with _accounts(args) as accounts:
-        count = accounts.revoke_refresh_tokens(_actor(), args.user)
+    count = _on_accounts(args, lambda accounts: accounts.revoke_refresh_tokens(_actor(), args.user))
     print(f"revoked {count} refresh token(s) of {args.user}")
 
 
 def cmd_ui_session_list(args: argparse.Namespace) -> None:
-    with _accounts(args) as accounts:
-        sessions = accounts.list_ui_sessions(args.user)
+    sessions = _on_accounts(args, lambda accounts: accounts.list_ui_sessions(args.user))
     _show(
         sessions,
         args.json,
@@ -229,16 +225,14 @@ def cmd_ui_session_end(args: argparse.Namespace) -> None:
     if (args.id is None) == (args.user is None):
         raise CLIError("give a session ID or --user U (one of them)")
     if args.user is not None:
-        with _accounts(args) as accounts:
-            count = accounts.end_ui_sessions(_actor(), args.user)
+        count = _on_accounts(args, lambda accounts: accounts.end_ui_sessions(_actor(), args.user))
         print(f"ended {count} web session(s) of {args.user}")
         return
     try:
         session_id = parse_id(args.id, "web session")
     except AccountError as exc:
         raise CLIError(str(exc)) from None
-    with _accounts(args) as accounts:
-        accounts.end_ui_session(_actor(), session_id)
+    _on_accounts(args, lambda accounts: accounts.end_ui_session(_actor(), session_id))
     print(f"web session {session_id} ended")
 
 
@@ -295,18 +289,19 @@ def parse_duration(text: str) -> int:
 
 def cmd_ci_create(args: argparse.Namespace) -> None:
     ttl = parse_duration(args.ttl)
-    with _accounts(args) as accounts:
-        _info, secret = accounts.create_ci_token(
+    _info, secret = _on_accounts(
+        args,
+        lambda accounts: accounts.create_ci_token(
             _actor(), args.name, args.scope, ttl, args.description or ""
-        )
+        ),
+    )
     # Only the secret on stdout, so `$(tokenserver ci-token create ...)` captures it.
     print(secret)
 
 
 def cmd_ci_list(args: argparse.Namespace) -> None:
     now = utcnow()
-    with _accounts(args) as accounts:
-        tokens = accounts.list_ci_tokens()
+    tokens = _on_accounts(args, lambda accounts: accounts.list_ci_tokens())
     _show(
         tokens,
         args.json,
@@ -328,8 +323,7 @@ def cmd_ci_list(args: argparse.Namespace) -> None:
 
 
 def cmd_ci_revoke(args: argparse.Namespace) -> None:
-    with _accounts(args) as accounts:
-        accounts.revoke_ci_token(_actor(), args.name)
+    _on_accounts(args, lambda accounts: accounts.revoke_ci_token(_actor(), args.name))
     print(f"CI token {args.name} revoked")
 
 
@@ -355,14 +349,12 @@ def cmd_trust_add(args: argparse.Namespace) -> None:
         ca_file=Path(args.ca_file).resolve() if args.ca_file else None,
         max_age=parse_duration(args.max_age),
     )
-    with _accounts(args) as accounts:
-        accounts.create_trust(_actor(), spec)
+    _on_accounts(args, lambda accounts: accounts.create_trust(_actor(), spec))
     print(f"trust {args.name} added: log in as {args.name} with an ID token from {args.issuer}")
 
 
 def cmd_trust_list(args: argparse.Namespace) -> None:
-    with _accounts(args) as accounts:
-        trusts = accounts.list_trusts()
+    trusts = _on_accounts(args, lambda accounts: accounts.list_trusts())
 
     def record(trust: tuple[TrustSpec, str]) -> dict[str, Any]:
         spec, source = trust
@@ -388,8 +380,7 @@ def cmd_trust_list(args: argparse.Namespace) -> None:
 
 
 def cmd_trust_del(args: argparse.Namespace) -> None:
-    with _accounts(args) as accounts:
-        accounts.delete_trust(_actor(), args.name)
+    _on_accounts(args, lambda accounts: accounts.delete_trust(_actor(), args.name))
     print(f"trust {args.name} deleted")
 
 
