@@ -91,6 +91,4 @@ class TrustStore:
             raise TrustExists(spec.name) from None
 
     def delete(self, name: str) -> bool:
-        with self._db.session() as s:
-            result = s.execute(delete(FederationTrust).where(FederationTrust.name == name))
-            return bool(result.rowcount)  # type: ignore[attr-defined]
+        return bool(self._db.change(delete(FederationTrust).where(FederationTrust.name == name)))

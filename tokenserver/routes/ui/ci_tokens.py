@@ -13,7 +13,7 @@ from tokenserver.accounts import AccountError, InvalidValue
 from tokenserver.routes.common import services
 from tokenserver.routes.ui.common import after_change, base_context, status_of
 from tokenserver.routes.ui.render import page
-from tokenserver.routes.ui.session import SignedIn, read_form, signed_in
+from tokenserver.routes.ui.session import SignedIn, posted, signed_in
 
 __all__ = ["router"]
 
@@ -65,8 +65,7 @@ async def list_ci_tokens(request: Request) -> Response:
 
 @router.post("/ci-tokens", include_in_schema=False)
 async def create_ci_token(request: Request) -> Response:
-    who = await signed_in(request)
-    form = await read_form(request, who.session.csrf)
+    who, form = await posted(request)
     name = form.one("name") or ""
     try:
         try:
@@ -89,8 +88,7 @@ async def create_ci_token(request: Request) -> Response:
 
 @router.post("/ci-tokens/{name}/revoke", include_in_schema=False)
 async def revoke_ci_token(request: Request, name: str) -> Response:
-    who = await signed_in(request)
-    await read_form(request, who.session.csrf)
+    who, _form = await posted(request)
     try:
         await run_in_threadpool(services(request).accounts.revoke_ci_token, who.actor, name)
     except AccountError as exc:
