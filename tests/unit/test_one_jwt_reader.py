@@ -52,6 +52,71 @@ def test_only_the_core_reads_tokens_and_key_sets() -> None:
     assert set(uses["authcore/jwk.py"]) == {"jwt.PyJWK"}
 
 
+def _call_name(func: ast.expr) -> str | None:
+    if isinstance(func, ast.Name):
+        return func.id
+    if isinstance(func, ast.Attribute):
+        if isinstance(func.value, ast.Name) and func.value.id == "jwt":
+            return f"jwt.{func.attr}"
+        return func.attr
+    return None
+
+
+class _CallSites(ast.NodeVisitor):
+    """Calls by the innermost function that makes them."""
+
+    def __init__(self, module: str, names: set[str], found: dict[str, set[str]]) -> None:
+        self.module, self.names, self.found = module, names, found
+        self.scope = "<module>"
+
+    def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        outer, self.scope = self.scope, node.name
+        self.generic_visit(node)
+        self.scope = outer
+
+    visit_AsyncFunctionDef = visit_FunctionDef  # type: ignore[assignment]
+
+    def visit_Call(self, node: ast.Call) -> None:
+        name = _call_name(node.func)
+        if name in self.names:
+            self.found.setdefault(f"{self.module}:{self.scope}", set()).add(name)
+        self.generic_visit(node)
+
+
+def _calls(names: set[str]) -> dict[str, set[str]]:
+    """Where product code calls a function of these names: `module:function` -> names called.
+
+    A call is named by its last part (`f(...)`, `m.f(...)`), so a
+    module-qualified call is found as well as a plain one; `jwt.decode` names
+    PyJWT's alone (a `bytes.decode` is no token read).
+    """
+    found: dict[str, set[str]] = {}
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            module = str(path.relative_to(ROOT))
+            _CallSites(module, names, found).visit(ast.parse(path.read_text(), module))
+    return found
+
+
+def test_one_function_decodes_a_signed_token_and_one_calls_it() -> None:
+    """`jwt.decode` checks a signature in `decode_signed` alone, and `verify_jwt` alone calls
+    that and `signed_header`: every product verifier is `verify_jwt` and its own policy."""
+    assert _calls({"jwt.decode", "jwt.decode_complete"}) == {
+        "authcore/jwt_verify.py:decode_signed": {"jwt.decode"},
+        # The unverified look that picks which trusts to try; it trusts nothing.
+        "authcore/jwt_verify.py:unverified_claims": {"jwt.decode"},
+    }
+    assert _calls({"decode_signed", "signed_header", "decode_complete"}) == {
+        "authcore/jwt_verify.py:verify_jwt": {"decode_signed", "signed_header"}
+    }
+    callers = {where.split(":")[0] for where in _calls({"verify_jwt"})}
+    assert callers == {
+        "registry_proxy/auth.py",
+        "tokenserver/federation/verify.py",
+        "tokenserver/routes/admin/auth.py",
+    }
+
+
 def test_the_jwks_reader_skips_what_it_cannot_use() -> None:
     key = ec.generate_private_key(ec.SECP256R1()).public_key()
     good = public_jwk(key, "k1", "ES256")
