@@ -123,7 +123,8 @@ def by_kid(keys: Mapping[str, PublicKeyType]) -> KeyFinder:
     def find(header: Mapping[str, Any]) -> PublicKeyType:
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid or len(kid) > MAX_KID_CHARS:
-            raise UnknownKey("no key id")
+            # Not an unknown key: no fetch of a key set could find it.
+            raise UntrustedJWT("no key id")
         key = keys.get(kid)
         if key is None:
             raise UnknownKey("unknown signing key")
