@@ -1,7 +1,9 @@
 """Bearer-token verification and the challenges that ask for a better token.
 
-`verify_token` is a pure function of (token, trusted keys, expectations, now),
-so forged tokens are easy to test. `AccessController` adds key refresh, a
+`verify_token` is a pure function of (token, trusted keys, expectations, now):
+the core's `verify_jwt` with the registry's key lookup (an `x5c` chain to a
+trusted certificate, else the `kid`) and its `access` claim, so forged tokens
+are easy to test. `AccessController` adds key refresh, a
 cache of verified tokens and the mapping to `WWW-Authenticate` challenges.
 """
 
@@ -26,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from authcore import jwt_verify
 from authcore.claims import access_from_claims
 from authcore.jwk import ALGORITHMS, PublicKeyType
-from authcore.jwt_verify import UntrustedJWT, verify_jwt
+from authcore.jwt_verify import LEEWAY, UntrustedJWT, verify_jwt
 from authcore.scope import Access
 from registry_proxy.errors import RegistryError
 from registry_proxy.trust import KeyStore, TrustedKeys
@@ -133,7 +135,7 @@ def verify_token(
     issuer: str,
     audience: str,
     now: float,
-    leeway: int = 60,
+    leeway: int = LEEWAY,
 ) -> VerifiedToken:
     def find(header: Mapping[str, Any]) -> PublicKeyType:
         return _signing_key(header, keys, now)
