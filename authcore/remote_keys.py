@@ -39,6 +39,7 @@ __all__ = [
     "MAX_DOCUMENT_BYTES",
     "MAX_KEYS",
     "Fetch",
+    "HTTPOptions",
     "KeySetSource",
     "KeysUnavailable",
     "RemoteKeySet",
@@ -68,6 +69,17 @@ class KeySetSource:
 
     def __str__(self) -> str:
         return (self.jwks_uri or self.issuer or str(self.jwks_file))[:100]
+
+
+@dataclass(frozen=True)
+class HTTPOptions:
+    """How a key set's URLs are fetched: the caller's own trust in the network."""
+
+    https_only: bool = False
+    # The CAs to trust (an SSL context), or httpx's default (True).
+    verify: ssl.SSLContext | bool = True
+    # Whether proxies and CA files named by the environment apply.
+    trust_env: bool = True
 
 
 class Fetch:
@@ -135,19 +147,11 @@ class RemoteKeySet(Generic[T]):
         *,
         min_refresh: float,
         clock: Callable[[], float] = time.monotonic,
-        https_only: bool = False,
-        verify: ssl.SSLContext | bool = True,
-        trust_env: bool = True,
+        http: HTTPOptions = HTTPOptions(),
         thread_name: str = "jwks",
     ) -> None:
-        self.source = source
-        self._index = index
-        self._min_refresh = min_refresh
-        self._clock = clock
-        self._https_only = https_only
-        self._verify = verify
-        self._trust_env = trust_env
-        self._thread_name = thread_name
+        self.source, self._index, self._http = source, index, http
+        self._min_refresh, self._clock, self._thread_name = min_refresh, clock, thread_name
         self._keys = index(JWKSKeys((), 0))
         self._failure: str | None = None
         self.fetched_at: float | None = None
@@ -236,7 +240,7 @@ class RemoteKeySet(Generic[T]):
             async with (
                 asyncio.timeout(FETCH_DEADLINE),
                 httpx.AsyncClient(
-                    verify=self._verify, timeout=FETCH_DEADLINE, trust_env=self._trust_env
+                    verify=self._http.verify, timeout=FETCH_DEADLINE, trust_env=self._http.trust_env
                 ) as client,
             ):
                 uri = self.source.jwks_uri or await self._discover(client)
@@ -255,7 +259,7 @@ class RemoteKeySet(Generic[T]):
         return uri
 
     async def _get(self, client: httpx.AsyncClient, url: str) -> Any:
-        if self._https_only and not url.startswith("https://"):
+        if self._http.https_only and not url.startswith("https://"):
             raise KeysUnavailable(f"{url[:100]}: keys are fetched over HTTPS only")
         try:
             async with client.stream("GET", url) as answer:

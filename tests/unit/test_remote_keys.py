@@ -20,7 +20,13 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from authcore.jwk import JWKSKeys, public_jwk
-from authcore.remote_keys import MAX_DOCUMENT_BYTES, MAX_KEYS, KeySetSource, RemoteKeySet
+from authcore.remote_keys import (
+    MAX_DOCUMENT_BYTES,
+    MAX_KEYS,
+    HTTPOptions,
+    KeySetSource,
+    RemoteKeySet,
+)
 
 KEY = ec.generate_private_key(ec.SECP256R1()).public_key()
 
@@ -206,7 +212,7 @@ def test_discovery_finds_the_jwks_and_https_only_refuses_http(publisher: _Publis
     )
     assert _fetched(discovered) and discovered.keys == ("k1",)
     assert publisher.requests == ["/.well-known/openid-configuration", "/jwks"]
-    strict = _key_set(f"{publisher.url}/jwks", _Clock(), https_only=True)
+    strict = _key_set(f"{publisher.url}/jwks", _Clock(), http=HTTPOptions(https_only=True))
     assert not _fetched(strict)
     assert strict.failure is not None and "HTTPS only" in strict.failure
     assert len(publisher.requests) == 2

@@ -44,7 +44,7 @@ from authcore.jwt_verify import (
     by_kid,
     verify_jwt,
 )
-from authcore.remote_keys import KeySetSource, KeysUnavailable, RemoteKeySet
+from authcore.remote_keys import HTTPOptions, KeySetSource, KeysUnavailable, RemoteKeySet
 from tokenserver.authz.patterns import Values
 from tokenserver.federation.trusts import Trust, TrustSpec
 from tokenserver.store.trusts import TrustStore
@@ -129,9 +129,7 @@ class IssuerKeys:
             _by_kid,
             min_refresh=REFETCH_INTERVAL,
             clock=clock,
-            https_only=True,
-            verify=tls,
-            trust_env=False,
+            http=HTTPOptions(https_only=True, verify=tls, trust_env=False),
             thread_name="oidc-keys",
         )
 
