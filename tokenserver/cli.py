@@ -21,7 +21,7 @@ from authcore.duration import DurationError, parse_seconds
 from tokenserver.accounts import AccountError, Accounts, Ended, parse_id
 from tokenserver.audit import TOKEN_ACTION, Actor
 from tokenserver.config import Config, ConfigError, load_config
-from tokenserver.federation.spec import TrustSpec
+from tokenserver.federation.trusts import TrustSpec
 from tokenserver.keys import KeysError, generate_key, jwks_document, load_public_keys, write_jwks
 from tokenserver.services import Administration, open_administration, utcnow
 

@@ -21,7 +21,7 @@ from authcore.http_limits import ServingSettings, TLSFiles
 from authcore.jwk import ALGORITHMS
 from authcore.settings import ConfigError, load_settings
 from tokenserver.authz.acl import ACLEntry
-from tokenserver.federation.spec import InvalidTrust, TrustSpec, check_ca_file
+from tokenserver.federation.trusts import InvalidTrust, TrustSpec, check_ca_file
 from tokenserver.throttle import DEFAULT_IPV6_PREFIX
 
 __all__ = ["Config", "ConfigError", "load_config"]
@@ -189,7 +189,7 @@ class LDAPConfig(_Section):
 
 
 class TrustConfig(_Section):
-    """A federation trust (see `tokenserver.federation.spec`, which checks every field)."""
+    """A federation trust (see `tokenserver.federation.trusts`, which checks every field)."""
 
     name: str
     issuer: str

@@ -303,13 +303,13 @@ async def test_keystore_refresh_interval() -> None:
     )
     # The URL refuses connections: the first attempt is made, the next one is held back.
     assert await store.refresh() is False
-    assert store._fetched_at == 100.0
+    assert store.remote is not None and store.remote.fetched_at == 100.0
     now[0] = 110.0
     assert await store.refresh() is False
-    assert store._fetched_at == 100.0
+    assert store.remote is not None and store.remote.fetched_at == 100.0
     now[0] = 131.0
     await store.refresh()
-    assert store._fetched_at == 131.0
+    assert store.remote is not None and store.remote.fetched_at == 131.0
 
 
 # The README's deadline for a whole fetch of the JWKS URL.

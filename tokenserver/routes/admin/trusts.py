@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from tokenserver.federation.spec import TrustSpec
+from tokenserver.federation.trusts import TrustSpec
 from tokenserver.routes.admin.auth import Admin, AdminRoute
 from tokenserver.routes.admin.common import ERROR_RESPONSES, StrictBody, no_content
 from tokenserver.routes.common import services
