@@ -55,11 +55,11 @@ ASSIGNMENT = re.compile(r"^[A-Z_]+=\S*$")
 # What an outer `make test` leaves in the environment for its sub-makes.
 MAKE_VARS = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")
 MAKE_PRELUDE = 'make() { command make -o .venv/.installed "$@"; }\n'
-# The README logs docker in before podman, in one shell; podman 4.3 then finds the
-# refresh token docker stored (it reads docker's config too) and refuses with
-# "currently logged in, auth file contains an Identity token", as it would for a
-# reader sharing ~/.docker. Until the README orders them otherwise, podman gets a
-# docker config of its own.
+# docker login (the line `make run` prints, and the block's) stores a refresh token;
+# podman 4.3 reads docker's config too, and `podman login` to the same registry
+# then refuses with "currently logged in, auth file contains an Identity token",
+# as it would for a reader sharing ~/.docker. Until the README
+# says how podman logs in beside docker, podman gets a docker config of its own.
 PODMAN_PRELUDE = 'podman() { DOCKER_CONFIG="$PODMAN_DOCKER_CONFIG" command podman "$@"; }\n'
 
 # Commands in the prose, each with the line that runs it here (ports substituted later);
