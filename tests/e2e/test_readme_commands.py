@@ -7,8 +7,8 @@ that `make run` writes), against the token server and registry that
 podman and skopeo at a private store and auth file. Only the ports (the
 README's 5000 and 5001 may be taken) are substituted. Commands written in
 the prose are run here too (`INLINE`), or named with the test that runs them
-(`ELSEWHERE`); `test_no_readme_command_goes_unrun` fails when the README
-gains one that is in neither.
+(`ELSEWHERE`); tests/unit/test_readme_guard.py fails when the README gains
+one that is in neither.
 """
 
 from __future__ import annotations
@@ -155,24 +155,6 @@ def readme_commands(text: str) -> Commands:
 
 def _addressed(command: str, registry: str, token: str) -> str:
     return command.replace(README_REGISTRY, registry).replace(README_TOKEN, token)
-
-
-def test_no_readme_command_goes_unrun() -> None:
-    commands = readme_commands(README.read_text())
-    unrun = [
-        c
-        for c in commands.other
-        if c not in INLINE
-        and c not in ELSEWHERE
-        and not any(line.startswith(c) for line in commands.shell)
-    ]
-    assert not unrun, "README commands no test runs (add them to INLINE or ELSEWHERE)"
-    known = set(commands.other) | set(commands.shell)
-    stale = [c for c in [*INLINE, *ELSEWHERE] if c not in known]
-    assert not stale, "commands the README no longer has"
-    for where in ELSEWHERE.values():
-        if where.startswith("tests/"):
-            assert (ROOT / where.split("::")[0]).is_file(), where
 
 
 @dataclass(frozen=True)
