@@ -34,6 +34,7 @@ from tests.support.peers import (
     Dockerd,
     env_without,
     free_port,
+    printed_until,
     require_binary,
     short_tempdir,
 )
@@ -200,14 +201,9 @@ def devstack(tmp_path: Path) -> Iterator[Devstack]:
         start_new_session=True,
     )
     try:
-        assert stack.stdout is not None
-        banner = []
-        for line in stack.stdout:
-            banner.append(line)
-            if line.startswith("Ctrl-C stops everything"):
-                break
-        printed = re.search(r"-u admin -p '([^']+)'", "".join(banner))
-        assert printed is not None, "".join(banner)
+        banner = printed_until(stack, "Ctrl-C stops everything")
+        printed = re.search(r"-u admin -p '([^']+)'", banner)
+        assert printed is not None, banner
         yield Devstack(home, registry, token, printed.group(1))
     finally:
         os.killpg(stack.pid, signal.SIGINT)

@@ -116,6 +116,17 @@ def checked(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedPro
     return result
 
 
+def printed_until(proc: subprocess.Popen[str], last: str) -> str:
+    """What `proc` printed up to the line starting with `last` (its banner's end)."""
+    assert proc.stdout is not None
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith(last):
+            return "".join(lines)
+    raise AssertionError(f"no line starting {last!r} in:\n" + "".join(lines))
+
+
 def env_without(prefixes: Sequence[str] = (), names: Sequence[str] = ()) -> dict[str, str]:
     """This process's environment less the named variables and those with a prefix."""
     return {
