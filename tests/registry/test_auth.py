@@ -325,6 +325,7 @@ def _wait_for(condition: Callable[[], bool], seconds: float) -> bool:
     return condition()
 
 
+@pytest.mark.peers
 def test_a_trickling_jwks_url_is_a_401_in_time_and_v2_stays_answered(tmp_path: Path) -> None:
     """A JWKS URL that, after its first answer, sends a byte a second.
 

@@ -144,7 +144,7 @@ def finish(client: httpx.Client, minter: Minter, upload_id: str, rest: bytes, wh
 
 
 @pytest.fixture
-def registry_log_is_clean() -> Iterator[list[RegistryProxy]]:
+def registry_log_is_clean(real_peer: None) -> Iterator[list[RegistryProxy]]:
     started: list[RegistryProxy] = []
     yield started
     for registry in started:
@@ -200,6 +200,7 @@ def test_a_disabled_purge_never_runs(
     assert "upload purge" not in registry.log_text()
 
 
+@pytest.mark.peers
 def test_gc_purges_old_sessions_too(tmp_path: Path, minter: Minter) -> None:
     registry = proxy(tmp_path, minter, enabled=False)
     with registry, httpx.Client(base_url=registry.url, trust_env=False) as client:
