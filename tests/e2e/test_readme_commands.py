@@ -59,8 +59,8 @@ MAKE_PRELUDE = 'make() { command make -o .venv/.installed "$@"; }\n'
 # docker login (the line `make run` prints, and the block's) stores a refresh token;
 # podman 4.3 reads docker's config too, and `podman login` to the same registry
 # then refuses with "currently logged in, auth file contains an Identity token",
-# as it would for a reader sharing ~/.docker. Until the README
-# says how podman logs in beside docker, podman gets a docker config of its own.
+# as it would for a reader sharing ~/.docker; the README says to log in with podman
+# where docker has not, so podman gets a docker config of its own here.
 PODMAN_PRELUDE = 'podman() { DOCKER_CONFIG="$PODMAN_DOCKER_CONFIG" command podman "$@"; }\n'
 
 # Commands in the prose, each with the line that runs it here (ports substituted later);
@@ -76,9 +76,8 @@ INLINE = {
     "tokenserver keys jwks --output jwks.json": "tokenserver keys jwks --output jwks.json",
     "tokenserver keys jwks --output FILE": "tokenserver keys jwks --output FILE",
     "tokenserver keys generate": "tokenserver keys generate",
-    # The README says it fails for anyone outside the admin group, and how. Without
-    # --tls-verify=false podman tries HTTPS first and fails on that instead.
-    "podman search 127.0.0.1:5000/": "! podman search --tls-verify=false 127.0.0.1:5000/",
+    # The README says it fails for anyone outside the admin group, and how.
+    "podman search --tls-verify=false 127.0.0.1:5000/": "! podman search --tls-verify=false 127.0.0.1:5000/",
 }
 # Commands another test runs (or that run the tests), and where.
 ELSEWHERE = {
@@ -306,7 +305,7 @@ def test_every_readme_command_runs(devstack: Devstack, dockerd: Dockerd) -> None
         seen = run(
             [
                 *shell,
-                INLINE["podman search 127.0.0.1:5000/"],
+                INLINE["podman search --tls-verify=false 127.0.0.1:5000/"],
                 INLINE["tokenserver keys jwks --output jwks.json"],
                 INLINE["tokenserver keys jwks --output FILE"],
                 INLINE["tokenserver keys generate"],
