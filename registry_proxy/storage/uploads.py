@@ -17,10 +17,10 @@ import datetime as dt
 import hashlib
 import uuid
 import weakref
-from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterable
 from dataclasses import dataclass
 
+from authcore.cache import Cache
 from registry_proxy.reference import Digest
 from registry_proxy.storage import paths
 from registry_proxy.storage.blobs import Blobs
@@ -73,7 +73,7 @@ class Uploads:
     def __init__(self, driver: StorageDriver, blobs: Blobs) -> None:
         self._driver = driver
         self._blobs = blobs
-        self._states: OrderedDict[str, _HashState] = OrderedDict()
+        self._states: Cache[str, _HashState] = Cache(MAX_HASH_STATES)
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._parts = PartUploads(driver, blobs) if isinstance(driver, MultipartStore) else None
 
@@ -178,10 +178,7 @@ class Uploads:
         return lock
 
     def _remember(self, key: str, state: _HashState) -> None:
-        self._states[key] = state
-        self._states.move_to_end(key)
-        while len(self._states) > MAX_HASH_STATES:
-            self._states.popitem(last=False)
+        self._states.put(key, state)
 
     async def _require(self, repo: str, upload_id: str) -> dt.datetime:
         """When the session started; `BlobUploadUnknown` if there is none."""
@@ -291,7 +288,7 @@ class Uploads:
             await writer.write(batch, state.hasher.update)
         except BaseException:
             # The file and the hash may now disagree: recompute from the file next time.
-            self._states.pop(key, None)
+            self._states.pop(key)
             raise
         state.size += sum(len(piece) for piece in batch)
 
@@ -312,7 +309,7 @@ class Uploads:
             raise BlobUploadUnknown(upload_id) from None
 
     async def _discard(self, repo: str, upload_id: str, key: str) -> None:
-        self._states.pop(key, None)
+        self._states.pop(key)
         if self._parts is not None:
             await self._parts.discard(repo, upload_id)
             return

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from authcore.cache import Cache
 from tokenserver.federation.keys import KeySource
 from tokenserver.federation.spec import TrustSpec
 from tokenserver.federation.verify import Verifier
@@ -33,8 +33,8 @@ class Trusts:
         self.configured = {spec.name: spec for spec in configured}
         self._store = store
         self._clock = clock
-        self._sources: OrderedDict[tuple[str, str | None, Path | None, Path | None], KeySource] = (
-            OrderedDict()
+        self._sources: Cache[tuple[str, str | None, Path | None, Path | None], KeySource] = Cache(
+            MAX_KEY_SOURCES
         )
         self._lock = threading.Lock()
 
@@ -61,7 +61,7 @@ class Trusts:
         with self._lock:
             source = self._sources.get(key)
             if source is None:
-                source = self._sources[key] = KeySource(
+                source = KeySource(
                     trust.issuer,
                     jwks_uri=trust.jwks_uri,
                     jwks_file=trust.jwks_file,
@@ -70,7 +70,6 @@ class Trusts:
                     # same time as the tokens' exp and iat.
                     clock=lambda: self._clock().timestamp(),
                 )
-                while len(self._sources) > MAX_KEY_SOURCES:
-                    self._sources.popitem(last=False)
-            self._sources.move_to_end(key)
+            # Stored again on every use: the source dropped first is the one used longest ago.
+            self._sources.put(key, source)
         return Verifier(trust, source, self._clock)
