@@ -8,8 +8,11 @@ after `since` when the caller read it earlier; an expired value is dropped
 when a lookup meets it. A lookup takes no lock (one dict read is atomic);
 every change takes one, so threads may share a cache.
 
-Measured against cachetools (`bench/cache_bench.py`), this is several times
-faster on a hit, which is what the warm token path does most.
+Why not cachetools (`bench/cache_bench.py`, 10 000 entries, best ns per
+call on a busy 2-core machine): a hit costs 80-160 here, 200-340 in its
+LRUCache; with a ttl 150-200 here, 1 200-1 400 in its TTLCache; a put that
+drops one 510-870 here, 670-3 400 there. And its caches take no lock, which
+the thread-shared ones here would have had to add.
 """
 
 from __future__ import annotations
