@@ -99,6 +99,15 @@ def test_the_ttl_counts_from_since_when_given() -> None:
     assert cache.get("a") is None
 
 
+def test_a_value_stored_at_a_time_not_yet_reached_is_not_trusted() -> None:
+    clock = FakeClock()
+    cache: Cache[str, int] = Cache(10, ttl=60, clock=clock)
+    cache.put("a", 1)
+    clock.now -= 3600  # a wall clock set back: the value would otherwise live an hour more
+    assert cache.get("a") is None
+    assert len(cache) == 0
+
+
 def test_without_a_ttl_values_never_expire_and_the_clock_is_not_read() -> None:
     def clock() -> float:
         raise AssertionError("no ttl, no clock")
