@@ -10,10 +10,10 @@ reached (a wall clock set back), which could otherwise outlive its ttl. A lookup
 every change takes one, so threads may share a cache.
 
 Why not cachetools (`bench/cache_bench.py`, 10 000 entries, best ns per
-call on a busy 2-core machine): a hit costs 80-160 here, 200-340 in its
-LRUCache; with a ttl 150-200 here, 1 200-1 400 in its TTLCache; a put that
-drops one 510-870 here, 670-3 400 there. And its caches take no lock, which
-the thread-shared ones here would have had to add.
+call over four runs on a busy 2-core machine): a hit costs 80-160 here,
+170-340 in its LRUCache; with a ttl 150-200 here, 1 000-1 400 in its
+TTLCache; a put that drops one 450-870 here, 610-3 400 there. And its caches
+take no lock, which the thread-shared ones here would have had to add.
 """
 
 from __future__ import annotations
