@@ -38,9 +38,10 @@ image: install
 test: install peers lint typecheck
 	$(PY) -m pytest -q -p no:cacheprovider
 
-## The edit loop: lint, types and every test that needs no real peer (no e2e).
+## The edit loop: lint, types and every test that starts no real peer and no server process
+## and takes seconds (neither `e2e`, `peers` nor `slow`; docs/development.md).
 check: install lint typecheck
-	$(PY) -m pytest -q -p no:cacheprovider -m "not e2e"
+	$(PY) -m pytest -q -p no:cacheprovider -m "not e2e and not peers and not slow"
 
 lint: install
 	$(VENV)/bin/ruff check .

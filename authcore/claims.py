@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from json.encoder import encode_basestring_ascii as _quote
 from typing import Any
 
 from authcore.scope import Access
@@ -48,6 +47,7 @@ class ClaimSet:
 
     def to_dict(self) -> dict[str, Any]:
         # The Go registry 2.8 rejects an `aud` array and non-integer times.
+        # What the token server signs is this, spelt faster (its fast_path.claims_json).
         return {
             "iss": self.issuer,
             "sub": self.subject,
@@ -58,21 +58,3 @@ class ClaimSet:
             "jti": self.jwt_id,
             "access": access_to_claims(self.access),
         }
-
-    def to_json(self) -> str:
-        """`to_dict` as compact JSON (every string escaped by the json module's own quoting).
-
-        Spelt out rather than handed to `json.dumps`: one token's claims cost
-        a few string joins instead of an encoder built and walked per token.
-        """
-        access = ",".join(
-            f'{{"type":{_quote(a.type)},"name":{_quote(a.name)},'
-            f'"actions":[{",".join(map(_quote, sorted(a.actions)))}]}}'
-            for a in self.access
-        )
-        return (
-            f'{{"iss":{_quote(self.issuer)},"sub":{_quote(self.subject)},'
-            f'"aud":{_quote(self.audience)},"exp":{self.expires_at:d},'
-            f'"nbf":{self.not_before:d},"iat":{self.issued_at:d},'
-            f'"jti":{_quote(self.jwt_id)},"access":[{access}]}}'
-        )

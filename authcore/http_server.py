@@ -1,12 +1,16 @@
-"""uvicorn's httptools protocol with the bounds it lacks on request heads and bodies.
+"""uvicorn's httptools protocol with what uvicorn cannot be configured to do.
 
-uvicorn lets a client take as long as it likes over a request head or body,
-and send as many header bytes as it likes (httptools buffers a header until
-its value ends, so counting in `on_header` would come too late). Per
-connection, this protocol adds:
+uvicorn (0.55) bounds how long a connection may idle between requests and,
+with h11 only, how large an unfinished event may grow; with httptools it
+lets a client take as long as it likes over a request head or body, and send
+as many header bytes as it likes (httptools buffers a header until its value
+ends, so counting in `on_header` would come too late). Per connection, this
+protocol adds:
 
 - the request line and headers may take `max_header_bytes` bytes, counted as
-  they arrive, before the parser sees them; more is answered 431;
+  they arrive, before the parser sees them; more is answered 431, in the
+  service's own error shape, and the connection lingers so the client reads
+  the answer rather than a reset;
 - they must be complete `header_timeout` seconds after the connection opened
   or the request's first byte came, else the connection is closed: a silent
   connection as much as a dribbling one;
@@ -16,6 +20,17 @@ connection, this protocol adds:
 
 A head or body that arrives within one read arms no timer: the hot path
 pays a few attribute checks per read, not a timer per request or chunk.
+
+And two things for speed that no uvicorn setting gives: a small response's
+head goes out in the same write as its body (`_HeadFirst`: one send, not
+two, per small answer), and a request body is gathered without copies, with
+room for 1 MiB once the app reads it (`_BodyParts`, `on_body`: 1 GiB uploads
+629 -> 728 MB/s, median of six).
+
+uvicorn's protocol is not public API: `tests/unit/test_uvicorn_private_api.py`
+checks every method overridden or called, the attributes read and the
+source of the two methods replaced outright, and pyproject.toml pins the
+uvicorn series it passed on.
 """
 
 from __future__ import annotations

@@ -8,6 +8,23 @@ signal (SIGTERM, SIGINT) goes on to every worker, and it exits once they
 have; a worker that dies on its own stops the others and the server exits
 non-zero, for whatever supervises it to restart. A worker whose supervisor
 is gone (killed outright) is told to stop (SIGTERM).
+
+Why not uvicorn's own `workers` (its `Multiprocess` supervisor, 0.55):
+
+- it starts each worker as a fresh interpreter (`spawn`) and sends it the
+  `uvicorn.Config` by pickling, so it takes the app only as an import string,
+  rebuilt in each worker from what that worker can read alone. Our apps are
+  built from the configuration the command line loaded and checked (`--addr`,
+  a bind password read from its file), our JSON logging is set up before
+  `serve` and a spawned worker would not have it, and the protocol class
+  bound to these limits is made at run time and does not pickle. A forked
+  worker has all of it as the supervisor built it.
+- it restarts a worker that dies, and kills one whose health-check pipe
+  goes unanswered for `timeout_worker_healthcheck`; here a worker gone on its
+  own stops the server with its status, so a crash is seen by the service
+  manager, which restarts the whole server, rather than hidden by a respawn.
+- nothing ties its workers to it: killed outright, it leaves them serving
+  on. Ours die with it (`_die_with_parent`).
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from authcore.middleware import RequestMiddleware
+from authcore.remote_keys import FETCH_DEADLINE
 from authcore.routing import allow_header, allowed_methods
 from registry_proxy import context
 from registry_proxy.auth import AccessController
@@ -27,7 +28,7 @@ from registry_proxy.routes.numbers import bounded_int, is_number
 from registry_proxy.services import Services
 from registry_proxy.storage import Storage, close_driver, make_driver
 from registry_proxy.storage.errors import StorageError
-from registry_proxy.trust import JWKS_DEADLINE, KeyStore
+from registry_proxy.trust import KeyStore
 from registry_proxy.upload_slots import UploadSlots
 
 __all__ = ["create_app"]
@@ -179,7 +180,7 @@ def create_app(config: Config) -> Starlette:
         keys = KeyStore.from_sources(token.rootcertbundle, token.jwks, token.jwks_min_refresh)
         if token.jwks and "://" in token.jwks:
             # At start there is time to wait for the whole fetch (it has its deadline).
-            await keys.refresh(wait=JWKS_DEADLINE)
+            await keys.refresh(wait=FETCH_DEADLINE)
         driver = make_driver(config.storage.driver, **config.storage.driver_options())
         app.state.services = Services(
             storage=Storage(driver, config.validation.rules()),

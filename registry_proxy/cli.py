@@ -8,8 +8,7 @@ import datetime as dt
 import sys
 from collections.abc import Sequence
 
-from authcore.cli import run
-from authcore.settings import find_config
+from authcore.cli import CommandLine, config_file, run
 from registry_proxy.config import Config, ConfigError, load_config
 
 __all__ = ["main"]
@@ -18,10 +17,9 @@ __all__ = ["main"]
 def _config(args: argparse.Namespace) -> Config:
     from registry_proxy.storage import require_driver
 
-    path, dev = find_config(args.config, "REGISTRY_PROXY_CONFIG", "registry.yaml")
-    if dev:
-        print(f"registry-proxy: using the dev configuration {path}", file=sys.stderr)
-    config = load_config(path)
+    config = load_config(
+        config_file(args.config, "registry-proxy", "REGISTRY_PROXY_CONFIG", "registry.yaml")
+    )
     # Before the server starts, so a missing library is a message, not its traceback.
     require_driver(config.storage.driver)
     return config
@@ -47,7 +45,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 
 def cmd_gc(args: argparse.Namespace) -> None:
-    from registry_proxy.duration import format_duration
+    from authcore.duration import format_duration
     from registry_proxy.storage import Storage, make_driver
     from registry_proxy.storage.gc import collect
     from registry_proxy.storage.purge import purge_uploads
@@ -87,24 +85,19 @@ def cmd_gc(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="registry-proxy", description=__doc__)
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", help="YAML configuration file (or $REGISTRY_PROXY_CONFIG)")
-    sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", parents=[common], help="run the registry")
-    serve.set_defaults(func=cmd_serve)
-    gc = sub.add_parser(
+    cli = CommandLine("registry-proxy", __doc__, "REGISTRY_PROXY_CONFIG")
+    cli.command("serve", cmd_serve, "run the registry")
+    gc = cli.command(
         "gc",
-        parents=[common],
-        help="delete blobs no manifest references, and upload sessions older than "
+        cmd_gc,
+        "delete blobs no manifest references, and upload sessions older than "
         "storage.maintenance.uploadpurging.age",
     )
     gc.add_argument("--dry-run", action="store_true", help="report, change nothing")
     gc.add_argument(
         "--delete-untagged", action="store_true", help="also delete manifests no tag points to"
     )
-    gc.set_defaults(func=cmd_gc)
-    return parser
+    return cli.parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -23,10 +23,10 @@ from pydantic import (
     model_validator,
 )
 
+from authcore.duration import parse_duration
 from authcore.http_limits import ServingSettings, TLSFiles
 from authcore.regex import InvalidPattern, compile_pattern
 from authcore.settings import ConfigError, load_settings
-from registry_proxy.duration import parse_duration
 from registry_proxy.storage.validation import ManifestRules, URLMatcher
 
 __all__ = ["Config", "ConfigError", "S3Config", "load_config"]

@@ -7,6 +7,7 @@ bytes are counted as the chunks pass (their lengths only: nothing is buffered).
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -54,23 +55,21 @@ class RegistryMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         labels = ["method", "route"]
-        self._requests = Counter(
+        counter = functools.partial(Counter, registry=self.registry)
+        self._requests = counter(
             "registry_http_requests",
             "HTTP requests by method, route template and status.",
             [*labels, "status"],
-            registry=self.registry,
         )
-        self._request_bytes = Counter(
+        self._request_bytes = counter(
             "registry_http_request_bytes",
             "Request body bytes received, by method and route template.",
             labels,
-            registry=self.registry,
         )
-        self._response_bytes = Counter(
+        self._response_bytes = counter(
             "registry_http_response_bytes",
             "Response body bytes sent, by method and route template.",
             labels,
-            registry=self.registry,
         )
         self._duration = Histogram(
             "registry_http_request_duration_seconds",
@@ -79,11 +78,8 @@ class RegistryMetrics:
             registry=self.registry,
             buckets=DURATION_BUCKETS,
         )
-        self._auth_failures = Counter(
-            "registry_auth_failures",
-            "Requests answered 401, by reason.",
-            ["reason"],
-            registry=self.registry,
+        self._auth_failures = counter(
+            "registry_auth_failures", "Requests answered 401, by reason.", ["reason"]
         )
         # Present at zero from the start; the labelled children are looked up
         # once, not per request (a lookup takes the metric's lock and hashes

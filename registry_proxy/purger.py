@@ -13,8 +13,8 @@ import datetime as dt
 import logging
 import random
 
+from authcore.duration import format_duration
 from registry_proxy.config import UploadPurgingConfig
-from registry_proxy.duration import format_duration
 from registry_proxy.storage import Storage
 from registry_proxy.storage.purge import PurgeReport, purge_uploads
 

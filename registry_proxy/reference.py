@@ -15,6 +15,8 @@ __all__ = [
     "check_name",
     "check_tag",
     "is_digest",
+    "is_name",
+    "is_tag",
 ]
 
 MAX_NAME_LENGTH = 255
@@ -41,14 +43,22 @@ class UnsupportedDigest(InvalidDigest):
     """Well-formed, but an algorithm this registry does not implement."""
 
 
+def is_name(name: str) -> bool:
+    return len(name) <= MAX_NAME_LENGTH and _NAME.fullmatch(name) is not None
+
+
+def is_tag(tag: str) -> bool:
+    return _TAG.fullmatch(tag) is not None
+
+
 def check_name(name: str) -> str:
-    if len(name) > MAX_NAME_LENGTH or not _NAME.fullmatch(name):
+    if not is_name(name):
         raise InvalidName(name[:300])
     return name
 
 
 def check_tag(tag: str) -> str:
-    if not _TAG.fullmatch(tag):
+    if not is_tag(tag):
         raise InvalidTag(tag[:300])
     return tag
 

@@ -2,21 +2,16 @@
 
 A bundle is the Go registry's `rootcertbundle` (PEM certificates; each key is
 known by its libtrust id, and the certificates anchor `x5c` chains). A JWKS
-may be a file or a URL; a URL is fetched again when a token names a key id
-we do not know, but not more often than a minimum interval, so forged kids
-cannot make us hammer the token server.
-
-A fetch of the URL is bounded as a whole (connection, every read, the size),
-not read by read: a server that trickles its answer must not keep requests
-waiting on it. One fetch is under way at a time; the requests that need it
-wait for it briefly, then are answered with what is known (an unknown key is
-a 401), while the fetch goes on to its deadline.
+may be a file or a URL; a URL is the one remote key set of
+`authcore.remote_keys`, fetched again when a token names a key id we do not
+know, at most every `jwks_min_refresh` seconds, one fetch at a time, bounded
+as a whole. The requests that need a fetch wait for it briefly, then are
+answered with what is known (an unknown key is a 401), while the fetch goes
+on to its deadline.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -25,19 +20,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from authcore.jwk import PublicKeyType, libtrust_kid, read_jwks
+from authcore.jwk import JWKSKeys, PublicKeyType, libtrust_kid, read_jwks
+from authcore.remote_keys import KeySetSource, RemoteKeySet
 
 __all__ = ["KeyStore", "TrustedKeys", "load_bundle", "parse_jwks"]
 
 log = logging.getLogger(__name__)
 
-MAX_JWKS_BYTES = 1024 * 1024
-# The whole fetch of the JWKS URL, connection and every read included.
-JWKS_DEADLINE = 5.0
 # How long after a fetch began the requests that need it keep waiting for it.
 JWKS_WAIT = 2.0
 
@@ -63,7 +55,10 @@ def load_bundle(path: Path) -> TrustedKeys:
 
 def parse_jwks(document: Any) -> TrustedKeys:
     """Keys by their published kid and by their libtrust id (tokens may use either)."""
-    read = read_jwks(document)
+    return _index(read_jwks(document))
+
+
+def _index(read: JWKSKeys) -> TrustedKeys:
     if read.skipped:
         log.warning("JWKS entries ignored: not usable public keys", extra={"count": read.skipped})
     by_kid: dict[str, PublicKeyType] = {}
@@ -85,13 +80,13 @@ class KeyStore:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._static = static
-        self._url = jwks_url
-        self._min_refresh = min_refresh
-        self._clock = clock
-        self._remote = TrustedKeys()
-        self._fetched_at: float | None = None
-        self._fetching: asyncio.Task[bool] | None = None
-        self._fetch_began = 0.0
+        self.remote = (
+            None
+            if jwks_url is None
+            else RemoteKeySet(
+                KeySetSource(jwks_uri=jwks_url), _index, min_refresh=min_refresh, clock=clock
+            )
+        )
 
     @classmethod
     def from_sources(cls, bundle: Path | None, jwks: str | None, min_refresh: float) -> KeyStore:
@@ -108,7 +103,9 @@ class KeyStore:
 
     @property
     def current(self) -> TrustedKeys:
-        return self._static.merged(self._remote)
+        if self.remote is None:
+            return self._static
+        return self._static.merged(self.remote.keys)
 
     async def refresh(self, wait: float = JWKS_WAIT) -> bool:
         """Fetch the JWKS URL again if allowed now; True if the keys may have changed.
@@ -116,56 +113,13 @@ class KeyStore:
         Waits for the fetch (this call's or one under way) until `wait`
         seconds after it began; after that the fetch goes on without us.
         """
-        if self._url is None:
+        fetch = None if self.remote is None else self.remote.refetch()
+        if fetch is None:
             return False
-        fetching = self._fetching
-        if fetching is None:
-            now = self._clock()
-            if self._fetched_at is not None and now - self._fetched_at < self._min_refresh:
-                return False
-            self._fetched_at = now
-            self._fetch_began = time.monotonic()
-            fetching = self._fetching = asyncio.create_task(self._fetch(self._url), name="jwks")
-        remaining = self._fetch_began + wait - time.monotonic()
-        if remaining <= 0:
-            return False
-        try:
-            # Shielded: a waiter that gives up (or is cancelled) leaves the fetch to the others.
-            return await asyncio.wait_for(asyncio.shield(fetching), remaining)
-        except TimeoutError:
-            return False
-
-    async def _fetch(self, url: str) -> bool:
-        try:
-            async with (
-                asyncio.timeout(JWKS_DEADLINE),
-                httpx.AsyncClient(timeout=JWKS_DEADLINE) as client,
-                client.stream("GET", url) as response,
-            ):
-                response.raise_for_status()
-                body = bytearray()
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) > MAX_JWKS_BYTES:
-                        raise ValueError("JWKS too large")
-            self._remote = parse_jwks(json.loads(body))
-        except TimeoutError:
-            log.warning(
-                "JWKS fetch failed",
-                extra={"url": self._url, "reason": f"not fetched within {JWKS_DEADLINE:g} s"},
-            )
-            return False
-        except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
-            log.warning("JWKS fetch failed", extra={"url": self._url, "reason": str(exc)})
-            return False
-        finally:
-            self._fetching = None
-        return True
+        done = await fetch.wait_async(fetch.began + wait - time.monotonic())
+        return done and fetch.failure is None
 
     async def aclose(self) -> None:
         """Stop a fetch under way (at shutdown)."""
-        fetching = self._fetching
-        if fetching is not None:
-            fetching.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await fetching
+        if self.remote is not None:
+            self.remote.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import secrets
+import shutil
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -21,6 +22,7 @@ import pytest
 import yaml
 
 from tests.support.ldap import LdapDirectory, Slapd
+from tests.support.peers import forbid_peers
 from tests.support.swift import Swift
 from tokenserver.app import create_app
 from tokenserver.config import Config, load_config
@@ -37,6 +39,7 @@ with warnings.catch_warnings():
 SERVICE = "registry"
 ISSUER = "test-issuer"
 FAST_ROUNDS = 4
+DEFAULT_DATABASE = "sqlite:///tokenserver.db"
 
 
 class FakeClock:
@@ -76,6 +79,32 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+@pytest.fixture(scope="session")
+def real_peer() -> None:
+    """Requested by each fixture that starts a real peer or a server process.
+
+    A test that uses one, however deep, is marked `peers`: `make check` leaves
+    it to `make test`. A test starting a peer in its own body carries the mark
+    itself; one that starts a peer without it fails (`Peer.spawn`).
+    """
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if "real_peer" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.peers)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    marked = any(item.iter_markers("peers")) or any(item.iter_markers("e2e"))
+    forbid_peers(None if marked else item.nodeid)
+    try:
+        return (yield)
+    finally:
+        forbid_peers(None)
+
+
 @pytest.fixture
 def leak_guard() -> LeakGuard:
     return LeakGuard()
@@ -109,19 +138,39 @@ def config_path(tmp_path: Path) -> Path:
     return tmp_path / "tokenserver.yaml"
 
 
+@pytest.fixture(scope="session")
+def migrated_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An SQLite database migrated to the newest schema once for the whole run.
+
+    Each test's database starts as a copy: migrating a new file takes half a
+    second, several minutes over the suite; finding a copy at the newest
+    revision takes a few milliseconds, and the schema is the same.
+    """
+    path = tmp_path_factory.mktemp("schema") / "tokenserver.db"
+    db = Database(f"sqlite:///{path}")
+    db.migrate()
+    db.dispose()
+    return path
+
+
 @pytest.fixture
-def make_config(config_path: Path, keys_dir: Path) -> Callable[..., Config]:
+def make_config(
+    config_path: Path, keys_dir: Path, migrated_database: Path
+) -> Callable[..., Config]:
     """Write the config file (relative paths, as an operator would) and load it."""
 
     def make(extra: dict[str, Any] | None = None) -> Config:
         data = _merge(
             {
                 "token": {"issuer": ISSUER, "service": SERVICE, "keys_dir": keys_dir.name},
-                "database": {"url": "sqlite:///tokenserver.db"},
+                "database": {"url": DEFAULT_DATABASE},
                 "users": {"bcrypt_cost": FAST_ROUNDS},
             },
             extra or {},
         )
+        database = config_path.parent / DEFAULT_DATABASE.removeprefix("sqlite:///")
+        if data["database"]["url"] == DEFAULT_DATABASE and not database.exists():
+            shutil.copyfile(migrated_database, database)
         config_path.write_text(yaml.safe_dump(data))
         return load_config(config_path, environ={})
 
@@ -203,14 +252,14 @@ def decode_token(client: TestClient, config: Config) -> Callable[[str], dict[str
 
 
 @pytest.fixture(scope="session")
-def swift(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Swift]:
+def swift(tmp_path_factory: pytest.TempPathFactory, real_peer: None) -> Iterator[Swift]:
     """One real Swift with its S3 API for the whole run; each test makes its own bucket."""
     with Swift(tmp_path_factory.mktemp("swift")) as store:
         yield store
 
 
 @pytest.fixture(scope="session")
-def slapd() -> Iterator[Slapd]:
+def slapd(real_peer: None) -> Iterator[Slapd]:
     """A real OpenLDAP server with TLS and no users: each test adds its own, uniquely named."""
     with Slapd(tls=True) as server:
         yield server

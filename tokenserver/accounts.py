@@ -24,7 +24,7 @@ from tokenserver.audit import Actor, AdminTrail
 from tokenserver.authn.base import Account, BackendUnavailable
 from tokenserver.authn.database import DatabaseBackend
 from tokenserver.authz.policy import ADMIN_GROUP
-from tokenserver.federation.spec import InvalidTrust, TrustSpec, check_ca_file
+from tokenserver.federation.trusts import InvalidTrust, TrustSpec, check_ca_file
 from tokenserver.names import InvalidName, check_name, name_key
 from tokenserver.passwords import PasswordRejected, hash_password
 from tokenserver.store.audit import Outcome
@@ -340,7 +340,7 @@ class Accounts:
     def list_trusts(self) -> list[tuple[TrustSpec, str]]:
         """Every trust, with where it is defined: `config` (read-only here) or `database`."""
         configured = [(spec, "config") for spec in self._configured_trusts.values()]
-        return configured + [(spec, "database") for spec in self._trusts.list()]
+        return configured + [(TrustSpec(**row), "database") for row in self._trusts.list()]
 
     def _trust_named(self, name: str) -> bool:
         key = name_key(name)
@@ -366,7 +366,7 @@ class Accounts:
             ):
                 raise NameTaken(f"{spec.name} is a user's or a CI token's name")
             try:
-                self._trusts.add(spec, self._clock(), actor.subject)
+                self._trusts.add(spec.fields(), self._clock(), actor.subject)
             except TrustExists:
                 raise NameTaken(f"a trust named {spec.name} exists") from None
             return spec

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -24,14 +24,15 @@ from tokenserver.config import Config
 from tokenserver.errors import (
     AdminUnauthorized,
     ClientGone,
-    HTTPError,
+    FrameworkError,
     InvalidRequest,
-    TokenEndpointError,
+    TokenServerError,
     from_account_error,
 )
+from tokenserver.fast_path import TokenApp
 from tokenserver.metrics import TokenMetrics
 from tokenserver.routes import admin, token, ui, wellknown
-from tokenserver.services import Clock, build_policy, open_services, utcnow
+from tokenserver.services import Clock, Services, build_policy, open_services, utcnow
 
 __all__ = ["create_app"]
 
@@ -41,32 +42,17 @@ log = logging.getLogger(__name__)
 def create_app(config: Config, *, clock: Clock = utcnow) -> FastAPI:
     policy = build_policy(config)
     config.check_trust_files()
+    metrics = TokenMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         with open_services(config, policy=policy, metrics=metrics, clock=clock) as services:
             app.state.services = services
-            keys = services.keys
-            log.info(
-                "token server ready",
-                extra={
-                    "signing_kid": keys.signing.kid,
-                    "alg": keys.signing.alg,
-                    "keys": len(keys.public),
-                    "backends": ",".join(b.name for b in services.authenticator.backends),
-                },
-            )
-            # What start-up built lives as long as the app: out of the collector's
-            # way, a full collection no longer walks it (tens of milliseconds here,
-            # the warm path's p99 before this).
-            gc.freeze()
-            try:
+            with _frozen_heap(services):
                 yield
-            finally:
-                gc.unfreeze()
 
-    metrics = TokenMetrics()
-    app = token.TokenApp(
+    app = TokenApp(
+        token_routes=token.router,
         observers=[metrics.observe],
         title="tokenserver",
         version=__version__,
@@ -75,6 +61,46 @@ def create_app(config: Config, *, clock: Clock = utcnow) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
+    _mount_docs(app)
+    app.include_router(token.router)
+    app.include_router(wellknown.router)
+    app.include_router(admin.router)
+    ui.install(app)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        body, content_type = metrics.render()
+        return Response(body, headers={"Content-Type": content_type})
+
+    _install_error_answers(app)
+    _drop_validation_answers(app)
+    return app
+
+
+@contextmanager
+def _frozen_heap(services: Services) -> Iterator[None]:
+    """Say the server is ready, and keep what start-up built out of the collector's way."""
+    keys = services.keys
+    log.info(
+        "token server ready",
+        extra={
+            "signing_kid": keys.signing.kid,
+            "alg": keys.signing.alg,
+            "keys": len(keys.public),
+            "backends": ",".join(b.name for b in services.authenticator.backends),
+        },
+    )
+    # What start-up built lives as long as the app: out of the collector's
+    # way, a full collection no longer walks it (tens of milliseconds here,
+    # the warm path's p99 before this).
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+def _mount_docs(app: FastAPI) -> None:
     app.mount("/docs/assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
 
     @app.get("/docs", include_in_schema=False)
@@ -87,18 +113,21 @@ def create_app(config: Config, *, clock: Clock = utcnow) -> FastAPI:
             swagger_favicon_url="/docs/assets/favicon-32x32.png",
         )
 
-    app.include_router(token.router)
-    app.include_router(wellknown.router)
-    app.include_router(admin.router)
-    ui.install(app)
 
-    @app.get("/metrics", include_in_schema=False)
-    async def prometheus_metrics() -> Response:
-        body, content_type = metrics.render()
-        return Response(body, headers={"Content-Type": content_type})
+def _refused_before_auth(request: Request) -> TokenServerError | None:
+    # An unknown admin path or method tells a caller without credentials
+    # only that it needs some.
+    path = request.url.path
+    if path.startswith(admin.PREFIX + "/") and "authorization" not in request.headers:
+        return AdminUnauthorized("credentials are required", admin.REALM)
+    return None
 
-    @app.exception_handler(TokenEndpointError)
-    async def token_error(request: Request, exc: TokenEndpointError) -> Response:
+
+def _install_error_answers(app: FastAPI) -> None:
+    """Every refusal, ours or the framework's, in one JSON shape."""
+
+    @app.exception_handler(TokenServerError)
+    async def answer_error(request: Request, exc: TokenServerError) -> Response:
         if isinstance(exc, ClientGone):
             return await client_disconnected(request, ClientDisconnect())
         log.info("request refused", extra={"error": exc.error, "status": exc.status})
@@ -109,25 +138,17 @@ def create_app(config: Config, *, clock: Clock = utcnow) -> FastAPI:
 
     @app.exception_handler(AccountError)
     async def account_error(request: Request, exc: AccountError) -> Response:
-        return await token_error(request, from_account_error(exc))
-
-    def refused_before_auth(request: Request) -> TokenEndpointError | None:
-        # An unknown admin path or method tells a caller without credentials
-        # only that it needs some.
-        path = request.url.path
-        if path.startswith(admin.PREFIX + "/") and "authorization" not in request.headers:
-            return AdminUnauthorized("credentials are required", admin.REALM)
-        return None
+        return await answer_error(request, from_account_error(exc))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
-        return await token_error(request, InvalidRequest("malformed request"))
+        return await answer_error(request, InvalidRequest("malformed request"))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         """Routing and body-parsing errors, in the same JSON shape as every other error."""
-        error = refused_before_auth(request) or HTTPError(exc.status_code, str(exc.detail))
-        response = await token_error(request, error)
+        error = _refused_before_auth(request) or FrameworkError(exc.status_code, str(exc.detail))
+        response = await answer_error(request, error)
         if exc.headers:
             response.headers.update(exc.headers)
         if response.status_code == 405:
@@ -141,10 +162,13 @@ def create_app(config: Config, *, clock: Clock = utcnow) -> FastAPI:
         log.info("client disconnected", extra={"path": request.url.path})
         return Response(status_code=499)
 
+
+def _drop_validation_answers(app: FastAPI) -> None:
+    """Validation errors are answered 400 in our JSON shape, not FastAPI's 422: the
+    schema says so."""
     generate_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:
-        # Validation errors are answered 400 in our JSON shape, not FastAPI's 422.
         if app.openapi_schema is None:
             schema = generate_openapi()
             for item in schema.get("paths", {}).values():
@@ -156,4 +180,3 @@ def create_app(config: Config, *, clock: Clock = utcnow) -> FastAPI:
         return app.openapi_schema or generate_openapi()
 
     app.openapi = openapi  # type: ignore[method-assign]
-    return app

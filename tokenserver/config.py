@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -21,12 +21,20 @@ from authcore.http_limits import ServingSettings, TLSFiles
 from authcore.jwk import ALGORITHMS
 from authcore.settings import ConfigError, load_settings
 from tokenserver.authz.acl import ACLEntry
-from tokenserver.federation.spec import InvalidTrust, TrustSpec, check_ca_file
+from tokenserver.federation.trusts import InvalidTrust, TrustSpec, check_ca_file
 from tokenserver.throttle import DEFAULT_IPV6_PREFIX
 
 __all__ = ["Config", "ConfigError", "load_config"]
 
 ENV_PREFIX = "TOKENSERVER_"
+
+
+def _server_url(value: str, schemes: tuple[str, ...]) -> SplitResult:
+    """`value` split, refused unless it names a host under one of `schemes`."""
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not parts.hostname:
+        raise ValueError("must be " + " or ".join(f"{s}://HOST[:PORT]" for s in schemes))
+    return parts
 
 
 class _Section(BaseModel):
@@ -126,9 +134,7 @@ class LDAPConfig(_Section):
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         if value is not None:
-            parts = urlsplit(value)
-            if parts.scheme not in ("ldap", "ldaps") or not parts.hostname:
-                raise ValueError("must be ldap://HOST[:PORT] or ldaps://HOST[:PORT]")
+            parts = _server_url(value, ("ldap", "ldaps"))
             try:
                 parts.port  # noqa: B018 - raises on a bad port
             except ValueError:
@@ -183,7 +189,7 @@ class LDAPConfig(_Section):
 
 
 class TrustConfig(_Section):
-    """A federation trust (see `tokenserver.federation.spec`, which checks every field)."""
+    """A federation trust (see `tokenserver.federation.trusts`, which checks every field)."""
 
     name: str
     issuer: str
@@ -221,9 +227,7 @@ class UIConfig(_Section):
     @classmethod
     def _registry_url(cls, value: str | None) -> str | None:
         if value is not None:
-            parts = urlsplit(value)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError("must be http://HOST[:PORT] or https://HOST[:PORT]")
+            _server_url(value, ("http", "https"))
         return value
 
 

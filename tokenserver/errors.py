@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import ClassVar, Literal
 
-from tokenserver import accounts, grants
+from tokenserver import accounts, refusals
 
 __all__ = [
     "AdminUnauthorized",
     "ClientGone",
     "Conflict",
     "Forbidden",
-    "HTTPError",
+    "FrameworkError",
     "InvalidClient",
     "InvalidGrant",
     "InvalidRequest",
@@ -28,7 +28,7 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "TemporarilyUnavailable",
-    "TokenEndpointError",
+    "TokenServerError",
     "TooManyRequests",
     "Unauthorized",
     "UnsupportedGrantType",
@@ -38,7 +38,13 @@ __all__ = [
 ]
 
 
-class TokenEndpointError(Exception):
+class TokenServerError(Exception):
+    """An error the client sees as a status, headers and RFC 6749's JSON body.
+
+    Every answer that is not a success takes this shape, whichever door it
+    came by: the token endpoint, the admin API or the framework's routing.
+    """
+
     status = 400
     error = "invalid_request"
 
@@ -59,52 +65,40 @@ class TokenEndpointError(Exception):
         }
 
 
-class InvalidRequest(TokenEndpointError):
+# -- answers at any door -------------------------------------------------------------
+
+
+class InvalidRequest(TokenServerError):
     pass
 
 
-class InvalidScope(TokenEndpointError):
-    error = "invalid_scope"
-
-
-class InvalidGrant(TokenEndpointError):
-    error = "invalid_grant"
-
-
-class UnsupportedGrantType(TokenEndpointError):
-    error = "unsupported_grant_type"
-
-
-class InvalidClient(TokenEndpointError):
-    status = 401
-    error = "invalid_client"
-
-
-class PayloadTooLarge(TokenEndpointError):
+class PayloadTooLarge(TokenServerError):
     status = 413
 
 
-class ClientGone(TokenEndpointError):
+class ClientGone(TokenServerError):
     """The client disconnected before its request was complete; nobody reads the answer."""
 
     status = 499  # as nginx logs it: the client closed the request
 
 
-class Unauthorized(TokenEndpointError):
-    """Wrong Basic credentials on GET /token: 401 with a Basic challenge."""
+class Unauthorized(TokenServerError):
+    """401 with a challenge in each of `schemes` (GET /token asks for Basic credentials)."""
 
     status = 401
     error = "unauthorized"
+    schemes: ClassVar[tuple[str, ...]] = ("Basic",)
 
     def __init__(self, description: str, realm: str, *, close: bool = False) -> None:
         super().__init__(description, close=close)
         self.realm = realm
 
     def headers(self) -> dict[str, str]:
-        return {"WWW-Authenticate": f'Basic realm="{self.realm}"'}
+        challenges = ", ".join(f'{scheme} realm="{self.realm}"' for scheme in self.schemes)
+        return {"WWW-Authenticate": challenges}
 
 
-class TemporarilyUnavailable(TokenEndpointError):
+class TemporarilyUnavailable(TokenServerError):
     status = 503
     error = "temporarily_unavailable"
 
@@ -112,7 +106,7 @@ class TemporarilyUnavailable(TokenEndpointError):
         return {"Retry-After": "5"}
 
 
-class TooManyRequests(TokenEndpointError):
+class TooManyRequests(TokenServerError):
     """Too many failed logins for this account or address; the password was not checked."""
 
     status = 429
@@ -126,28 +120,6 @@ class TooManyRequests(TokenEndpointError):
         return {"Retry-After": str(self.retry_after)}
 
 
-class AdminUnauthorized(Unauthorized):
-    """The admin API needs a password or a token: 401 with both challenges."""
-
-    def headers(self) -> dict[str, str]:
-        return {"WWW-Authenticate": f'Basic realm="{self.realm}", Bearer realm="{self.realm}"'}
-
-
-class Forbidden(TokenEndpointError):
-    status = 403
-    error = "forbidden"
-
-
-class NotFound(TokenEndpointError):
-    status = 404
-    error = "not_found"
-
-
-class Conflict(TokenEndpointError):
-    status = 409
-    error = "conflict"
-
-
 _HTTP_CODES = {
     400: "invalid_request",
     404: "not_found",
@@ -156,7 +128,7 @@ _HTTP_CODES = {
 }
 
 
-class HTTPError(TokenEndpointError):
+class FrameworkError(TokenServerError):
     """An error raised by the framework (no route, wrong method, unreadable body)."""
 
     def __init__(self, status: int, description: str) -> None:
@@ -165,7 +137,51 @@ class HTTPError(TokenEndpointError):
         self.error = _HTTP_CODES.get(status, "error")
 
 
-_ACCOUNT_ERRORS: dict[type[accounts.AccountError], type[TokenEndpointError]] = {
+# -- the token endpoint's own (RFC 6749 §5.2) -------------------------------------
+
+
+class InvalidScope(TokenServerError):
+    error = "invalid_scope"
+
+
+class InvalidGrant(TokenServerError):
+    error = "invalid_grant"
+
+
+class UnsupportedGrantType(TokenServerError):
+    error = "unsupported_grant_type"
+
+
+class InvalidClient(TokenServerError):
+    status = 401
+    error = "invalid_client"
+
+
+# -- the admin API's own -------------------------------------------------------------
+
+
+class AdminUnauthorized(Unauthorized):
+    """The admin API needs a password or a token: both challenges."""
+
+    schemes = ("Basic", "Bearer")
+
+
+class Forbidden(TokenServerError):
+    status = 403
+    error = "forbidden"
+
+
+class NotFound(TokenServerError):
+    status = 404
+    error = "not_found"
+
+
+class Conflict(TokenServerError):
+    status = 409
+    error = "conflict"
+
+
+_ACCOUNT_ERRORS: dict[type[accounts.AccountError], type[TokenServerError]] = {
     accounts.UnknownAccount: NotFound,
     accounts.NameTaken: Conflict,
     accounts.InvalidValue: InvalidRequest,
@@ -173,7 +189,7 @@ _ACCOUNT_ERRORS: dict[type[accounts.AccountError], type[TokenEndpointError]] = {
 }
 
 
-def from_account_error(exc: accounts.AccountError) -> TokenEndpointError:
+def from_account_error(exc: accounts.AccountError) -> TokenServerError:
     """The answer to a change the accounts service refused (one table, one place)."""
     return _ACCOUNT_ERRORS.get(type(exc), InvalidRequest)(str(exc))
 
@@ -181,10 +197,10 @@ def from_account_error(exc: accounts.AccountError) -> TokenEndpointError:
 # Which answer a refused token request gets: on GET /token (the token spec),
 # on POST /token (OAuth2), or at the admin API's door.
 Flavour = Literal["token", "oauth", "admin"]
-_Make = Callable[[grants.Refused, str], TokenEndpointError]
+_Make = Callable[[refusals.Refused, str], TokenServerError]
 
 
-def _plain(cls: type[TokenEndpointError]) -> _Make:
+def _plain(cls: type[TokenServerError]) -> _Make:
     return lambda exc, _realm: cls(str(exc))
 
 
@@ -192,33 +208,35 @@ def _challenge(cls: type[Unauthorized]) -> _Make:
     return lambda exc, realm: cls(str(exc), realm)
 
 
-def _throttled(exc: grants.Refused, _realm: str) -> TokenEndpointError:
-    assert isinstance(exc, grants.Throttled)
+def _throttled(exc: refusals.Refused, _realm: str) -> TokenServerError:
+    assert isinstance(exc, refusals.Throttled)
     return TooManyRequests(exc.retry_after)
 
 
-_REFUSALS: dict[type[grants.Refused], dict[Flavour, _Make]] = {
-    grants.UnknownService: dict.fromkeys(("token", "oauth", "admin"), _plain(InvalidRequest)),
-    grants.MalformedScope: dict.fromkeys(("token", "oauth", "admin"), _plain(InvalidScope)),
-    grants.AccountMismatch: dict.fromkeys(("token", "oauth", "admin"), _plain(InvalidRequest)),
-    grants.BadLogin: {
-        "token": _challenge(Unauthorized),
-        "oauth": _plain(InvalidGrant),
-        "admin": _challenge(AdminUnauthorized),
-    },
-    grants.CredentialsNeeded: {
-        "token": _challenge(Unauthorized),
-        "oauth": _plain(InvalidGrant),
-        "admin": _challenge(AdminUnauthorized),
-    },
-    grants.InvalidRefreshToken: dict.fromkeys(("token", "oauth", "admin"), _plain(InvalidGrant)),
-    grants.InvalidSubjectToken: dict.fromkeys(("token", "oauth", "admin"), _plain(InvalidRequest)),
-    grants.Throttled: dict.fromkeys(("token", "oauth", "admin"), _throttled),
-    grants.BackendDown: dict.fromkeys(("token", "oauth", "admin"), _plain(TemporarilyUnavailable)),
+def _every(make: _Make) -> dict[Flavour, _Make]:
+    return dict.fromkeys(("token", "oauth", "admin"), make)
+
+
+# A login that did not prove itself: a challenge where a client can answer one.
+_LOGIN_FAILED: dict[Flavour, _Make] = {
+    "token": _challenge(Unauthorized),
+    "oauth": _plain(InvalidGrant),
+    "admin": _challenge(AdminUnauthorized),
+}
+_REFUSALS: dict[type[refusals.Refused], dict[Flavour, _Make]] = {
+    refusals.UnknownService: _every(_plain(InvalidRequest)),
+    refusals.MalformedScope: _every(_plain(InvalidScope)),
+    refusals.AccountMismatch: _every(_plain(InvalidRequest)),
+    refusals.BadLogin: _LOGIN_FAILED,
+    refusals.CredentialsNeeded: _LOGIN_FAILED,
+    refusals.InvalidRefreshToken: _every(_plain(InvalidGrant)),
+    refusals.InvalidSubjectToken: _every(_plain(InvalidRequest)),
+    refusals.Throttled: _every(_throttled),
+    refusals.BackendDown: _every(_plain(TemporarilyUnavailable)),
 }
 
 
-def from_refusal(exc: grants.Refused, flavour: Flavour, realm: str) -> TokenEndpointError:
+def from_refusal(exc: refusals.Refused, flavour: Flavour, realm: str) -> TokenServerError:
     """The answer to a refused token request (or admin login), as `flavour` expects it."""
     return _REFUSALS[type(exc)][flavour](exc, realm)
 
@@ -226,5 +244,5 @@ def from_refusal(exc: grants.Refused, flavour: Flavour, realm: str) -> TokenEndp
 def refusal(status: int, description: str) -> tuple[Sequence[tuple[str, str]], bytes]:
     """A request refused by the HTTP layer (malformed or oversized head), in the same JSON."""
     return [("content-type", "application/json")], json.dumps(
-        HTTPError(status, description).body()
+        FrameworkError(status, description).body()
     ).encode()

@@ -25,7 +25,6 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
 
 from anyio.to_thread import run_sync
 from sqlalchemy.exc import SQLAlchemyError
@@ -44,31 +43,31 @@ from tokenserver.authz.policy import Policy, Requester
 from tokenserver.issuer import IssuedToken, Issuer
 from tokenserver.metrics import TokenMetrics
 from tokenserver.names import name_key
+from tokenserver.refusals import (
+    AccountMismatch,
+    BackendDown,
+    BadLogin,
+    CredentialsNeeded,
+    InvalidRefreshToken,
+    InvalidSubjectToken,
+    MalformedScope,
+    Refused,
+    Throttled,
+    UnknownService,
+)
 from tokenserver.secret import Secret
 from tokenserver.store.audit import AuditRecord, Outcome
 from tokenserver.store.refresh_tokens import RefreshTokenStore
-from tokenserver.throttle import LoginThrottle, ThrottleUnavailable
+from tokenserver.throttle import LoginThrottle, Standing, ThrottleUnavailable
+from tokenserver.token_requests import (
+    ExchangeLogin,
+    PasswordLogin,
+    RefreshLogin,
+    TokenRequest,
+    Via,
+)
 
-__all__ = [
-    "MAX_SCOPES",
-    "AccountMismatch",
-    "BackendDown",
-    "BadLogin",
-    "CredentialsNeeded",
-    "ExchangeLogin",
-    "Grant",
-    "GrantService",
-    "InvalidRefreshToken",
-    "InvalidSubjectToken",
-    "MalformedScope",
-    "PasswordLogin",
-    "RefreshLogin",
-    "Refused",
-    "Throttled",
-    "TokenRequest",
-    "UnknownService",
-    "Via",
-]
+__all__ = ["MAX_SCOPES", "Grant", "GrantService"]
 
 log = logging.getLogger(__name__)
 
@@ -82,115 +81,14 @@ _PARSED_MAX_CHARS = 1024
 # and this stands for the account in the throttle's read (upper case: no
 # folded name is ever spelt so).
 EXCHANGE_ACCOUNT = "TOKEN-EXCHANGE"
-
-# How the caller proved itself: Basic on GET, the OAuth2 grant type on POST, or a
-# web-page session (the page asks for tokens for its signed-in admin).
-Via = Literal["anonymous", "basic", "password", "refresh_token", "token_exchange", "session"]
-
-
-# -- what a request is -----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PasswordLogin:
-    """A name and a password (or a CI token's name and secret)."""
-
-    username: str
-    password: Secret
-
-
-@dataclass(frozen=True)
-class RefreshLogin:
-    token: Secret
-
-
-@dataclass(frozen=True)
-class ExchangeLogin:
-    """RFC 8693: an ID token exchanged for a registry token, no trust named."""
-
-    subject_token: Secret
-
-
-@dataclass(frozen=True)
-class TokenRequest:
-    """One token request, parsed: what the protocol needs, whichever route it came by."""
-
-    service: str
-    scopes: Sequence[str]
-    via: Via
-    credentials: PasswordLogin | RefreshLogin | ExchangeLogin | None = None
-    # Asked for a refresh token (GET offline_token=true, POST access_type=offline).
-    offline: bool = False
-    client_id: str = ""
-    account: str | None = None
-    client_ip: str | None = None
-    user_agent: str = ""
+_DATABASE_DOWN = "the database is unavailable; retry"
+_DIRECTORY_DOWN = "the identity backend is unavailable; retry"
 
 
 @dataclass(frozen=True)
 class Grant:
     token: IssuedToken
     refresh_token: str | None
-
-
-# -- how it can be refused ---------------------------------------------------------
-
-
-class Refused(Exception):
-    """A token request that gets no token; `outcome` is its audit outcome."""
-
-    outcome: ClassVar[Outcome] = "invalid_request"
-
-
-class UnknownService(Refused):
-    pass
-
-
-class MalformedScope(Refused):
-    pass
-
-
-class AccountMismatch(Refused):
-    pass
-
-
-class BadLogin(Refused):
-    """Unknown name, wrong password or disabled account: indistinguishable to the client."""
-
-    outcome = "bad_credentials"
-
-
-class CredentialsNeeded(Refused):
-    """What was asked (a refresh token) needs a caller who proved who it is."""
-
-    outcome = "bad_credentials"
-
-
-class InvalidRefreshToken(Refused):
-    outcome = "bad_credentials"
-
-
-class InvalidSubjectToken(Refused):
-    """A token exchange whose ID token no trust accepts (RFC 8693 §2.2.2: invalid_request)."""
-
-    outcome = "bad_credentials"
-
-
-class Throttled(Refused):
-    """Too many failed logins for this account or address; the password was not checked."""
-
-    outcome = "throttled"
-
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(f"too many failed logins; retry in {retry_after} s")
-        self.retry_after = retry_after
-
-
-class BackendDown(Refused):
-    outcome = "backend_unavailable"
-
-
-# -- the grant -----------------------------------------------------------------------
 
 
 @dataclass
@@ -365,29 +263,17 @@ class GrantService:
     def _authenticate(self, username: str, password: Secret, ip: str | None) -> Identity:
         """Blocking: the throttle read, the backends, bcrypt, counting a failure."""
         account = name_key(username)
-        try:
-            standing = self._throttle.check(account, ip)
-        except ThrottleUnavailable:
-            raise BackendDown("the database is unavailable; retry") from None
-        if standing.retry_after:
-            raise Throttled(standing.retry_after)
+        standing = self._standing(account, ip)
         try:
             identity = self.authenticator.authenticate(username, password)
         except BadCredentials as exc:
             self._metrics.login(exc.backend or "none", "failure")
             # No one guesses a signature: a bad ID token counts against its
             # address only, so it cannot lock a trust's pipelines out.
-            counted = None if exc.backend == FEDERATION else account
-            try:
-                self._throttle.failure(counted, ip)
-            except ThrottleUnavailable:
-                # An uncounted failure would be a free guess.
-                raise BackendDown("the database is unavailable; retry") from None
+            self._count_failure(None if exc.backend == FEDERATION else account, ip)
             raise BadLogin("invalid username or password") from None
         except BackendUnavailable as exc:
-            self._metrics.login("unavailable", "failure")
-            log.warning("identity backend unavailable", extra={"reason": str(exc)})
-            raise BackendDown("the identity backend is unavailable; retry") from None
+            raise self._directory_down(exc) from None
         self._throttle.success(account, standing)
         self._metrics.login(identity.backend, "success")
         return identity
@@ -396,7 +282,7 @@ class GrantService:
         try:
             info = self._refresh_tokens.use(value.reveal(), self.clock())
         except SQLAlchemyError:
-            raise BackendDown("the database is unavailable; retry") from None
+            raise BackendDown(_DATABASE_DOWN) from None
         if info is None:
             raise InvalidRefreshToken("the refresh token is invalid, expired or revoked")
         if info.service != service:
@@ -404,7 +290,7 @@ class GrantService:
         try:
             found = self.authenticator.find(info.subject)
         except BackendUnavailable:
-            raise BackendDown("the identity backend is unavailable; retry") from None
+            raise BackendDown(_DIRECTORY_DOWN) from None
         if found is None:
             raise InvalidRefreshToken("the refresh token's account no longer exists or is disabled")
         backend, account = found
@@ -421,27 +307,39 @@ class GrantService:
     def _identify_exchange(self, token: Secret, request: TokenRequest) -> Identity:
         """Blocking: the throttle read, the trusts of the token's issuer, counting a failure."""
         ip = request.client_ip
-        try:
-            standing = self._throttle.check(EXCHANGE_ACCOUNT, ip)
-        except ThrottleUnavailable:
-            raise BackendDown("the database is unavailable; retry") from None
-        if standing.retry_after:
-            raise Throttled(standing.retry_after)
+        self._standing(EXCHANGE_ACCOUNT, ip)
         try:
             account = None if self._federation is None else self._federation.exchange(token)
         except BackendUnavailable as exc:
-            self._metrics.login("unavailable", "failure")
-            log.warning("identity backend unavailable", extra={"reason": str(exc)})
-            raise BackendDown("the identity backend is unavailable; retry") from None
+            raise self._directory_down(exc) from None
         if account is None:
             self._metrics.login(FEDERATION, "failure")
-            try:
-                self._throttle.failure(None, ip)
-            except ThrottleUnavailable:
-                raise BackendDown("the database is unavailable; retry") from None
+            self._count_failure(None, ip)
             raise InvalidSubjectToken("the subject token is not accepted by any trust")
         self._metrics.login(FEDERATION, "success")
         return account.identity(FEDERATION)
+
+    def _standing(self, account: str, ip: str | None) -> Standing:
+        """Blocking: the throttle's read, refusing a throttled account or address."""
+        try:
+            standing = self._throttle.check(account, ip)
+        except ThrottleUnavailable:
+            raise BackendDown(_DATABASE_DOWN) from None
+        if standing.retry_after:
+            raise Throttled(standing.retry_after)
+        return standing
+
+    def _count_failure(self, account: str | None, ip: str | None) -> None:
+        try:
+            self._throttle.failure(account, ip)
+        except ThrottleUnavailable:
+            # An uncounted failure would be a free guess.
+            raise BackendDown(_DATABASE_DOWN) from None
+
+    def _directory_down(self, exc: BackendUnavailable) -> BackendDown:
+        self._metrics.login("unavailable", "failure")
+        log.warning("identity backend unavailable", extra={"reason": str(exc)})
+        return BackendDown(_DIRECTORY_DOWN)
 
     def _filter(
         self, identity: Identity, request: TokenRequest, requested: Sequence[Access]
@@ -471,7 +369,7 @@ class GrantService:
                 account_key=identity.account_key,
             )
         except SQLAlchemyError:
-            raise BackendDown("the database is unavailable; retry") from None
+            raise BackendDown(_DATABASE_DOWN) from None
 
     def _finish(self, trail: _Trail, outcome: Outcome) -> None:
         request, identity = trail.request, trail.identity

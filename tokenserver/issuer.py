@@ -5,17 +5,16 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import os
-import threading
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from authcore.claims import ClaimSet
 from authcore.scope import Access
+from tokenserver.fast_path import SecondStamps, claims_json
 from tokenserver.jws import CompactSigner
 from tokenserver.keys import KeySet
 
-__all__ = ["IssuedToken", "Issuer"]
+__all__ = ["IssuedToken", "Issuer", "new_token_id"]
 
 
 @dataclass(frozen=True)
@@ -27,38 +26,12 @@ class IssuedToken:
     issued_at_rfc3339: str
 
 
-class TokenIds:
-    """Token ids: 128 random bits each, base64url, cut from random bytes drawn 4 KiB at a time.
-
-    One system call per 256 tokens rather than one per token. A forked child
-    draws afresh, so two processes never hand out the same ids.
-    """
-
-    DRAW = 4096
-    SIZE = 16
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._pool = b""
-        self._at = 0
-        ref = weakref.ref(self)
-
-        def forget() -> None:
-            ids = ref()
-            if ids is not None:
-                ids._lock = threading.Lock()  # another thread may have held it at the fork
-                ids._pool, ids._at = b"", 0
-
-        os.register_at_fork(after_in_child=forget)
-
-    def next(self) -> str:
-        with self._lock:
-            at = self._at
-            if at + self.SIZE > len(self._pool):
-                self._pool, at = os.urandom(self.DRAW), 0
-            self._at = at + self.SIZE
-            chunk = self._pool[at : at + self.SIZE]
-        return base64.urlsafe_b64encode(chunk).rstrip(b"=").decode("ascii")
+def new_token_id() -> str:
+    """A token id: 128 random bits, base64url."""
+    # One getrandom per id: a pool of drawn bytes cut 16 at a time measured
+    # no faster here (alternating rounds: 1.5 us an id both, 3.5 under load)
+    # and needed a lock, and a fork hook so that workers would not share it.
+    return base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode("ascii")
 
 
 class Issuer:
@@ -70,9 +43,7 @@ class Issuer:
         if x5c:
             headers["x5c"] = [signing.public.x5c]
         self._signer = CompactSigner(signing.private, signing.alg, headers)
-        self._ids = TokenIds()
-        # The last second's RFC 3339 spelling: tokens of one second share it.
-        self._stamp: tuple[int, str] = (-1, "")
+        self._stamps = SecondStamps()
 
     def issue(
         self, subject: str, audience: str, access: Sequence[Access], now: dt.datetime
@@ -86,11 +57,8 @@ class Issuer:
             expires_at=iat + self._expiration,
             not_before=iat,
             issued_at=iat,
-            jwt_id=self._ids.next(),
+            jwt_id=new_token_id(),
             access=tuple(access),
         )
-        stamp = self._stamp
-        if stamp[0] != iat:
-            stamp = self._stamp = (iat, now.strftime("%Y-%m-%dT%H:%M:%SZ"))
-        token = self._signer.sign_json(claims.to_json())
-        return IssuedToken(token, claims, self._expiration, now, stamp[1])
+        token = self._signer.sign_json(claims_json(claims))
+        return IssuedToken(token, claims, self._expiration, now, self._stamps.at(now, iat))

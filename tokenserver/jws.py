@@ -4,6 +4,12 @@ The header is encoded once per key; each token costs one JSON encoding of
 its claims, two base64url encodings and the signature itself. ECDSA
 signatures are the fixed-width `r || s` JWS asks for (RFC 7518 §3.4), not
 the DER that the key produces.
+
+Our own rather than PyJWT's `jwt.encode`, for the warm token path: an ES256
+token with `x5c`, claims spelt by `fast_path.claims_json`, took 111 us
+against 199 (medians of seven rounds, 2026-12-07, the machine under load;
+the signature alone is most of ours). Every algorithm's output is checked
+against PyJWT's verifier in the tests.
 """
 
 from __future__ import annotations

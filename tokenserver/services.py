@@ -27,7 +27,7 @@ from tokenserver.authz.acl import DEFAULT_ACL, ACLPolicy
 from tokenserver.authz.acl_file import ACLFile
 from tokenserver.authz.policy import Explaining
 from tokenserver.config import Config
-from tokenserver.federation.spec import TrustSpec
+from tokenserver.federation.trusts import TrustSpec
 from tokenserver.store.audit import AuditStore
 from tokenserver.store.ci_tokens import CITokenStore
 from tokenserver.store.db import Database
@@ -186,7 +186,7 @@ def open_services(
     # administration, starts faster without the token path's modules.
     from tokenserver.authn.ci_tokens import CITokenBackend
     from tokenserver.authn.federated import FederatedBackend
-    from tokenserver.federation.trusts import Trusts
+    from tokenserver.federation.verify import Trusts
     from tokenserver.grants import GrantService
     from tokenserver.issuer import Issuer
     from tokenserver.keys import load_keys

@@ -19,6 +19,7 @@ from registry_proxy.storage.manifests import Manifests
 from registry_proxy.storage.memory import MemoryDriver
 from registry_proxy.storage.referrers import Referrers
 from registry_proxy.storage.tags import Tags
+from registry_proxy.storage.upload_strategy import upload_strategy
 from registry_proxy.storage.uploads import Uploads
 from registry_proxy.storage.validation import ManifestRules
 
@@ -41,7 +42,7 @@ class Storage:
     def __init__(self, driver: StorageDriver, rules: ManifestRules | None = None) -> None:
         self.driver = driver
         self.blobs = Blobs(driver)
-        self.uploads = Uploads(driver, self.blobs)
+        self.uploads = Uploads(driver, upload_strategy(driver, self.blobs))
         self.tags = Tags(driver)
         self.referrers = Referrers(driver)
         self.manifests = Manifests(driver, self.blobs, self.tags, self.referrers, rules)

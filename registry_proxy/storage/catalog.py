@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncGenerator, Collection
 
-from registry_proxy.reference import InvalidName, check_name
+from registry_proxy.reference import is_name
 from registry_proxy.storage import paths
 from registry_proxy.storage.driver import FileNotFound, StorageDriver
 
@@ -64,7 +64,7 @@ async def _walk(
 ) -> AsyncGenerator[str, None]:
     if prefix and any(marker in children for marker in markers):
         name = "/".join(prefix)
-        if (bound is None or prefix > bound) and _valid(name):
+        if (bound is None or prefix > bound) and is_name(name):
             yield name
     for child in children:
         if child.startswith(("_", ".")):
@@ -80,11 +80,3 @@ async def _walk(
         async with contextlib.aclosing(_walk(driver, path, grandchildren, markers, bound)) as names:
             async for name in names:
                 yield name
-
-
-def _valid(name: str) -> bool:
-    try:
-        check_name(name)
-    except InvalidName:
-        return False
-    return True

@@ -179,10 +179,11 @@ class MultipartStore(Protocol):
         """Store part `number` (replacing an earlier one of that number); returns its ETag."""
         ...
 
-    async def copy_part(
-        self, path: str, upload_id: str, number: int, source: str, start: int, end: int
-    ) -> str:
-        """Part `number` made of bytes `start..end` (inclusive) of the object at `source`."""
+    async def copy_parts(
+        self, path: str, upload_id: str, source: str, size: int
+    ) -> list[tuple[int, str, int]]:
+        """The `size` bytes of the object at `source` as parts 1, 2, ... of the upload, each
+        a valid part whatever parts follow (copied in the store); their (number, ETag, size)."""
         ...
 
     async def complete_multipart(

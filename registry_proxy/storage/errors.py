@@ -22,6 +22,14 @@ class StorageError(Exception):
     """Base of every error the storage layer raises on purpose."""
 
 
+class _Reasoned(StorageError):
+    """An error that is its reason, for the client or the log to read."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class BlobUnknown(StorageError):
     def __init__(self, digest: object) -> None:
         super().__init__(f"blob unknown: {digest}")
@@ -34,12 +42,8 @@ class BlobUploadUnknown(StorageError):
         self.upload_id = upload_id
 
 
-class DigestInvalid(StorageError):
+class DigestInvalid(_Reasoned):
     """The content does not match the digest the client named (or the digest is unusable)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class ManifestUnknown(StorageError):
@@ -48,10 +52,8 @@ class ManifestUnknown(StorageError):
         self.reference = str(reference)
 
 
-class ManifestInvalid(StorageError):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+class ManifestInvalid(_Reasoned):
+    """The manifest is not one this registry accepts."""
 
 
 class ManifestBlobUnknown(StorageError):
@@ -80,17 +82,9 @@ class ManifestTooLarge(StorageError):
         self.limit = limit
 
 
-class PathInvalid(StorageError):
+class PathInvalid(_Reasoned):
     """A storage path that could escape the root or is otherwise malformed."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
-
-class StorageUnavailable(StorageError):
+class StorageUnavailable(_Reasoned):
     """The backend failed for a reason other than "not found"; retrying may help."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason

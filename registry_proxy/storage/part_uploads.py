@@ -48,9 +48,9 @@ from typing import IO, Literal, Protocol
 
 from registry_proxy.reference import Digest
 from registry_proxy.storage import paths
+from registry_proxy.storage.batching import batched
 from registry_proxy.storage.blobs import Blobs
 from registry_proxy.storage.driver import (
-    CHUNK_SIZE,
     FileNotFound,
     MultipartStore,
     StorageDriver,
@@ -68,14 +68,10 @@ from registry_proxy.storage.resumable_hash import ALGORITHM, ResumableSha256
 
 __all__ = ["PartStore", "PartUploads", "abort_session_upload"]
 
-BATCH_SIZE = CHUNK_SIZE
 # S3 numbers parts 1..10000.
 MAX_PARTS = 10_000
 # Parts sent at once (from a spooled chunk, or while a chunk streams in).
 PARALLEL_PARTS = 3
-# CopyObject and UploadPartCopy take at most 5 GiB at a time.
-MAX_COPY_PART = 5 * 1024**3
-COPY_PART = 1024**3
 _HEADER_LIMIT = 1024 * 1024
 VERSION = 1
 
@@ -181,40 +177,16 @@ class PartUploads:
 
     async def append(
         self, repo: str, upload_id: str, chunks: AsyncIterable[bytes], start: int | None
-    ) -> Session:
-        """Add a chunk; the session as saved. What arrived before a client failure is kept."""
-        session = await self._load(repo, upload_id)
-        if start is not None and start != session.size:
-            raise RangeInvalid(session.size)
-        source = _Guarded(chunks)
-        incoming = await _nonempty(source)
-        if incoming is None:
-            # No data (a closing PUT has no body): a "blob" upload stays what it is.
-            source.reraise()
-            return session
-        try:
-            if session.size == 0:
-                new = await self._append_spooled(session, incoming)
-            else:
-                if session.upload is not None and session.upload.mode == "blob":
-                    session = await self._to_staging(repo, upload_id, session)
-                    await self._save(repo, upload_id, session)
-                new = await self._append_parts(repo, upload_id, session, incoming)
-        except FileNotFound:
-            # The multipart upload is gone: cancelled, purged, or committed elsewhere.
-            await self.discard(repo, upload_id)
-            raise BlobUploadUnknown(upload_id) from None
-        await self._save(repo, upload_id, new)
-        await self._check_saved(repo, upload_id, new)
-        source.reraise()
-        return new
+    ) -> int:
+        """Add a chunk; the new size. What arrived before a client failure is kept."""
+        return (await self._append(repo, upload_id, chunks, start)).size
 
     async def commit(
         self, repo: str, upload_id: str, digest: Digest, chunks: AsyncIterable[bytes] | None
     ) -> int:
         """Verify and store the blob (not yet linked); `DigestInvalid` drops the session."""
         if chunks is not None:
-            session = await self.append(repo, upload_id, chunks, None)
+            session = await self._append(repo, upload_id, chunks, None)
         else:
             session = await self._load(repo, upload_id)
         try:
@@ -241,6 +213,36 @@ class PartUploads:
         await abort_session_upload(self._driver, repo, upload_id)
         with contextlib.suppress(FileNotFound):
             await self._driver.delete(paths.upload_dir(repo, upload_id))
+
+    async def _append(
+        self, repo: str, upload_id: str, chunks: AsyncIterable[bytes], start: int | None
+    ) -> Session:
+        """Add a chunk; the session as saved."""
+        session = await self._load(repo, upload_id)
+        if start is not None and start != session.size:
+            raise RangeInvalid(session.size)
+        source = _Guarded(chunks)
+        incoming = await _nonempty(source)
+        if incoming is None:
+            # No data (a closing PUT has no body): a "blob" upload stays what it is.
+            source.reraise()
+            return session
+        try:
+            if session.size == 0:
+                new = await self._append_spooled(session, incoming)
+            else:
+                if session.upload is not None and session.upload.mode == "blob":
+                    session = await self._to_staging(repo, upload_id, session)
+                    await self._save(repo, upload_id, session)
+                new = await self._append_parts(repo, upload_id, session, incoming)
+        except FileNotFound:
+            # The multipart upload is gone: cancelled, purged, or committed elsewhere.
+            await self.discard(repo, upload_id)
+            raise BlobUploadUnknown(upload_id) from None
+        await self._save(repo, upload_id, new)
+        await self._check_saved(repo, upload_id, new)
+        source.reraise()
+        return new
 
     # -- the session object ------------------------------------------------
 
@@ -287,13 +289,13 @@ class PartUploads:
         try:
             await asyncio.to_thread(spool.write, session.tail)  # hashed already
             total = len(session.tail)
-            async with contextlib.aclosing(_batched(source, BATCH_SIZE)) as batches:
+            async with contextlib.aclosing(batched(source)) as batches:
                 async for batch in batches:
                     await asyncio.gather(
-                        asyncio.to_thread(spool.write, batch),
-                        asyncio.to_thread(hasher.update, batch),
+                        asyncio.to_thread(spool.writelines, batch),
+                        asyncio.to_thread(_feed, hasher, batch),
                     )
-                    total += len(batch)
+                    total += sum(len(piece) for piece in batch)
                     # Written: not held while a trickling client completes the next batch.
                     del batch
             state = hasher.state()
@@ -353,13 +355,9 @@ class PartUploads:
                 await self._driver.abort_multipart(upload.path, upload.id)
         staging = paths.upload_data(repo, upload_id)
         multipart_id = await self._driver.create_multipart(staging)
-        parts = []
-        for number, (start, end) in enumerate(_copy_ranges(session.size), 1):
-            etag = await self._driver.copy_part(
-                staging, multipart_id, number, upload.path, start, end
-            )
-            parts.append(Part(number, etag, end - start + 1))
-        return replace(session, upload=Multipart(staging, multipart_id, "staging", tuple(parts)))
+        copied = await self._driver.copy_parts(staging, multipart_id, upload.path, session.size)
+        parts = tuple(Part(*part) for part in copied)
+        return replace(session, upload=Multipart(staging, multipart_id, "staging", parts))
 
     async def _append_parts(
         self, repo: str, upload_id: str, session: Session, source: AsyncIterable[bytes]
@@ -376,11 +374,10 @@ class PartUploads:
         # Parts in flight (a few, like the spool's) while the next one fills; in order.
         pending: collections.deque[asyncio.Future[Part]] = collections.deque()
         try:
-            async with contextlib.aclosing(_batched(source, BATCH_SIZE)) as batches:
+            async with contextlib.aclosing(batched(source)) as batches:
                 async for batch in batches:
-                    await asyncio.to_thread(hasher.update, batch)
-                    buffer += batch
-                    size += len(batch)
+                    await asyncio.to_thread(_feed, hasher, batch)
+                    size += _extend(buffer, batch)
                     del batch  # copied into the buffer: not held a second time
                     while len(buffer) >= self._part_size:
                         data = bytes(buffer[: self._part_size])
@@ -487,29 +484,13 @@ def _read_at(spool: IO[bytes], offset: int, size: int) -> bytes:
     return spool.read(size)
 
 
-def _copy_ranges(size: int) -> list[tuple[int, int]]:
-    """Inclusive byte ranges covering `size` bytes, each a valid copied part (5 MiB - 5 GiB)."""
-    if size <= MAX_COPY_PART:
-        return [(0, size - 1)]
-    ranges = [(start, min(start + COPY_PART, size) - 1) for start in range(0, size, COPY_PART)]
-    last_start, last_end = ranges[-1]
-    if last_end - last_start + 1 < 5 * 1024**2:
-        previous_start, _ = ranges[-2]
-        ranges[-2:] = [(previous_start, last_end)]
-    return ranges
+def _feed(hasher: ResumableSha256, batch: list[bytes]) -> None:
+    for piece in batch:
+        hasher.update(piece)
 
 
-async def _batched(chunks: AsyncIterable[bytes], size: int) -> AsyncGenerator[bytes, None]:
-    """Regroup `chunks` into batches of at least `size` bytes (the last may be short)."""
-    buffer = bytearray()
-    async for chunk in chunks:
-        if not buffer and len(chunk) >= size:
-            yield bytes(chunk)
-            continue
-        buffer += chunk
-        if len(buffer) >= size:
-            batch = bytes(buffer)
-            buffer.clear()
-            yield batch
-    if buffer:
-        yield bytes(buffer)
+def _extend(buffer: bytearray, batch: list[bytes]) -> int:
+    """Append `batch`'s pieces to `buffer`; how many bytes that was."""
+    for piece in batch:
+        buffer += piece
+    return sum(len(piece) for piece in batch)

@@ -83,9 +83,13 @@ def layers(name: str) -> str:
     return f"{repository(name)}/_layers"
 
 
-def layer_dir(name: str, digest: Digest) -> str:
+def _by_digest(parent: str, digest: Digest) -> str:
     algorithm, hex_ = _digest(digest)
-    return f"{layers(name)}/{algorithm}/{hex_}"
+    return f"{parent}/{algorithm}/{hex_}"
+
+
+def layer_dir(name: str, digest: Digest) -> str:
+    return _by_digest(layers(name), digest)
 
 
 def layer_link(name: str, digest: Digest) -> str:
@@ -101,8 +105,7 @@ def revisions(name: str) -> str:
 
 
 def revision_dir(name: str, digest: Digest) -> str:
-    algorithm, hex_ = _digest(digest)
-    return f"{revisions(name)}/{algorithm}/{hex_}"
+    return _by_digest(revisions(name), digest)
 
 
 def revision_link(name: str, digest: Digest) -> str:

@@ -70,6 +70,8 @@ MAX_CHUNK_SIZE = 5 * 1024 * MiB
 PARALLEL_COPY_SIZE = 256 * MiB
 COPY_PART_SIZE = 128 * MiB
 PARALLEL_COPIES = 4
+# Part numbers a copy takes at most (of 10 000; 1 GiB parts for S3's largest, 5 TiB, object).
+COPY_PARTS = 5_000
 LIST_MAX = 1000
 # One DeleteObjects call takes at most 1000 keys.
 DELETE_BATCH = 1000
@@ -428,21 +430,14 @@ class S3Driver:
         )
         return str(response["ETag"])
 
-    async def copy_part(
-        self, path: str, upload_id: str, number: int, source: str, start: int, end: int
-    ) -> str:
-        response = await self._call(
-            path,
-            self._client.upload_part_copy,
-            not_found=_COPY_SOURCE_GONE,
-            Bucket=self.bucket,
-            Key=self.key(path),
-            UploadId=upload_id,
-            PartNumber=number,
-            CopySource={"Bucket": self.bucket, "Key": self.key(source)},
-            CopySourceRange=f"bytes={start}-{end}",
+    async def copy_parts(
+        self, path: str, upload_id: str, source: str, size: int
+    ) -> builtins.list[tuple[int, str, int]]:
+        """The `size` bytes of the object at `source` as parts 1, 2, ... of the upload, copied
+        in the store; their (number, ETag, size). Each is a valid part whatever parts follow."""
+        return await self._copy_parts(
+            path, self.key(path), upload_id, self.key(source), size, followed=True
         )
-        return str(response["CopyPartResult"]["ETag"])
 
     async def complete_multipart(
         self, path: str, upload_id: str, parts: Sequence[tuple[int, str]]
@@ -512,16 +507,12 @@ class S3Driver:
                 )
 
     async def _copy(self, path: str, source: str, target: str, size: int) -> None:
-        copy_source = {"Bucket": self.bucket, "Key": source}
         if size <= PARALLEL_COPY_SIZE:
-            await self._call(
+            await self._copy_call(
                 path,
                 self._client.copy_object,
-                # Swift names a vanished copy source so.
-                not_found=_COPY_SOURCE_GONE,
-                Bucket=self.bucket,
-                Key=target,
-                CopySource=copy_source,
+                source,
+                target,
                 ContentType="application/octet-stream",
                 MetadataDirective="REPLACE",
             )
@@ -533,44 +524,18 @@ class S3Driver:
             Key=target,
             ContentType="application/octet-stream",
         )
-        upload_id = created["UploadId"]
-        # At most 10 000 parts of at most 5 GiB.
-        part_size = max(COPY_PART_SIZE, -(-size // 10_000))
-        slots = asyncio.Semaphore(PARALLEL_COPIES)
-
-        async def copy_range(number: int, start: int) -> dict[str, Any]:
-            async with slots:
-                copied = await self._call(
-                    path,
-                    self._client.upload_part_copy,
-                    not_found=_COPY_SOURCE_GONE,
-                    Bucket=self.bucket,
-                    Key=target,
-                    UploadId=upload_id,
-                    PartNumber=number,
-                    CopySource=copy_source,
-                    CopySourceRange=f"bytes={start}-{min(start + part_size, size) - 1}",
-                )
-            return {"PartNumber": number, "ETag": copied["CopyPartResult"]["ETag"]}
-
-        tasks = [
-            asyncio.ensure_future(copy_range(number, start))
-            for number, start in enumerate(range(0, size, part_size), 1)
-        ]
+        upload_id = str(created["UploadId"])
         try:
-            parts = await asyncio.gather(*tasks)
+            parts = await self._copy_parts(path, target, upload_id, source, size, followed=False)
             await self._call(
                 path,
                 self._client.complete_multipart_upload,
                 Bucket=self.bucket,
                 Key=target,
                 UploadId=upload_id,
-                MultipartUpload={"Parts": parts},
+                MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e, _ in parts]},
             )
         except BaseException:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
             with contextlib.suppress(StorageUnavailable, FileNotFound):
                 await self._call(
                     path,
@@ -580,3 +545,61 @@ class S3Driver:
                     UploadId=upload_id,
                 )
             raise
+
+    async def _copy_call(
+        self, path: str, method: Callable[..., Any], source: str, target: str, **kwargs: Any
+    ) -> Any:
+        """`method` (an object or part copy) from object key `source` to key `target`."""
+        return await self._call(
+            path,
+            method,
+            # Swift names a vanished copy source so.
+            not_found=_COPY_SOURCE_GONE,
+            Bucket=self.bucket,
+            Key=target,
+            CopySource={"Bucket": self.bucket, "Key": source},
+            **kwargs,
+        )
+
+    async def _copy_parts(
+        self, path: str, target: str, upload_id: str, source: str, size: int, *, followed: bool
+    ) -> builtins.list[tuple[int, str, int]]:
+        """Object key `source` copied into upload `upload_id` of key `target`, a few ranges at
+        once; `followed` if more parts will come after these."""
+        slots = asyncio.Semaphore(PARALLEL_COPIES)
+
+        async def copy_range(number: int, start: int, end: int) -> tuple[int, str, int]:
+            async with slots:
+                copied = await self._copy_call(
+                    path,
+                    self._client.upload_part_copy,
+                    source,
+                    target,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    CopySourceRange=f"bytes={start}-{end - 1}",
+                )
+            return number, str(copied["CopyPartResult"]["ETag"]), end - start
+
+        tasks = [
+            asyncio.ensure_future(copy_range(number, start, end))
+            for number, (start, end) in enumerate(_copy_ranges(size, followed), 1)
+        ]
+        try:
+            return builtins.list(await asyncio.gather(*tasks))
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+
+
+def _copy_ranges(size: int, followed: bool) -> builtins.list[tuple[int, int]]:
+    """Ranges `[start, end)` covering `size` bytes, each a valid part (at most 5 GiB, and at least
+    5 MiB but the last of an upload: if `followed`, a short last one joins the one before), in at
+    most half of S3's 10 000 part numbers, so an upload copied into has room for what follows."""
+    part_size = max(COPY_PART_SIZE, -(-size // COPY_PARTS))
+    ranges = [(start, min(start + part_size, size)) for start in range(0, size, part_size)]
+    if followed and len(ranges) > 1 and ranges[-1][1] - ranges[-1][0] < MIN_PART_SIZE:
+        ranges[-2:] = [(ranges[-2][0], ranges[-1][1])]
+    return ranges

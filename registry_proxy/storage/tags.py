@@ -4,21 +4,13 @@ from __future__ import annotations
 
 import builtins
 
-from registry_proxy.reference import Digest, InvalidTag, check_tag
+from registry_proxy.reference import Digest, is_tag
 from registry_proxy.storage import paths
 from registry_proxy.storage.driver import FileNotFound, StorageDriver
 from registry_proxy.storage.errors import ManifestUnknown, NameUnknown
 from registry_proxy.storage.links import exists, read_link, write_link
 
 __all__ = ["Tags"]
-
-
-def _is_tag(name: str) -> bool:
-    try:
-        check_tag(name)
-    except InvalidTag:
-        return False
-    return True
 
 
 class Tags:
@@ -33,7 +25,7 @@ class Tags:
             if await self.repository_exists(repo):
                 return []
             raise NameUnknown(repo) from None
-        return sorted(name for name in names if _is_tag(name))
+        return sorted(name for name in names if is_tag(name))
 
     async def repository_exists(self, repo: str) -> bool:
         return await exists(self._driver, paths.layers(repo)) or await exists(

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import hypothesis
+import pytest
 import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, Phase, given, settings
@@ -107,6 +108,7 @@ def _fuzz_settings(max_examples: int) -> settings:
     )
 
 
+@pytest.mark.slow  # a fuzzing run: half a minute alone, minutes on a busy machine
 def test_admin_api_never_answers_5xx(
     client: TestClient, add_user: Callable[..., str], leak_guard: LeakGuard
 ) -> None:

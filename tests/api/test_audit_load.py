@@ -6,12 +6,15 @@ import json
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.support.token_load import TokenLoad, audited_agents
 from tests.support.tokenserver import TokenServer
 
 REQUESTS = 5000
 
 
+@pytest.mark.peers
 def test_five_thousand_requests_leave_five_thousand_rows(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'tokenserver.db'}"
     with TokenServer(tmp_path, database_url=url) as server:

@@ -26,6 +26,7 @@ def _server(workdir: Path) -> tuple[TokenServer, str]:
     return TokenServer(workdir, database_url=url).start(), url
 
 
+@pytest.mark.peers
 def test_sigterm_writes_every_answered_request(tmp_path: Path) -> None:
     server, url = _server(tmp_path)
     try:
@@ -34,6 +35,7 @@ def test_sigterm_writes_every_answered_request(tmp_path: Path) -> None:
         server.stop()
 
 
+@pytest.mark.peers
 def test_sigkill_loses_at_most_the_last_second(tmp_path: Path) -> None:
     server, url = _server(tmp_path)
     try:

@@ -186,6 +186,7 @@ def test_address_throttle_spans_accounts(
     assert response.status_code == 429 and int(response.headers["retry-after"]) > 0
 
 
+@pytest.mark.peers
 def test_ipv6_clients_are_throttled_by_their_64_on_a_real_server(
     tmp_path: Path, leak_guard: LeakGuard
 ) -> None:

@@ -186,6 +186,7 @@ def test_create_refusals(client: TestClient, admin: tuple[str, str], leak_guard:
     assert create_token(client, admin, leak_guard).startswith("tsci_")
 
 
+@pytest.mark.peers
 def test_a_live_name_refused_takes_as_long_as_an_unknown_or_revoked_one(
     tmp_path: Path, leak_guard: LeakGuard
 ) -> None:

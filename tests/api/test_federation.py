@@ -396,6 +396,7 @@ def _wait_for(condition: Callable[[], bool], seconds: float) -> bool:
     return condition()
 
 
+@pytest.mark.peers
 def test_a_trickling_jwks_is_a_503_in_time_and_passwords_still_log_in(tmp_path: Path) -> None:
     """A `jwks_uri` that sends a byte a second, far within any per-read timeout.
 

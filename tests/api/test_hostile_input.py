@@ -48,7 +48,9 @@ def oidc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OIDCIssuer]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, oidc: OIDCIssuer) -> Iterator[TokenServer]:
+def server(
+    tmp_path_factory: pytest.TempPathFactory, oidc: OIDCIssuer, real_peer: None
+) -> Iterator[TokenServer]:
     workdir = tmp_path_factory.mktemp("hostile")
     trust = {
         "name": TRUST,

@@ -358,6 +358,7 @@ def test_directory_down_is_503_json_not_401(
         assert client.get(url, headers=_basic(db_user, db_pw)).status_code == 200
 
 
+@pytest.mark.peers
 def test_paused_directory_times_out_then_recovers_and_warm_path_skips_it(
     make_config: Callable[..., Config],
     leak_guard: LeakGuard,

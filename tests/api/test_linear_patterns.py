@@ -84,7 +84,7 @@ def acl_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(
-    tmp_path_factory: pytest.TempPathFactory, issuer: OIDCIssuer, acl_path: Path
+    tmp_path_factory: pytest.TempPathFactory, issuer: OIDCIssuer, acl_path: Path, real_peer: None
 ) -> Iterator[TokenServer]:
     trust = {
         "name": "gha-linear",
@@ -257,6 +257,7 @@ def _trust(issuer: OIDCIssuer, **fields: Any) -> dict[str, Any]:
     } | fields
 
 
+@pytest.mark.peers
 @pytest.mark.parametrize(
     ("setting", "named"),
     [

@@ -24,6 +24,9 @@ import pytest
 
 from tests.support.peers import free_port
 
+# Each test starts both servers as processes.
+pytestmark = pytest.mark.peers
+
 ROOT = Path(__file__).resolve().parents[2]
 DEVSTACK = ROOT / "scripts" / "devstack.py"
 BASH = "/bin/bash"

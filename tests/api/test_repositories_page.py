@@ -64,7 +64,7 @@ def _push(client: httpx.Client, tokens: TokenServer, repo: str, body: bytes, tag
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory, real_peer: None) -> Iterator[Stack]:
     work = tmp_path_factory.mktemp("repositories-page")
     port = free_port()
     tokens = TokenServer(
@@ -186,7 +186,7 @@ class _Nonsense(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def nonsense(tmp_path: Path) -> Iterator[TokenServer]:
+def nonsense(tmp_path: Path, real_peer: None) -> Iterator[TokenServer]:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Nonsense)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -425,7 +425,7 @@ def _own_id(client: TestClient) -> int:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[TokenServer]:
+def server(tmp_path: Path, real_peer: None) -> Iterator[TokenServer]:
     ts = TokenServer(tmp_path / "ts", extra={"users": {"bcrypt_cost": 4}})
     ts.add_user("root", ROOT_PW, "admin")
     ts.add_user("ops", OPS_PW, "admin")

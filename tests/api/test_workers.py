@@ -66,6 +66,7 @@ def on_every_worker(server: TokenServer, check: Callable[[], list[httpx.Response
     pytest.fail(f"not every worker answered in {ROUNDS} rounds")
 
 
+@pytest.mark.peers
 def test_workers_share_keys_users_and_revocations(tmp_path: Path) -> None:
     with TokenServer(tmp_path, extra=EXTRA) as server:
         assert len(children(server.pid)) == WORKERS
@@ -123,6 +124,7 @@ def test_workers_share_keys_users_and_revocations(tmp_path: Path) -> None:
         assert "Traceback" not in log and '"level": "error"' not in log
 
 
+@pytest.mark.peers
 def test_a_stop_writes_every_workers_rows_and_ends_them_all(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'tokenserver.db'}"
     server = TokenServer(tmp_path, database_url=url, extra=EXTRA).start()
@@ -139,6 +141,7 @@ def test_a_stop_writes_every_workers_rows_and_ends_them_all(tmp_path: Path) -> N
     assert server.log_text().count("Application shutdown complete") == WORKERS
 
 
+@pytest.mark.peers
 def test_workers_go_when_their_supervisor_is_killed(tmp_path: Path) -> None:
     server = TokenServer(tmp_path, extra=EXTRA).start()
     workers = children(server.pid)
@@ -155,6 +158,7 @@ def test_workers_go_when_their_supervisor_is_killed(tmp_path: Path) -> None:
         server.stop()
 
 
+@pytest.mark.peers
 @pytest.mark.parametrize("workers", [1, WORKERS])
 def test_the_last_log_lines_are_written_before_the_process_ends(
     tmp_path: Path, workers: int

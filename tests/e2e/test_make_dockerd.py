@@ -15,7 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.peers import DOCKER_CLI, DOCKER_CLIENT_ENV, env_without, pid_alive
+from tests.support.peers import (
+    DOCKER_CLI,
+    DOCKER_CLIENT_ENV,
+    env_without,
+    pid_alive,
+    printed_until,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -32,16 +38,11 @@ def test_it_prints_the_docker_host_and_ctrl_c_stops_it() -> None:
         start_new_session=True,  # a group of its own, as a terminal's foreground job
     )
     try:
-        assert engine.stdout is not None
-        printed = []
-        for line in engine.stdout:
-            printed.append(line)
-            if line.startswith("Ctrl-C stops it"):
-                break
+        printed = printed_until(engine, "Ctrl-C stops it")
         export = re.search(
-            r"^  export DOCKER_HOST=(unix://(/tmp/\S+)/docker\.sock)$", "".join(printed), re.M
+            r"^  export DOCKER_HOST=(unix://(/tmp/\S+)/docker\.sock)$", printed, re.M
         )
-        assert export is not None, "".join(printed)
+        assert export is not None, printed
         host, workdir = export.group(1), Path(export.group(2))
         dockerd_pid = int((workdir / "pid").read_text())
         # Exactly as the README has it: the variable, and nothing else of Docker's.

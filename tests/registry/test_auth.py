@@ -303,13 +303,13 @@ async def test_keystore_refresh_interval() -> None:
     )
     # The URL refuses connections: the first attempt is made, the next one is held back.
     assert await store.refresh() is False
-    assert store._fetched_at == 100.0
+    assert store.remote is not None and store.remote.fetched_at == 100.0
     now[0] = 110.0
     assert await store.refresh() is False
-    assert store._fetched_at == 100.0
+    assert store.remote is not None and store.remote.fetched_at == 100.0
     now[0] = 131.0
     await store.refresh()
-    assert store._fetched_at == 131.0
+    assert store.remote is not None and store.remote.fetched_at == 131.0
 
 
 # The README's deadline for a whole fetch of the JWKS URL.
@@ -325,6 +325,7 @@ def _wait_for(condition: Callable[[], bool], seconds: float) -> bool:
     return condition()
 
 
+@pytest.mark.peers
 def test_a_trickling_jwks_url_is_a_401_in_time_and_v2_stays_answered(tmp_path: Path) -> None:
     """A JWKS URL that, after its first answer, sends a byte a second.
 

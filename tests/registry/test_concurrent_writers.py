@@ -39,7 +39,7 @@ class Pair:
 
 @pytest.fixture(scope="module", params=["filesystem", pytest.param("s3", marks=pytest.mark.e2e)])
 def pair(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, real_peer: None
 ) -> Iterator[Pair]:
     base = tmp_path_factory.mktemp("race")
     minter = Minter(base / "keys")

@@ -128,7 +128,7 @@ def snapshot(root: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def stored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stored]:
+def stored(tmp_path_factory: pytest.TempPathFactory, real_peer: None) -> Iterator[Stored]:
     base = tmp_path_factory.mktemp("hostile")
     minter = Minter(base / "keys")
     with RegistryProxy(base / "proxy", minter.token_auth) as proxy:

@@ -46,7 +46,9 @@ def minter(tmp_path_factory: pytest.TempPathFactory) -> Minter:
 
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory: pytest.TempPathFactory, minter: Minter) -> Iterator[Pair]:
+def pair(
+    tmp_path_factory: pytest.TempPathFactory, minter: Minter, real_peer: None
+) -> Iterator[Pair]:
     work = tmp_path_factory.mktemp("read-only")
     root = work / "root"
     writable = RegistryProxy(

@@ -39,7 +39,7 @@ class Pushed:
 
 
 @pytest.fixture(scope="module")
-def pushed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pushed]:
+def pushed(tmp_path_factory: pytest.TempPathFactory, real_peer: None) -> Iterator[Pushed]:
     work = tmp_path_factory.mktemp("referrers")
     minter = Minter(work / "keys")
     registry = RegistryProxy(work / "proxy", minter.token_auth)

@@ -39,7 +39,9 @@ def pieces(data: bytes, size: int) -> Iterator[bytes]:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RegistryProxy, Minter]]:
+def served(
+    tmp_path_factory: pytest.TempPathFactory, real_peer: None
+) -> Iterator[tuple[RegistryProxy, Minter]]:
     base = tmp_path_factory.mktemp("isolation")
     minter = Minter(base / "keys")
     with RegistryProxy(base / "proxy", minter.token_auth) as proxy:

@@ -64,7 +64,7 @@ class Running:
 
 
 @pytest.fixture(scope="module")
-def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+def running(tmp_path_factory: pytest.TempPathFactory, real_peer: None) -> Iterator[Running]:
     work = tmp_path_factory.mktemp("upload-memory")
     minter = Minter(work / "keys")
     registry = RegistryProxy(

@@ -17,7 +17,6 @@ import pytest
 import yaml
 
 from registry_proxy.config import ConfigError, load_config
-from registry_proxy.duration import format_duration, parse_duration
 from registry_proxy.purger import MAX_FIRST_DELAY, first_delay
 from tests.support.minter import Minter, log_problems
 from tests.support.registry_proxy import RegistryProxy
@@ -25,54 +24,6 @@ from tests.support.registry_proxy import RegistryProxy
 REPO = "team/app"
 SCOPE = f"repository:{REPO}:pull,push,delete"
 PURGE_KEY = "storage.maintenance.uploadpurging"
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("90s", dt.timedelta(seconds=90)),
-        ("2h", dt.timedelta(hours=2)),
-        ("168h", dt.timedelta(hours=168)),
-        ("1h30m", dt.timedelta(hours=1, minutes=30)),
-        ("1.5h", dt.timedelta(minutes=90)),
-        ("500ms", dt.timedelta(milliseconds=500)),
-        ("1m0.25s", dt.timedelta(seconds=60.25)),
-        ("3us", dt.timedelta(microseconds=3)),
-        ("3\u00b5s", dt.timedelta(microseconds=3)),
-        ("-2m", dt.timedelta(minutes=-2)),
-        ("0", dt.timedelta(0)),
-    ],
-)
-def test_go_durations(text: str, expected: dt.timedelta) -> None:
-    assert parse_duration(text) == expected
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "",
-        "1",
-        "h",
-        "1d",
-        "1 h",
-        " 1h",
-        "1h ",
-        ".h",
-        "1..5h",
-        "\u00b2h",
-        "9" * 5000 + "h",
-        "3000000h",
-    ],
-)
-def test_not_go_durations(text: str) -> None:
-    with pytest.raises(ValueError, match="duration"):
-        parse_duration(text)
-
-
-def test_durations_are_reported_as_go_writes_them() -> None:
-    assert format_duration(dt.timedelta(hours=168)) == "168h0m0s"
-    assert format_duration(dt.timedelta(seconds=90)) == "1m30s"
-    assert format_duration(dt.timedelta(0)) == "0s"
 
 
 def config_file(tmp_path: Path, purging: dict[str, Any] | None) -> Path:
@@ -193,7 +144,7 @@ def finish(client: httpx.Client, minter: Minter, upload_id: str, rest: bytes, wh
 
 
 @pytest.fixture
-def registry_log_is_clean() -> Iterator[list[RegistryProxy]]:
+def registry_log_is_clean(real_peer: None) -> Iterator[list[RegistryProxy]]:
     started: list[RegistryProxy] = []
     yield started
     for registry in started:
@@ -249,6 +200,7 @@ def test_a_disabled_purge_never_runs(
     assert "upload purge" not in registry.log_text()
 
 
+@pytest.mark.peers
 def test_gc_purges_old_sessions_too(tmp_path: Path, minter: Minter) -> None:
     registry = proxy(tmp_path, minter, enabled=False)
     with registry, httpx.Client(base_url=registry.url, trust_env=False) as client:

@@ -18,6 +18,7 @@ WORKERS = 2
 ROUNDS = 20
 
 
+@pytest.mark.peers
 def test_workers_serve_one_storage_and_trust_one_key_set(tmp_path: Path) -> None:
     tokens = TokenServer(tmp_path / "tokens", extra={"users": {"bcrypt_cost": 4}})
     with tokens:

@@ -120,19 +120,27 @@ def _start(name: str, workdir: Path, keys: Path, limits: dict[str, Any]) -> Iter
 
 @pytest.fixture(scope="session", params=SERVICES)
 def quick(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, serving_keys: Path
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    serving_keys: Path,
+    real_peer: None,
 ) -> Iterator[Served]:
     yield from _start(request.param, tmp_path_factory.mktemp("quick"), serving_keys, QUICK)
 
 
 @pytest.fixture(scope="session", params=SERVICES)
 def standard(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, serving_keys: Path
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    serving_keys: Path,
+    real_peer: None,
 ) -> Iterator[Served]:
     yield from _start(request.param, tmp_path_factory.mktemp("standard"), serving_keys, {})
 
 
 @pytest.fixture(scope="session")
-def registry(tmp_path_factory: pytest.TempPathFactory, serving_keys: Path) -> Iterator[Served]:
+def registry(
+    tmp_path_factory: pytest.TempPathFactory, serving_keys: Path, real_peer: None
+) -> Iterator[Served]:
     """The registry alone, with the quick limits."""
     yield from _start("registry", tmp_path_factory.mktemp("registry"), serving_keys, QUICK)

@@ -17,7 +17,7 @@ from tests.support.registry_proxy import RegistryProxy
 
 @pytest.fixture(scope="module")
 def tls_registry(
-    tmp_path_factory: pytest.TempPathFactory, serving_keys: Path
+    tmp_path_factory: pytest.TempPathFactory, serving_keys: Path, real_peer: None
 ) -> Iterator[tuple[int, ssl.SSLContext]]:
     workdir = tmp_path_factory.mktemp("tls")
     cert, key = write_self_signed(workdir)

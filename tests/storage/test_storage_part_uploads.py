@@ -50,11 +50,11 @@ class CopyWatch(S3Driver):
         self.copies.append((source, target))
         await super()._copy(path, source, target, size)
 
-    async def copy_part(
-        self, path: str, upload_id: str, number: int, source: str, start: int, end: int
-    ) -> str:
+    async def copy_parts(
+        self, path: str, upload_id: str, source: str, size: int
+    ) -> list[tuple[int, str, int]]:
         self.copies.append((self.key(source), self.key(path)))
-        return await super().copy_part(path, upload_id, number, source, start, end)
+        return await super().copy_parts(path, upload_id, source, size)
 
 
 def watched(swift: Swift, bucket: str) -> CopyWatch:

@@ -46,6 +46,20 @@ class PeerStartError(RuntimeError):
     """A peer exited or did not answer in time; the message ends with its log tail."""
 
 
+class UnmarkedPeerError(RuntimeError):
+    """A test marked neither `peers` nor `e2e` started a peer, which `make check` must not pay for."""
+
+
+# The test running now, while it may not start a peer (tests/conftest.py sets it).
+_unmarked_test: str | None = None
+
+
+def forbid_peers(test: str | None) -> None:
+    """Make `Peer.spawn` refuse while `test` (a node id) runs; None lifts the ban."""
+    global _unmarked_test
+    _unmarked_test = test
+
+
 class CommandError(subprocess.CalledProcessError):
     """A failed command whose message carries its output."""
 
@@ -100,6 +114,17 @@ def checked(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedPro
     if result.returncode != 0:
         raise CommandError(result.returncode, result.args, result.stdout, result.stderr)
     return result
+
+
+def printed_until(proc: subprocess.Popen[str], last: str) -> str:
+    """What `proc` printed up to the line starting with `last` (its banner's end)."""
+    assert proc.stdout is not None
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith(last):
+            return "".join(lines)
+    raise AssertionError(f"no line starting {last!r} in:\n" + "".join(lines))
 
 
 def env_without(prefixes: Sequence[str] = (), names: Sequence[str] = ()) -> dict[str, str]:
@@ -189,6 +214,11 @@ class Peer:
 
     def spawn(self) -> None:
         """Start the process without waiting for it (several can then start at once)."""
+        if _unmarked_test is not None:
+            raise UnmarkedPeerError(
+                f"{_unmarked_test} starts {self.name} but is not marked `peers`: have the"
+                " fixture that starts it request `real_peer`, or mark the test"
+            )
         self.workdir.mkdir(parents=True, exist_ok=True)
         try:
             self.prepare()

@@ -21,8 +21,8 @@ from tokenserver.authn.ci_tokens import CITokenBackend
 from tokenserver.authn.database import DatabaseBackend
 from tokenserver.authn.federated import FederatedBackend
 from tokenserver.authn.htpasswd import HtpasswdBackend
-from tokenserver.federation.spec import TrustSpec
-from tokenserver.federation.trusts import Trusts
+from tokenserver.federation.trusts import TrustSpec
+from tokenserver.federation.verify import Trusts
 from tokenserver.passwords import (
     MAX_PASSWORD_BYTES,
     PasswordRejected,

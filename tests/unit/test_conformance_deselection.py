@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 LINE = re.compile(
     r"^conformance: (\d+) deselected on purpose, tests of optional API parts or spec points "
@@ -52,6 +54,7 @@ def _collect(*runs: tuple[str, ...]) -> list[tuple[int, dict[str, int], int]]:
     return found
 
 
+@pytest.mark.slow  # three pytest collections of the conformance suite in subprocesses
 def test_the_suites_deselections_are_named_and_others_still_count() -> None:
     (ours, per_target, total), (ours_k, _, total_k) = _collect((), ("-k", "not test_blobs"))
     assert ours == total == sum(per_target.values()) > 0

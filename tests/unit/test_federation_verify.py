@@ -16,9 +16,14 @@ import pytest
 from authcore.identity import ScopeLimit
 from tests.support.oidc import OIDCIssuer, SigningKey
 from tokenserver.authz.patterns import Pattern
-from tokenserver.federation.keys import REFETCH_INTERVAL, KeySource, KeysUnavailable
-from tokenserver.federation.trust import Trust
-from tokenserver.federation.verify import InvalidIDToken, Verifier
+from tokenserver.federation.trusts import Trust
+from tokenserver.federation.verify import (
+    REFETCH_INTERVAL,
+    InvalidIDToken,
+    IssuerKeys,
+    KeysUnavailable,
+    Verifier,
+)
 
 AUDIENCE = "https://registry.example"
 
@@ -42,7 +47,7 @@ class Clock:
 
 def _verifier(
     oidc: OIDCIssuer, clock: Clock | None = None, **trust: object
-) -> tuple[Verifier, KeySource]:
+) -> tuple[Verifier, IssuerKeys]:
     clock = clock or Clock()
     settings: dict[str, object] = {
         "name": "gha-team-app",
@@ -53,7 +58,7 @@ def _verifier(
         "ca_file": oidc.ca_file,
     } | trust
     built = Trust(**settings)  # type: ignore[arg-type]
-    keys = KeySource(built.issuer, jwks_uri=built.jwks_uri, jwks_file=built.jwks_file,
+    keys = IssuerKeys(built.issuer, jwks_uri=built.jwks_uri, jwks_file=built.jwks_file,
                      ca_file=built.ca_file, clock=clock.mono)  # fmt: skip
     return Verifier(built, keys, clock.wall), keys
 

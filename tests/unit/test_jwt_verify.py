@@ -1,4 +1,5 @@
-"""The one check every JWT verifier shares: the key fits the `alg`, and times are finite numbers."""
+"""The one JWT verifier: the key fits the `alg`, the size is bounded, the times are whole
+finite numbers judged with one leeway, `iss` and `aud` are the expected ones."""
 
 from __future__ import annotations
 
@@ -12,12 +13,21 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from authcore.jwk import ALGORITHMS, PublicKeyType
 from authcore.jwt_verify import (
+    MAX_TOKEN_BYTES,
+    Expired,
     KeyMismatch,
     MalformedTime,
+    NotYetValid,
+    TokenTooLarge,
+    UnknownKey,
     UntrustedJWT,
+    WrongAudience,
+    WrongIssuer,
+    by_kid,
     decode_signed,
     key_fits,
     signed_header,
+    verify_jwt,
 )
 
 RSA = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -155,3 +165,127 @@ def test_issuer_audience_and_required_claims() -> None:
         with pytest.raises(UntrustedJWT):
             decode_signed(token, key, "ES256", **kwargs)  # type: ignore[arg-type]
     assert decode_signed(token, key, "ES256", audience=["x", "a"], require=("exp",)).exp == 2e9
+
+
+# -- verify_jwt: what every product verifier calls -----------------------------
+
+NOW = 1_500_000_000
+LEEWAY = 60
+GOOD = {"iss": "i", "aud": "a", "sub": "s", "exp": NOW + 300, "nbf": NOW, "iat": NOW}
+KEYS = by_kid({"p256": P256.public_key(), "rsa": RSA.public_key()})
+
+
+def _signed(claims: dict[str, Any], key: Any = P256, alg: str = "ES256", kid: str = "p256") -> str:
+    return jwt.encode(claims, key, algorithm=alg, headers={"kid": kid})
+
+
+def _verify(token: str, now: float = NOW, **kwargs: Any) -> dict[str, Any]:
+    expected: dict[str, Any] = {"issuer": "i", "audience": "a"} | kwargs
+    return verify_jwt(token, KEYS, leeway=LEEWAY, now=now, **expected).claims
+
+
+def test_verify_jwt_answers_the_claims_of_a_good_token() -> None:
+    assert _verify(_signed(GOOD))["sub"] == "s"
+    assert _verify(_signed(GOOD, RSA, "RS256", "rsa"))["sub"] == "s"
+    # One of several audiences, in a list or not.
+    assert _verify(_signed(GOOD | {"aud": ["x", "a"]}), audience=("a", "b"))["sub"] == "s"
+    assert _verify(_signed(GOOD), audience=frozenset({"b", "a"}))["sub"] == "s"
+
+
+@pytest.mark.parametrize(
+    ("claims", "expected", "refusal"),
+    [
+        (GOOD | {"iss": "other"}, {}, WrongIssuer),
+        ({k: v for k, v in GOOD.items() if k != "iss"}, {}, WrongIssuer),
+        (GOOD | {"aud": "other"}, {}, WrongAudience),
+        (GOOD | {"aud": ["x", "y"]}, {}, WrongAudience),
+        (GOOD | {"aud": [["a"]]}, {}, WrongAudience),
+        ({k: v for k, v in GOOD.items() if k != "aud"}, {}, WrongAudience),
+        (GOOD, {"audience": ("x", "y")}, WrongAudience),
+        ({k: v for k, v in GOOD.items() if k != "exp"}, {}, UntrustedJWT),
+        (GOOD, {"require": ("jti",)}, UntrustedJWT),
+    ],
+)
+def test_verify_jwt_refuses_other_issuers_audiences_and_missing_claims(
+    claims: dict[str, Any], expected: dict[str, Any], refusal: type[UntrustedJWT]
+) -> None:
+    with pytest.raises(refusal):
+        _verify(_signed(claims), **expected)
+
+
+@pytest.mark.parametrize(
+    ("now", "refusal"),
+    [
+        (NOW + 300 + LEEWAY - 1, None),
+        (NOW + 300 + LEEWAY, Expired),  # expired at exp + leeway, not a second later
+        (NOW + 300 + LEEWAY + 1, Expired),
+        (NOW - LEEWAY, None),
+        (NOW - LEEWAY - 1, NotYetValid),  # nbf (and iat) in the future beyond the leeway
+    ],
+)
+def test_verify_jwt_judges_the_times_with_one_leeway(
+    now: int, refusal: type[UntrustedJWT] | None
+) -> None:
+    token = _signed(GOOD)
+    if refusal is None:
+        assert _verify(token, now=now)["sub"] == "s"
+    else:
+        with pytest.raises(refusal):
+            _verify(token, now=now)
+
+
+def test_verify_jwt_refuses_a_token_issued_in_the_future() -> None:
+    token = _signed({k: v for k, v in GOOD.items() if k != "nbf"} | {"iat": NOW + 61})
+    with pytest.raises(NotYetValid, match="issued in the future"):
+        _verify(token)
+
+
+@pytest.mark.parametrize("name", ["exp", "nbf", "iat"])
+@pytest.mark.parametrize(
+    "value", [*NOT_TIMES, NOW + 0.5, float(NOW + 100)], ids=lambda v: repr(v)[:12]
+)
+def test_verify_jwt_takes_only_whole_finite_times(name: str, value: Any) -> None:
+    """Floats too: every issuer here and the Go registry write whole seconds."""
+    # `exp: null` is a missing exp; any other non-time a malformed one.
+    with pytest.raises(MalformedTime if value is not None else UntrustedJWT):
+        _verify(_signed(GOOD | {name: value}))
+
+
+@pytest.mark.parametrize(
+    ("signer", "alg", "kid"),
+    [(RSA, "RS256", "p256"), (P256, "ES256", "rsa"), (P384, "ES384", "p256")],
+)
+def test_verify_jwt_refuses_an_alg_that_does_not_fit_the_named_key(
+    signer: Any, alg: str, kid: str
+) -> None:
+    with pytest.raises(KeyMismatch):
+        _verify(_signed(GOOD, signer, alg, kid))
+
+
+def test_verify_jwt_refuses_an_unknown_or_missing_kid() -> None:
+    with pytest.raises(UnknownKey):
+        _verify(_signed(GOOD, kid="other"))
+    # No kid at all is no key to look for again: not an UnknownKey.
+    for token in (
+        _signed(GOOD, kid=""),
+        _signed(GOOD, kid="k" * 300),
+        jwt.encode(GOOD, P256, algorithm="ES256"),
+    ):
+        with pytest.raises(UntrustedJWT, match="no key id") as refused:
+            _verify(token)
+        assert not isinstance(refused.value, UnknownKey)
+
+
+def test_verify_jwt_refuses_an_oversized_token_before_reading_it() -> None:
+    token = _signed(GOOD | {"pad": "x" * MAX_TOKEN_BYTES})
+    looked: list[object] = []
+
+    def finder(header: Any) -> Any:
+        looked.append(header)
+        return P256.public_key()
+
+    with pytest.raises(TokenTooLarge):
+        verify_jwt(token, finder, issuer="i", audience="a", leeway=LEEWAY, now=NOW)
+    assert looked == []
+    fits = _signed(GOOD | {"pad": "x" * (MAX_TOKEN_BYTES * 3 // 4 - 300)})
+    assert len(fits) <= MAX_TOKEN_BYTES and _verify(fits)["sub"] == "s"

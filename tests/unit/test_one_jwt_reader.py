@@ -8,6 +8,7 @@ parser, a second idea of which keys are usable.
 from __future__ import annotations
 
 import ast
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,147 @@ def test_only_the_core_reads_tokens_and_key_sets() -> None:
     assert set(uses) == {"authcore/jwt_verify.py", "authcore/jwk.py"}, uses
     assert set(uses["authcore/jwt_verify.py"]) == {"jwt.get_unverified_header", "jwt.decode"}
     assert set(uses["authcore/jwk.py"]) == {"jwt.PyJWK"}
+
+
+@cache
+def _trees() -> dict[str, ast.Module]:
+    """Every product module's syntax tree, by its path."""
+    return {
+        str(path.relative_to(ROOT)): ast.parse(path.read_text(), str(path))
+        for package in PACKAGES
+        for path in sorted((ROOT / package).rglob("*.py"))
+    }
+
+
+def _call_name(func: ast.expr) -> str | None:
+    if isinstance(func, ast.Name):
+        return func.id
+    if isinstance(func, ast.Attribute):
+        if isinstance(func.value, ast.Name) and func.value.id == "jwt":
+            return f"jwt.{func.attr}"
+        return func.attr
+    return None
+
+
+class _CallSites(ast.NodeVisitor):
+    """Calls by the innermost function that makes them."""
+
+    def __init__(self, module: str, names: set[str], found: dict[str, set[str]]) -> None:
+        self.module, self.names, self.found = module, names, found
+        self.scope = "<module>"
+
+    def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        outer, self.scope = self.scope, node.name
+        self.generic_visit(node)
+        self.scope = outer
+
+    visit_AsyncFunctionDef = visit_FunctionDef  # type: ignore[assignment]
+
+    def visit_Call(self, node: ast.Call) -> None:
+        name = _call_name(node.func)
+        if name in self.names:
+            self.found.setdefault(f"{self.module}:{self.scope}", set()).add(name)
+        self.generic_visit(node)
+
+
+def _calls(names: set[str]) -> dict[str, set[str]]:
+    """Where product code calls a function of these names: `module:function` -> names called.
+
+    A call is named by its last part (`f(...)`, `m.f(...)`), so a
+    module-qualified call is found as well as a plain one; `jwt.decode` names
+    PyJWT's alone (a `bytes.decode` is no token read).
+    """
+    found: dict[str, set[str]] = {}
+    for module, tree in _trees().items():
+        _CallSites(module, names, found).visit(tree)
+    return found
+
+
+def test_one_function_decodes_a_signed_token_and_one_calls_it() -> None:
+    """`jwt.decode` checks a signature in `decode_signed` alone, and `verify_jwt` alone calls
+    that and `signed_header`: every product verifier is `verify_jwt` and its own policy."""
+    assert _calls({"jwt.decode", "jwt.decode_complete"}) == {
+        "authcore/jwt_verify.py:decode_signed": {"jwt.decode"},
+        # The unverified look that picks which trusts to try; it trusts nothing.
+        "authcore/jwt_verify.py:unverified_claims": {"jwt.decode"},
+    }
+    assert _calls({"decode_signed", "signed_header", "decode_complete"}) == {
+        "authcore/jwt_verify.py:verify_jwt": {"decode_signed", "signed_header"}
+    }
+    callers = {where.split(":")[0] for where in _calls({"verify_jwt"})}
+    assert callers == {
+        "registry_proxy/auth.py",
+        "tokenserver/federation/verify.py",
+        "tokenserver/routes/admin/auth.py",
+    }
+
+
+# Every library (standard or not) a module could fetch a URL with.
+HTTP_CLIENTS = {
+    "httpx",
+    "requests",
+    "aiohttp",
+    "urllib3",
+    "urllib.request",
+    "http.client",
+    "socket",
+}
+
+
+def _modules_importing(names: set[str]) -> set[str]:
+    found = set()
+    for module, tree in _trees().items():
+        for node in ast.walk(tree):
+            imported = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            if any(i == n or i.startswith(f"{n}.") for i in imported for n in names):
+                found.add(module)
+    return found
+
+
+def _strings_mentioning(word: str) -> set[str]:
+    """Modules whose code (not a docstring or comment) holds a string with `word` in it."""
+    found = set()
+    for module, tree in _trees().items():
+        prose = {
+            id(node.value)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+        }
+        if any(
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and word in node.value
+            and id(node) not in prose
+            for node in ast.walk(tree)
+        ):
+            found.add(module)
+    return found
+
+
+def test_one_module_fetches_key_sets() -> None:
+    """The one remote key set (`authcore.remote_keys`) is the only code that fetches a JWKS
+    or a discovery document; the registry and federation each make one, and no module that
+    can speak HTTP but that one reads a key set."""
+    fetchers = _modules_importing(HTTP_CLIENTS)
+    readers = {where.split(":")[0] for where in _calls({"read_jwks", "PyJWK", "PyJWKSet"})}
+    assert fetchers & readers == {"authcore/remote_keys.py"}, (fetchers, readers)
+    # The registry's JWKS file, read once at start, is the other reader; it fetches nothing.
+    assert _calls({"read_jwks"}) == {
+        "authcore/remote_keys.py:_load": {"read_jwks"},
+        "registry_proxy/trust.py:parse_jwks": {"read_jwks"},
+    }
+    assert {where.split(":")[0] for where in _calls({"RemoteKeySet"})} == {
+        "registry_proxy/trust.py",
+        "tokenserver/federation/verify.py",
+    }
+    # OIDC discovery is asked for in one place, where key sets are fetched.
+    assert _strings_mentioning("openid-configuration") == {"authcore/remote_keys.py"}
 
 
 def test_the_jwks_reader_skips_what_it_cannot_use() -> None:

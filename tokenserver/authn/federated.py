@@ -15,9 +15,13 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from authcore.jwt_verify import unverified_claims
 from tokenserver.authn.base import MISS, Account, BackendUnavailable, Peeked
-from tokenserver.federation.keys import KeysUnavailable
-from tokenserver.federation.trusts import Trusts
-from tokenserver.federation.verify import InvalidIDToken, Verified, looks_like_jwt
+from tokenserver.federation.verify import (
+    InvalidIDToken,
+    KeysUnavailable,
+    Trusts,
+    Verified,
+    looks_like_jwt,
+)
 from tokenserver.secret import Secret
 
 __all__ = ["BACKEND_NAME", "FederatedBackend", "federated_account"]

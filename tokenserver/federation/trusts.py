@@ -1,75 +1,130 @@
-"""Every trust, from the configuration and the database, and a verifier for each.
+"""What a federation trust is: which issuer's ID tokens, for which audience, may become whom.
 
-A trust added or removed through the admin API on any instance counts at the
-next login on every instance: trusts are read from the database each time a
-name is asked for (one indexed read); only the issuers' keys are cached.
+A `TrustSpec` is plain values (as YAML, JSON or a table row give them);
+`TrustSpec.build()` checks every one and makes the `Trust` the verifier uses.
+`check_ca_file` reads the CA file, once, when a trust is made or the server
+starts; `build()` runs at every login and reads no file. Checking ID tokens
+against trusts is `federation/verify.py`.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import threading
-from collections.abc import Callable, Sequence
+import dataclasses
+import re
+import ssl
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
+from urllib.parse import urlsplit
 
-from authcore.cache import Cache
-from tokenserver.federation.keys import KeySource
-from tokenserver.federation.spec import TrustSpec
-from tokenserver.federation.verify import Verifier
-from tokenserver.store.trusts import TrustStore
+from authcore.identity import ScopeLimit, ScopePatternError
+from tokenserver.authz.patterns import Pattern, PatternError
+from tokenserver.names import InvalidName, check_name
+from tokenserver.store.trusts import TrustFields
 
-__all__ = ["Trusts"]
-
-MAX_KEY_SOURCES = 1000
+__all__ = ["ADMIN_TYPE", "InvalidTrust", "Trust", "TrustSpec", "check_ca_file"]
 
 
-class Trusts:
-    def __init__(
-        self,
-        configured: Sequence[TrustSpec],
-        store: TrustStore,
-        clock: Callable[[], dt.datetime],
-    ) -> None:
-        self.configured = {spec.name: spec for spec in configured}
-        self._store = store
-        self._clock = clock
-        self._sources: Cache[tuple[str, str | None, Path | None, Path | None], KeySource] = Cache(
-            MAX_KEY_SOURCES
+@dataclass(frozen=True)
+class Trust:
+    """`claims` must all match (globs or `/regex/`, as in access rules); `scopes` bound the grant."""
+
+    name: str
+    issuer: str
+    audience: str
+    scopes: ScopeLimit
+    claims: Mapping[str, Pattern] = field(default_factory=dict)
+    jwks_uri: str | None = None
+    jwks_file: Path | None = None
+    ca_file: Path | None = None
+    max_age: int = 3600
+
+
+ADMIN_TYPE = "admin"
+MIN_AGE, MAX_AGE = 60, 86400
+_CLAIM = re.compile(r"[A-Za-z0-9_.:/-]{1,64}")
+
+
+class InvalidTrust(ValueError):
+    """A trust that cannot be used; the message names the field."""
+
+
+def check_ca_file(path: Path) -> None:
+    """InvalidTrust unless `path` is a PEM file holding CA certificates."""
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except ssl.SSLError:
+        raise InvalidTrust(f"ca_file {path}: not a PEM file of CA certificates") from None
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or "cannot be read"
+        raise InvalidTrust(f"ca_file {path}: {reason}") from None
+
+
+def _https(field_name: str, value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme != "https" or not parts.hostname or len(value) > 1024:
+        raise InvalidTrust(f"{field_name} must be an https:// URL")
+    return value.rstrip("/") if field_name == "issuer" else value
+
+
+@dataclass(frozen=True)
+class TrustSpec:
+    name: str
+    issuer: str
+    audience: str
+    scopes: Sequence[str]
+    claims: Mapping[str, str] = field(default_factory=dict)
+    jwks_uri: str | None = None
+    jwks_file: Path | None = None
+    ca_file: Path | None = None
+    max_age: int = 3600
+
+    def fields(self) -> TrustFields:
+        """The plain values, as the store keeps them."""
+        values = dataclasses.asdict(self)
+        values["scopes"], values["claims"] = list(self.scopes), dict(self.claims)
+        return cast(TrustFields, values)
+
+    def build(self) -> Trust:
+        """The trust, every field checked; InvalidTrust names what is wrong."""
+        try:
+            check_name(self.name, "trust name")
+        except InvalidName as exc:
+            raise InvalidTrust(str(exc)) from None
+        issuer = _https("issuer", self.issuer)
+        if not self.audience or len(self.audience) > 1024:
+            raise InvalidTrust("audience must be given (1 to 1024 characters)")
+        if self.jwks_uri is not None:
+            _https("jwks_uri", self.jwks_uri)
+        if self.jwks_uri is not None and self.jwks_file is not None:
+            raise InvalidTrust("give jwks_uri or jwks_file, not both")
+        if not MIN_AGE <= self.max_age <= MAX_AGE:
+            raise InvalidTrust(f"max_age must be {MIN_AGE} to {MAX_AGE} seconds")
+        if not 0 < len(self.scopes) <= 100:
+            raise InvalidTrust("a trust needs 1 to 100 scopes")
+        try:
+            scopes = ScopeLimit.parse(self.scopes)
+        except ScopePatternError as exc:
+            raise InvalidTrust(f"bad scope: {exc}") from None
+        if any(p.type == ADMIN_TYPE for p in scopes.patterns):
+            raise InvalidTrust("a trust may not grant admin scopes")
+        claims = {}
+        for name, pattern in self.claims.items():
+            if not _CLAIM.fullmatch(name):
+                raise InvalidTrust(f"claim name {name[:70]!r} is not a claim")
+            try:
+                claims[name] = Pattern(pattern)
+            except PatternError as exc:
+                raise InvalidTrust(f"claims.{name}: {exc}") from None
+        return Trust(
+            name=self.name,
+            issuer=issuer,
+            audience=self.audience,
+            scopes=scopes,
+            claims=claims,
+            jwks_uri=self.jwks_uri,
+            jwks_file=self.jwks_file,
+            ca_file=self.ca_file,
+            max_age=self.max_age,
         )
-        self._lock = threading.Lock()
-
-    def spec(self, name: str) -> TrustSpec | None:
-        """Blocking (the database)."""
-        return self.configured.get(name) or self._store.get(name)
-
-    def names_for_issuer(self, issuer: str) -> list[str]:
-        """Blocking: the names of the trusts of this issuer, in name order."""
-        if not issuer:
-            return []
-        names = {n for n, spec in self.configured.items() if spec.issuer.rstrip("/") == issuer}
-        names.update(self._store.names_for_issuer(issuer))
-        return sorted(names)
-
-    def verifier(self, name: str) -> Verifier | None:
-        """Blocking: the verifier of the trust of this name, or None; KeysUnavailable when
-        its CA file cannot be read."""
-        spec = self.spec(name)
-        if spec is None:
-            return None
-        trust = spec.build()
-        key = (trust.issuer, trust.jwks_uri, trust.jwks_file, trust.ca_file)
-        with self._lock:
-            source = self._sources.get(key)
-            if source is None:
-                source = KeySource(
-                    trust.issuer,
-                    jwks_uri=trust.jwks_uri,
-                    jwks_file=trust.jwks_file,
-                    ca_file=trust.ca_file,
-                    # The server's clock: the once-a-minute refetch follows the
-                    # same time as the tokens' exp and iat.
-                    clock=lambda: self._clock().timestamp(),
-                )
-            # Stored again on every use: the source dropped first is the one used longest ago.
-            self._sources.put(key, source)
-        return Verifier(trust, source, self._clock)

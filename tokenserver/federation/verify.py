@@ -1,27 +1,78 @@
-"""Checking an ID token as strictly as the registry checks ours.
+"""Checking a pipeline's OIDC ID token against the federation trusts, as strictly as the
+registry checks ours.
 
-The signature (an allowed algorithm, a key of the trust's issuer), `iss`,
-`aud`, `exp`/`nbf`/`iat` with the usual leeway, the token's age, and every
-claim condition of the trust. What comes out names the trust and the
-token's own subject; what was checked is kept for the audit trail.
+`Trusts` holds every trust (the configuration's, else the database's) and
+hands out a `Verifier` for each. A trust added or removed through the admin
+API on any instance counts at the next login on every instance: trusts are
+read from the database each time a name is asked for (one indexed read);
+only the issuers' keys are cached.
+
+`Verifier` is `authcore.jwt_verify.verify_jwt` (an allowed algorithm that
+fits a key of the trust's issuer, `iss`, `aud`, the times with the usual
+leeway) and this server's policy: the token's age, every claim condition of
+the trust, and `IssuerKeys`, the issuer's key set (`authcore.remote_keys`:
+over HTTPS only, with the trust's CA file, else the system's; from a
+`jwks_uri`, the issuer's discovery or a file; again at most once a minute
+when a token names a key id we do not know). What comes out names the trust
+and the token's own subject; what was checked is kept for the audit trail.
+
+Logins run in the server's worker threads, and an issuer may be slow or
+hostile (a `jwks_uri` can send its answer a byte at a time). A login waits
+for a fetch only briefly, and only while few others do: an issuer that
+cannot answer in time is "keys unavailable" (a 503) without holding the
+threads every other login needs.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+import ssl
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from authcore.jwt_verify import SignedClaims, UntrustedJWT, decode_signed, signed_header
+from authcore.cache import Cache
+from authcore.jwk import JWKSKeys, PublicKeyType
+from authcore.jwt_verify import (
+    LEEWAY,
+    MAX_TOKEN_BYTES,
+    SignedClaims,
+    UnknownKey,
+    UntrustedJWT,
+    by_kid,
+    verify_jwt,
+)
+from authcore.remote_keys import HTTPOptions, KeySetSource, KeysUnavailable, RemoteKeySet
 from tokenserver.authz.patterns import Values
-from tokenserver.federation.keys import KeySource
-from tokenserver.federation.trust import Trust
+from tokenserver.federation.trusts import Trust, TrustSpec
+from tokenserver.store.trusts import TrustStore
 
-__all__ = ["InvalidIDToken", "Verified", "Verifier", "looks_like_jwt"]
+__all__ = [
+    "MAX_WAITING",
+    "REFETCH_INTERVAL",
+    "WAIT",
+    "InvalidIDToken",
+    "IssuerKeys",
+    "KeysUnavailable",
+    "Trusts",
+    "Verified",
+    "Verifier",
+    "looks_like_jwt",
+]
 
-LEEWAY = 60
-MAX_TOKEN_BYTES = 16 * 1024
+MAX_KEY_SOURCES = 1000
+REFETCH_INTERVAL = 60.0
+# How long after a fetch began the logins that need it keep waiting for it.
+# Shorter than the fetch's deadline: a worker thread is never held for a whole fetch.
+WAIT = 2.0
+# Logins waiting for keys at once, over every key set: the rest of the worker
+# threads (anyio's 40 by default) stay free for logins that need no fetch.
+MAX_WAITING = 16
 _NO_VALUES = Values({}, {})
+
+_waiting = threading.BoundedSemaphore(MAX_WAITING)
 
 
 class InvalidIDToken(Exception):
@@ -43,8 +94,76 @@ def looks_like_jwt(value: str) -> bool:
     return len(parts) == 3 and value.startswith("eyJ") and len(value) <= MAX_TOKEN_BYTES
 
 
+def _by_kid(read: JWKSKeys) -> dict[str, PublicKeyType]:
+    # A token names its key by kid: a key published without one cannot be named.
+    return {kid: key for kid, key in read.keys if kid is not None}
+
+
+class IssuerKeys:
+    """One issuer's key set as logins wait for it: briefly, and only while few others do."""
+
+    def __init__(
+        self,
+        issuer: str,
+        *,
+        jwks_uri: str | None = None,
+        jwks_file: Path | None = None,
+        ca_file: Path | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        try:
+            tls = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            # Checked when the trust was made, but gone or spoilt since: the
+            # issuer cannot be reached, as when it is down.
+            raise KeysUnavailable(f"ca_file {ca_file}: {type(exc).__name__}") from None
+        where = (
+            KeySetSource(jwks_uri=jwks_uri)
+            if jwks_uri is not None
+            else KeySetSource(jwks_file=jwks_file)
+            if jwks_file is not None
+            else KeySetSource(issuer=issuer)
+        )
+        self._remote = RemoteKeySet(
+            where,
+            _by_kid,
+            min_refresh=REFETCH_INTERVAL,
+            clock=clock,
+            http=HTTPOptions(https_only=True, verify=tls, trust_env=False),
+            thread_name="oidc-keys",
+        )
+
+    @property
+    def current(self) -> Mapping[str, PublicKeyType]:
+        return self._remote.keys
+
+    def refetch(self) -> bool:
+        """Blocking, briefly: fetch the set again if it is due; True once a fetch has ended well.
+
+        KeysUnavailable when the fetch failed, is still under way, or failed
+        last time and the next is not due yet: until then the issuer is as
+        unreachable as it was, and its tokens are not wrong passwords.
+        """
+        fetch = self._remote.refetch()
+        if fetch is None:
+            if self._remote.failure is not None:
+                raise KeysUnavailable(self._remote.failure)
+            return False
+        if not _waiting.acquire(blocking=False):
+            raise KeysUnavailable("too many logins are waiting for issuers' keys")
+        try:
+            done = fetch.wait(fetch.began + WAIT - time.monotonic())
+        finally:
+            _waiting.release()
+        if not done:
+            raise KeysUnavailable("the issuer's keys are still being fetched")
+        if fetch.failure is not None:
+            raise KeysUnavailable(fetch.failure)
+        return True
+
+
 class Verifier:
-    def __init__(self, trust: Trust, keys: KeySource, clock: Callable[[], dt.datetime]) -> None:
+    def __init__(self, trust: Trust, keys: IssuerKeys, clock: Callable[[], dt.datetime]) -> None:
         self.trust = trust
         self._keys = keys
         self._clock = clock
@@ -54,30 +173,20 @@ class Verifier:
         trust = self.trust
         if not looks_like_jwt(token):
             raise InvalidIDToken("not a JWT")
+        now = self._clock().timestamp()
         try:
-            # ID tokens are signed by a platform's asymmetric keys; never `none`, never HMAC.
-            alg, header = signed_header(token)
+            try:
+                signed = self._signed(token, now)
+            except UnknownKey:
+                if not self._keys.refetch():
+                    raise
+                signed = self._signed(token, now)
+        except UnknownKey:
+            raise InvalidIDToken("signed by a key the issuer does not publish") from None
         except UntrustedJWT as exc:
             raise InvalidIDToken(str(exc)) from None
-        kid = header.get("kid")
-        if not isinstance(kid, str) or not kid or len(kid) > 256:
-            raise InvalidIDToken("no key id")
-        key = self._keys.key(kid)
-        if key is None:
-            raise InvalidIDToken("signed by a key the issuer does not publish")
-        now = self._clock()
-        try:
-            signed = decode_signed(
-                token,
-                key,
-                alg,
-                audience=trust.audience,
-                issuer=trust.issuer,
-                require=("iss", "aud", "sub", "exp", "iat"),
-            )
-        except UntrustedJWT as exc:
-            raise InvalidIDToken(str(exc)) from None
-        self._check_times(signed, now.timestamp())
+        if now - self._iat(signed) > trust.max_age:
+            raise InvalidIDToken("older than the trust's max_age")
         claims = signed.claims
         subject = claims["sub"]
         if not isinstance(subject, str) or not subject or len(subject) > 255:
@@ -88,17 +197,21 @@ class Verifier:
             trust.name, trust.issuer, subject, jti if isinstance(jti, str) else "", matched
         )
 
-    def _check_times(self, signed: SignedClaims, now: float) -> None:
-        exp, nbf, iat = signed.exp, signed.nbf, signed.iat
-        assert exp is not None and iat is not None  # required above
-        if exp <= now - LEEWAY:
-            raise InvalidIDToken("expired")
-        if nbf is not None and nbf > now + LEEWAY:
-            raise InvalidIDToken("not yet valid")
-        if iat > now + LEEWAY:
-            raise InvalidIDToken("issued in the future")
-        if now - iat > self.trust.max_age:
-            raise InvalidIDToken("older than the trust's max_age")
+    def _signed(self, token: str, now: float) -> SignedClaims:
+        return verify_jwt(
+            token,
+            by_kid(self._keys.current),
+            issuer=self.trust.issuer,
+            audience=self.trust.audience,
+            leeway=LEEWAY,
+            now=now,
+            require=("sub", "iat"),
+        )
+
+    @staticmethod
+    def _iat(signed: SignedClaims) -> float:
+        assert signed.iat is not None  # required above
+        return signed.iat
 
     def _check_claims(self, claims: dict[str, object]) -> dict[str, str]:
         matched = {}
@@ -110,3 +223,59 @@ class Verifier:
                 raise InvalidIDToken(f"claim {name} does not match")
             matched[name] = value[:255]
         return matched
+
+
+class Trusts:
+    def __init__(
+        self,
+        configured: Sequence[TrustSpec],
+        store: TrustStore,
+        clock: Callable[[], dt.datetime],
+    ) -> None:
+        self.configured = {spec.name: spec for spec in configured}
+        self._store = store
+        self._clock = clock
+        self._sources: Cache[tuple[str, str | None, Path | None, Path | None], IssuerKeys] = Cache(
+            MAX_KEY_SOURCES
+        )
+        self._lock = threading.Lock()
+
+    def spec(self, name: str) -> TrustSpec | None:
+        """Blocking (the database)."""
+        configured = self.configured.get(name)
+        if configured is not None:
+            return configured
+        stored = self._store.get(name)
+        return None if stored is None else TrustSpec(**stored)
+
+    def names_for_issuer(self, issuer: str) -> list[str]:
+        """Blocking: the names of the trusts of this issuer, in name order."""
+        if not issuer:
+            return []
+        names = {n for n, spec in self.configured.items() if spec.issuer.rstrip("/") == issuer}
+        names.update(self._store.names_for_issuer(issuer))
+        return sorted(names)
+
+    def verifier(self, name: str) -> Verifier | None:
+        """Blocking: the verifier of the trust of this name, or None; KeysUnavailable when
+        its CA file cannot be read."""
+        spec = self.spec(name)
+        if spec is None:
+            return None
+        trust = spec.build()
+        key = (trust.issuer, trust.jwks_uri, trust.jwks_file, trust.ca_file)
+        with self._lock:
+            source = self._sources.get(key)
+            if source is None:
+                source = IssuerKeys(
+                    trust.issuer,
+                    jwks_uri=trust.jwks_uri,
+                    jwks_file=trust.jwks_file,
+                    ca_file=trust.ca_file,
+                    # The server's clock: the once-a-minute refetch follows the
+                    # same time as the tokens' exp and iat.
+                    clock=lambda: self._clock().timestamp(),
+                )
+            # Stored again on every use: the source dropped first is the one used longest ago.
+            self._sources.put(key, source)
+        return Verifier(trust, source, self._clock)

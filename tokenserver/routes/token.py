@@ -1,69 +1,40 @@
 """GET /token (registry token spec) and POST /token (its OAuth2 variant): parse, grant, answer.
 
 What a request means is `grants.GrantService.grant`; here is only how each
-flavour of the protocol spells the request and wants the answer.
-
-GET /token is what every push and pull asks first, so `TokenApp` takes it
-straight to `get_token`, past the framework's middleware, routing and
-dependency solving; its answers and refusals are the same ones.
+flavour of the protocol spells the request and wants the answer. GET /token
+is the warm path: `fast_path.TokenApp` calls `get_token` directly, and the
+answer is spelt by `fast_path.token_answer`.
 """
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Mapping, Sequence
-from json.encoder import encode_basestring_ascii as _quote
-from typing import Any
+from fastapi import APIRouter, Request
 
-from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import Response
-from starlette.routing import BaseRoute, Route
-from starlette.types import Receive, Scope, Send
-
-from authcore.middleware import Observer, RequestMiddleware
 from authcore.scope import format_scopes
 from tokenserver import context
 from tokenserver.bodies import read_limited
 from tokenserver.errors import (
     InvalidRequest,
-    TokenEndpointError,
+    TokenServerError,
     UnsupportedGrantType,
     from_refusal,
 )
+from tokenserver.fast_path import TokenAnswer, token_answer
 from tokenserver.forms import Params, parse_basic, parse_params
-from tokenserver.grants import (
+from tokenserver.grants import Grant
+from tokenserver.refusals import Refused
+from tokenserver.routes.common import services
+from tokenserver.token_requests import (
     ExchangeLogin,
-    Grant,
     PasswordLogin,
     RefreshLogin,
-    Refused,
     TokenRequest,
     Via,
 )
-from tokenserver.routes.common import services
 
-__all__ = ["TokenApp", "router"]
+__all__ = ["router"]
 
 router = APIRouter()
-
-# A token answer is JSON and never cached (RFC 6749 §5.1).
-_ANSWER_HEADERS = (
-    (b"content-type", b"application/json"),
-    (b"cache-control", b"no-store"),
-    (b"pragma", b"no-cache"),
-)
-
-
-class TokenAnswer(Response):
-    """A granted token's JSON, with the headers of every token answer built once."""
-
-    media_type = "application/json"
-
-    def __init__(self, body: str) -> None:
-        super().__init__(body.encode("utf-8"))
-
-    def init_headers(self, headers: Mapping[str, str] | None = None) -> None:
-        self.raw_headers = [(b"content-length", b"%d" % len(self.body)), *_ANSWER_HEADERS]
 
 
 def _client(request: Request) -> tuple[str | None, str]:
@@ -82,22 +53,15 @@ async def _grant(request: Request, token_request: TokenRequest, *, oauth: bool) 
 
 
 def _answer(grant: Grant, *, oauth: bool, exchange: bool = False) -> TokenAnswer:
-    # Spelt out, every string quoted by the json module: the warm path's answer
-    # costs a join, not an encoder built and walked per request.
     token = grant.token
-    value = _quote(token.token)
-    parts = [
-        f'{{"token":{value},"access_token":{value},"token_type":"Bearer",'
-        f'"expires_in":{token.expires_in:d},"issued_at":{_quote(token.issued_at_rfc3339)}'
-    ]
+    extra: list[tuple[str, str]] = []
     if oauth:
-        parts.append(',"scope":' + _quote(format_scopes(token.claims.access)))
+        extra.append(("scope", format_scopes(token.claims.access)))
     if exchange:
-        parts.append(',"issued_token_type":' + _quote(ISSUED_TOKEN_TYPE))
+        extra.append(("issued_token_type", ISSUED_TOKEN_TYPE))
     if grant.refresh_token is not None:
-        parts.append(',"refresh_token":' + _quote(grant.refresh_token))
-    parts.append("}")
-    return TokenAnswer("".join(parts))
+        extra.append(("refresh_token", grant.refresh_token))
+    return token_answer(token.token, token.expires_in, token.issued_at_rfc3339, extra)
 
 
 def _unparsed(request: Request, via: Via, service: str, subject: str = "") -> None:
@@ -124,7 +88,7 @@ async def get_token(request: Request) -> TokenAnswer:
             client_ip=_client(request)[0],
             user_agent=request.headers.get("user-agent", ""),
         )
-    except TokenEndpointError:
+    except TokenServerError:
         _unparsed(request, via, "")
         raise
     return await _grant(request, token_request, oauth=False)
@@ -194,51 +158,7 @@ async def post_token(request: Request) -> TokenAnswer:
             client_ip=_client(request)[0],
             user_agent=request.headers.get("user-agent", ""),
         )
-    except TokenEndpointError:
+    except TokenServerError:
         _unparsed(request, via, service)
         raise
     return await _grant(request, token_request, oauth=True)
-
-
-class TokenApp(FastAPI):
-    """The token server's application: GET /token straight to `get_token`, the rest as usual.
-
-    Every request passes `RequestMiddleware` first (context, access line,
-    metrics). GET /token then skips the framework's middleware stack,
-    routing and dependency solving (together the largest share of the warm
-    path after signing); refusals go to the app's own handler for them, so
-    they are answered as the router would have answered them, and the
-    request is labelled with the route, for the metrics, as the router would
-    have labelled it. The route stays in the router for the API schema.
-    """
-
-    def __init__(self, *, observers: Sequence[Observer] = (), **options: Any) -> None:
-        super().__init__(**options)
-        self._front = RequestMiddleware(
-            self._dispatch, logger="tokenserver.access", observers=observers
-        )
-        self._route: BaseRoute | None = None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._front(scope, receive, send)
-
-    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != "/token" or scope["method"] != "GET":
-            await super().__call__(scope, receive, send)
-            return
-        if self._route is None:
-            self._route = next(
-                r
-                for r in router.routes
-                if isinstance(r, Route) and r.path == "/token" and "GET" in (r.methods or ())
-            )
-        scope["app"] = self
-        scope["route"] = self._route
-        request = Request(scope, receive)
-        response: Response
-        try:
-            response = await get_token(request)
-        except TokenEndpointError as exc:
-            answer = self.exception_handlers[TokenEndpointError](request, exc)
-            response = await answer if inspect.isawaitable(answer) else answer
-        await response(scope, receive, send)

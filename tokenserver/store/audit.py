@@ -181,6 +181,4 @@ class AuditStore:
             query = delete(AuditEvent).where(
                 AuditEvent.id.in_(oldest.order_by(AuditEvent.at).limit(limit))
             )
-        with self._db.session() as s:
-            result = s.execute(query)
-            return int(result.rowcount)  # type: ignore[attr-defined]
+        return self._db.change(query)

@@ -9,7 +9,6 @@ only has to agree with it.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import secrets
 from dataclasses import dataclass
 
@@ -20,6 +19,7 @@ from authcore.identity import ScopeLimit
 from tokenserver.names import check_name, name_key
 from tokenserver.store.db import Database
 from tokenserver.store.models import CIToken
+from tokenserver.store.secret_hash import hash_secret
 
 __all__ = [
     "PREFIX",
@@ -37,14 +37,6 @@ _SECRET_LENGTH = len(PREFIX) + 43  # token_urlsafe(32)
 
 def looks_like_ci_secret(value: str) -> bool:
     return value.startswith(PREFIX) and len(value) == _SECRET_LENGTH
-
-
-def _hash(value: str) -> str:
-    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def hash_secret(value: str) -> str:
-    return _hash(value)
 
 
 @dataclass(frozen=True)
@@ -121,7 +113,7 @@ class CITokenStore:
             live_key=key,
             description=description,
             scopes=str(scopes),
-            secret_hash=_hash(secret),
+            secret_hash=hash_secret(secret),
             created_at=now,
             created_by=created_by,
             expires_at=expires_at,
@@ -176,10 +168,8 @@ class CITokenStore:
 
     def revoke(self, name: str, now: dt.datetime) -> int:
         """Revoke every live token of this name; the count revoked."""
-        with self._db.session() as s:
-            result = s.execute(
-                update(CIToken)
-                .where(CIToken.name == name, CIToken.revoked_at.is_(None))
-                .values(revoked_at=now, live_key=None)
-            )
-            return int(result.rowcount)  # type: ignore[attr-defined]
+        return self._db.change(
+            update(CIToken)
+            .where(CIToken.name == name, CIToken.revoked_at.is_(None))
+            .values(revoked_at=now, live_key=None)
+        )

@@ -9,7 +9,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Delete, Engine, Update, create_engine, event, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql import ClauseElement
@@ -107,6 +107,11 @@ class Database:
     def session(self) -> Iterator[Session]:
         with self._sessions.begin() as session:
             yield session
+
+    def change(self, statement: Update | Delete) -> int:
+        """Run one UPDATE or DELETE in a transaction of its own; the rows it changed."""
+        with self.session() as s:
+            return int(s.execute(statement).rowcount)  # type: ignore[attr-defined]
 
     def prepared(self, statement: ClauseElement) -> PreparedRead:
         return PreparedRead(self.engine, statement)

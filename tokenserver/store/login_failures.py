@@ -47,6 +47,4 @@ class LoginFailureStore:
 
     def purge(self, before: float) -> int:
         """Delete failures at or before `before`; the number deleted."""
-        with self._db.session() as s:
-            result = s.execute(delete(LoginFailure).where(LoginFailure.at <= before))
-            return int(result.rowcount)  # type: ignore[attr-defined]
+        return self._db.change(delete(LoginFailure).where(LoginFailure.at <= before))

@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 
 from tokenserver.store.db import Database
 from tokenserver.store.models import RefreshToken
+from tokenserver.store.secret_hash import hash_secret
 
-__all__ = ["RefreshTokenInfo", "RefreshTokenStore", "UsedRefreshToken", "hash_token"]
+__all__ = ["RefreshTokenInfo", "RefreshTokenStore", "UsedRefreshToken"]
 
 # The prefix lets secret scanners recognise a leaked token.
 PREFIX = "rt_"
-
-
-def hash_token(value: str) -> str:
-    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -77,7 +73,7 @@ class RefreshTokenStore:
         with self._db.session() as s:
             s.add(
                 RefreshToken(
-                    token_hash=hash_token(value),
+                    token_hash=hash_secret(value),
                     subject=subject,
                     backend=backend,
                     account_key=account_key or None,
@@ -92,7 +88,9 @@ class RefreshTokenStore:
     def use(self, value: str, now: dt.datetime) -> UsedRefreshToken | None:
         """The live token for this value (recording its use), or None."""
         with self._db.session() as s:
-            row = s.scalar(select(RefreshToken).where(RefreshToken.token_hash == hash_token(value)))
+            row = s.scalar(
+                select(RefreshToken).where(RefreshToken.token_hash == hash_secret(value))
+            )
             if row is None or row.revoked_at is not None or row.expires_at <= now:
                 return None
             row.last_used_at = now
@@ -108,19 +106,15 @@ class RefreshTokenStore:
             return [_info(r) for r in s.scalars(query)]
 
     def revoke_subject(self, subject: str, now: dt.datetime) -> int:
-        with self._db.session() as s:
-            result = s.execute(
-                update(RefreshToken)
-                .where(RefreshToken.subject == subject, RefreshToken.revoked_at.is_(None))
-                .values(revoked_at=now)
-            )
-            return int(result.rowcount)  # type: ignore[attr-defined]
+        return self._revoke(RefreshToken.subject == subject, now)
 
     def revoke(self, token_id: int, now: dt.datetime) -> bool:
-        with self._db.session() as s:
-            result = s.execute(
-                update(RefreshToken)
-                .where(RefreshToken.id == token_id, RefreshToken.revoked_at.is_(None))
-                .values(revoked_at=now)
-            )
-            return bool(result.rowcount)  # type: ignore[attr-defined]
+        return bool(self._revoke(RefreshToken.id == token_id, now))
+
+    def _revoke(self, which: ColumnElement[bool], now: dt.datetime) -> int:
+        """Revoke the live tokens `which` picks; how many."""
+        return self._db.change(
+            update(RefreshToken)
+            .where(which, RefreshToken.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )

@@ -1,4 +1,9 @@
-"""Federation trusts added at run time (the configuration's own are never stored here)."""
+"""Federation trusts added at run time (the configuration's own are never stored here).
+
+The store holds a trust as plain values: what they mean, and whether they
+are right, is `tokenserver.federation`'s to say (it checks them before they
+are added and each time they are used).
+"""
 
 from __future__ import annotations
 
@@ -6,24 +11,38 @@ import builtins
 import datetime as dt
 import json
 from pathlib import Path
+from typing import TypedDict
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
-from tokenserver.federation.spec import TrustSpec
 from tokenserver.names import name_key
 from tokenserver.store.db import Database
 from tokenserver.store.models import FederationTrust
 
-__all__ = ["TrustExists", "TrustStore"]
+__all__ = ["TrustExists", "TrustFields", "TrustStore"]
 
 
 class TrustExists(Exception):
     pass
 
 
-def _spec(row: FederationTrust) -> TrustSpec:
-    return TrustSpec(
+class TrustFields(TypedDict):
+    """A trust's values (`federation.trusts.TrustSpec`'s fields), unchecked."""
+
+    name: str
+    issuer: str
+    audience: str
+    scopes: list[str]
+    claims: dict[str, str]
+    jwks_uri: str | None
+    jwks_file: Path | None
+    ca_file: Path | None
+    max_age: int
+
+
+def _fields(row: FederationTrust) -> TrustFields:
+    return TrustFields(
         name=row.name,
         issuer=row.issuer,
         audience=row.audience,
@@ -40,15 +59,15 @@ class TrustStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def get(self, name: str) -> TrustSpec | None:
+    def get(self, name: str) -> TrustFields | None:
         with self._db.session() as s:
             row = s.scalar(select(FederationTrust).where(FederationTrust.name == name))
-            return None if row is None else _spec(row)
+            return None if row is None else _fields(row)
 
-    def list(self) -> list[TrustSpec]:
+    def list(self) -> list[TrustFields]:
         with self._db.session() as s:
             rows = s.scalars(select(FederationTrust).order_by(FederationTrust.name))
-            return [_spec(r) for r in rows]
+            return [_fields(r) for r in rows]
 
     def exists_like(self, name: str) -> bool:
         """Whether a trust goes by any spelling of `name`."""
@@ -68,19 +87,19 @@ class TrustStore:
             )
             return list(rows)
 
-    def add(self, spec: TrustSpec, now: dt.datetime, created_by: str) -> None:
+    def add(self, trust: TrustFields, now: dt.datetime, created_by: str) -> None:
         """Raises TrustExists when any spelling of the name is taken (the database decides)."""
         row = FederationTrust(
-            name=spec.name,
-            name_key=name_key(spec.name),
-            issuer=spec.issuer,
-            audience=spec.audience,
-            scopes=" ".join(spec.scopes),
-            claims=json.dumps(dict(spec.claims), sort_keys=True),
-            jwks_uri=spec.jwks_uri,
-            jwks_file=str(spec.jwks_file) if spec.jwks_file else None,
-            ca_file=str(spec.ca_file) if spec.ca_file else None,
-            max_age=spec.max_age,
+            name=trust["name"],
+            name_key=name_key(trust["name"]),
+            issuer=trust["issuer"],
+            audience=trust["audience"],
+            scopes=" ".join(trust["scopes"]),
+            claims=json.dumps(dict(trust["claims"]), sort_keys=True),
+            jwks_uri=trust["jwks_uri"],
+            jwks_file=str(trust["jwks_file"]) if trust["jwks_file"] else None,
+            ca_file=str(trust["ca_file"]) if trust["ca_file"] else None,
+            max_age=trust["max_age"],
             created_at=now,
             created_by=created_by,
         )
@@ -88,9 +107,7 @@ class TrustStore:
             with self._db.session() as s:
                 s.add(row)
         except IntegrityError:
-            raise TrustExists(spec.name) from None
+            raise TrustExists(trust["name"]) from None
 
     def delete(self, name: str) -> bool:
-        with self._db.session() as s:
-            result = s.execute(delete(FederationTrust).where(FederationTrust.name == name))
-            return bool(result.rowcount)  # type: ignore[attr-defined]
+        return bool(self._db.change(delete(FederationTrust).where(FederationTrust.name == name)))

@@ -9,7 +9,6 @@ anywhere finds nothing, and nothing can bring a deleted row back.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import secrets
 from dataclasses import dataclass
 
@@ -18,12 +17,9 @@ from sqlalchemy import delete, select
 from tokenserver.names import name_key
 from tokenserver.store.db import Database
 from tokenserver.store.models import UISession
+from tokenserver.store.secret_hash import hash_secret
 
 __all__ = ["Session", "SessionInfo", "UISessionStore"]
-
-
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -64,7 +60,7 @@ class UISessionStore:
         token = secrets.token_urlsafe(32)
         csrf = secrets.token_urlsafe(32)
         row = UISession(
-            token_hash=_hash(token),
+            token_hash=hash_secret(token),
             subject=subject,
             subject_key=name_key(subject),
             backend=backend,
@@ -91,7 +87,7 @@ class UISessionStore:
                     UISession.account_key,
                     UISession.csrf,
                     UISession.expires_at,
-                ).where(UISession.token_hash == _hash(token), UISession.expires_at > now)
+                ).where(UISession.token_hash == hash_secret(token), UISession.expires_at > now)
             ).first()
         if row is None:
             return None
@@ -101,21 +97,19 @@ class UISessionStore:
 
     def end(self, token: str) -> None:
         with self._db.session() as s:
-            s.execute(delete(UISession).where(UISession.token_hash == _hash(token)))
+            s.execute(delete(UISession).where(UISession.token_hash == hash_secret(token)))
 
     def end_id(self, session_id: int, now: dt.datetime) -> bool:
         """End one session; whether it was live."""
         query = delete(UISession).where(UISession.id == session_id, UISession.expires_at > now)
-        with self._db.session() as s:
-            return bool(s.execute(query).rowcount)  # type: ignore[attr-defined]
+        return bool(self._db.change(query))
 
     def end_subject(self, subject: str, backend: str | None = None) -> int:
         """End every session of `subject` (any spelling), of one backend's account if given."""
         query = delete(UISession).where(UISession.subject_key == name_key(subject))
         if backend is not None:
             query = query.where(UISession.backend == backend)
-        with self._db.session() as s:
-            return int(s.execute(query).rowcount)  # type: ignore[attr-defined]
+        return self._db.change(query)
 
     def list(self, now: dt.datetime, subject: str | None = None) -> list[SessionInfo]:
         """Live sessions, oldest first; of `subject` (any spelling) if given."""

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from tokenserver.audit import AuditRecord, Outcome
 from tokenserver.errors import InvalidRequest
 from tokenserver.routes.admin.auth import Admin, AdminRoute
-from tokenserver.routes.admin.common import ERROR_RESPONSES
+from tokenserver.routes.admin.common import ERROR_RESPONSES, NameFilter
 from tokenserver.routes.common import services
 
 __all__ = ["router"]
@@ -39,7 +39,7 @@ def _utc(name: str, value: dt.datetime | None) -> dt.datetime | None:
 async def audit(
     request: Request,
     _admin: Admin,
-    subject: Annotated[str | None, Query(max_length=255)] = None,
+    subject: NameFilter = None,
     outcome: Annotated[Outcome | None, Query()] = None,
     action: Annotated[
         str | None,

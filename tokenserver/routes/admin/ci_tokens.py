@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from tokenserver.accounts import CITokenInfo
 from tokenserver.routes.admin.auth import Admin, AdminRoute
-from tokenserver.routes.admin.common import ERROR_RESPONSES, StrictBody
+from tokenserver.routes.admin.common import ERROR_RESPONSES, StrictBody, no_content
 from tokenserver.routes.common import services
 
 __all__ = ["router"]
@@ -96,5 +96,4 @@ async def create_ci_token(request: Request, body: CITokenCreate, admin: Admin) -
     "/ci-tokens/{name}", status_code=204, name="ci_token.revoke", summary="Revoke a CI token"
 )
 async def revoke_ci_token(request: Request, name: str, admin: Admin) -> Response:
-    await run_in_threadpool(services(request).accounts.revoke_ci_token, admin, name)
-    return Response(status_code=204)
+    return await no_content(services(request).accounts.revoke_ci_token, admin, name)

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Annotated, Any, ParamSpec
 
+from fastapi import Path, Query, Response
 from pydantic import BaseModel, ConfigDict
+from starlette.concurrency import run_in_threadpool
 
-__all__ = ["ERROR_RESPONSES", "ErrorBody", "StrictBody"]
+from tokenserver.accounts import MAX_ID
+
+__all__ = ["ERROR_RESPONSES", "ErrorBody", "NameFilter", "RowId", "StrictBody", "no_content"]
+
+P = ParamSpec("P")
+
+# A row's id in a path: out of range is a 400, not a database error.
+RowId = Annotated[int, Path(ge=1, le=MAX_ID)]
+# An optional filter on a user's (or subject's) name.
+NameFilter = Annotated[str | None, Query(max_length=255)]
 
 
 class ErrorBody(BaseModel):
@@ -32,3 +44,9 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 class StrictBody(BaseModel):
     # No coercion: `"ttl": true` or `"disabled": "no"` is a 400, not a guess.
     model_config = ConfigDict(extra="forbid", strict=True)
+
+
+async def no_content(act: Callable[P, object], *args: P.args, **kwargs: P.kwargs) -> Response:
+    """Do an act that answers nothing (off the event loop: it waits on the database)."""
+    await run_in_threadpool(act, *args, **kwargs)
+    return Response(status_code=204)

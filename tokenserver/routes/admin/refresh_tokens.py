@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from tokenserver.accounts import RefreshTokenInfo
 from tokenserver.routes.admin.auth import Admin, AdminRoute
-from tokenserver.routes.admin.common import ERROR_RESPONSES
+from tokenserver.routes.admin.common import ERROR_RESPONSES, NameFilter, RowId, no_content
 from tokenserver.routes.common import services
 
 __all__ = ["router"]
@@ -31,7 +31,7 @@ class RevokedOut(BaseModel):
 async def list_refresh_tokens(
     request: Request,
     _admin: Admin,
-    user: Annotated[str | None, Query(max_length=255)] = None,
+    user: NameFilter = None,
 ) -> list[RefreshTokenInfo]:
     return await run_in_threadpool(services(request).accounts.list_refresh_tokens, user)
 
@@ -55,8 +55,5 @@ async def revoke_user_refresh_tokens(
     name="refresh_token.revoke",
     summary="Revoke one refresh token",
 )
-async def revoke_refresh_token(
-    request: Request, token_id: Annotated[int, Path(ge=1, le=2**62)], admin: Admin
-) -> Response:
-    await run_in_threadpool(services(request).accounts.revoke_refresh_token, admin, token_id)
-    return Response(status_code=204)
+async def revoke_refresh_token(request: Request, token_id: RowId, admin: Admin) -> Response:
+    return await no_content(services(request).accounts.revoke_refresh_token, admin, token_id)

@@ -9,9 +9,9 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from tokenserver.federation.spec import TrustSpec
+from tokenserver.federation.trusts import TrustSpec
 from tokenserver.routes.admin.auth import Admin, AdminRoute
-from tokenserver.routes.admin.common import ERROR_RESPONSES, StrictBody
+from tokenserver.routes.admin.common import ERROR_RESPONSES, StrictBody, no_content
 from tokenserver.routes.common import services
 
 __all__ = ["router"]
@@ -108,5 +108,4 @@ async def create_trust(request: Request, body: TrustIn, admin: Admin) -> TrustOu
     summary="Remove a federation trust",
 )
 async def delete_trust(request: Request, name: str, admin: Admin) -> Response:
-    await run_in_threadpool(services(request).accounts.delete_trust, admin, name)
-    return Response(status_code=204)
+    return await no_content(services(request).accounts.delete_trust, admin, name)

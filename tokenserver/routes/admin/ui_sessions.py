@@ -5,13 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from tokenserver.accounts import MAX_ID, SessionInfo
+from tokenserver.accounts import SessionInfo
 from tokenserver.routes.admin.auth import Admin, AdminRoute
-from tokenserver.routes.admin.common import ERROR_RESPONSES
+from tokenserver.routes.admin.common import ERROR_RESPONSES, RowId, no_content
 from tokenserver.routes.common import services
 
 __all__ = ["router"]
@@ -75,8 +75,5 @@ async def end_user_ui_sessions(request: Request, admin: Admin, user: User) -> En
     name="ui_session.end",
     summary="End one web session, on every instance",
 )
-async def end_ui_session(
-    request: Request, session_id: Annotated[int, Path(ge=1, le=MAX_ID)], admin: Admin
-) -> Response:
-    await run_in_threadpool(services(request).accounts.end_ui_session, admin, session_id)
-    return Response(status_code=204)
+async def end_ui_session(request: Request, session_id: RowId, admin: Admin) -> Response:
+    return await no_content(services(request).accounts.end_ui_session, admin, session_id)

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from tokenserver.accounts import UserInfo
 from tokenserver.passwords import MAX_PASSWORD_BYTES
 from tokenserver.routes.admin.auth import Admin, AdminRoute
-from tokenserver.routes.admin.common import ERROR_RESPONSES, StrictBody
+from tokenserver.routes.admin.common import ERROR_RESPONSES, StrictBody, no_content
 from tokenserver.routes.common import services
 
 __all__ = ["router"]
@@ -85,8 +85,7 @@ async def get_user(request: Request, name: str, _admin: Admin) -> UserOut:
     summary="Set a password (revokes the user's refresh tokens)",
 )
 async def set_password(request: Request, name: str, body: PasswordIn, admin: Admin) -> Response:
-    await run_in_threadpool(services(request).accounts.set_password, admin, name, body.password)
-    return Response(status_code=204)
+    return await no_content(services(request).accounts.set_password, admin, name, body.password)
 
 
 @router.put(
@@ -120,5 +119,4 @@ async def set_disabled(request: Request, name: str, body: DisabledIn, admin: Adm
     summary="Delete a user (and revoke their refresh tokens)",
 )
 async def delete_user(request: Request, name: str, admin: Admin) -> Response:
-    await run_in_threadpool(services(request).accounts.delete_user, admin, name)
-    return Response(status_code=204)
+    return await no_content(services(request).accounts.delete_user, admin, name)

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from authcore.duration import DurationError, parse_seconds
 from tokenserver.audit import OUTCOMES
-from tokenserver.durations import DurationError, parse_duration
 from tokenserver.routes.common import services
 from tokenserver.routes.ui.common import base_context
 from tokenserver.routes.ui.render import page
@@ -38,7 +38,7 @@ async def audit(request: Request) -> Response:
     since = None
     if filters["since"]:
         try:
-            since = svc.clock() - dt.timedelta(seconds=parse_duration(filters["since"]))
+            since = svc.clock() - dt.timedelta(seconds=parse_seconds(filters["since"]))
         except DurationError as exc:
             error = str(exc)
     outcome = filters["outcome"] if filters["outcome"] in OUTCOMES else None

@@ -8,12 +8,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from authcore.duration import DurationError, parse_seconds
 from tokenserver.accounts import AccountError, InvalidValue
-from tokenserver.durations import DurationError, parse_duration
 from tokenserver.routes.common import services
 from tokenserver.routes.ui.common import after_change, base_context, status_of
 from tokenserver.routes.ui.render import page
-from tokenserver.routes.ui.session import SignedIn, read_form, signed_in
+from tokenserver.routes.ui.session import SignedIn, posted, signed_in
 
 __all__ = ["router"]
 
@@ -65,12 +65,11 @@ async def list_ci_tokens(request: Request) -> Response:
 
 @router.post("/ci-tokens", include_in_schema=False)
 async def create_ci_token(request: Request) -> Response:
-    who = await signed_in(request)
-    form = await read_form(request, who.session.csrf)
+    who, form = await posted(request)
     name = form.one("name") or ""
     try:
         try:
-            ttl = parse_duration(form.one("ttl") or "30d")
+            ttl = parse_seconds(form.one("ttl") or "30d")
         except DurationError as exc:
             raise InvalidValue(str(exc)) from None
         _info, secret = await run_in_threadpool(
@@ -89,8 +88,7 @@ async def create_ci_token(request: Request) -> Response:
 
 @router.post("/ci-tokens/{name}/revoke", include_in_schema=False)
 async def revoke_ci_token(request: Request, name: str) -> Response:
-    who = await signed_in(request)
-    await read_form(request, who.session.csrf)
+    who, _form = await posted(request)
     try:
         await run_in_threadpool(services(request).accounts.revoke_ci_token, who.actor, name)
     except AccountError as exc:

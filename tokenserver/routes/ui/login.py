@@ -13,7 +13,7 @@ from tokenserver.audit import Actor, Outcome
 from tokenserver.authz.policy import ADMIN_GROUP
 from tokenserver.bodies import read_limited
 from tokenserver.forms import parse_params
-from tokenserver.grants import Refused
+from tokenserver.refusals import Refused
 from tokenserver.routes.common import services
 from tokenserver.routes.ui.render import page
 from tokenserver.routes.ui.session import (
@@ -21,9 +21,8 @@ from tokenserver.routes.ui.session import (
     SESSION_COOKIE,
     CSRFRefused,
     new_login_token,
-    read_form,
+    posted,
     set_cookie,
-    signed_in,
 )
 
 __all__ = ["router"]
@@ -92,8 +91,7 @@ async def login(request: Request) -> Response:
 
 @router.post("/logout", include_in_schema=False)
 async def logout(request: Request) -> Response:
-    who = await signed_in(request)
-    await read_form(request, who.session.csrf)
+    who, _form = await posted(request)
     await run_in_threadpool(services(request).accounts.close_ui_session, who.cookie)
     services(request).trail.record(who.actor, "ui.signout", "", "ok")
     response = RedirectResponse("/ui/login", status_code=303)

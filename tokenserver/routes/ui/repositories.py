@@ -22,11 +22,12 @@ import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from tokenserver.grants import Refused, TokenRequest
+from tokenserver.refusals import Refused
 from tokenserver.routes.common import services
 from tokenserver.routes.ui.common import base_context
 from tokenserver.routes.ui.render import page
 from tokenserver.routes.ui.session import SignedIn, signed_in
+from tokenserver.token_requests import TokenRequest
 
 __all__ = ["router"]
 

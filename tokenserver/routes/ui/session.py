@@ -33,6 +33,7 @@ __all__ = [
     "CSRFRefused",
     "SignInRequired",
     "SignedIn",
+    "posted",
     "read_form",
     "set_cookie",
     "signed_in",
@@ -94,6 +95,12 @@ async def read_form(request: Request, expected_csrf: str) -> Params:
     if not expected_csrf or not hmac.compare_digest(given.encode(), expected_csrf.encode()):
         raise CSRFRefused
     return form
+
+
+async def posted(request: Request) -> tuple[SignedIn, Params]:
+    """Who posts, and the form, its CSRF token checked against their session's."""
+    who = await signed_in(request)
+    return who, await read_form(request, who.session.csrf)
 
 
 def new_login_token() -> str:

@@ -10,7 +10,7 @@ from tokenserver.accounts import AccountError, SessionInfo, parse_id
 from tokenserver.routes.common import services
 from tokenserver.routes.ui.common import after_change, base_context, status_of
 from tokenserver.routes.ui.render import page
-from tokenserver.routes.ui.session import SESSION_COOKIE, SignedIn, read_form, signed_in
+from tokenserver.routes.ui.session import SESSION_COOKIE, SignedIn, posted, signed_in
 
 __all__ = ["router"]
 
@@ -56,8 +56,7 @@ async def list_sessions(request: Request) -> Response:
 
 @router.post("/sessions/end", include_in_schema=False)
 async def end_user_sessions(request: Request) -> Response:
-    who = await signed_in(request)
-    form = await read_form(request, who.session.csrf)
+    who, form = await posted(request)
     user = form.one("user") or ""
     try:
         await run_in_threadpool(services(request).accounts.end_ui_sessions, who.actor, user)
@@ -68,8 +67,7 @@ async def end_user_sessions(request: Request) -> Response:
 
 @router.post("/sessions/{session_id}/end", include_in_schema=False)
 async def end_session(request: Request, session_id: str) -> Response:
-    who = await signed_in(request)
-    await read_form(request, who.session.csrf)
+    who, _form = await posted(request)
     try:
         number = parse_id(session_id, "web session")
         await run_in_threadpool(services(request).accounts.end_ui_session, who.actor, number)

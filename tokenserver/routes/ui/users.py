@@ -10,7 +10,7 @@ from tokenserver.accounts import AccountError
 from tokenserver.routes.common import services
 from tokenserver.routes.ui.common import after_change, base_context, status_of
 from tokenserver.routes.ui.render import page
-from tokenserver.routes.ui.session import SignedIn, read_form, signed_in
+from tokenserver.routes.ui.session import SignedIn, posted, signed_in
 
 __all__ = ["router"]
 
@@ -42,8 +42,7 @@ async def list_users(request: Request) -> Response:
 
 @router.post("/users", include_in_schema=False)
 async def create_user(request: Request) -> Response:
-    who = await signed_in(request)
-    form = await read_form(request, who.session.csrf)
+    who, form = await posted(request)
     name = form.one("name") or ""
     try:
         await run_in_threadpool(
@@ -77,8 +76,7 @@ async def show_user(request: Request, name: str) -> Response:
 
 @router.post("/users/{name}/{change}", include_in_schema=False)
 async def change_user(request: Request, name: str, change: str) -> Response:
-    who = await signed_in(request)
-    form = await read_form(request, who.session.csrf)
+    who, form = await posted(request)
     service = services(request).accounts
     try:
         if change == "groups":
@@ -105,8 +103,7 @@ async def change_user(request: Request, name: str, change: str) -> Response:
 
 @router.post("/refresh-tokens/{token_id}/revoke", include_in_schema=False)
 async def revoke_refresh_token(request: Request, token_id: int) -> Response:
-    who = await signed_in(request)
-    await read_form(request, who.session.csrf)
+    who, _form = await posted(request)
     user = request.query_params.get("user", "")[:255]
     try:
         accounts = services(request).accounts
