@@ -15,7 +15,6 @@ import functools
 import hmac
 import itertools
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from authcore import jwt_verify
+from authcore.cache import Cache
 from authcore.claims import access_from_claims
 from authcore.jwk import ALGORITHMS, PublicKeyType
 from authcore.jwt_verify import LEEWAY, UntrustedJWT, verify_jwt
@@ -184,8 +184,7 @@ class AccessController:
         self.issuer = issuer
         self._leeway = leeway
         self._clock = clock
-        self._cache: OrderedDict[str, VerifiedToken] = OrderedDict()
-        self._cache_size = cache_size
+        self._cache: Cache[str, VerifiedToken] = Cache(cache_size)
 
     def _challenge(self, needed: Sequence[Access], error: str | None, detail: Any) -> RegistryError:
         header = challenge_header(self.realm, self.service, needed, error)
@@ -205,10 +204,7 @@ class AccessController:
             if not await self._keys.refresh():
                 raise
             verified = check(token, self._keys.current)
-        self._cache[token] = verified
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
-        return verified
+        return self._cache.put(token, verified)
 
     async def authorize(self, authorization: str | None, needed: Sequence[Access]) -> VerifiedToken:
         """The verified token if it grants everything `needed`; else a challenge error."""

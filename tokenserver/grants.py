@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from anyio.to_thread import run_sync
 from sqlalchemy.exc import SQLAlchemyError
 
+from authcore.cache import Cache
 from authcore.identity import Identity
-from authcore.memo import Memo
 from authcore.scope import Access, ScopeError, format_scopes, merge, parse_scopes
 from tokenserver import context
 from tokenserver.accounts import ADMIN_RESOURCE_TYPE
@@ -146,7 +146,7 @@ class GrantService:
         self._metrics = metrics
         self._audit = audit
         self._federation = federation
-        self._parsed: Memo[tuple[str, ...], tuple[Access, ...]] = Memo(_PARSED_ENTRIES)
+        self._parsed: Cache[tuple[str, ...], tuple[Access, ...]] = Cache(_PARSED_ENTRIES)
 
     async def grant(self, request: TokenRequest, identity: Identity | None = None) -> Grant:
         """On the event loop; what blocks (bcrypt, the database, a directory) runs in threads.

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from authcore.cache import Cache
 from tokenserver.store.login_failures import LoginFailureStore
 
 __all__ = ["DEFAULT_IPV6_PREFIX", "LoginThrottle", "Standing", "ThrottleUnavailable"]
@@ -116,8 +117,8 @@ class LoginThrottle:
         self._purge_every = min(window, PURGE_EVERY)
         # Only paces this instance's purges; the counts never depend on it.
         self._next_purge = 0.0
-        # key -> (when read, the failure times then): what `peek` answers from.
-        self._read: dict[str, tuple[float, tuple[float, ...]]] = {}
+        # key -> the failure times read, for a second from the read: what `peek` answers from.
+        self._read: Cache[str, tuple[float, ...]] = Cache(MAX_REMEMBERED, ttl=FRESH, clock=clock)
 
     def _standing(
         self, by_account: Sequence[float], by_address: Sequence[float], now: float
@@ -129,11 +130,11 @@ class LoginThrottle:
         return Standing(math.ceil(wait) if wait > 0 else 0, len(by_account))
 
     def _recent(self, key: str, now: float) -> tuple[float, ...] | None:
-        entry = self._read.get(key)
-        if entry is None or not now - FRESH < entry[0] <= now:
+        times = self._read.get(key)
+        if times is None:
             return None
         since = now - self._window
-        return tuple(at for at in entry[1] if at > since)
+        return tuple(at for at in times if at > since)
 
     def peek(self, account: str, address: str | None) -> Standing | None:
         """The standing from what a recent check read (never blocks); None if it must be read."""
@@ -148,13 +149,11 @@ class LoginThrottle:
         return address_key(address, self._ipv6_prefix)
 
     def _remember(self, key: str, times: list[float], now: float) -> None:
-        if len(self._read) >= MAX_REMEMBERED:
-            self._read.clear()  # rare, and only costs fresh reads
-        self._read[key] = (now, tuple(times))
+        self._read.put(key, tuple(times), since=now)
 
     def _forget(self, keys: Sequence[str]) -> None:
         for key in keys:
-            self._read.pop(key, None)
+            self._read.pop(key)
 
     def check(self, account: str, address: str | None) -> Standing:
         """Raises ThrottleUnavailable when the counts cannot be read."""

@@ -13,10 +13,10 @@ import collections
 import contextlib
 import hashlib
 import uuid
-from collections import OrderedDict
 from collections.abc import AsyncIterable
 from dataclasses import dataclass
 
+from authcore.cache import Cache
 from registry_proxy.reference import Digest
 from registry_proxy.storage import paths
 from registry_proxy.storage.batching import batched
@@ -44,7 +44,7 @@ class StreamedUploads:
     def __init__(self, driver: StorageDriver, blobs: Blobs) -> None:
         self._driver = driver
         self._blobs = blobs
-        self._states: OrderedDict[str, _HashState] = OrderedDict()
+        self._states: Cache[str, _HashState] = Cache(MAX_HASH_STATES)
 
     async def create(self, repo: str, upload_id: str) -> None:
         await self._driver.put_content(paths.upload_data(repo, upload_id), b"")
@@ -115,17 +115,14 @@ class StreamedUploads:
         return size
 
     async def discard(self, repo: str, upload_id: str) -> None:
-        self._states.pop(_key(repo, upload_id), None)
+        self._states.pop(_key(repo, upload_id))
         with contextlib.suppress(FileNotFound):
             await self._driver.delete(paths.upload_dir(repo, upload_id))
 
     # -- the running hash --------------------------------------------------
 
     def _remember(self, key: str, state: _HashState) -> None:
-        self._states[key] = state
-        self._states.move_to_end(key)
-        while len(self._states) > MAX_HASH_STATES:
-            self._states.popitem(last=False)
+        self._states.put(key, state)
 
     async def _state(self, repo: str, upload_id: str, key: str, size: int) -> _HashState:
         state = self._states.get(key)
@@ -161,7 +158,7 @@ class StreamedUploads:
             await writer.write(batch, state.hasher.update)
         except BaseException:
             # The file and the hash may now disagree: recompute from the file next time.
-            self._states.pop(key, None)
+            self._states.pop(key)
             raise
         state.size += sum(len(piece) for piece in batch)
 

@@ -214,17 +214,17 @@ def test_cache_never_stores_the_password() -> None:
     cache = CredentialCache(ttl=60, clock=Ticker())
     cache.remember("db", "alice", Secret(password), "$2b$04$fingerprint")
     raw = password.encode()
-    assert len(cache._entries) == 1
-    for key, value in cache._entries.items():
+    assert len(cache._remembered._entries) == 1
+    for key, value in cache._remembered._entries.items():
         assert raw not in key
         assert password not in repr(value)
-    dumped = pickle.dumps(dict(cache._entries))
+    dumped = pickle.dumps(dict(cache._remembered._entries))
     assert raw not in dumped
-    assert password not in repr(cache._entries)
+    assert password not in repr(cache._remembered._entries)
     # The key is keyed (HMAC): a second cache derives a different one.
     other = CredentialCache(ttl=60, clock=Ticker())
     other.remember("db", "alice", Secret(password), "$2b$04$fingerprint")
-    assert set(other._entries) != set(cache._entries)
+    assert set(other._remembered._entries) != set(cache._remembered._entries)
 
 
 # ---- the chain --------------------------------------------------------------

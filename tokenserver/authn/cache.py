@@ -11,11 +11,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 
+from authcore.cache import Cache
 from tokenserver.secret import Secret
 
 __all__ = ["CredentialCache"]
@@ -29,11 +28,9 @@ class CredentialCache:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._ttl = ttl
-        self._max = max_entries
-        self._clock = clock
         self._key = secrets.token_bytes(32)
-        self._entries: OrderedDict[bytes, tuple[str, float]] = OrderedDict()
-        self._lock = threading.Lock()
+        # digest -> the account's credential fingerprint when the password was checked
+        self._remembered: Cache[bytes, str] = Cache(max_entries, ttl=ttl, clock=clock)
 
     def _digest(self, backend: str, username: str, password: Secret) -> bytes:
         msg = b"\x00".join(
@@ -46,29 +43,23 @@ class CredentialCache:
         if self._ttl <= 0:
             return False
         key = self._digest(backend, username, password)
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
-                return False
-            cached_fingerprint, expires = entry
-            if expires <= self._clock() or not hmac.compare_digest(cached_fingerprint, fingerprint):
-                del self._entries[key]
-                return False
-            return True
+        cached_fingerprint = self._remembered.get(key)
+        if cached_fingerprint is None:
+            return False
+        if not hmac.compare_digest(cached_fingerprint, fingerprint):
+            # Dropped, not merely skipped; a remember racing with this costs
+            # no more than one password check.
+            self._remembered.pop(key)
+            return False
+        return True
 
     def remember(self, backend: str, username: str, password: Secret, fingerprint: str) -> None:
         if self._ttl <= 0:
             return
-        key = self._digest(backend, username, password)
-        with self._lock:
-            self._entries[key] = (fingerprint, self._clock() + self._ttl)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self._max:
-                self._entries.popitem(last=False)
+        self._remembered.put(self._digest(backend, username, password), fingerprint)
 
     def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
+        self._remembered.clear()
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._remembered)

@@ -15,13 +15,12 @@ once (the user store tells us).
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 
 from sqlalchemy.exc import OperationalError
 
+from authcore.cache import Cache
 from tokenserver.authn.base import MISS, Account, BackendUnavailable, Peeked
 from tokenserver.authn.hashed import HashedPasswordBackend
 from tokenserver.store.users import UserStore, account_key
@@ -39,9 +38,8 @@ class DatabaseBackend(HashedPasswordBackend):
     ) -> None:
         self._users = users
         self._ttl = ttl
-        self._clock = clock
-        self._seen: OrderedDict[str, tuple[float, Account | None]] = OrderedDict()
-        self._lock = threading.Lock()
+        # None is remembered too: an unknown name.
+        self._seen: Cache[str, Account | None] = Cache(MAX_ENTRIES, ttl=ttl, clock=clock)
         users.on_change(self.forget)
 
     def lookup(self, username: str) -> Account | None:
@@ -59,19 +57,11 @@ class DatabaseBackend(HashedPasswordBackend):
                 account_key=account_key(found.account_id, found.password_hash),
             )
         if self._ttl > 0:
-            with self._lock:
-                self._seen[username] = (self._clock() + self._ttl, account)
-                self._seen.move_to_end(username)
-                while len(self._seen) > MAX_ENTRIES:
-                    self._seen.popitem(last=False)
+            self._seen.put(username, account)
         return account
 
     def peek(self, username: str) -> Peeked:
-        entry = self._seen.get(username)
-        if entry is None or entry[0] <= self._clock():
-            return MISS
-        return entry[1]
+        return self._seen.get(username, MISS)
 
     def forget(self, username: str) -> None:
-        with self._lock:
-            self._seen.pop(username, None)
+        self._seen.pop(username)

@@ -26,7 +26,6 @@ import queue
 import ssl
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ import ldap3
 from ldap3.core.exceptions import LDAPException
 from ldap3.utils.dn import parse_dn
 
+from authcore.cache import Cache
 from tokenserver.authn.base import MISS, Account, BackendUnavailable, BadCredentials, Peeked
 from tokenserver.config import LDAPConfig
 from tokenserver.secret import Secret
@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 MAX_USERNAME_LENGTH = 256
 MAX_GROUPS = 1000
+MAX_CACHED = 10_000
 # Result codes of a user bind that mean "the directory could not answer",
 # not "no": busy, unavailable, and the catch-all `other`.
 _UNAVAILABLE_CODES = frozenset({51, 52, 80})
@@ -155,8 +156,10 @@ class LDAPBackend:
         # connection as the user, so they get a pool of their own.
         self._search_pool = _Pool(self._service_connection, config.pool_size, config.timeout)
         self._check_pool = _Pool(self._check_connection, config.pool_size, config.timeout)
-        self._cache: OrderedDict[str, tuple[float, _Found | None]] = OrderedDict()
-        self._cache_lock = threading.Lock()
+        # None is remembered too: no such entry.
+        self._cache: Cache[str, _Found | None] = Cache(
+            MAX_CACHED, ttl=config.cache_ttl, clock=clock
+        )
 
     def _make_server(self, url: str) -> ldap3.Server:
         parts = urlsplit(url)
@@ -234,11 +237,8 @@ class LDAPBackend:
     def peek(self, username: str) -> Peeked:
         if not _acceptable_username(username):
             return None
-        with self._cache_lock:
-            entry = self._cache.get(f"login\x00{username}")
-        if entry is None or entry[0] <= self._clock():
-            return MISS
-        return self._account(entry[1])
+        found = self._cache.get(f"login\x00{username}", MISS)
+        return MISS if found is MISS else self._account(found)
 
     def account(self, subject: str) -> Account | None:
         """The entry whose own login name is `subject`, if the login filter admits it.
@@ -265,17 +265,13 @@ class LDAPBackend:
     def _cached(self, purpose: str, search_filter: str, typed: str) -> _Found | None:
         key = f"{purpose}\x00{typed}"
         now = self._clock()
-        with self._cache_lock:
-            entry = self._cache.get(key)
-            if entry is not None and entry[0] > now:
-                return entry[1]
+        cached = self._cache.get(key, MISS)
+        if cached is not MISS:
+            return cached
         found = self._search(search_filter, typed)
         if self._config.cache_ttl > 0:
-            with self._cache_lock:
-                self._cache[key] = (now + self._config.cache_ttl, found)
-                self._cache.move_to_end(key)
-                while len(self._cache) > 10_000:
-                    self._cache.popitem(last=False)
+            # Good for the ttl from when it was asked, not from when the answer came.
+            self._cache.put(key, found, since=now)
         return found
 
     def _search(self, search_filter: str, username: str) -> _Found | None:

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from authcore.cache import Cache
 from authcore.identity import Identity
-from authcore.memo import Memo
 from authcore.scope import Access
 from tokenserver.authz.patterns import Pattern, PatternError, Values
 from tokenserver.authz.policy import ADMIN_GROUP, Decision, Requester
@@ -229,7 +229,7 @@ class ACLPolicy:
     def __init__(self, entries: Sequence[ACLEntry] = DEFAULT_ACL) -> None:
         self.rules = compile_rules(entries)
         self._by_address = any(rule.network is not None for rule in self.rules)
-        self._memo: Memo[_MemoKey, tuple[Access, ...]] = Memo(MEMO_ENTRIES)
+        self._memo: Cache[_MemoKey, tuple[Access, ...]] = Cache(MEMO_ENTRIES)
 
     def __len__(self) -> int:
         return len(self.rules)

@@ -29,11 +29,11 @@ import datetime as dt
 import ssl
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from authcore.cache import Cache
 from authcore.jwk import JWKSKeys, PublicKeyType
 from authcore.jwt_verify import (
     LEEWAY,
@@ -235,8 +235,8 @@ class Trusts:
         self.configured = {spec.name: spec for spec in configured}
         self._store = store
         self._clock = clock
-        self._sources: OrderedDict[tuple[str, str | None, Path | None, Path | None], IssuerKeys] = (
-            OrderedDict()
+        self._sources: Cache[tuple[str, str | None, Path | None, Path | None], IssuerKeys] = Cache(
+            MAX_KEY_SOURCES
         )
         self._lock = threading.Lock()
 
@@ -267,7 +267,7 @@ class Trusts:
         with self._lock:
             source = self._sources.get(key)
             if source is None:
-                source = self._sources[key] = IssuerKeys(
+                source = IssuerKeys(
                     trust.issuer,
                     jwks_uri=trust.jwks_uri,
                     jwks_file=trust.jwks_file,
@@ -276,7 +276,6 @@ class Trusts:
                     # same time as the tokens' exp and iat.
                     clock=lambda: self._clock().timestamp(),
                 )
-                while len(self._sources) > MAX_KEY_SOURCES:
-                    self._sources.popitem(last=False)
-            self._sources.move_to_end(key)
+            # Stored again on every use: the source dropped first is the one used longest ago.
+            self._sources.put(key, source)
         return Verifier(trust, source, self._clock)
