@@ -17,9 +17,9 @@ from sqlalchemy.exc import IntegrityError
 
 from authcore.identity import ScopeLimit
 from tokenserver.names import check_name, name_key
-from tokenserver.store.db import Database
 from tokenserver.store.models import CIToken
 from tokenserver.store.secret_hash import hash_secret
+from tokenserver.store.table import TableStore, record
 
 __all__ = [
     "PREFIX",
@@ -73,24 +73,10 @@ class CITokenInfo:
 
 
 def _info(row: CIToken) -> CITokenInfo:
-    return CITokenInfo(
-        row.id,
-        row.name,
-        row.description,
-        ScopeLimit.parse(row.scopes.split()),
-        row.created_at,
-        row.created_by,
-        row.expires_at,
-        row.revoked_at,
-        row.last_used_at,
-        row.last_used_ip,
-    )
+    return record(CITokenInfo, row, scopes=ScopeLimit.parse(row.scopes.split()))
 
 
-class CITokenStore:
-    def __init__(self, db: Database) -> None:
-        self._db = db
-
+class CITokenStore(TableStore):
     def create(
         self,
         name: str,

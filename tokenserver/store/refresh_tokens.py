@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, select, update
 
-from tokenserver.store.db import Database
 from tokenserver.store.models import RefreshToken
 from tokenserver.store.secret_hash import hash_secret
+from tokenserver.store.table import TableStore, record
 
 __all__ = ["RefreshTokenInfo", "RefreshTokenStore", "UsedRefreshToken"]
 
@@ -41,23 +41,7 @@ class UsedRefreshToken(RefreshTokenInfo):
     account_key: str = ""
 
 
-def _info(row: RefreshToken) -> RefreshTokenInfo:
-    return RefreshTokenInfo(
-        row.id,
-        row.subject,
-        row.service,
-        row.client_id,
-        row.created_at,
-        row.last_used_at,
-        row.expires_at,
-        row.revoked_at,
-    )
-
-
-class RefreshTokenStore:
-    def __init__(self, db: Database) -> None:
-        self._db = db
-
+class RefreshTokenStore(TableStore):
     def issue(
         self,
         subject: str,
@@ -94,16 +78,14 @@ class RefreshTokenStore:
             if row is None or row.revoked_at is not None or row.expires_at <= now:
                 return None
             row.last_used_at = now
-            return UsedRefreshToken(
-                **vars(_info(row)), backend=row.backend, account_key=row.account_key or ""
-            )
+            return record(UsedRefreshToken, row, account_key=row.account_key or "")
 
     def list(self, subject: str | None = None) -> list[RefreshTokenInfo]:
         query = select(RefreshToken).order_by(RefreshToken.id)
         if subject is not None:
             query = query.where(RefreshToken.subject == subject)
         with self._db.session() as s:
-            return [_info(r) for r in s.scalars(query)]
+            return [record(RefreshTokenInfo, r) for r in s.scalars(query)]
 
     def revoke_subject(self, subject: str, now: dt.datetime) -> int:
         return self._revoke(RefreshToken.subject == subject, now)

@@ -17,8 +17,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from tokenserver.names import name_key
-from tokenserver.store.db import Database
 from tokenserver.store.models import FederationTrust
+from tokenserver.store.table import TableStore
 
 __all__ = ["TrustExists", "TrustFields", "TrustStore"]
 
@@ -55,10 +55,7 @@ def _fields(row: FederationTrust) -> TrustFields:
     )
 
 
-class TrustStore:
-    def __init__(self, db: Database) -> None:
-        self._db = db
-
+class TrustStore(TableStore):
     def get(self, name: str) -> TrustFields | None:
         with self._db.session() as s:
             row = s.scalar(select(FederationTrust).where(FederationTrust.name == name))

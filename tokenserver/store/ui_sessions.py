@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from sqlalchemy import delete, select
 
 from tokenserver.names import name_key
-from tokenserver.store.db import Database
 from tokenserver.store.models import UISession
 from tokenserver.store.secret_hash import hash_secret
+from tokenserver.store.table import TableStore
 
 __all__ = ["Session", "SessionInfo", "UISessionStore"]
 
@@ -44,10 +44,7 @@ class Session:
     expires_at: dt.datetime
 
 
-class UISessionStore:
-    def __init__(self, db: Database) -> None:
-        self._db = db
-
+class UISessionStore(TableStore):
     def create(
         self,
         subject: str,
