@@ -5,13 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from tokenserver.accounts import CITokenInfo
 from tokenserver.routes.admin.auth import Admin, AdminRoute
-from tokenserver.routes.admin.common import ERROR_RESPONSES, StrictBody, no_content
+from tokenserver.routes.admin.common import ERROR_RESPONSES, StrictBody, answers_nothing
 from tokenserver.routes.common import services
 
 __all__ = ["router"]
@@ -92,8 +92,8 @@ async def create_ci_token(request: Request, body: CITokenCreate, admin: Admin) -
     return {**_out(info, _now(request)), "secret": secret}
 
 
-@router.delete(
-    "/ci-tokens/{name}", status_code=204, name="ci_token.revoke", summary="Revoke a CI token"
+@answers_nothing(
+    router.delete, "/ci-tokens/{name}", name="ci_token.revoke", summary="Revoke a CI token"
 )
-async def revoke_ci_token(request: Request, name: str, admin: Admin) -> Response:
-    return await no_content(services(request).accounts.revoke_ci_token, admin, name)
+def revoke_ci_token(request: Request, name: str, admin: Admin) -> None:
+    services(request).accounts.revoke_ci_token(admin, name)

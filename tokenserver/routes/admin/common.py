@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, ParamSpec
 
 from fastapi import Path, Query, Response
@@ -11,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from tokenserver.accounts import MAX_ID
 
-__all__ = ["ERROR_RESPONSES", "ErrorBody", "NameFilter", "RowId", "StrictBody", "no_content"]
+__all__ = ["ERROR_RESPONSES", "ErrorBody", "NameFilter", "RowId", "StrictBody", "answers_nothing"]
 
 P = ParamSpec("P")
 
@@ -46,7 +47,26 @@ class StrictBody(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-async def no_content(act: Callable[P, object], *args: P.args, **kwargs: P.kwargs) -> Response:
-    """Do an act that answers nothing (off the event loop: it waits on the database)."""
-    await run_in_threadpool(act, *args, **kwargs)
-    return Response(status_code=204)
+def answers_nothing(
+    route: Callable[..., Callable[[Callable[..., Any]], object]],
+    path: str,
+    *,
+    name: str,
+    summary: str,
+) -> Callable[[Callable[P, object]], Callable[P, Coroutine[Any, Any, Response]]]:
+    """Registers an act at `path` with `route` (a router's put or delete), answering 204.
+
+    The act runs off the event loop: it waits on the database.
+    """
+
+    def register(act: Callable[P, object]) -> Callable[P, Coroutine[Any, Any, Response]]:
+        # Wrapped, so that FastAPI reads the act's parameters (path, body, admin).
+        @functools.wraps(act)
+        async def endpoint(*args: P.args, **kwargs: P.kwargs) -> Response:
+            await run_in_threadpool(act, *args, **kwargs)
+            return Response(status_code=204)
+
+        route(path, status_code=204, name=name, summary=summary)(endpoint)
+        return endpoint
+
+    return register

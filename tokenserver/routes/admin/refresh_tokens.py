@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from tokenserver.accounts import RefreshTokenInfo
 from tokenserver.routes.admin.auth import Admin, AdminRoute
-from tokenserver.routes.admin.common import ERROR_RESPONSES, NameFilter, RowId, no_content
+from tokenserver.routes.admin.common import ERROR_RESPONSES, NameFilter, RowId, answers_nothing
 from tokenserver.routes.common import services
 
 __all__ = ["router"]
@@ -49,11 +49,11 @@ async def revoke_user_refresh_tokens(
     return RevokedOut(revoked=count)
 
 
-@router.delete(
+@answers_nothing(
+    router.delete,
     "/refresh-tokens/{token_id}",
-    status_code=204,
     name="refresh_token.revoke",
     summary="Revoke one refresh token",
 )
-async def revoke_refresh_token(request: Request, token_id: RowId, admin: Admin) -> Response:
-    return await no_content(services(request).accounts.revoke_refresh_token, admin, token_id)
+def revoke_refresh_token(request: Request, token_id: RowId, admin: Admin) -> None:
+    services(request).accounts.revoke_refresh_token(admin, token_id)

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from tokenserver.federation.trusts import TrustSpec
 from tokenserver.routes.admin.auth import Admin, AdminRoute
-from tokenserver.routes.admin.common import ERROR_RESPONSES, StrictBody, no_content
+from tokenserver.routes.admin.common import ERROR_RESPONSES, StrictBody, answers_nothing
 from tokenserver.routes.common import services
 
 __all__ = ["router"]
@@ -101,11 +101,11 @@ async def create_trust(request: Request, body: TrustIn, admin: Admin) -> TrustOu
     return _out(spec, "database")
 
 
-@router.delete(
+@answers_nothing(
+    router.delete,
     "/federation-trusts/{name}",
-    status_code=204,
     name="trust.delete",
     summary="Remove a federation trust",
 )
-async def delete_trust(request: Request, name: str, admin: Admin) -> Response:
-    return await no_content(services(request).accounts.delete_trust, admin, name)
+def delete_trust(request: Request, name: str, admin: Admin) -> None:
+    services(request).accounts.delete_trust(admin, name)

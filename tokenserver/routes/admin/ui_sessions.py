@@ -5,13 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from tokenserver.accounts import SessionInfo
 from tokenserver.routes.admin.auth import Admin, AdminRoute
-from tokenserver.routes.admin.common import ERROR_RESPONSES, RowId, no_content
+from tokenserver.routes.admin.common import ERROR_RESPONSES, RowId, answers_nothing
 from tokenserver.routes.common import services
 
 __all__ = ["router"]
@@ -69,11 +69,11 @@ async def end_user_ui_sessions(request: Request, admin: Admin, user: User) -> En
     return EndedOut(ended=ended)
 
 
-@router.delete(
+@answers_nothing(
+    router.delete,
     "/ui-sessions/{session_id}",
-    status_code=204,
     name="ui_session.end",
     summary="End one web session, on every instance",
 )
-async def end_ui_session(request: Request, session_id: RowId, admin: Admin) -> Response:
-    return await no_content(services(request).accounts.end_ui_session, admin, session_id)
+def end_ui_session(request: Request, session_id: RowId, admin: Admin) -> None:
+    services(request).accounts.end_ui_session(admin, session_id)

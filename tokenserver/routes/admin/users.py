@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from tokenserver.accounts import UserInfo
 from tokenserver.passwords import MAX_PASSWORD_BYTES
 from tokenserver.routes.admin.auth import Admin, AdminRoute
-from tokenserver.routes.admin.common import ERROR_RESPONSES, StrictBody, no_content
+from tokenserver.routes.admin.common import ERROR_RESPONSES, StrictBody, answers_nothing
 from tokenserver.routes.common import services
 
 __all__ = ["router"]
@@ -78,14 +78,14 @@ async def get_user(request: Request, name: str, _admin: Admin) -> UserOut:
     return _out(await run_in_threadpool(services(request).accounts.get_user, name))
 
 
-@router.put(
+@answers_nothing(
+    router.put,
     "/users/{name}/password",
-    status_code=204,
     name="user.password",
     summary="Set a password (revokes the user's refresh tokens)",
 )
-async def set_password(request: Request, name: str, body: PasswordIn, admin: Admin) -> Response:
-    return await no_content(services(request).accounts.set_password, admin, name, body.password)
+def set_password(request: Request, name: str, body: PasswordIn, admin: Admin) -> None:
+    services(request).accounts.set_password(admin, name, body.password)
 
 
 @router.put(
@@ -112,11 +112,11 @@ async def set_disabled(request: Request, name: str, body: DisabledIn, admin: Adm
     return _out(user)
 
 
-@router.delete(
+@answers_nothing(
+    router.delete,
     "/users/{name}",
-    status_code=204,
     name="user.delete",
     summary="Delete a user (and revoke their refresh tokens)",
 )
-async def delete_user(request: Request, name: str, admin: Admin) -> Response:
-    return await no_content(services(request).accounts.delete_user, admin, name)
+def delete_user(request: Request, name: str, admin: Admin) -> None:
+    services(request).accounts.delete_user(admin, name)
