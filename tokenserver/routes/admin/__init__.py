@@ -1,4 +1,8 @@
-"""The admin API under /admin/v1, one module per resource; see `auth` for who gets in."""
+"""The admin API under /admin/v1, one module per resource; see `auth` for who gets in.
+
+Endpoints are plain functions, so that FastAPI runs them in its thread pool:
+every one waits on the database.
+"""
 
 from __future__ import annotations
 

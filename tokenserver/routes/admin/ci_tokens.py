@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
 
 from tokenserver.accounts import CITokenInfo
 from tokenserver.routes.admin.auth import Admin, AdminRoute
@@ -67,10 +66,9 @@ def _now(request: Request) -> dt.datetime:
 @router.get(
     "/ci-tokens", response_model=list[CITokenOut], name="ci_token.list", summary="List CI tokens"
 )
-async def list_ci_tokens(request: Request, _admin: Admin) -> list[dict[str, Any]]:
+def list_ci_tokens(request: Request, _admin: Admin) -> list[dict[str, Any]]:
     now = _now(request)
-    tokens = await run_in_threadpool(services(request).accounts.list_ci_tokens)
-    return [_out(t, now) for t in tokens]
+    return [_out(t, now) for t in services(request).accounts.list_ci_tokens()]
 
 
 @router.post(
@@ -80,14 +78,9 @@ async def list_ci_tokens(request: Request, _admin: Admin) -> list[dict[str, Any]
     name="ci_token.create",
     summary="Create a CI token",
 )
-async def create_ci_token(request: Request, body: CITokenCreate, admin: Admin) -> dict[str, Any]:
-    info, secret = await run_in_threadpool(
-        services(request).accounts.create_ci_token,
-        admin,
-        body.name,
-        body.scopes,
-        body.ttl,
-        body.description,
+def create_ci_token(request: Request, body: CITokenCreate, admin: Admin) -> dict[str, Any]:
+    info, secret = services(request).accounts.create_ci_token(
+        admin, body.name, body.scopes, body.ttl, body.description
     )
     return {**_out(info, _now(request)), "secret": secret}
 

@@ -6,7 +6,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
-from starlette.concurrency import run_in_threadpool
 
 from tokenserver.accounts import RefreshTokenInfo
 from tokenserver.routes.admin.auth import Admin, AdminRoute
@@ -22,31 +21,22 @@ class RevokedOut(BaseModel):
     revoked: int
 
 
-@router.get(
-    "/refresh-tokens",
-    response_model=list[RefreshTokenInfo],
-    name="refresh_token.list",
-    summary="Refresh tokens (never values)",
-)
-async def list_refresh_tokens(
-    request: Request,
-    _admin: Admin,
-    user: NameFilter = None,
+@router.get("/refresh-tokens", name="refresh_token.list", summary="Refresh tokens (never values)")
+def list_refresh_tokens(
+    request: Request, _admin: Admin, user: NameFilter = None
 ) -> list[RefreshTokenInfo]:
-    return await run_in_threadpool(services(request).accounts.list_refresh_tokens, user)
+    return services(request).accounts.list_refresh_tokens(user)
 
 
 @router.delete(
     "/refresh-tokens",
-    response_model=RevokedOut,
     name="refresh_token.revoke",
     summary="Revoke all of a user's refresh tokens",
 )
-async def revoke_user_refresh_tokens(
+def revoke_user_refresh_tokens(
     request: Request, admin: Admin, user: Annotated[str, Query(min_length=1, max_length=255)]
 ) -> RevokedOut:
-    count = await run_in_threadpool(services(request).accounts.revoke_refresh_tokens, admin, user)
-    return RevokedOut(revoked=count)
+    return RevokedOut(revoked=services(request).accounts.revoke_refresh_tokens(admin, user))
 
 
 @answers_nothing(

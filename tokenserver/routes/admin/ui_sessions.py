@@ -7,7 +7,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
-from starlette.concurrency import run_in_threadpool
 
 from tokenserver.accounts import SessionInfo
 from tokenserver.routes.admin.auth import Admin, AdminRoute
@@ -45,28 +44,20 @@ def _out(session: SessionInfo) -> UISessionOut:
     )
 
 
-@router.get(
-    "/ui-sessions",
-    response_model=list[UISessionOut],
-    name="ui_session.list",
-    summary="Live sessions of the admin web page",
-)
-async def list_ui_sessions(
+@router.get("/ui-sessions", name="ui_session.list", summary="Live sessions of the admin web page")
+def list_ui_sessions(
     request: Request, _admin: Admin, user: User | None = None
 ) -> list[UISessionOut]:
-    sessions = await run_in_threadpool(services(request).accounts.list_ui_sessions, user)
-    return [_out(s) for s in sessions]
+    return [_out(s) for s in services(request).accounts.list_ui_sessions(user)]
 
 
 @router.delete(
     "/ui-sessions",
-    response_model=EndedOut,
     name="ui_session.end",
     summary="End every web session of a user, on every instance",
 )
-async def end_user_ui_sessions(request: Request, admin: Admin, user: User) -> EndedOut:
-    ended = await run_in_threadpool(services(request).accounts.end_ui_sessions, admin, user)
-    return EndedOut(ended=ended)
+def end_user_ui_sessions(request: Request, admin: Admin, user: User) -> EndedOut:
+    return EndedOut(ended=services(request).accounts.end_ui_sessions(admin, user))
 
 
 @answers_nothing(

@@ -6,7 +6,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
 
 from tokenserver.accounts import UserInfo
 from tokenserver.passwords import MAX_PASSWORD_BYTES
@@ -58,24 +57,20 @@ def _out(user: UserInfo) -> UserOut:
     return UserOut(name=user.name, groups=list(user.groups), disabled=user.disabled)
 
 
-@router.get("/users", response_model=list[UserOut], name="user.list", summary="List users")
-async def list_users(request: Request, _admin: Admin) -> list[UserOut]:
-    return [_out(u) for u in await run_in_threadpool(services(request).accounts.list_users)]
+@router.get("/users", name="user.list", summary="List users")
+def list_users(request: Request, _admin: Admin) -> list[UserOut]:
+    return [_out(u) for u in services(request).accounts.list_users()]
 
 
-@router.post(
-    "/users", response_model=UserOut, status_code=201, name="user.create", summary="Create a user"
-)
-async def create_user(request: Request, body: UserCreate, admin: Admin) -> UserOut:
-    user = await run_in_threadpool(
-        services(request).accounts.create_user, admin, body.name, body.password, body.groups
-    )
-    return _out(user)
+@router.post("/users", status_code=201, name="user.create", summary="Create a user")
+def create_user(request: Request, body: UserCreate, admin: Admin) -> UserOut:
+    accounts = services(request).accounts
+    return _out(accounts.create_user(admin, body.name, body.password, body.groups))
 
 
-@router.get("/users/{name}", response_model=UserOut, name="user.get", summary="One user")
-async def get_user(request: Request, name: str, _admin: Admin) -> UserOut:
-    return _out(await run_in_threadpool(services(request).accounts.get_user, name))
+@router.get("/users/{name}", name="user.get", summary="One user")
+def get_user(request: Request, name: str, _admin: Admin) -> UserOut:
+    return _out(services(request).accounts.get_user(name))
 
 
 @answers_nothing(
@@ -88,28 +83,15 @@ def set_password(request: Request, name: str, body: PasswordIn, admin: Admin) ->
     services(request).accounts.set_password(admin, name, body.password)
 
 
-@router.put(
-    "/users/{name}/groups",
-    response_model=UserOut,
-    name="user.groups",
-    summary="Replace a user's groups",
-)
-async def set_groups(request: Request, name: str, body: GroupsIn, admin: Admin) -> UserOut:
-    accounts = services(request).accounts
-    return _out(await run_in_threadpool(accounts.set_groups, admin, name, body.groups))
+@router.put("/users/{name}/groups", name="user.groups", summary="Replace a user's groups")
+def set_groups(request: Request, name: str, body: GroupsIn, admin: Admin) -> UserOut:
+    return _out(services(request).accounts.set_groups(admin, name, body.groups))
 
 
-@router.put(
-    "/users/{name}/disabled",
-    response_model=UserOut,
-    # Refused before the body is read, an enable is recorded as this act too.
-    name="user.disable",
-    summary="Disable or enable",
-)
-async def set_disabled(request: Request, name: str, body: DisabledIn, admin: Admin) -> UserOut:
-    accounts = services(request).accounts
-    user = await run_in_threadpool(accounts.set_disabled, admin, name, body.disabled)
-    return _out(user)
+# Refused before the body is read, an enable is recorded as this act too.
+@router.put("/users/{name}/disabled", name="user.disable", summary="Disable or enable")
+def set_disabled(request: Request, name: str, body: DisabledIn, admin: Admin) -> UserOut:
+    return _out(services(request).accounts.set_disabled(admin, name, body.disabled))
 
 
 @answers_nothing(
