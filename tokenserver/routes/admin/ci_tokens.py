@@ -85,8 +85,6 @@ def create_ci_token(request: Request, body: CITokenCreate, admin: Admin) -> dict
     return {**_out(info, _now(request)), "secret": secret}
 
 
-@answers_nothing(
-    router.delete, "/ci-tokens/{name}", name="ci_token.revoke", summary="Revoke a CI token"
-)
+@answers_nothing(router.delete, "/ci-tokens/{name}", "ci_token.revoke", "Revoke a CI token")
 def revoke_ci_token(request: Request, name: str, admin: Admin) -> None:
     services(request).accounts.revoke_ci_token(admin, name)

@@ -50,11 +50,12 @@ class StrictBody(BaseModel):
 def answers_nothing(
     route: Callable[..., Callable[[Callable[..., Any]], object]],
     path: str,
-    *,
     name: str,
     summary: str,
 ) -> Callable[[Callable[P, object]], Callable[P, Coroutine[Any, Any, Response]]]:
     """Registers an act at `path` with `route` (a router's put or delete), answering 204.
+
+    `name` and `summary` are the route's, as in OpenAPI.
 
     The act runs off the event loop: it waits on the database.
     """

@@ -40,10 +40,7 @@ def revoke_user_refresh_tokens(
 
 
 @answers_nothing(
-    router.delete,
-    "/refresh-tokens/{token_id}",
-    name="refresh_token.revoke",
-    summary="Revoke one refresh token",
+    router.delete, "/refresh-tokens/{token_id}", "refresh_token.revoke", "Revoke one refresh token"
 )
 def revoke_refresh_token(request: Request, token_id: RowId, admin: Admin) -> None:
     services(request).accounts.revoke_refresh_token(admin, token_id)

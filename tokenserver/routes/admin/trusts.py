@@ -90,10 +90,7 @@ def create_trust(request: Request, body: TrustIn, admin: Admin) -> TrustOut:
 
 
 @answers_nothing(
-    router.delete,
-    "/federation-trusts/{name}",
-    name="trust.delete",
-    summary="Remove a federation trust",
+    router.delete, "/federation-trusts/{name}", "trust.delete", "Remove a federation trust"
 )
 def delete_trust(request: Request, name: str, admin: Admin) -> None:
     services(request).accounts.delete_trust(admin, name)

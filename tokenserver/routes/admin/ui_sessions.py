@@ -6,9 +6,8 @@ import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
-from tokenserver.accounts import SessionInfo
 from tokenserver.routes.admin.auth import Admin, AdminRoute
 from tokenserver.routes.admin.common import ERROR_RESPONSES, RowId, answers_nothing
 from tokenserver.routes.common import services
@@ -23,8 +22,10 @@ User = Annotated[str, Query(min_length=1, max_length=255, description="any spell
 class UISessionOut(BaseModel):
     """A live session: never its cookie, the cookie's hash or its CSRF token."""
 
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
-    user: str
+    user: str = Field(validation_alias="subject")
     backend: str
     created_at: dt.datetime
     expires_at: dt.datetime
@@ -34,21 +35,13 @@ class EndedOut(BaseModel):
     ended: int
 
 
-def _out(session: SessionInfo) -> UISessionOut:
-    return UISessionOut(
-        id=session.id,
-        user=session.subject,
-        backend=session.backend,
-        created_at=session.created_at,
-        expires_at=session.expires_at,
-    )
-
-
 @router.get("/ui-sessions", name="ui_session.list", summary="Live sessions of the admin web page")
 def list_ui_sessions(
     request: Request, _admin: Admin, user: User | None = None
 ) -> list[UISessionOut]:
-    return [_out(s) for s in services(request).accounts.list_ui_sessions(user)]
+    return [
+        UISessionOut.model_validate(s) for s in services(request).accounts.list_ui_sessions(user)
+    ]
 
 
 @router.delete(
@@ -63,8 +56,8 @@ def end_user_ui_sessions(request: Request, admin: Admin, user: User) -> EndedOut
 @answers_nothing(
     router.delete,
     "/ui-sessions/{session_id}",
-    name="ui_session.end",
-    summary="End one web session, on every instance",
+    "ui_session.end",
+    "End one web session, on every instance",
 )
 def end_ui_session(request: Request, session_id: RowId, admin: Admin) -> None:
     services(request).accounts.end_ui_session(admin, session_id)

@@ -76,8 +76,8 @@ def get_user(request: Request, name: str, _admin: Admin) -> UserOut:
 @answers_nothing(
     router.put,
     "/users/{name}/password",
-    name="user.password",
-    summary="Set a password (revokes the user's refresh tokens)",
+    "user.password",
+    "Set a password (revokes the user's refresh tokens)",
 )
 def set_password(request: Request, name: str, body: PasswordIn, admin: Admin) -> None:
     services(request).accounts.set_password(admin, name, body.password)
@@ -95,10 +95,7 @@ def set_disabled(request: Request, name: str, body: DisabledIn, admin: Admin) ->
 
 
 @answers_nothing(
-    router.delete,
-    "/users/{name}",
-    name="user.delete",
-    summary="Delete a user (and revoke their refresh tokens)",
+    router.delete, "/users/{name}", "user.delete", "Delete a user (and revoke their refresh tokens)"
 )
 def delete_user(request: Request, name: str, admin: Admin) -> None:
     services(request).accounts.delete_user(admin, name)
