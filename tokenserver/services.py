@@ -231,12 +231,8 @@ def open_services(
             federation=federation,
         )
         yield Services(
-            config=admin.config,
-            clock=admin.clock,
-            accounts=admin.accounts,
-            trail=admin.trail,
-            audit_reader=admin.audit_reader,
-            database=admin.database,
+            # The administration's own fields, as it made them.
+            **vars(admin),
             keys=keys,
             jwks=keys.jwks(),
             grants=grants,
