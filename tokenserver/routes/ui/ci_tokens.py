@@ -11,9 +11,9 @@ from starlette.concurrency import run_in_threadpool
 from authcore.duration import DurationError, parse_seconds
 from tokenserver.accounts import AccountError, InvalidValue
 from tokenserver.routes.common import services
-from tokenserver.routes.ui.common import after_change, base_context, status_of
+from tokenserver.routes.ui.common import after_change, base_context, list_page, status_of
 from tokenserver.routes.ui.render import page
-from tokenserver.routes.ui.session import SignedIn, posted, signed_in
+from tokenserver.routes.ui.session import SignedIn, posted
 
 __all__ = ["router"]
 
@@ -58,9 +58,7 @@ async def _list(
     )
 
 
-@router.get("/ci-tokens", include_in_schema=False)
-async def list_ci_tokens(request: Request) -> Response:
-    return await _list(request, await signed_in(request))
+list_page(router, "/ci-tokens", _list)
 
 
 @router.post("/ci-tokens", include_in_schema=False)

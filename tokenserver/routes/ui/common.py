@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode
 
-from fastapi import Request
+from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from tokenserver.accounts import AccountError, InvalidValue, NameTaken, UnknownAccount
-from tokenserver.routes.ui.session import SignedIn
+from tokenserver.routes.ui.session import SignedIn, signed_in
 
-__all__ = ["DONE", "after_change", "base_context", "status_of"]
+__all__ = ["DONE", "after_change", "base_context", "list_page", "status_of"]
 
 # What a redirect after a change may say: fixed texts, so a link cannot make the page say more.
 DONE = {
@@ -29,6 +30,17 @@ DONE = {
 def after_change(path: str, done: str, name: str = "") -> Response:
     query = urlencode({"done": done, "name": name} if name else {"done": done})
     return RedirectResponse(f"{path}?{query}", status_code=303)
+
+
+def list_page(
+    router: APIRouter, path: str, render: Callable[[Request, SignedIn], Awaitable[Response]]
+) -> None:
+    """Serves GET `path`: the page `render` makes for whoever is signed in."""
+
+    async def show(request: Request) -> Response:
+        return await render(request, await signed_in(request))
+
+    router.get(path, include_in_schema=False)(show)
 
 
 def base_context(request: Request, who: SignedIn) -> dict[str, Any]:

@@ -8,9 +8,9 @@ from starlette.concurrency import run_in_threadpool
 
 from tokenserver.accounts import AccountError, SessionInfo, parse_id
 from tokenserver.routes.common import services
-from tokenserver.routes.ui.common import after_change, base_context, status_of
+from tokenserver.routes.ui.common import after_change, base_context, list_page, status_of
 from tokenserver.routes.ui.render import page
-from tokenserver.routes.ui.session import SESSION_COOKIE, SignedIn, posted, signed_in
+from tokenserver.routes.ui.session import SESSION_COOKIE, SignedIn, posted
 
 __all__ = ["router"]
 
@@ -49,9 +49,7 @@ async def _after_end(request: Request, who: SignedIn, done: str, name: str = "")
     return after_change("/ui/sessions", done, name)
 
 
-@router.get("/sessions", include_in_schema=False)
-async def list_sessions(request: Request) -> Response:
-    return await _list(request, await signed_in(request))
+list_page(router, "/sessions", _list)
 
 
 @router.post("/sessions/end", include_in_schema=False)

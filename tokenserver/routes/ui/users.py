@@ -8,7 +8,7 @@ from starlette.concurrency import run_in_threadpool
 
 from tokenserver.accounts import AccountError
 from tokenserver.routes.common import services
-from tokenserver.routes.ui.common import after_change, base_context, status_of
+from tokenserver.routes.ui.common import after_change, base_context, list_page, status_of
 from tokenserver.routes.ui.render import page
 from tokenserver.routes.ui.session import SignedIn, posted, signed_in
 
@@ -35,9 +35,7 @@ async def _list(
     return page(request, "users.html", status, users=users, others=others, q=q, **context)
 
 
-@router.get("/users", include_in_schema=False)
-async def list_users(request: Request) -> Response:
-    return await _list(request, await signed_in(request))
+list_page(router, "/users", _list)
 
 
 @router.post("/users", include_in_schema=False)
