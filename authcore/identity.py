@@ -54,7 +54,8 @@ class ScopePattern:
     actions: frozenset[str]
 
     def __str__(self) -> str:
-        return f"{self.type}:{self.name}:{','.join(sorted(self.actions))}"
+        # A scope's text form, the name a glob: written in one place, `scope.py`.
+        return str(Access(self.type, self.name, self.actions))
 
 
 def parse_scope_pattern(text: str) -> ScopePattern:

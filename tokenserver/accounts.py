@@ -15,12 +15,13 @@ import datetime as dt
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from authcore.identity import Identity, ScopeLimit, ScopePatternError
 from tokenserver.audit import Actor, AdminTrail
+from tokenserver.audited import AuditedError
 from tokenserver.authn.base import Account, BackendUnavailable
 from tokenserver.authn.database import DatabaseBackend
 from tokenserver.authz.policy import ADMIN_GROUP
@@ -64,26 +65,20 @@ MAX_GROUPS = 100
 MAX_ID = 2**62
 
 
-class AccountError(Exception):
+class AccountError(AuditedError):
     """A change that cannot be made; the message says why (never a secret)."""
 
-    outcome: ClassVar[Outcome] = "invalid_request"
+
+class UnknownAccount(AccountError, outcome="not_found"): ...
 
 
-class UnknownAccount(AccountError):
-    outcome = "not_found"
+class NameTaken(AccountError, outcome="conflict"): ...
 
 
-class NameTaken(AccountError):
-    outcome = "conflict"
+class InvalidValue(AccountError): ...
 
 
-class InvalidValue(AccountError):
-    outcome = "invalid_request"
-
-
-class DirectoryUnavailable(AccountError):
-    outcome = "backend_unavailable"
+class DirectoryUnavailable(AccountError, outcome="backend_unavailable"): ...
 
 
 class Directory(Protocol):

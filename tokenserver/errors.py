@@ -48,6 +48,14 @@ class TokenServerError(Exception):
     status = 400
     error = "invalid_request"
 
+    def __init_subclass__(cls, *, status: int | None = None, error: str | None = None) -> None:
+        # Each answer's status and code in its class line, so the list below reads as a table.
+        super().__init_subclass__()
+        if status is not None:
+            cls.status = status
+        if error is not None:
+            cls.error = error
+
     def __init__(self, description: str, *, close: bool = False) -> None:
         super().__init__(description)
         self.description = description
@@ -68,25 +76,19 @@ class TokenServerError(Exception):
 # -- answers at any door -------------------------------------------------------------
 
 
-class InvalidRequest(TokenServerError):
-    pass
+class InvalidRequest(TokenServerError): ...
 
 
-class PayloadTooLarge(TokenServerError):
-    status = 413
+class PayloadTooLarge(TokenServerError, status=413): ...
 
 
-class ClientGone(TokenServerError):
+class ClientGone(TokenServerError, status=499):  # as nginx logs it: the client closed the request
     """The client disconnected before its request was complete; nobody reads the answer."""
 
-    status = 499  # as nginx logs it: the client closed the request
 
-
-class Unauthorized(TokenServerError):
+class Unauthorized(TokenServerError, status=401, error="unauthorized"):
     """401 with a challenge in each of `schemes` (GET /token asks for Basic credentials)."""
 
-    status = 401
-    error = "unauthorized"
     schemes: ClassVar[tuple[str, ...]] = ("Basic",)
 
     def __init__(self, description: str, realm: str, *, close: bool = False) -> None:
@@ -98,19 +100,13 @@ class Unauthorized(TokenServerError):
         return {"WWW-Authenticate": challenges}
 
 
-class TemporarilyUnavailable(TokenServerError):
-    status = 503
-    error = "temporarily_unavailable"
-
+class TemporarilyUnavailable(TokenServerError, status=503, error="temporarily_unavailable"):
     def headers(self) -> dict[str, str]:
         return {"Retry-After": "5"}
 
 
-class TooManyRequests(TokenServerError):
+class TooManyRequests(TokenServerError, status=429, error="too_many_requests"):
     """Too many failed logins for this account or address; the password was not checked."""
-
-    status = 429
-    error = "too_many_requests"
 
     def __init__(self, retry_after: int) -> None:
         super().__init__(f"too many failed logins; retry in {retry_after} s")
@@ -140,21 +136,16 @@ class FrameworkError(TokenServerError):
 # -- the token endpoint's own (RFC 6749 §5.2) -------------------------------------
 
 
-class InvalidScope(TokenServerError):
-    error = "invalid_scope"
+class InvalidScope(TokenServerError, error="invalid_scope"): ...
 
 
-class InvalidGrant(TokenServerError):
-    error = "invalid_grant"
+class InvalidGrant(TokenServerError, error="invalid_grant"): ...
 
 
-class UnsupportedGrantType(TokenServerError):
-    error = "unsupported_grant_type"
+class UnsupportedGrantType(TokenServerError, error="unsupported_grant_type"): ...
 
 
-class InvalidClient(TokenServerError):
-    status = 401
-    error = "invalid_client"
+class InvalidClient(TokenServerError, status=401, error="invalid_client"): ...
 
 
 # -- the admin API's own -------------------------------------------------------------
@@ -166,19 +157,13 @@ class AdminUnauthorized(Unauthorized):
     schemes = ("Basic", "Bearer")
 
 
-class Forbidden(TokenServerError):
-    status = 403
-    error = "forbidden"
+class Forbidden(TokenServerError, status=403, error="forbidden"): ...
 
 
-class NotFound(TokenServerError):
-    status = 404
-    error = "not_found"
+class NotFound(TokenServerError, status=404, error="not_found"): ...
 
 
-class Conflict(TokenServerError):
-    status = 409
-    error = "conflict"
+class Conflict(TokenServerError, status=409, error="conflict"): ...
 
 
 _ACCOUNT_ERRORS: dict[type[accounts.AccountError], type[TokenServerError]] = {

@@ -6,9 +6,7 @@ its flavour of the protocol expects. `outcome` is the audit row's outcome.
 
 from __future__ import annotations
 
-from typing import ClassVar
-
-from tokenserver.store.audit import Outcome
+from tokenserver.audited import AuditedError
 
 __all__ = [
     "AccountMismatch",
@@ -24,55 +22,40 @@ __all__ = [
 ]
 
 
-class Refused(Exception):
+class Refused(AuditedError):
     """A token request that gets no token; `outcome` is its audit outcome."""
 
-    outcome: ClassVar[Outcome] = "invalid_request"
+
+class UnknownService(Refused): ...
 
 
-class UnknownService(Refused):
-    pass
+class MalformedScope(Refused): ...
 
 
-class MalformedScope(Refused):
-    pass
+class AccountMismatch(Refused): ...
 
 
-class AccountMismatch(Refused):
-    pass
-
-
-class BadLogin(Refused):
+class BadLogin(Refused, outcome="bad_credentials"):
     """Unknown name, wrong password or disabled account: indistinguishable to the client."""
 
-    outcome = "bad_credentials"
 
-
-class CredentialsNeeded(Refused):
+class CredentialsNeeded(Refused, outcome="bad_credentials"):
     """What was asked (a refresh token) needs a caller who proved who it is."""
 
-    outcome = "bad_credentials"
+
+class InvalidRefreshToken(Refused, outcome="bad_credentials"): ...
 
 
-class InvalidRefreshToken(Refused):
-    outcome = "bad_credentials"
-
-
-class InvalidSubjectToken(Refused):
+class InvalidSubjectToken(Refused, outcome="bad_credentials"):
     """A token exchange whose ID token no trust accepts (RFC 8693 §2.2.2: invalid_request)."""
 
-    outcome = "bad_credentials"
 
-
-class Throttled(Refused):
+class Throttled(Refused, outcome="throttled"):
     """Too many failed logins for this account or address; the password was not checked."""
-
-    outcome = "throttled"
 
     def __init__(self, retry_after: int) -> None:
         super().__init__(f"too many failed logins; retry in {retry_after} s")
         self.retry_after = retry_after
 
 
-class BackendDown(Refused):
-    outcome = "backend_unavailable"
+class BackendDown(Refused, outcome="backend_unavailable"): ...

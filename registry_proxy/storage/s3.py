@@ -409,14 +409,7 @@ class S3Driver:
     # -- the multipart capability ------------------------------------------
 
     async def create_multipart(self, path: str) -> str:
-        response = await self._call(
-            path,
-            self._client.create_multipart_upload,
-            Bucket=self.bucket,
-            Key=self.key(path),
-            ContentType="application/octet-stream",
-        )
-        return str(response["UploadId"])
+        return await self._create_upload(path, self.key(path))
 
     async def upload_part(self, path: str, upload_id: str, number: int, data: bytes) -> str:
         response = await self._call(
@@ -443,26 +436,50 @@ class S3Driver:
         self, path: str, upload_id: str, parts: Sequence[tuple[int, str]]
     ) -> None:
         """Make the parts (number, ETag) the object; S3 checks every ETag against what it holds."""
+        await self._complete_upload(path, self.key(path), upload_id, parts, not_found=_PARTS_GONE)
+
+    async def abort_multipart(self, path: str, upload_id: str) -> None:
+        await self._abort_upload(path, self.key(path), upload_id)
+
+    # -- internals ---------------------------------------------------------
+
+    async def _create_upload(self, path: str, key: str) -> str:
+        """A multipart upload of object key `key`; its id."""
+        response = await self._call(
+            path,
+            self._client.create_multipart_upload,
+            Bucket=self.bucket,
+            Key=key,
+            ContentType="application/octet-stream",
+        )
+        return str(response["UploadId"])
+
+    async def _complete_upload(
+        self,
+        path: str,
+        key: str,
+        upload_id: str,
+        parts: Sequence[tuple[int, str]],
+        not_found: frozenset[str] = _NOT_FOUND,
+    ) -> None:
         await self._call(
             path,
             self._client.complete_multipart_upload,
-            not_found=_PARTS_GONE,
+            not_found=not_found,
             Bucket=self.bucket,
-            Key=self.key(path),
+            Key=key,
             UploadId=upload_id,
             MultipartUpload={"Parts": [{"PartNumber": n, "ETag": etag} for n, etag in parts]},
         )
 
-    async def abort_multipart(self, path: str, upload_id: str) -> None:
+    async def _abort_upload(self, path: str, key: str, upload_id: str) -> None:
         await self._call(
             path,
             self._client.abort_multipart_upload,
             Bucket=self.bucket,
-            Key=self.key(path),
+            Key=key,
             UploadId=upload_id,
         )
-
-    # -- internals ---------------------------------------------------------
 
     async def _pages(
         self, path: str, prefix: str, delimiter: str | None = None
@@ -517,33 +534,13 @@ class S3Driver:
                 MetadataDirective="REPLACE",
             )
             return
-        created = await self._call(
-            path,
-            self._client.create_multipart_upload,
-            Bucket=self.bucket,
-            Key=target,
-            ContentType="application/octet-stream",
-        )
-        upload_id = str(created["UploadId"])
+        upload_id = await self._create_upload(path, target)
         try:
             parts = await self._copy_parts(path, target, upload_id, source, size, followed=False)
-            await self._call(
-                path,
-                self._client.complete_multipart_upload,
-                Bucket=self.bucket,
-                Key=target,
-                UploadId=upload_id,
-                MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e, _ in parts]},
-            )
+            await self._complete_upload(path, target, upload_id, [(n, e) for n, e, _ in parts])
         except BaseException:
             with contextlib.suppress(StorageUnavailable, FileNotFound):
-                await self._call(
-                    path,
-                    self._client.abort_multipart_upload,
-                    Bucket=self.bucket,
-                    Key=target,
-                    UploadId=upload_id,
-                )
+                await self._abort_upload(path, target, upload_id)
             raise
 
     async def _copy_call(
