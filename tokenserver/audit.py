@@ -196,10 +196,20 @@ class Actor:
     user_agent: str = ""
 
     def record(self, at: dt.datetime, action: str, target: str, outcome: Outcome) -> AuditRecord:
-        # Each of an actor's fields is a column of the record; an act grants nothing.
-        nothing = dict.fromkeys(("service", "requested", "granted"), "")
         return AuditRecord(
-            at, **vars(self), **nothing, outcome=outcome, action=action, target=target
+            at=at,
+            subject=self.subject,
+            kind=self.kind,
+            backend=self.backend,
+            via=self.via,
+            client_ip=self.client_ip,
+            user_agent=self.user_agent,
+            service="",
+            requested="",
+            granted="",
+            outcome=outcome,
+            action=action,
+            target=target,
         )
 
 

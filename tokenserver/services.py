@@ -231,8 +231,12 @@ def open_services(
             federation=federation,
         )
         yield Services(
-            # The administration's own fields, as it made them.
-            **vars(admin),
+            config=admin.config,
+            clock=admin.clock,
+            accounts=admin.accounts,
+            trail=admin.trail,
+            audit_reader=admin.audit_reader,
+            database=admin.database,
             keys=keys,
             jwks=keys.jwks(),
             grants=grants,
