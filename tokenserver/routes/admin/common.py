@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Annotated, Any, ParamSpec
 
 from fastapi import Path, Query, Response
 from pydantic import BaseModel, ConfigDict
-from starlette.concurrency import run_in_threadpool
 
 from tokenserver.accounts import MAX_ID
 
@@ -52,19 +51,19 @@ def answers_nothing(
     path: str,
     name: str,
     summary: str,
-) -> Callable[[Callable[P, object]], Callable[P, Coroutine[Any, Any, Response]]]:
+) -> Callable[[Callable[P, object]], Callable[P, Response]]:
     """Registers an act at `path` with `route` (a router's put or delete), answering 204.
 
-    `name` and `summary` are the route's, as in OpenAPI.
-
-    The act runs off the event loop: it waits on the database.
+    `name` and `summary` are the route's, as in OpenAPI. The endpoint is a
+    plain function, as every admin endpoint is, so FastAPI runs the act in
+    its thread pool: it waits on the database.
     """
 
-    def register(act: Callable[P, object]) -> Callable[P, Coroutine[Any, Any, Response]]:
+    def register(act: Callable[P, object]) -> Callable[P, Response]:
         # Wrapped, so that FastAPI reads the act's parameters (path, body, admin).
         @functools.wraps(act)
-        async def endpoint(*args: P.args, **kwargs: P.kwargs) -> Response:
-            await run_in_threadpool(act, *args, **kwargs)
+        def endpoint(*args: P.args, **kwargs: P.kwargs) -> Response:
+            act(*args, **kwargs)
             return Response(status_code=204)
 
         route(path, status_code=204, name=name, summary=summary)(endpoint)
