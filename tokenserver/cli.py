@@ -280,7 +280,8 @@ def cmd_policy_check(args: argparse.Namespace) -> None:
     )
 
 
-def parse_duration(text: str) -> int:
+def _seconds(text: str) -> int:
+    """A lifetime or look-back given on the command line, in seconds; a CLI error if none."""
     try:
         return parse_seconds(text)
     except DurationError as exc:
@@ -288,7 +289,7 @@ def parse_duration(text: str) -> int:
 
 
 def cmd_ci_create(args: argparse.Namespace) -> None:
-    ttl = parse_duration(args.ttl)
+    ttl = _seconds(args.ttl)
     _info, secret = _on_accounts(
         args,
         lambda accounts: accounts.create_ci_token(
@@ -347,7 +348,7 @@ def cmd_trust_add(args: argparse.Namespace) -> None:
         jwks_uri=args.jwks_uri,
         jwks_file=Path(args.jwks_file).resolve() if args.jwks_file else None,
         ca_file=Path(args.ca_file).resolve() if args.ca_file else None,
-        max_age=parse_duration(args.max_age),
+        max_age=_seconds(args.max_age),
     )
     _on_accounts(args, lambda accounts: accounts.create_trust(_actor(), spec))
     print(f"trust {args.name} added: log in as {args.name} with an ID token from {args.issuer}")
@@ -385,7 +386,7 @@ def cmd_trust_del(args: argparse.Namespace) -> None:
 
 
 def cmd_audit_tail(args: argparse.Namespace) -> None:
-    since = utcnow() - dt.timedelta(seconds=parse_duration(args.since))
+    since = utcnow() - dt.timedelta(seconds=_seconds(args.since))
     with _administration(args) as admin:
         records = admin.audit_reader.query(
             subject=args.subject,
