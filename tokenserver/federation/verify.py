@@ -72,8 +72,6 @@ WAIT = 2.0
 MAX_WAITING = 16
 _NO_VALUES = Values({}, {})
 
-_waiting = threading.BoundedSemaphore(MAX_WAITING)
-
 
 class InvalidIDToken(Exception):
     """Not a token of this trust; the message says why (never the token)."""
@@ -110,7 +108,11 @@ class IssuerKeys:
         jwks_file: Path | None = None,
         ca_file: Path | None = None,
         clock: Callable[[], float] = time.monotonic,
+        waiting: threading.BoundedSemaphore | None = None,
     ) -> None:
+        # The logins that may wait for keys at once: `Trusts` shares one among
+        # every issuer's key set; a key set made alone has its own.
+        self._waiting = threading.BoundedSemaphore(MAX_WAITING) if waiting is None else waiting
         try:
             tls = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
         except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
@@ -149,12 +151,12 @@ class IssuerKeys:
             if self._remote.failure is not None:
                 raise KeysUnavailable(self._remote.failure)
             return False
-        if not _waiting.acquire(blocking=False):
+        if not self._waiting.acquire(blocking=False):
             raise KeysUnavailable("too many logins are waiting for issuers' keys")
         try:
             done = fetch.wait(fetch.began + WAIT - time.monotonic())
         finally:
-            _waiting.release()
+            self._waiting.release()
         if not done:
             raise KeysUnavailable("the issuer's keys are still being fetched")
         if fetch.failure is not None:
@@ -239,6 +241,7 @@ class Trusts:
             MAX_KEY_SOURCES
         )
         self._lock = threading.Lock()
+        self._waiting = threading.BoundedSemaphore(MAX_WAITING)
 
     def spec(self, name: str) -> TrustSpec | None:
         """Blocking (the database)."""
@@ -275,6 +278,7 @@ class Trusts:
                     # The server's clock: the once-a-minute refetch follows the
                     # same time as the tokens' exp and iat.
                     clock=lambda: self._clock().timestamp(),
+                    waiting=self._waiting,
                 )
             # Stored again on every use: the source dropped first is the one used longest ago.
             self._sources.put(key, source)
