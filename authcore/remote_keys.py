@@ -218,7 +218,12 @@ class RemoteKeySet(Generic[T]):
         path = self.source.jwks_file
         if path is not None and self.source.jwks_uri is None and self.source.issuer is None:
             try:
-                document = json.loads(path.read_bytes()[:MAX_DOCUMENT_BYTES])
+                with path.open("rb") as file:
+                    # Read no more than a fetch would: the file may be anything.
+                    raw = file.read(MAX_DOCUMENT_BYTES + 1)
+                if len(raw) > MAX_DOCUMENT_BYTES:
+                    raise KeysUnavailable(f"{path}: larger than 1 MiB")
+                document = json.loads(raw)
             except (OSError, ValueError) as exc:
                 raise KeysUnavailable(f"{path}: {type(exc).__name__}") from None
         else:

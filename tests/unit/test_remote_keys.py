@@ -14,6 +14,7 @@ import http.server
 import json
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -216,3 +217,16 @@ def test_discovery_finds_the_jwks_and_https_only_refuses_http(publisher: _Publis
     assert not _fetched(strict)
     assert strict.failure is not None and "HTTPS only" in strict.failure
     assert len(publisher.requests) == 2
+
+
+def test_a_file_past_the_bound_is_refused_as_a_fetch_would_be(tmp_path: Path) -> None:
+    good = json.dumps({"keys": [public_jwk(KEY, "k1", "ES256")]}).encode()
+    path = tmp_path / "jwks.json"
+    keys = RemoteKeySet(KeySetSource(jwks_file=path), _kids, min_refresh=0, clock=_Clock())
+    path.write_bytes(good[:-1] + b" " * MAX_DOCUMENT_BYTES + b"}")
+    assert not _fetched(keys)
+    assert keys.failure is not None and "larger than 1 MiB" in keys.failure
+    assert keys.keys == ()
+    # Just within the bound, the same document is read.
+    path.write_bytes(good[:-1] + b" " * (MAX_DOCUMENT_BYTES - len(good)) + b"}")
+    assert _fetched(keys) and keys.keys == ("k1",) and keys.failure is None
