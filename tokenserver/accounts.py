@@ -370,7 +370,7 @@ class Accounts:
         with self._act(actor, "trust.delete", name):
             if name in self._configured_trusts:
                 raise InvalidValue(f"trust {name} is defined in the configuration; remove it there")
-            if not self._trusts.delete(name):
+            if not self._trusts.delete(_existing(name, "trust")):
                 raise UnknownAccount(f"no trust {name}")
 
     # -- refresh tokens -------------------------------------------------------

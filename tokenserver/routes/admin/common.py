@@ -7,16 +7,29 @@ from collections.abc import Callable
 from typing import Annotated, Any, ParamSpec
 
 from fastapi import Path, Query, Response
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict
 
-from tokenserver.accounts import MAX_ID
+from tokenserver.accounts import MAX_ID, InvalidValue, parse_id
 
 __all__ = ["ERROR_RESPONSES", "ErrorBody", "NameFilter", "RowId", "StrictBody", "answers_nothing"]
 
 P = ParamSpec("P")
 
-# A row's id in a path: out of range is a 400, not a database error.
-RowId = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+def _row_id(value: object) -> object:
+    # ASCII digits, as `parse_id` reads an id everywhere else: int() would also
+    # take "1.0", "+1", " 1" or "1_0", other spellings of some row.
+    if isinstance(value, str):
+        try:
+            return parse_id(value)
+        except InvalidValue as exc:
+            raise ValueError(str(exc)) from None
+    return value
+
+
+# A row's id in a path: anything but its digits, or out of range, is a 400,
+# not a database error.
+RowId = Annotated[int, BeforeValidator(_row_id), Path(ge=1, le=MAX_ID)]
 # An optional filter on a user's (or subject's) name.
 NameFilter = Annotated[str | None, Query(max_length=255)]
 

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from tokenserver.accounts import AccountError
+from tokenserver.accounts import AccountError, parse_id
 from tokenserver.routes.common import services
 from tokenserver.routes.ui.common import after_change, base_context, list_page, status_of
 from tokenserver.routes.ui.render import page
@@ -100,12 +100,13 @@ async def change_user(request: Request, name: str, change: str) -> Response:
 
 
 @router.post("/refresh-tokens/{token_id}/revoke", include_in_schema=False)
-async def revoke_refresh_token(request: Request, token_id: int) -> Response:
+async def revoke_refresh_token(request: Request, token_id: str) -> Response:
     who, _form = await posted(request)
     user = request.query_params.get("user", "")[:255]
     try:
+        number = parse_id(token_id, "refresh token")
         accounts = services(request).accounts
-        await run_in_threadpool(accounts.revoke_refresh_token, who.actor, token_id)
+        await run_in_threadpool(accounts.revoke_refresh_token, who.actor, number)
     except AccountError as exc:
         return await _detail(request, who, user, str(exc), status_of(exc))
     return after_change(f"/ui/users/{user}", "token-revoked")
