@@ -24,6 +24,7 @@ from tokenserver.config import Config, ConfigError, load_config
 from tokenserver.federation.trusts import TrustSpec
 from tokenserver.keys import KeysError, generate_key, jwks_document, load_public_keys, write_jwks
 from tokenserver.services import Administration, open_administration, utcnow
+from tokenserver.token_views import CITokenView
 
 __all__ = ["main"]
 
@@ -306,15 +307,7 @@ def cmd_ci_list(args: argparse.Namespace) -> None:
     _show(
         tokens,
         args.json,
-        lambda t: {
-            "name": t.name,
-            "scopes": [str(p) for p in t.scopes.patterns],
-            "description": t.description,
-            "expires_at": t.expires_at.isoformat(),
-            "last_used_at": t.last_used_at.isoformat() if t.last_used_at else None,
-            "last_used_ip": t.last_used_ip,
-            "state": t.state(now),
-        },
+        lambda t: CITokenView.of(t, now).model_dump(mode="json"),
         lambda t: (
             f"{t.name}\t{t.scopes}\t{t.expires_at:{TIME}}\t{t.state(now)}"
             + (f"\t{t.last_used_at:{TIME}} {t.last_used_ip}" if t.last_used_at else "\t-")

@@ -202,7 +202,8 @@ class TrustConfig(_Section):
     max_age: int = 3600
 
     def spec(self) -> TrustSpec:
-        return TrustSpec(**self.model_dump())
+        # The trust's fields only: the admin API's answer extends this model.
+        return TrustSpec(**self.model_dump(include=set(TrustConfig.model_fields)))
 
     @model_validator(mode="after")
     def _valid(self) -> TrustConfig:

@@ -15,7 +15,7 @@ import datetime as dt
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tokenserver.accounts import Accounts
 from tokenserver.audit import AdminTrail, AuditLog
@@ -90,6 +90,9 @@ class Services(Administration):
     metrics: TokenMetrics
 
 
+_A = TypeVar("_A", bound=Administration)
+
+
 def build_policy(config: Config) -> Explaining:
     """The configured rules; a bad rules file raises ConfigError here, before serving."""
     if config.acl_file is not None:
@@ -145,7 +148,10 @@ def _open_records(config: Config, exits: ExitStack) -> _Records:
     )
 
 
-def _administration(config: Config, records: _Records, clock: Clock) -> Administration:
+def _administration(
+    kind: type[_A], config: Config, records: _Records, clock: Clock, **more: Any
+) -> _A:
+    """An `Administration` (or the `Services` that extend it, given the rest as `more`)."""
     trail = AdminTrail(records.audit, clock)
     accounts = Accounts(
         users=records.users,
@@ -160,13 +166,14 @@ def _administration(config: Config, records: _Records, clock: Clock) -> Administ
         ui_sessions=records.ui_sessions,
         configured_trusts=records.configured_trusts,
     )
-    return Administration(
+    return kind(
         config=config,
         clock=clock,
         accounts=accounts,
         trail=trail,
         audit_reader=records.audit,
         database=records.database,
+        **more,
     )
 
 
@@ -174,7 +181,7 @@ def _administration(config: Config, records: _Records, clock: Clock) -> Administ
 def open_administration(config: Config, *, clock: Clock = utcnow) -> Iterator[Administration]:
     """The CLI's services, closed (backends, then the database) when the block ends."""
     with ExitStack() as exits:
-        yield _administration(config, _open_records(config, exits), clock)
+        yield _administration(Administration, config, _open_records(config, exits), clock)
 
 
 @contextmanager
@@ -195,7 +202,6 @@ def open_services(
 
     with ExitStack() as exits:
         records = _open_records(config, exits)
-        admin = _administration(config, records, clock)
         keys = load_keys(config.token.keys_dir, config.token.algorithm, config.token.signing_key)
         federation = FederatedBackend(Trusts(records.configured_trusts, records.trusts, clock))
         # CI tokens and trusts first: only passwords shaped like their secrets
@@ -230,13 +236,11 @@ def open_services(
             audit=audit,
             federation=federation,
         )
-        yield Services(
-            config=admin.config,
-            clock=admin.clock,
-            accounts=admin.accounts,
-            trail=admin.trail,
-            audit_reader=admin.audit_reader,
-            database=admin.database,
+        yield _administration(
+            Services,
+            config,
+            records,
+            clock,
             keys=keys,
             jwks=keys.jwks(),
             grants=grants,

@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from tokenserver.config import TrustConfig
 from tokenserver.federation.trusts import TrustSpec
 from tokenserver.routes.admin.auth import Admin, AdminRoute
 from tokenserver.routes.admin.common import ERROR_RESPONSES, StrictBody, answers_nothing
@@ -37,44 +38,24 @@ class TrustIn(StrictBody):
 
     def spec(self) -> TrustSpec:
         return TrustSpec(
-            name=self.name,
-            issuer=self.issuer,
-            audience=self.audience,
-            scopes=self.scopes,
-            claims=self.claims,
-            jwks_uri=self.jwks_uri,
-            jwks_file=Path(self.jwks_file) if self.jwks_file else None,
-            ca_file=Path(self.ca_file) if self.ca_file else None,
-            max_age=self.max_age,
+            **self.model_dump(exclude={"jwks_file", "ca_file"}),
+            jwks_file=_path(self.jwks_file),
+            ca_file=_path(self.ca_file),
         )
 
 
-class TrustOut(BaseModel):
-    name: str
-    issuer: str
-    audience: str
-    scopes: list[str]
-    claims: dict[str, str]
-    jwks_uri: str | None
-    jwks_file: str | None
-    ca_file: str | None
-    max_age: int
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value else None
+
+
+class TrustOut(TrustConfig):
+    """A trust as configured, and where it is kept."""
+
     source: str = Field(description="config (read-only here) or database")
 
 
 def _out(spec: TrustSpec, source: str) -> TrustOut:
-    return TrustOut(
-        name=spec.name,
-        issuer=spec.issuer,
-        audience=spec.audience,
-        scopes=list(spec.scopes),
-        claims=dict(spec.claims),
-        jwks_uri=spec.jwks_uri,
-        jwks_file=str(spec.jwks_file) if spec.jwks_file else None,
-        ca_file=str(spec.ca_file) if spec.ca_file else None,
-        max_age=spec.max_age,
-        source=source,
-    )
+    return TrustOut(**spec.fields(), source=source)
 
 
 @router.get("/federation-trusts", name="trust.list", summary="List federation trusts")

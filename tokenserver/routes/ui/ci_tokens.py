@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
@@ -14,6 +12,7 @@ from tokenserver.routes.common import services
 from tokenserver.routes.ui.common import after_change, base_context, list_page, status_of
 from tokenserver.routes.ui.render import page
 from tokenserver.routes.ui.session import SignedIn, posted
+from tokenserver.token_views import CITokenView
 
 __all__ = ["router"]
 
@@ -34,17 +33,9 @@ async def _list(
     status: int = 200,
 ) -> Response:
     now = services(request).clock()
-    tokens: list[dict[str, Any]] = [
-        {
-            "name": t.name,
-            "scopes": [str(p) for p in t.scopes.patterns],
-            "state": t.state(now),
-            "expires_at": t.expires_at,
-            "last_used_at": t.last_used_at,
-            "last_used_ip": t.last_used_ip,
-            "description": t.description,
-        }
-        for t in await run_in_threadpool(services(request).accounts.list_ci_tokens)
+    tokens = [
+        CITokenView.of(info, now)
+        for info in await run_in_threadpool(services(request).accounts.list_ci_tokens)
     ]
     context = base_context(request, who) | {"error": error}
     return page(
