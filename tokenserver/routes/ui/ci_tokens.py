@@ -47,16 +47,8 @@ async def _list(
         }
         for t in await run_in_threadpool(services(request).accounts.list_ci_tokens)
     ]
-    context = base_context(request, who) | {"error": error}
-    return page(
-        request,
-        "ci_tokens.html",
-        status,
-        tokens=tokens,
-        created=created,
-        registry_host=_registry_host(request),
-        **context,
-    )
+    context = base_context(request, who, error) | {"registry_host": _registry_host(request)}
+    return page(request, "ci_tokens.html", status, tokens=tokens, created=created, **context)
 
 
 list_page(router, "/ci-tokens", _list)

@@ -90,14 +90,16 @@ async def act(
         raise ShownAgain(await again(request, who, str(exc), status_of(exc))) from None
 
 
-def base_context(request: Request, who: SignedIn) -> dict[str, Any]:
+def base_context(request: Request, who: SignedIn, error: str | None = None) -> dict[str, Any]:
+    """What every page shows: who is signed in, its forms' CSRF token, what the last change
+    did (`done`) and `error`, why a change was refused."""
     done = DONE.get(request.query_params.get("done", ""))
     name = request.query_params.get("name", "")[:255]
     return {
         "subject": who.actor.subject,
         "csrf": who.session.csrf,
         "message": done.format(name=name) if done else None,
-        "error": None,
+        "error": error,
     }
 
 

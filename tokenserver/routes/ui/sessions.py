@@ -28,16 +28,8 @@ async def _list(
     except AccountError as exc:  # a name no account could have
         if error is None:
             error, status = str(exc), status_of(exc)
-    context = base_context(request, who) | {"error": error}
-    return page(
-        request,
-        "sessions.html",
-        status,
-        sessions=sessions,
-        user=user,
-        current=who.session.id,
-        **context,
-    )
+    context = base_context(request, who, error) | {"current": who.session.id}
+    return page(request, "sessions.html", status, sessions=sessions, user=user, **context)
 
 
 async def _after_end(request: Request, who: SignedIn, done: str, name: str = "") -> Response:

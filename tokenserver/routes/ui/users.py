@@ -33,7 +33,7 @@ async def _list(
     if q:
         users = [u for u in users if q.casefold() in u.name.casefold()]
     others = await run_in_threadpool(_others, request)
-    context = base_context(request, who) | {"error": error}
+    context = base_context(request, who, error)
     return page(request, "users.html", status, users=users, others=others, q=q, **context)
 
 
@@ -57,7 +57,7 @@ async def _detail(
     except AccountError as exc:
         return await _list(request, who, str(exc), status_of(exc))
     tokens = await run_in_threadpool(services(request).accounts.list_refresh_tokens, name)
-    context = base_context(request, who) | {"error": error}
+    context = base_context(request, who, error)
     return page(request, "user.html", status, user=user, refresh_tokens=tokens, **context)
 
 
