@@ -13,6 +13,7 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from tokenserver.routes.ui import audit, ci_tokens, keys, login, repositories, sessions, users
+from tokenserver.routes.ui.common import ShownAgain
 from tokenserver.routes.ui.render import page
 from tokenserver.routes.ui.session import PATH, CSRFRefused, SignInRequired
 
@@ -42,3 +43,7 @@ def install(app: FastAPI) -> None:
             "That form did not come from this page (its CSRF token is wrong): nothing was changed."
         )
         return page(request, "refused.html", 403, reason=reason)
+
+    @app.exception_handler(ShownAgain)
+    async def shown_again(_request: Request, exc: ShownAgain) -> Response:
+        return exc.response

@@ -57,7 +57,6 @@ async def audit(request: Request) -> Response:
     def page_link(number: int) -> str:
         return "/ui/audit?" + urlencode({**{k: v for k, v in filters.items() if v}, "page": number})
 
-    context = base_context(request, who) | ({"error": error} if error else {})
     return page(
         request,
         "audit.html",
@@ -68,5 +67,5 @@ async def audit(request: Request) -> Response:
         more=len(rows) > PAGE,
         page=page_number,
         page_link=page_link,
-        **context,
+        **base_context(request, who, error),
     )

@@ -7,9 +7,10 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from authcore.duration import DurationError, parse_seconds
-from tokenserver.accounts import AccountError, InvalidValue
+from tokenserver.accounts import InvalidValue
+from tokenserver.forms import Params
 from tokenserver.routes.common import services
-from tokenserver.routes.ui.common import after_change, base_context, list_page, status_of
+from tokenserver.routes.ui.common import act, after_change, base_context, list_page
 from tokenserver.routes.ui.render import page
 from tokenserver.routes.ui.session import SignedIn, posted
 from tokenserver.token_views import CITokenView
@@ -27,50 +28,40 @@ def _registry_host(request: Request) -> str:
 async def _list(
     request: Request,
     who: SignedIn,
-    *,
-    created: dict[str, str] | None = None,
     error: str | None = None,
     status: int = 200,
+    *,
+    created: dict[str, str] | None = None,
 ) -> Response:
     now = services(request).clock()
     tokens = [
         CITokenView.of(info, now)
         for info in await run_in_threadpool(services(request).accounts.list_ci_tokens)
     ]
-    context = base_context(request, who) | {"error": error}
-    return page(
-        request,
-        "ci_tokens.html",
-        status,
-        tokens=tokens,
-        created=created,
-        registry_host=_registry_host(request),
-        **context,
-    )
+    context = base_context(request, who, error) | {"registry_host": _registry_host(request)}
+    return page(request, "ci_tokens.html", status, tokens=tokens, created=created, **context)
 
 
 list_page(router, "/ci-tokens", _list)
 
 
+def _ttl(form: Params) -> int:
+    try:
+        return parse_seconds(form.one("ttl") or "30d")
+    except DurationError as exc:
+        raise InvalidValue(str(exc)) from None
+
+
 @router.post("/ci-tokens", include_in_schema=False)
 async def create_ci_token(request: Request) -> Response:
     who, form = await posted(request)
-    name = form.one("name") or ""
-    try:
-        try:
-            ttl = parse_seconds(form.one("ttl") or "30d")
-        except DurationError as exc:
-            raise InvalidValue(str(exc)) from None
-        _info, secret = await run_in_threadpool(
-            services(request).accounts.create_ci_token,
-            who.actor,
-            name,
-            (form.one("scopes") or "").split(),
-            ttl,
-            form.one("description") or "",
-        )
-    except AccountError as exc:
-        return await _list(request, who, error=str(exc), status=status_of(exc))
+    name, description = form.one("name") or "", form.one("description") or ""
+    scopes = (form.one("scopes") or "").split()
+    create = services(request).accounts.create_ci_token
+    # The lifetime is read within the act: a bad one is refused as any bad value is.
+    _info, secret = await act(
+        request, who, _list, lambda actor: create(actor, name, scopes, _ttl(form), description)
+    )
     # Rendered, not redirected: the secret must never be in a URL or shown twice.
     return await _list(request, who, created={"name": name, "secret": secret}, status=201)
 
@@ -78,8 +69,5 @@ async def create_ci_token(request: Request) -> Response:
 @router.post("/ci-tokens/{name}/revoke", include_in_schema=False)
 async def revoke_ci_token(request: Request, name: str) -> Response:
     who, _form = await posted(request)
-    try:
-        await run_in_threadpool(services(request).accounts.revoke_ci_token, who.actor, name)
-    except AccountError as exc:
-        return await _list(request, who, error=str(exc), status=status_of(exc))
+    await act(request, who, _list, services(request).accounts.revoke_ci_token, name)
     return after_change("/ui/ci-tokens", "ci-revoked", name)

@@ -1,18 +1,41 @@
-"""What every page handler shares: the after-a-change redirect, the page context, refusals."""
+"""What every page handler shares: the after-a-change redirect, the page context, refusals.
+
+A change is one act of the accounts service (which checks and audits it),
+run off the event loop as whoever posted the form. A refused one answers
+with the page it came from, shown again with why and the status that says
+so: `act` raises `ShownAgain`, whose handler (see `install`) sends it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from tokenserver.accounts import AccountError, InvalidValue, NameTaken, UnknownAccount
+from tokenserver.audit import Actor
 from tokenserver.routes.ui.session import SignedIn, signed_in
 
-__all__ = ["DONE", "after_change", "base_context", "list_page", "status_of"]
+__all__ = [
+    "DONE",
+    "Again",
+    "ShownAgain",
+    "act",
+    "after_change",
+    "base_context",
+    "list_page",
+    "status_of",
+]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+# A page shown again after a change it offers was refused: with the error and its status.
+Again = Callable[[Request, SignedIn, str, int], Awaitable[Response]]
 
 # What a redirect after a change may say: fixed texts, so a link cannot make the page say more.
 DONE = {
@@ -43,14 +66,40 @@ def list_page(
     router.get(path, include_in_schema=False)(show)
 
 
-def base_context(request: Request, who: SignedIn) -> dict[str, Any]:
+class ShownAgain(Exception):
+    """A change was refused: `response` is its page, shown again with why."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+async def act(
+    request: Request,
+    who: SignedIn,
+    again: Again,
+    change: Callable[Concatenate[Actor, P], T],
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> T:
+    """What `change(who.actor, *args)` answers, run in the thread pool; if the accounts
+    service refuses it, `ShownAgain` with the page `again` shows for the refusal."""
+    try:
+        return await run_in_threadpool(change, who.actor, *args, **kwargs)
+    except AccountError as exc:
+        raise ShownAgain(await again(request, who, str(exc), status_of(exc))) from None
+
+
+def base_context(request: Request, who: SignedIn, error: str | None = None) -> dict[str, Any]:
+    """What every page shows: who is signed in, its forms' CSRF token, what the last change
+    did (`done`) and `error`, why a change was refused."""
     done = DONE.get(request.query_params.get("done", ""))
     name = request.query_params.get("name", "")[:255]
     return {
         "subject": who.actor.subject,
         "csrf": who.session.csrf,
         "message": done.format(name=name) if done else None,
-        "error": None,
+        "error": error,
     }
 
 

@@ -8,7 +8,7 @@ from starlette.concurrency import run_in_threadpool
 
 from tokenserver.accounts import AccountError, SessionInfo, parse_id
 from tokenserver.routes.common import services
-from tokenserver.routes.ui.common import after_change, base_context, list_page, status_of
+from tokenserver.routes.ui.common import act, after_change, base_context, list_page, status_of
 from tokenserver.routes.ui.render import page
 from tokenserver.routes.ui.session import SESSION_COOKIE, SignedIn, posted
 
@@ -28,16 +28,8 @@ async def _list(
     except AccountError as exc:  # a name no account could have
         if error is None:
             error, status = str(exc), status_of(exc)
-    context = base_context(request, who) | {"error": error}
-    return page(
-        request,
-        "sessions.html",
-        status,
-        sessions=sessions,
-        user=user,
-        current=who.session.id,
-        **context,
-    )
+    context = base_context(request, who, error) | {"current": who.session.id}
+    return page(request, "sessions.html", status, sessions=sessions, user=user, **context)
 
 
 async def _after_end(request: Request, who: SignedIn, done: str, name: str = "") -> Response:
@@ -56,19 +48,19 @@ list_page(router, "/sessions", _list)
 async def end_user_sessions(request: Request) -> Response:
     who, form = await posted(request)
     user = form.one("user") or ""
-    try:
-        await run_in_threadpool(services(request).accounts.end_ui_sessions, who.actor, user)
-    except AccountError as exc:
-        return await _list(request, who, str(exc), status_of(exc))
+    await act(request, who, _list, services(request).accounts.end_ui_sessions, user)
     return await _after_end(request, who, "sessions-ended", user)
 
 
 @router.post("/sessions/{session_id}/end", include_in_schema=False)
 async def end_session(request: Request, session_id: str) -> Response:
     who, _form = await posted(request)
-    try:
-        number = parse_id(session_id, "web session")
-        await run_in_threadpool(services(request).accounts.end_ui_session, who.actor, number)
-    except AccountError as exc:
-        return await _list(request, who, str(exc), status_of(exc))
+    accounts = services(request).accounts
+    # The id is read within the act: one no row could have is refused as any bad value is.
+    await act(
+        request,
+        who,
+        _list,
+        lambda actor: accounts.end_ui_session(actor, parse_id(session_id, "web session")),
+    )
     return await _after_end(request, who, "session-ended")
