@@ -116,7 +116,7 @@ class Manifests:
         await self._blobs.put(digest, body)
         subject = info.subject.digest if info.subject is not None else None
         descriptor = describe(info, digest, len(body)) if subject is not None else b""
-        revision = paths.revision_link(repo, digest)
+        revision = paths.REVISIONS.link(repo, digest)
         for _attempt in range(LINK_ATTEMPTS):
             await write_link(self._driver, revision, digest)
             if subject is not None:
@@ -150,16 +150,16 @@ class Manifests:
         return StoredManifest(body, media_type, digest)
 
     async def exists(self, repo: str, digest: Digest) -> bool:
-        target = await read_link(self._driver, paths.revision_link(repo, digest))
+        target = await read_link(self._driver, paths.REVISIONS.link(repo, digest))
         return target is not None and await self._blobs.stat(target) is not None
 
     async def delete(self, repo: str, digest: Digest) -> None:
         """Remove the revision, every tag currently pointing at it, and its referrers entry."""
-        if await read_link(self._driver, paths.revision_link(repo, digest)) is None:
+        if await read_link(self._driver, paths.REVISIONS.link(repo, digest)) is None:
             raise ManifestUnknown(digest)
         subject = _subject_of(await read_revision(self._driver, repo, digest))
         try:
-            await self._driver.delete(paths.revision_dir(repo, digest))
+            await self._driver.delete(paths.REVISIONS.directory(repo, digest))
         except FileNotFound:
             raise ManifestUnknown(digest) from None
         for tag in await self._tags.pointing_at(repo, digest):
