@@ -39,7 +39,7 @@ _EXTRAS = {"s3": ("boto3", "botocore", "rehashes")}
 class Storage:
     """Every storage service over one driver."""
 
-    def __init__(self, driver: StorageDriver, rules: ManifestRules | None = None) -> None:
+    def __init__(self, driver: StorageDriver, rules: ManifestRules = ManifestRules()) -> None:
         self.driver = driver
         self.blobs = Blobs(driver)
         self.uploads = Uploads(driver, upload_strategy(driver, self.blobs))
