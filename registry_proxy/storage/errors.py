@@ -36,14 +36,15 @@ class _Unknown(StorageError):
     """Something the client named that the registry does not hold; `subject` is that name.
 
     The message is `template` with the name in its `{}`; a name the URL brought unchecked
-    (an upload id, a reference) is cut there (`{:.100}`), so a log line stays short.
+    (an upload id, a reference) is cut there (`{:.100}`): the message is the error's detail
+    in the answer and in the log, and stays short.
     """
 
     template: ClassVar[str]
 
     def __init__(self, subject: object) -> None:
-        super().__init__(self.template.format(str(subject)))
         self.subject = str(subject)
+        super().__init__(self.template.format(self.subject))
 
 
 class _DigestUnknown(_Unknown):
