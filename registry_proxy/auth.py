@@ -16,7 +16,7 @@ import hmac
 import itertools
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 from cryptography import x509
@@ -166,45 +166,37 @@ def challenge_header(realm: str, service: str, scopes: Sequence[Access], error: 
     return "Bearer " + ",".join(parts)
 
 
+@dataclass(frozen=True, slots=True)
 class AccessController:
-    def __init__(
-        self,
-        keys: KeyStore,
-        *,
-        realm: str,
-        service: str,
-        issuer: str,
-        leeway: int = 60,
-        clock: Callable[[], float] = time.time,
-        cache_size: int = 10_000,
-    ) -> None:
-        self._keys = keys
-        self.realm = realm
-        self.service = service
-        self.issuer = issuer
-        self._leeway = leeway
-        self._clock = clock
-        self._cache: Cache[str, VerifiedToken] = Cache(cache_size)
+    keys: KeyStore
+    _: KW_ONLY
+    realm: str
+    service: str
+    issuer: str
+    leeway: int = 60
+    clock: Callable[[], float] = time.time
+    # Verified tokens, so that a client's next request with the same one skips the signature.
+    cache: Cache[str, VerifiedToken] = field(default_factory=lambda: Cache(10_000))
 
     def _challenge(self, needed: Sequence[Access], error: str | None, detail: Any) -> RegistryError:
         header = challenge_header(self.realm, self.service, needed, error)
         return RegistryError("UNAUTHORIZED", detail, headers={"WWW-Authenticate": header})
 
     async def verify(self, token: str) -> VerifiedToken:
-        now = self._clock()
-        cached = self._cache.get(token)
-        if cached is not None and now <= cached.expires_at + self._leeway:
+        now = self.clock()
+        cached = self.cache.get(token)
+        if cached is not None and now <= cached.expires_at + self.leeway:
             return cached
         check = functools.partial(
-            verify_token, issuer=self.issuer, audience=self.service, now=now, leeway=self._leeway
+            verify_token, issuer=self.issuer, audience=self.service, now=now, leeway=self.leeway
         )
         try:
-            verified = check(token, self._keys.current)
+            verified = check(token, self.keys.current)
         except UnknownKey:
-            if not await self._keys.refresh():
+            if not await self.keys.refresh():
                 raise
-            verified = check(token, self._keys.current)
-        return self._cache.put(token, verified)
+            verified = check(token, self.keys.current)
+        return self.cache.put(token, verified)
 
     async def authorize(self, authorization: str | None, needed: Sequence[Access]) -> VerifiedToken:
         """The verified token if it grants everything `needed`; else a challenge error."""

@@ -8,7 +8,6 @@ the start-up with a message naming the key.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -18,7 +17,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    SecretStr,
     StrictBool,
     model_validator,
 )
@@ -27,9 +25,10 @@ from authcore.duration import parse_duration
 from authcore.http_limits import ServingSettings, TLSFiles
 from authcore.regex import InvalidPattern, compile_pattern
 from authcore.settings import ConfigError, load_settings
+from registry_proxy.storage.s3_settings import S3Settings
 from registry_proxy.storage.validation import ManifestRules, URLMatcher
 
-__all__ = ["Config", "ConfigError", "S3Config", "load_config"]
+__all__ = ["Config", "ConfigError", "load_config"]
 
 ENV_PREFIX = "REGISTRY_PROXY_"
 
@@ -62,44 +61,6 @@ class HTTPConfig(ServingSettings):
 
 class FilesystemConfig(_Section):
     rootdirectory: Path = Path("/var/lib/registry")
-
-
-class S3Config(_Section):
-    """The Go registry's `storage.s3` keys (those this registry honours)."""
-
-    bucket: str = Field(min_length=1)
-    region: str = "us-east-1"
-    # An S3-compatible endpoint (Swift, MinIO, Ceph); without one, AWS's own for `region`.
-    regionendpoint: str | None = None
-    accesskey: str | None = None
-    secretkey: SecretStr | None = None
-    # https for an endpoint given without a scheme.
-    secure: StrictBool = True
-    # SigV4 (else the older SigV2 signatures some S3 clones still want).
-    v4auth: StrictBool = True
-    rootdirectory: str = ""
-    # The multipart part size: at least S3's 5 MiB, at most 5 GiB.
-    chunksize: int = Field(default=10 * 1024 * 1024, ge=5 * 1024 * 1024, le=5 * 1024**3)
-    # Path-style URLs (endpoint/bucket/key); unset: when `regionendpoint` is set, as the
-    # Go registry 2.8 always did.
-    forcepathstyle: StrictBool | None = None
-
-    @model_validator(mode="after")
-    def _checked(self) -> S3Config:
-        if self.regionendpoint is not None and not _ENDPOINT.fullmatch(self.regionendpoint):
-            raise ValueError("regionendpoint must be an http(s) URL or a host[:port]")
-        if ".." in self.rootdirectory.split("/"):
-            raise ValueError("rootdirectory must not contain '..'")
-        if not _BUCKET.fullmatch(self.bucket):
-            raise ValueError("bucket must be an S3 bucket name")
-        if (self.accesskey is None) != (self.secretkey is None):
-            # Neither: the client library's own (environment, instance role).
-            raise ValueError("give accesskey and secretkey together, or neither")
-        return self
-
-
-_ENDPOINT = re.compile(r"(https?://)?[A-Za-z0-9.\-\[\]:]+(:\d+)?/?")
-_BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,254}")
 
 
 class DeleteConfig(_Section):
@@ -150,7 +111,7 @@ class MaintenanceConfig(_Section):
 
 class StorageConfig(_Section):
     filesystem: FilesystemConfig | None = None
-    s3: S3Config | None = None
+    s3: S3Settings | None = None
     memory: dict[str, Any] | None = None
     delete: DeleteConfig = DeleteConfig()
     redirect: RedirectConfig = RedirectConfig()

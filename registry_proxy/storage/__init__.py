@@ -39,7 +39,7 @@ _EXTRAS = {"s3": ("boto3", "botocore", "rehashes")}
 class Storage:
     """Every storage service over one driver."""
 
-    def __init__(self, driver: StorageDriver, rules: ManifestRules | None = None) -> None:
+    def __init__(self, driver: StorageDriver, rules: ManifestRules = ManifestRules()) -> None:
         self.driver = driver
         self.blobs = Blobs(driver)
         self.uploads = Uploads(driver, upload_strategy(driver, self.blobs))
@@ -65,7 +65,7 @@ def make_driver(kind: str, **options: Any) -> StorageDriver:
         # Imported here: only an S3 configuration needs the S3 client library.
         from registry_proxy.storage.s3 import S3Driver, S3Settings
 
-        known = set(S3Settings.__dataclass_fields__)
+        known = set(S3Settings.model_fields)
         _no_more(kind, {k: v for k, v in options.items() if k not in known})
         return S3Driver(S3Settings(**options))
     raise ValueError(f"unknown storage driver {kind!r}")

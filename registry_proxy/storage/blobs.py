@@ -32,7 +32,7 @@ class Blobs:
 
     async def linked(self, repo: str, digest: Digest) -> int | None:
         """Size of the blob if it is linked into `repo` (and still stored), else None."""
-        target = await read_link(self._driver, paths.layer_link(repo, digest))
+        target = await read_link(self._driver, paths.LAYERS.link(repo, digest))
         if target is None:
             return None
         # A link can outlive its blob (the Go GC leaves links behind).
@@ -91,12 +91,12 @@ class Blobs:
         """Make a stored blob available in `repo` (cross-repository mount)."""
         if await self.stat(digest) is None:
             raise BlobUnknown(digest)
-        await write_link(self._driver, paths.layer_link(repo, digest), digest)
+        await write_link(self._driver, paths.LAYERS.link(repo, digest), digest)
 
     async def unlink(self, repo: str, digest: Digest) -> None:
         if await self.linked(repo, digest) is None:
             raise BlobUnknown(digest)
         try:
-            await self._driver.delete(paths.layer_dir(repo, digest))
+            await self._driver.delete(paths.LAYERS.directory(repo, digest))
         except FileNotFound:
             raise BlobUnknown(digest) from None

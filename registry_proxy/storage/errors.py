@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 __all__ = [
     "BlobUnknown",
     "BlobUploadUnknown",
@@ -30,42 +32,53 @@ class _Reasoned(StorageError):
         self.reason = reason
 
 
-class BlobUnknown(StorageError):
-    def __init__(self, digest: object) -> None:
-        super().__init__(f"blob unknown: {digest}")
-        self.digest = str(digest)
+class _Unknown(StorageError):
+    """Something the client named that the registry does not hold; `subject` is that name.
+
+    The message is `template` with the name in its `{}`; a name the URL brought unchecked
+    (an upload id, a reference) is cut there (`{:.100}`): the message is the error's detail
+    in the answer and in the log, and stays short.
+    """
+
+    template: ClassVar[str]
+
+    def __init__(self, subject: object) -> None:
+        self.subject = str(subject)
+        super().__init__(self.template.format(self.subject))
 
 
-class BlobUploadUnknown(StorageError):
-    def __init__(self, upload_id: str) -> None:
-        super().__init__(f"blob upload unknown: {upload_id[:100]}")
-        self.upload_id = upload_id
+class _DigestUnknown(_Unknown):
+    @property
+    def digest(self) -> str:
+        return self.subject
+
+
+class BlobUnknown(_DigestUnknown):
+    template = "blob unknown: {}"
+
+
+class BlobUploadUnknown(_Unknown):
+    template = "blob upload unknown: {:.100}"
 
 
 class DigestInvalid(_Reasoned):
     """The content does not match the digest the client named (or the digest is unusable)."""
 
 
-class ManifestUnknown(StorageError):
-    def __init__(self, reference: object) -> None:
-        super().__init__(f"manifest unknown: {str(reference)[:300]}")
-        self.reference = str(reference)
+class ManifestUnknown(_Unknown):
+    template = "manifest unknown: {:.300}"
 
 
 class ManifestInvalid(_Reasoned):
     """The manifest is not one this registry accepts."""
 
 
-class ManifestBlobUnknown(StorageError):
-    def __init__(self, digest: object) -> None:
-        super().__init__(f"manifest references an unknown blob: {digest}")
-        self.digest = str(digest)
+class ManifestBlobUnknown(_DigestUnknown):
+    template = "manifest references an unknown blob: {}"
 
 
-class NameUnknown(StorageError):
-    def __init__(self, name: str) -> None:
-        super().__init__(f"repository name not known to registry: {name}")
-        self.name = name
+class NameUnknown(_Unknown):
+    template = "repository name not known to registry: {}"
 
 
 class RangeInvalid(StorageError):

@@ -58,32 +58,12 @@ _GENERIC_TYPES = frozenset(
 
 
 @dataclass(frozen=True, slots=True)
-class PutResult:
-    digest: Digest
-    subject: Digest | None
-
-
-@dataclass(frozen=True, slots=True)
-class StoredManifest:
-    body: bytes
-    media_type: str
-    digest: Digest
-
-
 class Manifests:
-    def __init__(
-        self,
-        driver: StorageDriver,
-        blobs: Blobs,
-        tags: Tags,
-        referrers: Referrers,
-        rules: ManifestRules | None = None,
-    ) -> None:
-        self._driver = driver
-        self._blobs = blobs
-        self._tags = tags
-        self._referrers = referrers
-        self._rules = rules or ManifestRules()
+    driver: StorageDriver
+    blobs: Blobs
+    tags: Tags
+    referrers: Referrers
+    rules: ManifestRules
 
     async def put(
         self,
@@ -113,20 +93,20 @@ class Manifests:
         info = parse(doc, _media_type(doc, content_type))
         await self._check_references(repo, info)
 
-        await self._blobs.put(digest, body)
+        await self.blobs.put(digest, body)
         subject = info.subject.digest if info.subject is not None else None
         descriptor = describe(info, digest, len(body)) if subject is not None else b""
-        revision = paths.revision_link(repo, digest)
+        revision = paths.REVISIONS.link(repo, digest)
         for _attempt in range(LINK_ATTEMPTS):
-            await write_link(self._driver, revision, digest)
+            await write_link(self.driver, revision, digest)
             if subject is not None:
-                await self._referrers.add(repo, subject, digest, descriptor)
+                await self.referrers.add(repo, subject, digest, descriptor)
             for name in applied:
-                await self._tags.tag(repo, name, digest)
+                await self.tags.tag(repo, name, digest)
             # A delete by digest (here or in another process) removes the revision,
             # then the tags it finds pointing at it. If it removed our revision
             # before it could see our tag, that tag would name nothing: link again.
-            if await read_link(self._driver, revision) == digest:
+            if await read_link(self.driver, revision) == digest:
                 return PutResult(digest, subject)
         raise StorageUnavailable(
             f"manifest {digest} was deleted {LINK_ATTEMPTS} times while linking"
@@ -139,8 +119,8 @@ class Manifests:
             except InvalidDigest:
                 raise ManifestUnknown(reference) from None
         else:
-            digest = await self._tags.resolve(repo, reference)
-        body = await read_revision(self._driver, repo, digest)
+            digest = await self.tags.resolve(repo, reference)
+        body = await read_revision(self.driver, repo, digest)
         if body is None:
             raise ManifestUnknown(reference)
         try:
@@ -150,39 +130,52 @@ class Manifests:
         return StoredManifest(body, media_type, digest)
 
     async def exists(self, repo: str, digest: Digest) -> bool:
-        target = await read_link(self._driver, paths.revision_link(repo, digest))
-        return target is not None and await self._blobs.stat(target) is not None
+        target = await read_link(self.driver, paths.REVISIONS.link(repo, digest))
+        return target is not None and await self.blobs.stat(target) is not None
 
     async def delete(self, repo: str, digest: Digest) -> None:
         """Remove the revision, every tag currently pointing at it, and its referrers entry."""
-        if await read_link(self._driver, paths.revision_link(repo, digest)) is None:
+        if await read_link(self.driver, paths.REVISIONS.link(repo, digest)) is None:
             raise ManifestUnknown(digest)
-        subject = _subject_of(await read_revision(self._driver, repo, digest))
+        subject = _subject_of(await read_revision(self.driver, repo, digest))
         try:
-            await self._driver.delete(paths.revision_dir(repo, digest))
+            await self.driver.delete(paths.REVISIONS.directory(repo, digest))
         except FileNotFound:
             raise ManifestUnknown(digest) from None
-        for tag in await self._tags.pointing_at(repo, digest):
+        for tag in await self.tags.pointing_at(repo, digest):
             with contextlib.suppress(ManifestUnknown):
-                await self._tags.untag(repo, tag)
+                await self.tags.untag(repo, tag)
         if subject is not None:
-            await self._referrers.remove(repo, subject, digest)
+            await self.referrers.remove(repo, subject, digest)
 
     async def delete_tag(self, repo: str, tag: str) -> None:
-        await self._tags.untag(repo, tag)
+        await self.tags.untag(repo, tag)
 
     async def _check_references(self, repo: str, info: ManifestInfo) -> None:
         if info.media_type in IMAGE_TYPES:
             # Foreign layers may live elsewhere (their `urls`), if the rules allow those.
-            needed = self._rules.stored_references(info.media_type, info.references())
-            found = await asyncio.gather(*(self._blobs.linked(repo, d.digest) for d in needed))
+            needed = self.rules.stored_references(info.media_type, info.references())
+            found = await asyncio.gather(*(self.blobs.linked(repo, d.digest) for d in needed))
             missing = [d for d, size in zip(needed, found, strict=True) if size is None]
         else:
-            children: list[Descriptor] = self._rules.required_children(info.children)
+            children: list[Descriptor] = self.rules.required_children(info.children)
             present = await asyncio.gather(*(self.exists(repo, d.digest) for d in children))
             missing = [d for d, ok in zip(children, present, strict=True) if not ok]
         if missing:
             raise ManifestBlobUnknown(missing[0].digest)
+
+
+@dataclass(frozen=True, slots=True)
+class PutResult:
+    digest: Digest
+    subject: Digest | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredManifest:
+    body: bytes
+    media_type: str
+    digest: Digest
 
 
 def _target(reference: str, body: bytes) -> tuple[str | None, Digest]:

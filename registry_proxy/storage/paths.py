@@ -14,29 +14,27 @@ docker/registry/v2/repositories/<name>/
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from registry_proxy.reference import Digest, InvalidName, InvalidTag, check_name, check_tag
 from registry_proxy.storage.errors import PathInvalid
 
 __all__ = [
     "BLOBS",
+    "LAYERS",
     "REPOSITORIES",
+    "REVISIONS",
     "ROOT",
     "UPLOAD_ID",
+    "DigestLinks",
     "blob_data",
     "blob_dir",
-    "layer_dir",
-    "layer_link",
-    "layers",
     "manifests_dir",
     "referrer_descriptor",
     "referrer_dir",
     "referrer_link",
     "referrers_of",
     "repository",
-    "revision_dir",
-    "revision_link",
-    "revisions",
     "tag_current_link",
     "tag_dir",
     "tag_index_link",
@@ -79,37 +77,37 @@ def blob_data(digest: Digest) -> str:
     return f"{blob_dir(digest)}/data"
 
 
-def layers(name: str) -> str:
-    return f"{repository(name)}/_layers"
-
-
 def _by_digest(parent: str, digest: Digest) -> str:
     algorithm, hex_ = _digest(digest)
     return f"{parent}/{algorithm}/{hex_}"
 
 
-def layer_dir(name: str, digest: Digest) -> str:
-    return _by_digest(layers(name), digest)
+@dataclass(frozen=True, slots=True)
+class DigestLinks:
+    """A repository's `<alg>/<hex>/link` files below `subdir`: what it holds, by digest.
+
+    Its layers and its manifest revisions are two such trees; a link names the
+    content (`<alg>:<hex>`) that the repository may serve.
+    """
+
+    subdir: str
+
+    def root(self, name: str) -> str:
+        return f"{repository(name)}/{self.subdir}"
+
+    def directory(self, name: str, digest: Digest) -> str:
+        return _by_digest(self.root(name), digest)
+
+    def link(self, name: str, digest: Digest) -> str:
+        return f"{self.directory(name, digest)}/link"
 
 
-def layer_link(name: str, digest: Digest) -> str:
-    return f"{layer_dir(name, digest)}/link"
+LAYERS = DigestLinks("_layers")
+REVISIONS = DigestLinks("_manifests/revisions")
 
 
 def manifests_dir(name: str) -> str:
     return f"{repository(name)}/_manifests"
-
-
-def revisions(name: str) -> str:
-    return f"{manifests_dir(name)}/revisions"
-
-
-def revision_dir(name: str, digest: Digest) -> str:
-    return _by_digest(revisions(name), digest)
-
-
-def revision_link(name: str, digest: Digest) -> str:
-    return f"{revision_dir(name, digest)}/link"
 
 
 def tags(name: str) -> str:
@@ -129,8 +127,8 @@ def tag_current_link(name: str, tag: str) -> str:
 
 
 def tag_index_link(name: str, tag: str, digest: Digest) -> str:
-    algorithm, hex_ = _digest(digest)
-    return f"{tag_dir(name, tag)}/index/{algorithm}/{hex_}/link"
+    index = f"{tag_dir(name, tag)}/index"
+    return f"{_by_digest(index, digest)}/link"
 
 
 def upload_dir(name: str, upload_id: str) -> str:
@@ -153,13 +151,11 @@ def upload_session(name: str, upload_id: str) -> str:
 
 
 def referrers_of(name: str, subject: Digest) -> str:
-    algorithm, hex_ = _digest(subject)
-    return f"{repository(name)}/_referrers/{algorithm}/{hex_}"
+    return _by_digest(f"{repository(name)}/_referrers", subject)
 
 
 def referrer_dir(name: str, subject: Digest, referrer: Digest) -> str:
-    algorithm, hex_ = _digest(referrer)
-    return f"{referrers_of(name, subject)}/{algorithm}/{hex_}"
+    return _by_digest(referrers_of(name, subject), referrer)
 
 
 def referrer_link(name: str, subject: Digest, referrer: Digest) -> str:

@@ -154,7 +154,7 @@ class Referrers:
 
     async def _descriptor(self, repo: str, subject: Digest, referrer: Digest) -> bytes | None:
         """The stored descriptor, if the referrer is still a manifest of `repo`."""
-        if await read_link(self._driver, paths.revision_link(repo, referrer)) != referrer:
+        if await read_link(self._driver, paths.REVISIONS.link(repo, referrer)) != referrer:
             return None
         try:
             return await self._driver.get_content(

@@ -15,7 +15,7 @@ MAX_STORED_MANIFEST_SIZE = 16 * 1024 * 1024
 
 async def read_revision(driver: StorageDriver, repo: str, digest: Digest) -> bytes | None:
     """The manifest bytes if `digest` is a revision of `repo` and its blob is stored."""
-    target = await read_link(driver, paths.revision_link(repo, digest))
+    target = await read_link(driver, paths.REVISIONS.link(repo, digest))
     if target is None:
         return None
     try:
@@ -26,7 +26,7 @@ async def read_revision(driver: StorageDriver, repo: str, digest: Digest) -> byt
 
 async def list_revisions(driver: StorageDriver, repo: str) -> list[Digest]:
     """Every manifest revision linked in `repo` (whether or not its blob is still stored)."""
-    root = paths.revisions(repo)
+    root = paths.REVISIONS.root(repo)
     found: list[Digest] = []
     for algorithm in await _children(driver, root):
         for encoded in await _children(driver, f"{root}/{algorithm}"):
@@ -34,7 +34,7 @@ async def list_revisions(driver: StorageDriver, repo: str) -> list[Digest]:
                 candidate = Digest.parse(f"{algorithm}:{encoded}")
             except InvalidDigest:
                 continue
-            target = await read_link(driver, paths.revision_link(repo, candidate))
+            target = await read_link(driver, paths.REVISIONS.link(repo, candidate))
             if target is not None and target == candidate:
                 found.append(target)
     return found

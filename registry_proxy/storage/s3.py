@@ -37,7 +37,6 @@ import contextlib
 import datetime as dt
 import hashlib
 from collections.abc import AsyncGenerator, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from registry_proxy.storage.driver import (
@@ -50,20 +49,15 @@ from registry_proxy.storage.driver import (
     split_path,
 )
 from registry_proxy.storage.errors import StorageUnavailable
+from registry_proxy.storage.s3_settings import MIN_PART_SIZE, S3Settings
 
 __all__ = [
-    "DEFAULT_CHUNK_SIZE",
-    "MAX_CHUNK_SIZE",
     "MIN_PART_SIZE",
     "S3Driver",
     "S3Settings",
 ]
 
 MiB = 1024 * 1024
-# S3's lower bound for every part of a multipart upload but the last.
-MIN_PART_SIZE = 5 * MiB
-DEFAULT_CHUNK_SIZE = 2 * MIN_PART_SIZE  # the Go driver's default
-MAX_CHUNK_SIZE = 5 * 1024 * MiB
 # CopyObject takes at most 5 GiB. Objects larger than this are copied part by
 # part, a few ranges at once: on Swift here 4 x 128 MiB ranges copied a
 # 512 MiB object at 175 MB/s against 148 MB/s for one CopyObject.
@@ -86,29 +80,6 @@ _COPY_SOURCE_GONE = _NOT_FOUND | {"NoSuchBucket"}
 _PARTS_GONE = _NOT_FOUND | {"InvalidPart", "InvalidPartOrder"}
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class S3Settings:
-    """The Go registry's `storage.s3` keys that this driver honours."""
-
-    bucket: str
-    region: str = "us-east-1"
-    regionendpoint: str | None = None
-    accesskey: str | None = None
-    secretkey: str | None = None
-    secure: bool = True
-    v4auth: bool = True
-    rootdirectory: str = ""
-    chunksize: int = DEFAULT_CHUNK_SIZE
-    # None: path style exactly when an endpoint of its own is given.
-    forcepathstyle: bool | None = None
-
-    @property
-    def path_style(self) -> bool:
-        if self.forcepathstyle is None:
-            return bool(self.regionendpoint)
-        return self.forcepathstyle
 
 
 def _endpoint(settings: S3Settings) -> str | None:
@@ -144,11 +115,12 @@ def _client(settings: S3Settings) -> Any:
         max_pool_connections=THREADS,
         retries={"max_attempts": 3, "mode": "standard"},
     )
+    secret = "" if settings.secretkey is None else settings.secretkey.get_secret_value()
     client = boto3.session.Session().client(
         "s3",
         endpoint_url=_endpoint(settings),
         aws_access_key_id=settings.accesskey or None,
-        aws_secret_access_key=settings.secretkey or None,
+        aws_secret_access_key=secret or None,
         use_ssl=settings.secure,
         config=config,
     )
@@ -198,8 +170,6 @@ class S3Driver:
     min_part_size = MIN_PART_SIZE
 
     def __init__(self, settings: S3Settings, client: Any | None = None) -> None:
-        if not MIN_PART_SIZE <= settings.chunksize <= MAX_CHUNK_SIZE:
-            raise ValueError(f"chunksize must be within {MIN_PART_SIZE} and {MAX_CHUNK_SIZE}")
         self.settings = settings
         self.bucket = settings.bucket
         self.part_size = settings.chunksize

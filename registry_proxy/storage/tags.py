@@ -28,7 +28,7 @@ class Tags:
         return sorted(name for name in names if is_tag(name))
 
     async def repository_exists(self, repo: str) -> bool:
-        return await exists(self._driver, paths.layers(repo)) or await exists(
+        return await exists(self._driver, paths.LAYERS.root(repo)) or await exists(
             self._driver, paths.manifests_dir(repo)
         )
 

@@ -87,7 +87,7 @@ class Uploads:
         async with self._lock(repo, upload_id):
             await self._require(repo, upload_id)
             size = await self._strategy.commit(repo, upload_id, digest, chunks)
-            await write_link(self._driver, paths.layer_link(repo, digest), digest)
+            await write_link(self._driver, paths.LAYERS.link(repo, digest), digest)
             await self._strategy.discard(repo, upload_id)
             return size
 

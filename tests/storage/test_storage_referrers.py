@@ -103,7 +103,7 @@ async def test_descriptors_are_stored_at_push_and_stale_entries_pass(
     assert described == json.loads(stored)
 
     # A referrer whose manifest went (deleted by another registry on this root) is passed over.
-    await storage.driver.delete(paths.revision_dir(REPO, second))
+    await storage.driver.delete(paths.REVISIONS.directory(REPO, second))
     assert [d["digest"] for d in await storage.referrers.list(REPO, subject)] == [str(first)]
 
 

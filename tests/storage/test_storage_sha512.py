@@ -47,7 +47,7 @@ async def test_tags_point_at_the_sha512_digest(
     assert await storage.tags.resolve(REPO, "a") == digest
     # Stored where the Go layout puts a sha512 blob and revision.
     assert await storage.driver.get_content(paths.blob_data(digest)) == body
-    link = await storage.driver.get_content(paths.revision_link(REPO, digest))
+    link = await storage.driver.get_content(paths.REVISIONS.link(REPO, digest))
     assert link.decode() == str(digest)
 
 
