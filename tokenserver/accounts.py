@@ -131,33 +131,23 @@ def _check_groups(groups: Sequence[str]) -> None:
         raise InvalidValue(str(exc)) from None
 
 
+@dataclass(frozen=True, kw_only=True)
 class Accounts:
-    def __init__(
-        self,
-        *,
-        users: UserStore,
-        refresh_tokens: RefreshTokenStore,
-        ci_tokens: CITokenStore,
-        directory: Directory,
-        trail: AdminTrail,
-        clock: Callable[[], dt.datetime],
-        bcrypt_cost: int,
-        ci_max_ttl: int,
-        trusts: TrustStore,
-        ui_sessions: UISessionStore,
-        configured_trusts: Sequence[TrustSpec] = (),
-    ) -> None:
-        self._ui_sessions = ui_sessions
-        self._trusts = trusts
-        self._configured_trusts = {spec.name: spec for spec in configured_trusts}
-        self._users = users
-        self._refresh = refresh_tokens
-        self._ci = ci_tokens
-        self._directory = directory
-        self._trail = trail
-        self._clock = clock
-        self._cost = bcrypt_cost
-        self._ci_max_ttl = ci_max_ttl
+    """Every change to an account, each checked and recorded in the trail (`_act`)."""
+
+    users: UserStore
+    refresh_tokens: RefreshTokenStore
+    ci_tokens: CITokenStore
+    trusts: TrustStore
+    ui_sessions: UISessionStore
+    # The people's backends, asked whether a name is taken outside the database.
+    directory: Directory
+    trail: AdminTrail
+    clock: Callable[[], dt.datetime]
+    bcrypt_cost: int
+    ci_max_ttl: int
+    # Read-only here: changed in the configuration file only.
+    configured_trusts: Sequence[TrustSpec] = ()
 
     @contextmanager
     def _act(self, actor: Actor, action: str, target: str) -> Iterator[None]:
@@ -172,21 +162,21 @@ class Accounts:
             outcome = "backend_unavailable"
             raise DirectoryUnavailable("the database or a directory is unavailable") from None
         finally:
-            self._trail.record(actor, action, target[:255], outcome)
+            self.trail.record(actor, action, target[:255], outcome)
 
     def _hash(self, password: str) -> str:
         try:
-            return hash_password(password, rounds=self._cost)
+            return hash_password(password, rounds=self.bcrypt_cost)
         except PasswordRejected as exc:
             raise InvalidValue(str(exc)) from None
 
     # -- users ------------------------------------------------------------
 
     def list_users(self) -> list[UserInfo]:
-        return self._users.list()
+        return self.users.list()
 
     def get_user(self, name: str) -> UserInfo:
-        user = self._users.get(_existing(name))
+        user = self.users.get(_existing(name))
         if user is None:
             raise UnknownAccount(f"no user {name}")
         return user
@@ -201,12 +191,12 @@ class Accounts:
                 raise InvalidValue(str(exc)) from None
             _check_groups(groups)
             hashed = self._hash(password)
-            if self._ci.live_like(name, self._clock()):
+            if self.ci_tokens.live_like(name, self.clock()):
                 raise NameTaken(f"a CI token is named {name}")
             if self._trust_named(name):
                 raise NameTaken(f"a federation trust is named {name}")
             try:
-                return self._users.add(name, hashed, groups)
+                return self.users.add(name, hashed, groups)
             except UserExists:
                 raise NameTaken(
                     f"user {name} already exists (in this or another spelling)"
@@ -217,12 +207,12 @@ class Accounts:
         with self._act(actor, "user.password", name):
             hashed = self._hash(password)
             try:
-                self._users.set_password(_existing(name), hashed)
+                self.users.set_password(_existing(name), hashed)
             except UserNotFound:
                 raise UnknownAccount(f"no user {name}") from None
             # A new password ends every session the old one opened.
             return Ended(
-                self._refresh.revoke_subject(name, self._clock()), self._end_web_sessions(name)
+                self.refresh_tokens.revoke_subject(name, self.clock()), self._end_web_sessions(name)
             )
 
     def _end_web_sessions(self, name: str) -> int:
@@ -232,13 +222,13 @@ class Accounts:
         deleted here, or, inserting it later, finds the change when it checks
         its new session again (`open_ui_session`).
         """
-        return self._ui_sessions.end_subject(name, DatabaseBackend.name)
+        return self.ui_sessions.end_subject(name, DatabaseBackend.name)
 
     def set_groups(self, actor: Actor, name: str, groups: Sequence[str]) -> UserInfo:
         with self._act(actor, "user.groups", name):
             _check_groups(groups)
             try:
-                self._users.set_groups(_existing(name), groups)
+                self.users.set_groups(_existing(name), groups)
             except UserNotFound:
                 raise UnknownAccount(f"no user {name}") from None
             if ADMIN_GROUP not in groups:
@@ -250,7 +240,7 @@ class Accounts:
     def set_disabled(self, actor: Actor, name: str, disabled: bool) -> UserInfo:
         with self._act(actor, "user.disable" if disabled else "user.enable", name):
             try:
-                self._users.set_disabled(_existing(name), disabled)
+                self.users.set_disabled(_existing(name), disabled)
             except UserNotFound:
                 raise UnknownAccount(f"no user {name}") from None
             if disabled:
@@ -262,17 +252,17 @@ class Accounts:
         """Delete the user; revoke their refresh tokens and end their web sessions."""
         with self._act(actor, "user.delete", name):
             try:
-                self._users.delete(_existing(name))
+                self.users.delete(_existing(name))
             except UserNotFound:
                 raise UnknownAccount(f"no user {name}") from None
             return Ended(
-                self._refresh.revoke_subject(name, self._clock()), self._end_web_sessions(name)
+                self.refresh_tokens.revoke_subject(name, self.clock()), self._end_web_sessions(name)
             )
 
     # -- CI tokens ----------------------------------------------------------
 
     def list_ci_tokens(self) -> list[CITokenInfo]:
-        return self._ci.list()
+        return self.ci_tokens.list()
 
     def create_ci_token(
         self,
@@ -287,8 +277,8 @@ class Accounts:
             limit = self._ci_scopes(scopes)
             if ttl <= 0:
                 raise InvalidValue("ttl must be a positive number of seconds")
-            if ttl > self._ci_max_ttl:
-                raise InvalidValue(f"ttl exceeds the maximum of {self._ci_max_ttl} s")
+            if ttl > self.ci_max_ttl:
+                raise InvalidValue(f"ttl exceeds the maximum of {self.ci_max_ttl} s")
             if len(description) > MAX_DESCRIPTION:
                 raise InvalidValue(f"the description has more than {MAX_DESCRIPTION} characters")
             try:
@@ -296,13 +286,13 @@ class Accounts:
             except InvalidName as exc:
                 raise InvalidValue(str(exc)) from None
             # A token named like a user would issue tokens in that user's name.
-            if self._users.exists_like(name) or self._directory.knows(name):
+            if self.users.exists_like(name) or self.directory.knows(name):
                 raise NameTaken(f"{name} is a user's name")
             if self._trust_named(name):
                 raise NameTaken(f"a federation trust is named {name}")
-            now = self._clock()
+            now = self.clock()
             try:
-                return self._ci.create(
+                return self.ci_tokens.create(
                     name,
                     limit,
                     now + dt.timedelta(seconds=ttl),
@@ -327,20 +317,20 @@ class Accounts:
 
     def revoke_ci_token(self, actor: Actor, name: str) -> None:
         with self._act(actor, "ci_token.revoke", name):
-            if not self._ci.revoke(_existing(name, "CI token"), self._clock()):
+            if not self.ci_tokens.revoke(_existing(name, "CI token"), self.clock()):
                 raise UnknownAccount(f"no live CI token named {name}")
 
     # -- federation trusts -----------------------------------------------------
 
     def list_trusts(self) -> list[tuple[TrustSpec, str]]:
         """Every trust, with where it is defined: `config` (read-only here) or `database`."""
-        configured = [(spec, "config") for spec in self._configured_trusts.values()]
-        return configured + [(TrustSpec(**row), "database") for row in self._trusts.list()]
+        configured = [(spec, "config") for spec in self.configured_trusts]
+        return configured + [(TrustSpec(**row), "database") for row in self.trusts.list()]
 
     def _trust_named(self, name: str) -> bool:
         key = name_key(name)
-        return any(name_key(n) == key for n in self._configured_trusts) or (
-            self._trusts.exists_like(name)
+        return any(name_key(t.name) == key for t in self.configured_trusts) or (
+            self.trusts.exists_like(name)
         )
 
     def create_trust(self, actor: Actor, spec: TrustSpec) -> TrustSpec:
@@ -351,43 +341,43 @@ class Accounts:
                     check_ca_file(spec.ca_file)
             except InvalidTrust as exc:
                 raise InvalidValue(str(exc)) from None
-            if any(name_key(n) == name_key(spec.name) for n in self._configured_trusts):
+            if any(name_key(t.name) == name_key(spec.name) for t in self.configured_trusts):
                 raise NameTaken(f"the configuration defines a trust named {spec.name}")
             # The trust's name is the username pipelines log in with: it is no one else's.
             if (
-                self._users.exists_like(spec.name)
-                or self._directory.knows(spec.name)
-                or self._ci.live_like(spec.name, self._clock())
+                self.users.exists_like(spec.name)
+                or self.directory.knows(spec.name)
+                or self.ci_tokens.live_like(spec.name, self.clock())
             ):
                 raise NameTaken(f"{spec.name} is a user's or a CI token's name")
             try:
-                self._trusts.add(spec.fields(), self._clock(), actor.subject)
+                self.trusts.add(spec.fields(), self.clock(), actor.subject)
             except TrustExists:
                 raise NameTaken(f"a trust named {spec.name} exists") from None
             return spec
 
     def delete_trust(self, actor: Actor, name: str) -> None:
         with self._act(actor, "trust.delete", name):
-            if name in self._configured_trusts:
+            if any(t.name == name for t in self.configured_trusts):
                 raise InvalidValue(f"trust {name} is defined in the configuration; remove it there")
-            if not self._trusts.delete(_existing(name, "trust")):
+            if not self.trusts.delete(_existing(name, "trust")):
                 raise UnknownAccount(f"no trust {name}")
 
     # -- refresh tokens -------------------------------------------------------
 
     def list_refresh_tokens(self, user: str | None = None) -> list[RefreshTokenInfo]:
-        return self._refresh.list(None if user is None else _existing(user))
+        return self.refresh_tokens.list(None if user is None else _existing(user))
 
     def revoke_refresh_tokens(self, actor: Actor, user: str) -> int:
         """Revoke every live refresh token of `user`; the number revoked."""
         with self._act(actor, "refresh_token.revoke", user):
-            return self._refresh.revoke_subject(_existing(user), self._clock())
+            return self.refresh_tokens.revoke_subject(_existing(user), self.clock())
 
     def revoke_refresh_token(self, actor: Actor, token_id: int) -> None:
         with self._act(actor, "refresh_token.revoke", f"#{token_id}"):
             if not 0 < token_id <= MAX_ID:
                 raise InvalidValue(f"{str(token_id)[:30]} is not a refresh token id")
-            if not self._refresh.revoke(token_id, self._clock()):
+            if not self.refresh_tokens.revoke(token_id, self.clock()):
                 raise UnknownAccount(f"no live refresh token {token_id}")
 
     # -- web-page sessions ------------------------------------------------------
@@ -404,11 +394,11 @@ class Accounts:
         sessions while this sign-in was between its password check and its
         insert would otherwise have missed this one.
         """
-        cookie, session = self._ui_sessions.create(
-            identity.subject, identity.backend, identity.account_key, self._clock(), lifetime
+        cookie, session = self.ui_sessions.create(
+            identity.subject, identity.backend, identity.account_key, self.clock(), lifetime
         )
         if self.ui_session(cookie) is None:
-            self._ui_sessions.end(cookie)
+            self.ui_sessions.end(cookie)
             return None
         return cookie, session
 
@@ -421,11 +411,11 @@ class Accounts:
         instance sees it first: restoring the account brings nothing back.
         Blocking.
         """
-        session = self._ui_sessions.get(cookie, self._clock())
+        session = self.ui_sessions.get(cookie, self.clock())
         if session is None:
             return None
         try:
-            found = self._directory.find(session.subject)
+            found = self.directory.find(session.subject)
         except BackendUnavailable:
             return None  # refused for now: nothing says the account changed
         if found is not None:
@@ -436,25 +426,23 @@ class Accounts:
                 and ADMIN_GROUP in account.groups
             ):
                 return session, account.identity(backend)
-        self._ui_sessions.end(cookie)
+        self.ui_sessions.end(cookie)
         return None
 
     def close_ui_session(self, cookie: str) -> None:
         """Signing out: the session ends on every instance."""
-        self._ui_sessions.end(cookie)
+        self.ui_sessions.end(cookie)
 
     def list_ui_sessions(self, user: str | None = None) -> list[SessionInfo]:
         """Live web sessions, oldest first; of `user` (any spelling of the name) if given."""
-        return self._ui_sessions.list(self._clock(), None if user is None else _existing(user))
+        return self.ui_sessions.list(self.clock(), None if user is None else _existing(user))
 
     def end_ui_session(self, actor: Actor, session_id: int) -> None:
         with self._act(actor, "ui_session.end", f"#{session_id}"):
-            if not (
-                0 < session_id <= MAX_ID and self._ui_sessions.end_id(session_id, self._clock())
-            ):
+            if not (0 < session_id <= MAX_ID and self.ui_sessions.end_id(session_id, self.clock())):
                 raise UnknownAccount(f"no live web session {session_id}")
 
     def end_ui_sessions(self, actor: Actor, user: str) -> int:
         """End every web session of `user` (any spelling, any backend); the number ended."""
         with self._act(actor, "ui_session.end", user):
-            return self._ui_sessions.end_subject(_existing(user))
+            return self.ui_sessions.end_subject(_existing(user))

@@ -119,34 +119,25 @@ def _detail(identity: Identity | None) -> str:
     return json.dumps(dict(identity.attributes), sort_keys=True, ensure_ascii=False)
 
 
+@dataclass(frozen=True, kw_only=True)
 class GrantService:
-    def __init__(
-        self,
-        *,
-        authenticator: Authenticator,
-        policy: Policy,
-        issuer: Issuer,
-        refresh_tokens: RefreshTokenStore,
-        services: Sequence[str],
-        refresh_lifetime: dt.timedelta,
-        clock: Callable[[], dt.datetime],
-        throttle: LoginThrottle,
-        metrics: TokenMetrics,
-        audit: AuditLog,
-        federation: FederatedBackend | None = None,
-    ) -> None:
-        self.authenticator = authenticator
-        self.services = frozenset(services)
-        self.clock = clock
-        self._policy = policy
-        self._issuer = issuer
-        self._refresh_tokens = refresh_tokens
-        self._refresh_lifetime = refresh_lifetime
-        self._throttle = throttle
-        self._metrics = metrics
-        self._audit = audit
-        self._federation = federation
-        self._parsed: Cache[tuple[str, ...], tuple[Access, ...]] = Cache(_PARSED_ENTRIES)
+    """A token request from its parameters to its answer: who asks, what they get, the trail."""
+
+    authenticator: Authenticator
+    policy: Policy
+    issuer: Issuer
+    refresh_tokens: RefreshTokenStore
+    # The `service` values tokens are issued for: the registries that trust us.
+    services: frozenset[str]
+    refresh_lifetime: dt.timedelta
+    clock: Callable[[], dt.datetime]
+    throttle: LoginThrottle
+    metrics: TokenMetrics
+    audit: AuditLog
+    federation: FederatedBackend | None = None
+    _parsed: Cache[tuple[str, ...], tuple[Access, ...]] = field(
+        init=False, repr=False, default_factory=lambda: Cache(_PARSED_ENTRIES)
+    )
 
     async def grant(self, request: TokenRequest, identity: Identity | None = None) -> Grant:
         """On the event loop; what blocks (bcrypt, the database, a directory) runs in threads.
@@ -191,7 +182,7 @@ class GrantService:
         if request.offline and identity.kind == "anonymous":
             raise CredentialsNeeded("offline tokens need credentials")
         trail.granted = self._filter(identity, request, trail.requested)
-        token = self._issuer.issue(identity.subject, request.service, trail.granted, self.clock())
+        token = self.issuer.issue(identity.subject, request.service, trail.granted, self.clock())
         # Said once, by the request's access line (a 200 from /token is a token issued).
         context.KIND.set(identity.kind)
         context.BACKEND.set(identity.backend)
@@ -249,14 +240,14 @@ class GrantService:
         whole login in a worker thread.
         """
         account = name_key(username)
-        standing = self._throttle.peek(account, ip)
+        standing = self.throttle.peek(account, ip)
         if standing is not None:
             if standing.retry_after:
                 raise Throttled(standing.retry_after)
             if standing.account_failures == 0:  # a success would have nothing to clear
                 identity = self.authenticator.remembered(username, password)
                 if identity is not None:
-                    self._metrics.login(identity.backend, "success")
+                    self.metrics.login(identity.backend, "success")
                     return identity
         return await run_sync(self._authenticate, username, password, ip)
 
@@ -267,20 +258,20 @@ class GrantService:
         try:
             identity = self.authenticator.authenticate(username, password)
         except BadCredentials as exc:
-            self._metrics.login(exc.backend or "none", "failure")
+            self.metrics.login(exc.backend or "none", "failure")
             # No one guesses a signature: a bad ID token counts against its
             # address only, so it cannot lock a trust's pipelines out.
             self._count_failure(None if exc.backend == FEDERATION else account, ip)
             raise BadLogin("invalid username or password") from None
         except BackendUnavailable as exc:
             raise self._directory_down(exc) from None
-        self._throttle.success(account, standing)
-        self._metrics.login(identity.backend, "success")
+        self.throttle.success(account, standing)
+        self.metrics.login(identity.backend, "success")
         return identity
 
     def _identify_refresh(self, value: Secret, service: str) -> Identity:
         try:
-            info = self._refresh_tokens.use(value.reveal(), self.clock())
+            info = self.refresh_tokens.use(value.reveal(), self.clock())
         except SQLAlchemyError:
             raise BackendDown(_DATABASE_DOWN) from None
         if info is None:
@@ -309,20 +300,20 @@ class GrantService:
         ip = request.client_ip
         self._standing(EXCHANGE_ACCOUNT, ip)
         try:
-            account = None if self._federation is None else self._federation.exchange(token)
+            account = None if self.federation is None else self.federation.exchange(token)
         except BackendUnavailable as exc:
             raise self._directory_down(exc) from None
         if account is None:
-            self._metrics.login(FEDERATION, "failure")
+            self.metrics.login(FEDERATION, "failure")
             self._count_failure(None, ip)
             raise InvalidSubjectToken("the subject token is not accepted by any trust")
-        self._metrics.login(FEDERATION, "success")
+        self.metrics.login(FEDERATION, "success")
         return account.identity(FEDERATION)
 
     def _standing(self, account: str, ip: str | None) -> Standing:
         """Blocking: the throttle's read, refusing a throttled account or address."""
         try:
-            standing = self._throttle.check(account, ip)
+            standing = self.throttle.check(account, ip)
         except ThrottleUnavailable:
             raise BackendDown(_DATABASE_DOWN) from None
         if standing.retry_after:
@@ -331,13 +322,13 @@ class GrantService:
 
     def _count_failure(self, account: str | None, ip: str | None) -> None:
         try:
-            self._throttle.failure(account, ip)
+            self.throttle.failure(account, ip)
         except ThrottleUnavailable:
             # An uncounted failure would be a free guess.
             raise BackendDown(_DATABASE_DOWN) from None
 
     def _directory_down(self, exc: BackendUnavailable) -> BackendDown:
-        self._metrics.login("unavailable", "failure")
+        self.metrics.login("unavailable", "failure")
         log.warning("identity backend unavailable", extra={"reason": str(exc)})
         return BackendDown(_DIRECTORY_DOWN)
 
@@ -348,7 +339,7 @@ class GrantService:
         if identity.limit is not None:
             requested = identity.limit.narrow(requested)
         granted = tuple(
-            self._policy.filter(Requester(identity, request.service, request.client_ip), requested)
+            self.policy.filter(Requester(identity, request.service, request.client_ip), requested)
         )
         if identity.kind in ("ci", "federated"):
             # Whatever the rules say: a pipeline never administers the server.
@@ -359,11 +350,11 @@ class GrantService:
     def _issue_refresh_token(self, request: TokenRequest, identity: Identity) -> str:
         """Blocking: one database write."""
         try:
-            return self._refresh_tokens.issue(
+            return self.refresh_tokens.issue(
                 identity.subject,
                 request.service,
                 request.client_id,
-                self._refresh_lifetime,
+                self.refresh_lifetime,
                 self.clock(),
                 backend=identity.backend,
                 account_key=identity.account_key,
@@ -373,8 +364,8 @@ class GrantService:
 
     def _finish(self, trail: _Trail, outcome: Outcome) -> None:
         request, identity = trail.request, trail.identity
-        self._metrics.token_request(outcome)
-        self._audit.record(
+        self.metrics.token_request(outcome)
+        self.audit.record(
             AuditRecord(
                 at=self.clock(),
                 subject=identity.subject if identity else trail.subject,

@@ -221,7 +221,7 @@ def open_services(
             policy=policy,
             issuer=Issuer(keys, config.token.issuer, config.token.expiration, config.token.x5c),
             refresh_tokens=records.refresh_tokens,
-            services=config.token.services,
+            services=frozenset(config.token.services),
             refresh_lifetime=dt.timedelta(seconds=config.token.refresh_expiration),
             clock=clock,
             throttle=LoginThrottle(

@@ -188,7 +188,7 @@ def test_answers_stay_each_their_own_past_the_memos(
                 _assert_error(bad, 400, "invalid_scope")
         service = client.app.state.services.grants  # type: ignore[attr-defined]
         assert len(service._parsed) == 8
-        assert len(service._policy._memo) == 8
+        assert len(service.policy._memo) == 8
 
 
 def test_admin_gets_catalog(
