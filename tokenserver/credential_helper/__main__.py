@@ -1,0 +1,3 @@
+from tokenserver.credential_helper.main import main
+
+main()
