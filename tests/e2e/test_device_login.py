@@ -13,6 +13,7 @@ polls on both get one refresh token.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import re
 import time
 from collections.abc import Iterator
@@ -149,7 +150,7 @@ def test_a_code_outlives_a_crash_and_racing_polls_get_one_refresh_token(
     first.start()
     assert _poll(first, codes["device_code"]).json()["error"] == "authorization_pending"
 
-    with _sign_in(second, "root", ROOT_PASSWORD) as person:
+    with contextlib.closing(_sign_in(second, "root", ROOT_PASSWORD)) as person:
         page = person.get("/ui/device", params={"user_code": codes["user_code"]})
         assert page.status_code == 200 and CLIENT in page.text
         csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
