@@ -512,6 +512,7 @@ def test_a_sign_in_returns_only_to_a_path_of_the_page(
     assert answer.status_code == 303 and answer.headers["location"] == "/ui/users"
 
 
+@pytest.mark.slow  # 10 000 requests: about a minute on the 2-core machine
 def test_ten_thousand_guessed_user_codes_are_throttled_and_never_hit(
     client: TestClient, admins: None, leak_guard: LeakGuard, config: Config
 ) -> None:
