@@ -31,7 +31,7 @@ from tokenserver.errors import (
 )
 from tokenserver.fast_path import TokenApp
 from tokenserver.metrics import TokenMetrics
-from tokenserver.routes import admin, token, ui, wellknown
+from tokenserver.routes import admin, device, token, ui, wellknown
 from tokenserver.services import Clock, Services, build_policy, open_services, utcnow
 
 __all__ = ["create_app"]
@@ -65,6 +65,7 @@ def create_app(config: Config, *, clock: Clock = utcnow) -> FastAPI:
     app.include_router(token.router)
     app.include_router(wellknown.router)
     app.include_router(admin.router)
+    app.include_router(device.router)
     ui.install(app)
 
     @app.get("/metrics", include_in_schema=False)

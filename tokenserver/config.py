@@ -245,6 +245,15 @@ class ThrottleConfig(_Section):
     ipv6_prefix: int = Field(default=DEFAULT_IPV6_PREFIX, ge=0, le=128, strict=True)
 
 
+class DeviceConfig(_Section):
+    """docker login through the browser (RFC 8628's device authorization grant)."""
+
+    # Seconds a device's codes wait for the person's decision.
+    code_ttl: int = Field(default=600, ge=60, le=86400)
+    # Seconds a device waits between polls (each `slow_down` adds 5 for that device).
+    interval: int = Field(default=5, ge=1, le=60)
+
+
 class LogConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -265,6 +274,8 @@ class Config(_Section):
     acl_file: Path | None = None
     # OIDC issuers whose ID tokens log pipelines in (more can live in the database).
     federation: list[TrustConfig] = []
+    # docker login through the browser: how long a device's codes wait, how often it polls.
+    device: DeviceConfig = DeviceConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:

@@ -3,8 +3,8 @@
 The JSON body is RFC 6749 §5.2's shape; `details` repeats the description
 because the Docker client shows that field to its user. `app.py` turns an
 error into its response in one place; `from_refusal` and
-`from_account_error` decide which error a refused grant or account change
-becomes, for each flavour of the protocol.
+`from_account_error` decide which error a refused grant, account change or
+device request becomes, for each flavour of the protocol.
 """
 
 from __future__ import annotations
@@ -13,12 +13,16 @@ import json
 from collections.abc import Callable, Sequence
 from typing import ClassVar, Literal
 
-from tokenserver import accounts, refusals
+from tokenserver import accounts, device, refusals
+from tokenserver.audited import AuditedError
 
 __all__ = [
+    "AccessDenied",
     "AdminUnauthorized",
+    "AuthorizationPending",
     "ClientGone",
     "Conflict",
+    "ExpiredToken",
     "Forbidden",
     "FrameworkError",
     "InvalidClient",
@@ -27,6 +31,7 @@ __all__ = [
     "InvalidScope",
     "NotFound",
     "PayloadTooLarge",
+    "SlowDown",
     "TemporarilyUnavailable",
     "TokenServerError",
     "TooManyRequests",
@@ -148,6 +153,21 @@ class UnsupportedGrantType(TokenServerError, error="unsupported_grant_type"): ..
 class InvalidClient(TokenServerError, status=401, error="invalid_client"): ...
 
 
+# -- the device authorization grant's (RFC 8628 §3.5) --------------------------------
+
+
+class AuthorizationPending(TokenServerError, error="authorization_pending"): ...
+
+
+class SlowDown(TokenServerError, error="slow_down"): ...
+
+
+class AccessDenied(TokenServerError, error="access_denied"): ...
+
+
+class ExpiredToken(TokenServerError, error="expired_token"): ...
+
+
 # -- the admin API's own -------------------------------------------------------------
 
 
@@ -166,17 +186,25 @@ class NotFound(TokenServerError, status=404, error="not_found"): ...
 class Conflict(TokenServerError, status=409, error="conflict"): ...
 
 
-_ACCOUNT_ERRORS: dict[type[accounts.AccountError], type[TokenServerError]] = {
+# A change the accounts service refused, or a device request refused.
+_REFUSED_CHANGES: dict[type[AuditedError], type[TokenServerError]] = {
     accounts.UnknownAccount: NotFound,
     accounts.NameTaken: Conflict,
     accounts.InvalidValue: InvalidRequest,
     accounts.DirectoryUnavailable: TemporarilyUnavailable,
+    device.InvalidDeviceRequest: InvalidRequest,
+    device.UnknownUserCode: NotFound,
+    device.AlreadyDecided: Conflict,
+    device.DeviceUnavailable: TemporarilyUnavailable,
 }
 
 
-def from_account_error(exc: accounts.AccountError) -> TokenServerError:
-    """The answer to a change the accounts service refused (one table, one place)."""
-    return _ACCOUNT_ERRORS.get(type(exc), InvalidRequest)(str(exc))
+def from_account_error(exc: accounts.AccountError | device.DeviceError) -> TokenServerError:
+    """The answer to a change the accounts service refused, or to a device request
+    (RFC 8628 §3.1-3.2, and the page's look at a code): one table, one place."""
+    if isinstance(exc, device.TooManyGuesses):
+        return TooManyRequests(exc.retry_after)
+    return _REFUSED_CHANGES.get(type(exc), InvalidRequest)(str(exc))
 
 
 # Which answer a refused token request gets: on GET /token (the token spec),
@@ -218,6 +246,11 @@ _REFUSALS: dict[type[refusals.Refused], dict[Flavour, _Make]] = {
     refusals.InvalidSubjectToken: _every(_plain(InvalidRequest)),
     refusals.Throttled: _every(_throttled),
     refusals.BackendDown: _every(_plain(TemporarilyUnavailable)),
+    refusals.AuthorizationPending: _every(_plain(AuthorizationPending)),
+    refusals.SlowDown: _every(_plain(SlowDown)),
+    refusals.AccessDenied: _every(_plain(AccessDenied)),
+    refusals.DeviceCodeExpired: _every(_plain(ExpiredToken)),
+    refusals.InvalidDeviceCode: _every(_plain(InvalidGrant)),
 }
 
 

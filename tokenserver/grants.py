@@ -24,7 +24,7 @@ import datetime as dt
 import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from anyio.to_thread import run_sync
 from sqlalchemy.exc import SQLAlchemyError
@@ -44,19 +44,25 @@ from tokenserver.issuer import IssuedToken, Issuer
 from tokenserver.metrics import TokenMetrics
 from tokenserver.names import name_key
 from tokenserver.refusals import (
+    AccessDenied,
     AccountMismatch,
+    AuthorizationPending,
     BackendDown,
     BadLogin,
     CredentialsNeeded,
+    DeviceCodeExpired,
+    InvalidDeviceCode,
     InvalidRefreshToken,
     InvalidSubjectToken,
     MalformedScope,
     Refused,
+    SlowDown,
     Throttled,
     UnknownService,
 )
 from tokenserver.secret import Secret
 from tokenserver.store.audit import AuditRecord, Outcome
+from tokenserver.store.device_codes import DeviceCodeStore
 from tokenserver.store.refresh_tokens import RefreshTokenStore
 from tokenserver.throttle import LoginThrottle, Standing, ThrottleUnavailable
 from tokenserver.token_requests import (
@@ -83,6 +89,17 @@ _PARSED_MAX_CHARS = 1024
 EXCHANGE_ACCOUNT = "TOKEN-EXCHANGE"
 _DATABASE_DOWN = "the database is unavailable; retry"
 _DIRECTORY_DOWN = "the identity backend is unavailable; retry"
+
+
+# What a device's poll that got no token is told (RFC 8628 §3.5), given the interval.
+_POLL_REFUSALS: dict[str, Callable[[int], Refused]] = {
+    "unknown": lambda _i: InvalidDeviceCode("the device code is invalid"),
+    "spent": lambda _i: InvalidDeviceCode("the device code was used already"),
+    "expired": lambda _i: DeviceCodeExpired("the device code expired; start again"),
+    "slow_down": lambda i: SlowDown(f"polled too early; poll at most every {i} s"),
+    "pending": lambda _i: AuthorizationPending("the request is waiting for its approval"),
+    "denied": lambda _i: AccessDenied("the request was denied"),
+}
 
 
 @dataclass(frozen=True)
@@ -135,6 +152,8 @@ class GrantService:
     metrics: TokenMetrics
     audit: AuditLog
     federation: FederatedBackend | None = None
+    # RFC 8628's codes, which the web page's people approve (`device.DeviceLogins`).
+    device_codes: DeviceCodeStore | None = None
     _parsed: Cache[tuple[str, ...], tuple[Access, ...]] = field(
         init=False, repr=False, default_factory=lambda: Cache(_PARSED_ENTRIES)
     )
@@ -168,6 +187,12 @@ class GrantService:
         self._finish(_Trail(request, subject=subject), "invalid_request")
 
     async def _grant(self, request: TokenRequest, trail: _Trail) -> Grant:
+        device_code = request.device_code
+        if device_code is not None:
+            # The approved code says for whom, for which service and what was asked.
+            request = trail.request = await run_sync(
+                self._redeem_device, device_code, request, trail
+            )
         if request.service not in self.services:
             raise UnknownService("unknown service")
         trail.requested = self._parse_requested(request.scopes)
@@ -222,6 +247,9 @@ class GrantService:
             return await run_sync(self._identify_refresh, credentials.token, request.service)
         if isinstance(credentials, ExchangeLogin):
             return await run_sync(self._identify_exchange, credentials.subject_token, request)
+        if not isinstance(credentials, PasswordLogin):
+            # A device's code is redeemed first (`_redeem_device`), which says who it is.
+            raise InvalidDeviceCode("the device code is invalid")
         trail.subject = credentials.username
         return await self.authenticate(
             credentials.username, credentials.password, request.client_ip
@@ -278,22 +306,71 @@ class GrantService:
             raise InvalidRefreshToken("the refresh token is invalid, expired or revoked")
         if info.service != service:
             raise InvalidRefreshToken("the refresh token was issued for another service")
+        return self._bound_account(
+            info.subject, info.backend, info.account_key, InvalidRefreshToken, "refresh token"
+        )
+
+    def _bound_account(
+        self,
+        subject: str,
+        backend: str | None,
+        account_key: str,
+        refusal: type[Refused],
+        what: str,
+    ) -> Identity:
+        """Blocking: the live account a credential (`what`) was bound to, else `refusal`.
+
+        A None `backend`: bound before accounts were recorded, by name only.
+        """
         try:
-            found = self.authenticator.find(info.subject)
+            found = self.authenticator.find(subject)
         except BackendUnavailable:
             raise BackendDown(_DIRECTORY_DOWN) from None
         if found is None:
-            raise InvalidRefreshToken("the refresh token's account no longer exists or is disabled")
-        backend, account = found
+            raise refusal(f"the {what}'s account no longer exists or is disabled")
+        found_backend, account = found
         # The same name is not the same account: a user deleted and created
         # again (or given a new password while this login was being issued),
         # or a name another backend now answers for, is a stranger to it.
-        if info.backend is not None and (backend, account.account_key) != (
-            info.backend,
-            info.account_key,
-        ):
-            raise InvalidRefreshToken("the refresh token was issued to another account")
-        return account.identity(backend)
+        if backend is not None and (found_backend, account.account_key) != (backend, account_key):
+            raise refusal(f"the {what} was issued to another account")
+        return account.identity(found_backend)
+
+    def _redeem_device(
+        self, device_code: Secret, request: TokenRequest, trail: _Trail
+    ) -> TokenRequest:
+        """Blocking: a device's poll (RFC 8628 §3.4-3.5); once approved, the request
+        as its code asked it (service, scopes unless the poll names some), for the
+        account that approved it, with a refresh token."""
+        if request.service and request.service not in self.services:
+            raise UnknownService("unknown service")
+        if self.device_codes is None:
+            raise InvalidDeviceCode("the device code is invalid")
+        try:
+            poll = self.device_codes.poll(
+                device_code.reveal(),
+                request.client_id,
+                request.service,
+                self.clock(),
+            )
+        except SQLAlchemyError:
+            raise BackendDown(_DATABASE_DOWN) from None
+        redeemed = poll.redeemed
+        if redeemed is None:
+            raise _POLL_REFUSALS[poll.state](poll.interval)
+        trail.identity = self._bound_account(
+            redeemed.subject,
+            redeemed.backend,
+            redeemed.account_key,
+            InvalidDeviceCode,
+            "device code",
+        )
+        return replace(
+            request,
+            service=redeemed.service,
+            scopes=request.scopes or redeemed.scopes.split(),
+            offline=True,
+        )
 
     def _identify_exchange(self, token: Secret, request: TokenRequest) -> Identity:
         """Blocking: the throttle read, the trusts of the token's issuer, counting a failure."""

@@ -9,14 +9,19 @@ from __future__ import annotations
 from tokenserver.audited import AuditedError
 
 __all__ = [
+    "AccessDenied",
     "AccountMismatch",
+    "AuthorizationPending",
     "BackendDown",
     "BadLogin",
     "CredentialsNeeded",
+    "DeviceCodeExpired",
+    "InvalidDeviceCode",
     "InvalidRefreshToken",
     "InvalidSubjectToken",
     "MalformedScope",
     "Refused",
+    "SlowDown",
     "Throttled",
     "UnknownService",
 ]
@@ -59,3 +64,25 @@ class Throttled(Refused, outcome="throttled"):
 
 
 class BackendDown(Refused, outcome="backend_unavailable"): ...
+
+
+# -- the device authorization grant (RFC 8628 §3.5) ----------------------------------
+
+
+class AuthorizationPending(Refused, outcome="pending"):
+    """The person has not decided yet: poll again after the interval."""
+
+
+class SlowDown(Refused, outcome="pending"):
+    """Polled before the interval was up, which is now 5 s longer (the message says it)."""
+
+
+class AccessDenied(Refused, outcome="denied"):
+    """The person denied the device's request."""
+
+
+class DeviceCodeExpired(Refused, outcome="bad_credentials"): ...
+
+
+class InvalidDeviceCode(Refused, outcome="bad_credentials"):
+    """Unknown, another client's or service's, or spent already."""

@@ -37,6 +37,7 @@ from tokenserver.store.ui_sessions import UISessionStore
 from tokenserver.store.users import UserStore
 
 if TYPE_CHECKING:
+    from tokenserver.device import DeviceLogins
     from tokenserver.grants import GrantService
     from tokenserver.keys import KeySet
     from tokenserver.metrics import TokenMetrics
@@ -88,6 +89,8 @@ class Services(Administration):
     audit: AuditLog
     # Made with the app, before this: its middleware observes every request.
     metrics: TokenMetrics
+    # Devices' requests for codes, and the web page's people deciding them.
+    devices: DeviceLogins
 
 
 _A = TypeVar("_A", bound=Administration)
@@ -193,10 +196,12 @@ def open_services(
     # administration, starts faster without the token path's modules.
     from tokenserver.authn.ci_tokens import CITokenBackend
     from tokenserver.authn.federated import FederatedBackend
+    from tokenserver.device import DeviceLogins
     from tokenserver.federation.verify import Trusts
     from tokenserver.grants import GrantService
     from tokenserver.issuer import Issuer
     from tokenserver.keys import load_keys
+    from tokenserver.store.device_codes import DeviceCodeStore
     from tokenserver.store.login_failures import LoginFailureStore
     from tokenserver.throttle import LoginThrottle
 
@@ -216,6 +221,16 @@ def open_services(
         )
         audit = AuditLog(records.audit, dt.timedelta(days=config.audit.retention_days), clock)
         exits.callback(audit.close)
+        # Wrong passwords and wrong user codes count in one place: a guesser's address is one.
+        throttle = LoginThrottle(
+            LoginFailureStore(records.database),
+            config.throttle.account_failures,
+            config.throttle.address_failures,
+            config.throttle.window,
+            clock=lambda: clock().timestamp(),
+            ipv6_prefix=config.throttle.ipv6_prefix,
+        )
+        device_codes = DeviceCodeStore(records.database)
         grants = GrantService(
             authenticator=authenticator,
             policy=policy,
@@ -224,17 +239,20 @@ def open_services(
             services=frozenset(config.token.services),
             refresh_lifetime=dt.timedelta(seconds=config.token.refresh_expiration),
             clock=clock,
-            throttle=LoginThrottle(
-                LoginFailureStore(records.database),
-                config.throttle.account_failures,
-                config.throttle.address_failures,
-                config.throttle.window,
-                clock=lambda: clock().timestamp(),
-                ipv6_prefix=config.throttle.ipv6_prefix,
-            ),
+            throttle=throttle,
             metrics=metrics,
             audit=audit,
             federation=federation,
+            device_codes=device_codes,
+        )
+        devices = DeviceLogins(
+            codes=device_codes,
+            throttle=throttle,
+            trail=AdminTrail(records.audit, clock),
+            clock=clock,
+            services=config.token.services,
+            code_ttl=config.device.code_ttl,
+            interval=config.device.interval,
         )
         yield _administration(
             Services,
@@ -247,4 +265,5 @@ def open_services(
             authenticator=authenticator,
             audit=audit,
             metrics=metrics,
+            devices=devices,
         )

@@ -12,11 +12,13 @@ from typing import Literal
 
 from tokenserver.secret import Secret
 
-__all__ = ["ExchangeLogin", "PasswordLogin", "RefreshLogin", "TokenRequest", "Via"]
+__all__ = ["DeviceLogin", "ExchangeLogin", "PasswordLogin", "RefreshLogin", "TokenRequest", "Via"]
 
 # How the caller proved itself: Basic on GET, the OAuth2 grant type on POST, or a
 # web-page session (the page asks for tokens for its signed-in admin).
-Via = Literal["anonymous", "basic", "password", "refresh_token", "token_exchange", "session"]
+Via = Literal[
+    "anonymous", "basic", "password", "refresh_token", "token_exchange", "device_code", "session"
+]
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,11 @@ class RefreshLogin:
 
 
 @dataclass(frozen=True)
+class DeviceLogin:
+    device_code: Secret  # RFC 8628: its person approves it (or not yet) on the web page
+
+
+@dataclass(frozen=True)
 class ExchangeLogin:
     """RFC 8693: an ID token exchanged for a registry token, no trust named."""
 
@@ -46,10 +53,16 @@ class TokenRequest:
     service: str
     scopes: Sequence[str]
     via: Via
-    credentials: PasswordLogin | RefreshLogin | ExchangeLogin | None = None
+    credentials: PasswordLogin | RefreshLogin | ExchangeLogin | DeviceLogin | None = None
     # Asked for a refresh token (GET offline_token=true, POST access_type=offline).
     offline: bool = False
     client_id: str = ""
     account: str | None = None
     client_ip: str | None = None
     user_agent: str = ""
+
+    @property
+    def device_code(self) -> Secret | None:
+        """A device's code, when this is its poll (RFC 8628 §3.4)."""
+        credentials = self.credentials
+        return credentials.device_code if isinstance(credentials, DeviceLogin) else None

@@ -163,6 +163,11 @@ def test_bad_addr_refused(addr: str) -> None:
         ("throttle", {"ipv6_prefix": 64.5}, "throttle.ipv6_prefix"),
         ("throttle", {"ipv6_prefix": True}, "throttle.ipv6_prefix"),  # YAML's `yes`, not a /1
         ("throttle", {"ipv6_prefix": None}, "throttle.ipv6_prefix"),
+        ("device", {"code_ttl": 59}, "device.code_ttl"),
+        ("device", {"code_ttl": 86401}, "device.code_ttl"),
+        ("device", {"interval": 0}, "device.interval"),
+        ("device", {"interval": 61}, "device.interval"),
+        ("device", {"polls": 1}, "device.polls"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, section: str, values: dict, key: str) -> None:
@@ -271,6 +276,14 @@ def test_ldap_and_backend_order(tmp_path: Path) -> None:
 def test_bad_ldap_and_authn_settings(tmp_path: Path, data: object, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_config(_write(tmp_path / "c.yaml", data), environ={})
+
+
+def test_device_login_defaults_and_environment() -> None:
+    config = load_config(None, environ={})
+    assert (config.device.code_ttl, config.device.interval) == (600, 5)
+    environ = {"TOKENSERVER_DEVICE_CODE_TTL": "900", "TOKENSERVER_DEVICE_INTERVAL": "10"}
+    config = load_config(None, environ=environ)
+    assert (config.device.code_ttl, config.device.interval) == (900, 10)
 
 
 def test_ipv6_prefix_default_range_and_environment() -> None:

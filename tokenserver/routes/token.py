@@ -12,7 +12,6 @@ from fastapi import APIRouter, Request
 
 from authcore.scope import format_scopes
 from tokenserver import context
-from tokenserver.bodies import read_limited
 from tokenserver.errors import (
     InvalidRequest,
     TokenServerError,
@@ -23,8 +22,9 @@ from tokenserver.fast_path import TokenAnswer, token_answer
 from tokenserver.forms import Params, parse_basic, parse_params
 from tokenserver.grants import Grant
 from tokenserver.refusals import Refused
-from tokenserver.routes.common import services
+from tokenserver.routes.common import read_form, services
 from tokenserver.token_requests import (
+    DeviceLogin,
     ExchangeLogin,
     PasswordLogin,
     RefreshLogin,
@@ -94,23 +94,17 @@ async def get_token(request: Request) -> TokenAnswer:
     return await _grant(request, token_request, oauth=False)
 
 
-async def _read_form(request: Request) -> Params:
-    content_type = request.headers.get("content-type", "")
-    if content_type.split(";", 1)[0].strip().lower() != "application/x-www-form-urlencoded":
-        raise InvalidRequest("the body must be application/x-www-form-urlencoded", close=True)
-    limit = services(request).config.server.max_body_bytes
-    return parse_params(await read_limited(request, limit))
-
-
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105 (a name)
 # RFC 8693 §3: what a subject token may be; an OIDC ID token is both.
 _SUBJECT_TOKEN_TYPES = frozenset(
     {"urn:ietf:params:oauth:token-type:id_token", "urn:ietf:params:oauth:token-type:jwt"}
 )
 ISSUED_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105 (a name)
+DEVICE_CODE = "urn:ietf:params:oauth:grant-type:device_code"
+_Credentials = PasswordLogin | RefreshLogin | ExchangeLogin | DeviceLogin
 
 
-def _oauth_credentials(form: Params) -> tuple[Via, PasswordLogin | RefreshLogin | ExchangeLogin]:
+def _oauth_credentials(form: Params) -> tuple[Via, _Credentials]:
     grant_type = form.required("grant_type")
     if grant_type == TOKEN_EXCHANGE:
         subject_token = form.secret("subject_token")
@@ -132,25 +126,37 @@ def _oauth_credentials(form: Params) -> tuple[Via, PasswordLogin | RefreshLogin 
         if not value:
             raise InvalidRequest("parameter 'refresh_token' is required")
         return "refresh_token", RefreshLogin(value)
-    raise UnsupportedGrantType(f"grant_type must be password, refresh_token or {TOKEN_EXCHANGE}")
+    if grant_type == DEVICE_CODE:
+        device_code = form.secret("device_code")
+        if not device_code:
+            raise InvalidRequest("parameter 'device_code' is required")
+        return "device_code", DeviceLogin(device_code)
+    raise UnsupportedGrantType(
+        f"grant_type must be password, refresh_token, {TOKEN_EXCHANGE} or {DEVICE_CODE}"
+    )
 
 
 @router.post(
-    "/token", summary="OAuth2 token (password, refresh_token and RFC 8693 token-exchange grants)"
+    "/token",
+    summary="OAuth2 token (password, refresh_token, RFC 8693 token-exchange and RFC 8628"
+    " device_code grants)",
 )
 async def post_token(request: Request) -> TokenAnswer:
     via: Via = "anonymous"
     service = ""
     try:
-        form = await _read_form(request)
+        form = await read_form(request)
         service = form.one("service") or ""
         via, credentials = _oauth_credentials(form)
+        device = via == "device_code"
         token_request = TokenRequest(
-            service=form.required("service"),
+            # A device's code names its service (RFC 8628 clients send none).
+            service=service if device else form.required("service"),
             scopes=form.all("scope"),
             via=via,
             credentials=credentials,
-            offline=(form.one("access_type") or "").lower() == "offline",
+            # What a device logs in for is the refresh token.
+            offline=device or (form.one("access_type") or "").lower() == "offline",
             # An exchange needs no client id (RFC 8693 §2.1); the other grants do.
             client_id=form.one("client_id") or ""
             if via == "token_exchange"

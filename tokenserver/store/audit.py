@@ -31,6 +31,8 @@ Outcome = Literal[
     "granted",
     "partial",
     "denied",
+    # A device's poll before the person decided (RFC 8628's authorization_pending, slow_down).
+    "pending",
     "ok",
     "not_found",
     "conflict",

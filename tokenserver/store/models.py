@@ -25,6 +25,7 @@ __all__ = [
     "AuditEvent",
     "Base",
     "CIToken",
+    "DeviceCode",
     "FederationTrust",
     "LoginFailure",
     "RefreshToken",
@@ -218,3 +219,31 @@ class FederationTrust(Base):
     max_age: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     created_by: Mapped[str] = mapped_column(String(255))
+
+
+class DeviceCode(Base):
+    """A device's request to be logged in (RFC 8628), until the person at the page
+    decides and the device collects its refresh token; both codes only hashed."""
+
+    __tablename__ = "device_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # Seconds between polls, raised by each `slow_down`; no poll before `next_poll_at`.
+    interval: Mapped[int] = mapped_column(Integer)
+    next_poll_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    # pending, approved, denied, spent: each step a compare-and-set on this column.
+    status: Mapped[str] = mapped_column(String(16))
+    client_id: Mapped[str] = mapped_column(String(255))
+    service: Mapped[str] = mapped_column(String(255))
+    scopes: Mapped[str] = mapped_column(Text)  # space-separated, as requested
+    client_ip: Mapped[str] = mapped_column(String(64))
+    user_agent: Mapped[str] = mapped_column(String(512))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    # The account that approved it, bound as a refresh token is (see RefreshToken).
+    subject: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    backend: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    account_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    decided_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -18,6 +18,7 @@ from tokenserver.routes.common import services
 from tokenserver.routes.ui.render import page
 from tokenserver.routes.ui.session import (
     LOGIN_COOKIE,
+    PATH,
     SESSION_COOKIE,
     CSRFRefused,
     new_login_token,
@@ -30,11 +31,29 @@ __all__ = ["router"]
 router = APIRouter()
 
 _LOGIN_TOKEN_AGE = 3600
+_MAX_RETURN = 1024
 
 
-def _login_page(request: Request, error: str | None = None, status: int = 200) -> Response:
+def _return_to(value: str | None) -> str:
+    """Where a sign-in sends its person back (the device page, say): a path of this
+    page only, never another site, whatever the link said; "" for none."""
+    if (
+        not value
+        or len(value) > _MAX_RETURN
+        or not value.startswith(PATH + "/")
+        or "\\" in value
+        or ".." in value
+        or not all("!" <= c <= "~" for c in value)
+    ):
+        return ""
+    return value
+
+
+def _login_page(
+    request: Request, error: str | None = None, status: int = 200, return_to: str = ""
+) -> Response:
     token = new_login_token()
-    response = page(request, "login.html", status, csrf=token, error=error)
+    response = page(request, "login.html", status, csrf=token, error=error, return_to=return_to)
     set_cookie(request, response, LOGIN_COOKIE, token, _LOGIN_TOKEN_AGE)
     return response
 
@@ -46,7 +65,7 @@ async def home() -> Response:
 
 @router.get("/login", include_in_schema=False)
 async def login_form(request: Request) -> Response:
-    return _login_page(request)
+    return _login_page(request, return_to=_return_to(request.query_params.get("return_to")))
 
 
 @router.post("/login", include_in_schema=False)
@@ -58,13 +77,15 @@ async def login(request: Request) -> Response:
     if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
         raise CSRFRefused
     username, password = form.one("username") or "", form.secret("password")
+    return_to = _return_to(form.one("return_to"))
     ip = request.client.host if request.client else ""
     agent = request.headers.get("user-agent", "")[:512]
     attempt = Actor(username[:255], "ui", "user", "", ip, agent)
 
     def refuse(outcome: Outcome, message: str) -> Response:
         svc.trail.record(attempt, "ui.signin", "", outcome)
-        return _login_page(request, message, 401 if outcome == "bad_credentials" else 403)
+        status = 401 if outcome == "bad_credentials" else 403
+        return _login_page(request, message, status, return_to)
 
     if not username or password is None:
         return refuse("bad_credentials", "Give a user name and a password.")
@@ -83,7 +104,7 @@ async def login(request: Request) -> Response:
     cookie, _session = opened
     actor = Actor(identity.subject, "ui", "user", identity.backend, ip, agent)
     svc.trail.record(actor, "ui.signin", "", "ok")
-    response = RedirectResponse("/ui/users", status_code=303)
+    response = RedirectResponse(return_to or "/ui/users", status_code=303)
     set_cookie(request, response, SESSION_COOKIE, cookie, ttl)
     response.delete_cookie(LOGIN_COOKIE, path="/ui")
     return response
