@@ -121,7 +121,7 @@ def test_polls_at_the_servers_pace_until_approved(servers: _Servers) -> None:
     assert shown == [Prompt(GOOD_START["verification_uri_complete"], "BCDF-GHJK", 600)]
     assert slept == [5, 5, 10, 10]  # slow_down adds 5 s, for good (RFC 8628 3.5)
     start, *polls = servers.posted
-    assert start == {"client_id": device_login.CLIENT_ID}
+    assert start == {"client_id": device_login.CLIENT_ID, "service": "registry"}
     assert all(p["device_code"] == "dc-1" and p["service"] == "registry" for p in polls)
 
 

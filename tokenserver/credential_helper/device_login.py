@@ -137,7 +137,10 @@ def login(
     clock: Callable[[], float] = time.monotonic,
 ) -> str:
     """A refresh token for `service`, once the person approves; `DeviceLoginFailed` otherwise."""
-    status, started = _post(client, urljoin(realm, "device/code"), {"client_id": CLIENT_ID})
+    # The service the registry named, for the code and every poll alike: the token server
+    # binds a code to the service it was asked for.
+    asked = {"client_id": CLIENT_ID} | ({"service": service} if service else {})
+    status, started = _post(client, urljoin(realm, "device/code"), asked)
     if status != 200:
         raise DeviceLoginFailed(f"the token server refused a device login ({status})")
     device_code = _text(started, "device_code")
@@ -149,9 +152,7 @@ def login(
     interval = _seconds(started, "interval", 5, 60)
     show(Prompt(url, _text(started, "user_code", _USER_CODE), expires_in))
     deadline = clock() + expires_in
-    form = {"grant_type": DEVICE_GRANT, "device_code": device_code, "client_id": CLIENT_ID}
-    if service:
-        form["service"] = service
+    form = asked | {"grant_type": DEVICE_GRANT, "device_code": device_code}
     while clock() + interval <= deadline:
         sleep(interval)
         status, answer = _post(client, realm, form)
