@@ -90,7 +90,10 @@ def get(file: CredentialFile, server_url: str) -> dict[str, str]:
         try:
             stored = _device_login(server)
         except DeviceLoginFailed as exc:
-            raise Refusal(f"{NOT_FOUND} ({exc})") from None
+            # docker takes "not found" as "go on without credentials" and does not show the
+            # answer, so the person reads why on the terminal.
+            print(f"No sign-in for {server}: {exc}.", file=sys.stderr, flush=True)
+            raise Refusal(NOT_FOUND) from None
         file.put(server, stored)
     return {"ServerURL": server_url.strip(), "Username": stored.username, "Secret": stored.secret}
 
