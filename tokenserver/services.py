@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from tokenserver.grants import GrantService
     from tokenserver.keys import KeySet
     from tokenserver.metrics import TokenMetrics
+    from tokenserver.sso.signin import SSO
 
 __all__ = [
     "Administration",
@@ -88,6 +89,8 @@ class Services(Administration):
     audit: AuditLog
     # Made with the app, before this: its middleware observes every request.
     metrics: TokenMetrics
+    # Signing people in through the OpenID provider, if `sso` is configured.
+    sso: SSO | None
 
 
 _A = TypeVar("_A", bound=Administration)
@@ -197,7 +200,9 @@ def open_services(
     from tokenserver.grants import GrantService
     from tokenserver.issuer import Issuer
     from tokenserver.keys import load_keys
+    from tokenserver.sso.signin import SSO
     from tokenserver.store.login_failures import LoginFailureStore
+    from tokenserver.store.sso_logins import SSOLoginStore
     from tokenserver.throttle import LoginThrottle
 
     with ExitStack() as exits:
@@ -247,4 +252,7 @@ def open_services(
             authenticator=authenticator,
             audit=audit,
             metrics=metrics,
+            sso=None
+            if config.sso is None
+            else SSO(config.sso, SSOLoginStore(records.database), clock),
         )

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import urljoin
 
 import httpx
 import pytest
@@ -59,18 +61,43 @@ class OIDCProvider(Peer):
         self.redirect_uri = redirect_uri
         self.ca_file, self._key_file = write_self_signed(self.workdir)
         self.people_file = self.workdir / "people.json"
-        self._people: dict[str, list[str]] = {}
+        self._people: dict[str, dict[str, object]] = {}
         for name, groups in (people or {}).items():
             self.set_person(name, groups)
         self._settings = self.workdir / "settings.json"
 
-    def set_person(self, name: str, groups: Sequence[str]) -> None:
-        """Give `name` these groups at the provider (counted at their next sign-in)."""
-        self._people[name] = list(groups)
-        document = {n: {"groups": g} for n, g in self._people.items()}
+    def set_person(self, name: str, groups: Sequence[str], username: str | None = None) -> None:
+        """Give the person who logs in as `name` these groups at the provider (counted at
+        their next sign-in), and `username` as their `preferred_username` (else `name`)."""
+        self._people[name] = {
+            "groups": list(groups),
+            **({"username": username} if username else {}),
+        }
         temporary = self.people_file.with_suffix(".tmp")
-        temporary.write_text(json.dumps(document))
+        temporary.write_text(json.dumps(self._people))
         temporary.replace(self.people_file)
+
+    def sign_in(self, authorize_url: str, login: str) -> str:
+        """Through the provider's own login form as `login`, in a browser of its own (no
+        session there yet): the URL the provider sends the browser back to."""
+        with httpx.Client(verify=str(self.ca_file), timeout=10.0) as browser:
+            url = authorize_url
+            for _ in range(10):
+                answer = browser.get(url)
+                if answer.is_redirect:
+                    url = urljoin(url, answer.headers["location"])
+                    if url.startswith(self.redirect_uri):
+                        return url
+                    continue
+                form = re.search(r'<form[^>]*action="([^"]+)"', answer.text)
+                assert form is not None, answer.text[:500]
+                posted = browser.post(
+                    urljoin(url, form.group(1)),
+                    data={"prompt": "login", "login": login, "password": "any"},
+                )
+                assert posted.is_redirect, posted.text[:500]
+                url = urljoin(url, posted.headers["location"])
+        raise AssertionError(f"the provider never sent the browser back (last at {url})")
 
     def prepare(self) -> None:
         if not self.people_file.exists():

@@ -5,8 +5,9 @@
 //
 // SETTINGS: {"port", "issuer", "cert", "key", "client_id", "client_secret",
 // "redirect_uri", "people"}. `people` is a JSON file {"alice": {"groups": [...],
-// "email": "..."}, ...}, read again at every sign-in, so a test changes a person's
-// groups by rewriting it. The provider's own development login form takes any
+// "email": "...", "username": "..."}, ...}, read again at every sign-in, so a test
+// changes a person's groups by rewriting it. The login name is the subject (`sub`);
+// `username` (else the login name) is `preferred_username`. The provider's own development login form takes any
 // name and password; a name not in the file signs in with no groups. Prints
 // "listening on PORT" once it answers.
 import { readFileSync } from 'node:fs';
@@ -50,7 +51,7 @@ const provider = new Provider(settings.issuer, {
         const found = person(sub);
         return {
           sub,
-          preferred_username: sub,
+          preferred_username: found.username ?? sub,
           name: sub,
           email: found.email ?? `${sub}@example.test`,
           email_verified: true,

@@ -12,7 +12,16 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from tokenserver.routes.ui import audit, ci_tokens, keys, login, repositories, sessions, users
+from tokenserver.routes.ui import (
+    audit,
+    ci_tokens,
+    keys,
+    login,
+    repositories,
+    sessions,
+    sso,
+    users,
+)
 from tokenserver.routes.ui.common import ShownAgain
 from tokenserver.routes.ui.render import page
 from tokenserver.routes.ui.session import PATH, CSRFRefused, SignInRequired
@@ -22,7 +31,7 @@ __all__ = ["install"]
 
 def install(app: FastAPI) -> None:
     router = APIRouter(prefix=PATH)
-    for pages in (login, users, sessions, ci_tokens, audit, repositories, keys):
+    for pages in (login, sso, users, sessions, ci_tokens, audit, repositories, keys):
         router.include_router(pages.router)
     app.include_router(router)
     app.mount(

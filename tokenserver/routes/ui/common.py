@@ -16,7 +16,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from tokenserver.accounts import AccountError, InvalidValue, NameTaken, UnknownAccount
+from tokenserver.accounts import (
+    AccountError,
+    InvalidValue,
+    NameTaken,
+    SignInRefused,
+    UnknownAccount,
+)
 from tokenserver.audit import Actor
 from tokenserver.routes.ui.session import SignedIn, signed_in
 
@@ -110,4 +116,6 @@ def status_of(exc: AccountError) -> int:
         return 409
     if isinstance(exc, InvalidValue):
         return 400
+    if isinstance(exc, SignInRefused):
+        return 403
     return 503

@@ -32,10 +32,29 @@ router = APIRouter()
 _LOGIN_TOKEN_AGE = 3600
 
 
-def _login_page(request: Request, error: str | None = None, status: int = 200) -> Response:
+def login_page(request: Request, error: str | None = None, status: int = 200) -> Response:
+    """The sign-in page: the password form unless `ui.password_login` is off, and the
+    OpenID provider's button when `sso` is configured."""
+    config = services(request).config
     token = new_login_token()
-    response = page(request, "login.html", status, csrf=token, error=error)
+    response = page(
+        request,
+        "login.html",
+        status,
+        csrf=token,
+        error=error,
+        password_login=config.ui.password_login,
+        sso_name=None if config.sso is None else config.sso.display_name,
+    )
     set_cookie(request, response, LOGIN_COOKIE, token, _LOGIN_TOKEN_AGE)
+    return response
+
+
+def after_sign_in(request: Request, cookie: str, ttl: int, destination: str) -> Response:
+    """The answer that opens a web session: its cookie, and on to `destination`."""
+    response = RedirectResponse(destination, status_code=303)
+    set_cookie(request, response, SESSION_COOKIE, cookie, ttl)
+    response.delete_cookie(LOGIN_COOKIE, path="/ui")
     return response
 
 
@@ -46,12 +65,15 @@ async def home() -> Response:
 
 @router.get("/login", include_in_schema=False)
 async def login_form(request: Request) -> Response:
-    return _login_page(request)
+    return login_page(request)
 
 
 @router.post("/login", include_in_schema=False)
 async def login(request: Request) -> Response:
     svc = services(request)
+    if not svc.config.ui.password_login:
+        reason = "Signing in with a password is switched off here."
+        return page(request, "refused.html", 404, reason=reason)
     form = parse_params(await read_limited(request, svc.config.server.max_body_bytes))
     expected = request.cookies.get(LOGIN_COOKIE, "")
     given = form.one("csrf") or ""
@@ -64,7 +86,7 @@ async def login(request: Request) -> Response:
 
     def refuse(outcome: Outcome, message: str) -> Response:
         svc.trail.record(attempt, "ui.signin", "", outcome)
-        return _login_page(request, message, 401 if outcome == "bad_credentials" else 403)
+        return login_page(request, message, 401 if outcome == "bad_credentials" else 403)
 
     if not username or password is None:
         return refuse("bad_credentials", "Give a user name and a password.")
@@ -83,10 +105,7 @@ async def login(request: Request) -> Response:
     cookie, _session = opened
     actor = Actor(identity.subject, "ui", "user", identity.backend, ip, agent)
     svc.trail.record(actor, "ui.signin", "", "ok")
-    response = RedirectResponse("/ui/users", status_code=303)
-    set_cookie(request, response, SESSION_COOKIE, cookie, ttl)
-    response.delete_cookie(LOGIN_COOKIE, path="/ui")
-    return response
+    return after_sign_in(request, cookie, ttl, "/ui/users")
 
 
 @router.post("/logout", include_in_schema=False)
