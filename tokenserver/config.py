@@ -40,6 +40,15 @@ def _server_url(value: str, schemes: tuple[str, ...]) -> SplitResult:
     return parts
 
 
+def _read_secret(path: Path, key: str) -> str:
+    """The text of a secret's file; ConfigError naming `key` if it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or "not UTF-8"
+        raise ConfigError(f"{key}: {reason}") from None
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -182,11 +191,7 @@ class LDAPConfig(_Section):
 
     def bind_password_value(self) -> str | None:
         if self.bind_password_file is not None:
-            try:
-                text = self.bind_password_file.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                reason = getattr(exc, "strerror", None) or "not UTF-8"
-                raise ConfigError(f"ldap.bind_password_file: {reason}") from None
+            text = _read_secret(self.bind_password_file, "ldap.bind_password_file")
             return text.removesuffix("\n").removesuffix("\r")
         return None if self.bind_password is None else self.bind_password.get_secret_value()
 
@@ -326,12 +331,7 @@ class SSOConfig(_Section):
 
     def client_secret_value(self) -> str:
         if self.client_secret_file is not None:
-            try:
-                text = self.client_secret_file.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                reason = getattr(exc, "strerror", None) or "not UTF-8"
-                raise ConfigError(f"sso.client_secret_file: {reason}") from None
-            return text.strip()
+            return _read_secret(self.client_secret_file, "sso.client_secret_file").strip()
         assert self.client_secret is not None  # one of the two, checked above
         return self.client_secret.get_secret_value()
 

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import secrets
+import ssl
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urljoin
@@ -80,7 +81,7 @@ class OIDCProvider(Peer):
     def sign_in(self, authorize_url: str, login: str) -> str:
         """Through the provider's own login form as `login`, in a browser of its own (no
         session there yet): the URL the provider sends the browser back to."""
-        with httpx.Client(verify=str(self.ca_file), timeout=10.0) as browser:
+        with httpx.Client(verify=self._tls(), timeout=10.0) as browser:
             url = authorize_url
             for _ in range(10):
                 answer = browser.get(url)
@@ -123,7 +124,10 @@ class OIDCProvider(Peer):
 
     def ready(self) -> bool:
         url = f"{self.issuer}/.well-known/openid-configuration"
-        return httpx.get(url, verify=str(self.ca_file), timeout=1.0).status_code == 200
+        return httpx.get(url, verify=self._tls(), timeout=1.0).status_code == 200
+
+    def _tls(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.ca_file))
 
     def sso_config(self, **extra: object) -> dict[str, object]:
         """The token server's `sso` section for this provider."""

@@ -3,6 +3,7 @@ checks (forged tokens included), where a sign-in may return to, and the groups."
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from collections.abc import Iterator
@@ -11,7 +12,9 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from sqlalchemy import text
 
+from tests.support.migrations import migrate_to
 from tests.support.oidc import OIDCIssuer, SigningKey, forged_hs256, forged_none
 from tokenserver.authz.patterns import Pattern
 from tokenserver.config import Config, ConfigError, load_config
@@ -19,6 +22,9 @@ from tokenserver.federation.verify import IssuerKeys
 from tokenserver.routes.ui.sso import local_path
 from tokenserver.sso.id_tokens import IDTokenRules, InvalidIDToken, SignedInPerson, check_id_token
 from tokenserver.sso.signin import SSO
+from tokenserver.store.db import Database
+from tokenserver.store.sso_logins import PendingLogin, SSOLoginStore
+from tokenserver.store.users import SSOPerson, UserExists, UserStore
 
 CLIENT = "registry-auth"
 NONCE = "n-0S6_WzA2Mj"
@@ -229,3 +235,52 @@ def test_every_wrong_id_token_is_refused(issuer: OIDCIssuer) -> None:
         with pytest.raises(InvalidIDToken):
             _check(issuer, token, email="/@example\\.com$/")
             pytest.fail(f"{what} was taken")
+
+
+# -- the records ---------------------------------------------------------------------------
+
+
+def test_existing_users_are_local_after_the_upgrade_and_people_are_bound(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'old.db'}")
+    try:
+        migrate_to(db, "0007")
+        with db.engine.begin() as conn:  # a user of 0007, as its columns were
+            conn.execute(
+                text(
+                    "INSERT INTO users (name, name_key, account_id, password_hash, disabled,"
+                    " created_at, updated_at) VALUES ('dana', 'dana', 'a1', 'h', 0,"
+                    " '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+                )
+            )
+        db.migrate()
+        users = UserStore(db)
+        assert users.get("dana") is not None and users.get("dana").source == "local"  # type: ignore[union-attr]
+        alice = SSOPerson("https://op.example", "248289761001")
+        assert users.sso_account(alice) is None
+        users.add("alice", "$2b$04$" + "y" * 53, ["team-a"], sso=alice)
+        assert users.sso_account(alice) == "alice"
+        assert users.sso_account(SSOPerson("https://other.example", "248289761001")) is None
+        assert users.get("alice").source == "sso"  # type: ignore[union-attr]
+        with pytest.raises(UserExists):  # one account per person
+            users.add("alice2", "$2b$04$" + "z" * 53, sso=alice)
+    finally:
+        db.dispose()
+
+
+def test_a_pending_sign_in_is_taken_once_and_not_after_it_expires(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'new.db'}")
+    try:
+        db.migrate()
+        logins = SSOLoginStore(db)
+        now = dt.datetime.now(dt.UTC)
+        ten_minutes = dt.timedelta(minutes=10)
+        logins.add("state-1", PendingLogin("nonce", "verifier", "/ui/users"), now, ten_minutes)
+        logins.add("state-2", PendingLogin("nonce", "verifier", "/ui/users"), now, ten_minutes)
+        assert logins.take("state-1", now) == PendingLogin("nonce", "verifier", "/ui/users")
+        assert logins.take("state-1", now) is None
+        assert logins.take("state-2", now + ten_minutes) is None
+        with db.engine.connect() as conn:
+            stored = conn.execute(text("SELECT state_hash FROM sso_logins")).scalars().all()
+        assert "state-2" not in stored  # only its hash
+    finally:
+        db.dispose()

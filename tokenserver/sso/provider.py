@@ -113,12 +113,13 @@ class ProviderClient:
                 asyncio.timeout(DEADLINE),
                 httpx.AsyncClient(verify=self._tls, timeout=DEADLINE, trust_env=False) as client,
             ):
-                answer = await client.send(
-                    client.build_request(method, url, **options), stream=True
-                )
+                request = client.build_request(method, url, **options)
+                # Raw bytes, counted as they come: no compressed answer to inflate.
+                request.headers["Accept-Encoding"] = "identity"
+                answer = await client.send(request, stream=True)
                 try:
                     body = bytearray()
-                    async for chunk in answer.aiter_bytes():
+                    async for chunk in answer.aiter_raw():
                         body += chunk
                         if len(body) > MAX_ANSWER_BYTES:
                             raise ProviderUnavailable(f"{where}: the answer is too large")

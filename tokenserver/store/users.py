@@ -12,6 +12,7 @@ import hashlib
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -43,19 +44,6 @@ def account_key(account_id: str, password_hash: str) -> str:
 
 class UserExists(Exception):
     pass
-
-
-@dataclass(frozen=True)
-class SSOPerson:
-    """A person as the OpenID provider names them: its issuer and their subject."""
-
-    issuer: str
-    subject: str
-
-    @property
-    def key(self) -> str:
-        # A NUL cannot be in a URL, so no issuer and subject run into another pair.
-        return hashlib.sha256(f"{self.issuer}\0{self.subject}".encode()).hexdigest()
 
 
 class UserNotFound(Exception):
@@ -96,6 +84,18 @@ class Credentials:
     disabled: bool
     groups: frozenset[str]
     account_id: str
+
+
+class SSOPerson(NamedTuple):
+    """A person as the OpenID provider names them: its issuer and their subject; `key`
+    is what their account is bound to (User.sso_key)."""
+
+    issuer: str
+    subject: str
+
+    def key(self) -> str:
+        # A NUL cannot be in a URL, so no issuer and subject run into another pair.
+        return hashlib.sha256(f"{self.issuer}\0{self.subject}".encode()).hexdigest()
 
 
 # What a login needs of a user, compiled once (see PreparedRead).
@@ -197,7 +197,7 @@ class UserStore:
             created_at=now,
             updated_at=now,
             source="local" if sso is None else "sso",
-            sso_key=None if sso is None else sso.key,
+            sso_key=None if sso is None else sso.key(),
             sso_subject=None if sso is None else sso.subject[:255],
             sso_checked_at=None if sso is None else now,
             groups=[UserGroup(name=g) for g in _group_names(groups)],
@@ -215,7 +215,7 @@ class UserStore:
     def sso_account(self, person: SSOPerson) -> str | None:
         """The name of the account of this person of the provider, if they have one."""
         with self._db.engine.connect() as conn:
-            found = conn.execute(select(User.name).where(User.sso_key == person.key)).first()
+            found = conn.execute(select(User.name).where(User.sso_key == person.key())).first()
         return None if found is None else str(found.name)
 
     def vouched(self, name: str, at: dt.datetime) -> None:

@@ -50,9 +50,22 @@ def login_page(request: Request, error: str | None = None, status: int = 200) ->
     return response
 
 
-def after_sign_in(request: Request, cookie: str, ttl: int, destination: str) -> Response:
-    """The answer that opens a web session: its cookie, and on to `destination`."""
-    response = RedirectResponse(destination, status_code=303)
+def after_sign_in(
+    request: Request, cookie: str, ttl: int, destination: str, *, from_elsewhere: bool = False
+) -> Response:
+    """The answer that opens a web session: its cookie, and on to `destination`.
+
+    `from_elsewhere`: the browser came from another site (the OpenID provider's
+    redirect). A redirect would carry that on, and a browser sends no
+    `SameSite=Strict` cookie, the session's, on a navigation another site began:
+    a page of ours moves on instead (a meta refresh; no script), which begins
+    a navigation of this site.
+    """
+    response: Response
+    if from_elsewhere:
+        response = page(request, "signed_in.html", 200, destination=destination)
+    else:
+        response = RedirectResponse(destination, status_code=303)
     set_cookie(request, response, SESSION_COOKIE, cookie, ttl)
     response.delete_cookie(LOGIN_COOKIE, path="/ui")
     return response

@@ -6,7 +6,7 @@ provider sends it back to `/ui/login/sso/callback`, which signs in only the
 browser that started the sign-in (the cookie must carry the state the URL
 does), once. Then the person's account is made or brought up to date by the
 accounts service, and a web session is opened as the password sign-in opens
-one. What comes back in the URL is anybody's: every value is bounded, and a
+one (its last step a page of ours, not a redirect: see `after_sign_in`). What comes back in the URL is anybody's: every value is bounded, and a
 refusal is a page saying so with a 4xx (a 503 when the provider cannot be
 reached), never the code, the state or a token in a page or a log.
 """
@@ -153,6 +153,6 @@ async def callback(request: Request) -> Response:
     )
     if opened is None:  # the account changed (disabled, say) while this sign-in ran
         return refuse("bad_credentials", "That account does not sign in here.", 403)
-    response = after_sign_in(request, opened[0], ttl, return_to)
+    response = after_sign_in(request, opened[0], ttl, return_to, from_elsewhere=True)
     response.delete_cookie(SSO_COOKIE, path=f"{PATH}/login/sso")
     return response
