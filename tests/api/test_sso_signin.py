@@ -413,3 +413,39 @@ def test_a_provider_answering_huge_slow_or_nonsense_is_bounded(
         )
         assert callback.status_code in (401, 503), what
         assert time.monotonic() - began < 5, what
+
+
+def test_the_answer_may_come_back_to_another_instance_once(
+    provider: OIDCProvider, make_config: Callable[..., Config], start_client: Start
+) -> None:
+    """Two apps on one database (two instances behind a balancer): the sign-in begun on
+    one is finished on the other, and then on neither again."""
+    provider.set_person("alice", ["ops"])
+    config = make_config({"sso": provider.sso_config(admin_groups=["ops"])})
+    with start_client(config) as first, start_client(config) as second:
+        began = _browser(first)
+        back = provider.sign_in(_start(began), "alice")
+        state = _query(back)["state"]
+        elsewhere = _browser(second)
+        done = elsewhere.get(back, headers={"Cookie": f"ts_sso={state}"})
+        assert done.status_code == 200 and "ts_session" in elsewhere.cookies
+        assert elsewhere.get("/ui/users").status_code == 200
+        assert began.get(back).status_code == 400  # taken already, on the other instance
+
+
+def test_a_person_disabled_here_is_refused_whatever_the_provider_says(
+    app: TestClient, provider: OIDCProvider
+) -> None:
+    from tokenserver.audit import Actor
+
+    browser = _browser(app)
+    assert browser.get(provider.sign_in(_start(browser), "alice")).status_code == 200
+    accounts = app.app.state.services.accounts  # type: ignore[attr-defined]
+    accounts.set_disabled(Actor("root", "cli"), "alice", True)
+    assert browser.get("/ui/users").status_code == 303  # the session ended with it
+    again = _browser(app)
+    refused = again.get(provider.sign_in(_start(again), "alice"))
+    assert refused.status_code == 403 and "ts_session" not in again.cookies
+    assert {"subject": "alice", "via": "sso", "target": "alice", "outcome": "forbidden"} in _audit(
+        app
+    )
