@@ -23,7 +23,7 @@ from tokenserver.routes.ui.sso import local_path
 from tokenserver.sso.id_tokens import IDTokenRules, InvalidIDToken, SignedInPerson, check_id_token
 from tokenserver.sso.signin import SSO
 from tokenserver.store.db import Database
-from tokenserver.store.sso_logins import PendingLogin, SSOLoginStore
+from tokenserver.store.sso_logins import PendingLogin, SSOLoginStore, TooManyPending
 from tokenserver.store.users import SSOPerson, UserExists, UserStore
 
 CLIENT = "registry-auth"
@@ -267,7 +267,9 @@ def test_existing_users_are_local_after_the_upgrade_and_people_are_bound(tmp_pat
         db.dispose()
 
 
-def test_a_pending_sign_in_is_taken_once_and_not_after_it_expires(tmp_path: Path) -> None:
+def test_a_pending_sign_in_is_taken_once_and_not_after_it_expires(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     db = Database(f"sqlite:///{tmp_path / 'new.db'}")
     try:
         db.migrate()
@@ -282,5 +284,9 @@ def test_a_pending_sign_in_is_taken_once_and_not_after_it_expires(tmp_path: Path
         with db.engine.connect() as conn:
             stored = conn.execute(text("SELECT state_hash FROM sso_logins")).scalars().all()
         assert "state-2" not in stored  # only its hash
+        monkeypatch.setattr("tokenserver.store.sso_logins.MAX_PENDING", 2)
+        logins.add("state-3", PendingLogin("n", "v", "/ui/users"), now, ten_minutes)
+        with pytest.raises(TooManyPending):
+            logins.add("state-4", PendingLogin("n", "v", "/ui/users"), now, ten_minutes)
     finally:
         db.dispose()

@@ -35,7 +35,7 @@ from tokenserver.sso.id_tokens import (
     check_id_token,
 )
 from tokenserver.sso.provider import ProviderClient, ProviderRefused, ProviderUnavailable
-from tokenserver.store.sso_logins import PendingLogin, SSOLoginStore
+from tokenserver.store.sso_logins import PendingLogin, SSOLoginStore, TooManyPending
 
 __all__ = ["SSO", "SignInFailed", "Started"]
 
@@ -95,7 +95,10 @@ class SSO:
         verifier = secrets.token_urlsafe(64)
         login = PendingLogin(nonce, verifier, return_to)
         lifetime = dt.timedelta(seconds=MAX_SIGN_IN_AGE)
-        await asyncio.to_thread(self._logins.add, state, login, self._clock(), lifetime)
+        try:
+            await asyncio.to_thread(self._logins.add, state, login, self._clock(), lifetime)
+        except TooManyPending as exc:
+            raise SignInFailed(str(exc), "throttled", 503) from None
         query = urlencode(
             {
                 "response_type": "code",

@@ -12,13 +12,20 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 
 from tokenserver.store.models import SSOLogin
 from tokenserver.store.secret_hash import hash_secret
 from tokenserver.store.table import TableStore
 
-__all__ = ["PendingLogin", "SSOLoginStore"]
+__all__ = ["MAX_PENDING", "PendingLogin", "SSOLoginStore", "TooManyPending"]
+
+# Sign-ins under way at once, over every instance (each lives ten minutes at most).
+MAX_PENDING = 10_000
+
+
+class TooManyPending(Exception):
+    """More sign-ins are under way than the table keeps: try again later."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,9 @@ class SSOLoginStore(TableStore):
         )
         with self._db.session() as s:
             s.execute(delete(SSOLogin).where(SSOLogin.expires_at <= now))
+            # Anyone may begin a sign-in: their number, not the table, is what is bounded.
+            if (s.scalar(select(func.count()).select_from(SSOLogin)) or 0) >= MAX_PENDING:
+                raise TooManyPending(f"{MAX_PENDING} sign-ins are under way")
             s.add(row)
 
     def take(self, state: str, now: dt.datetime) -> PendingLogin | None:
