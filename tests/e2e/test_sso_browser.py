@@ -2,21 +2,25 @@
 token server as a process, the provider's own login form.
 
 An admin of the provider signs in and lands on the page; a group removed at the
-provider is gone from their account at their next sign-in.
+provider is gone from their account at their next sign-in. Two instances on
+PostgreSQL share a sign-in under way.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.support.oidc_provider import OIDCProvider
+from tests.support.peers import Postgres
 from tests.support.tokenserver import TokenServer
 
 pytestmark = pytest.mark.e2e
@@ -78,3 +82,36 @@ def test_an_admin_signs_in_through_the_provider_and_groups_follow_it(
     rows = ts.cli("audit", "tail", "--json", "--since", "10m")
     assert '"action": "ui.signin"' in rows and '"via": "sso"' in rows
     assert provider.client_secret not in ts.log_text()
+
+
+def test_two_instances_on_postgresql_share_the_sign_in(postgres: Postgres, tmp_path: Path) -> None:
+    """Behind a balancer: begun on one instance, the answer lands on the other; once."""
+    keys = tmp_path / "keys"
+    first, second = (
+        TokenServer(
+            tmp_path / name,
+            database_url=postgres.url,
+            keys_dir=keys,
+            extra={"users": {"bcrypt_cost": 4}},
+        )
+        for name in ("a", "b")
+    )
+    callback = f"{first.url}/ui/login/sso/callback"  # the one public URL
+    person = f"sso-{secrets.token_hex(4)}"
+    provider = OIDCProvider(tmp_path / "op", redirect_uri=callback, people={person: ["ops"]})
+    sso = provider.sso_config(admin_groups=["ops"], redirect_uri=callback)
+    for server in (first, second):
+        server.config_path.write_text(server.config_path.read_text() + f"sso: {json.dumps(sso)}\n")
+    with provider, first, second, httpx.Client(timeout=30) as browser:
+        began = browser.get(f"{first.url}/ui/login/sso")
+        assert began.status_code == 303
+        back = provider.sign_in(began.headers["location"], person)
+        on_the_other = back.replace(first.url, second.url)
+        done = browser.get(on_the_other)
+        assert done.status_code == 200 and "ts_session" in browser.cookies, done.text[:300]
+        assert browser.get(f"{second.url}/ui/users").status_code == 200
+        assert browser.get(f"{first.url}/ui/users").status_code == 200  # one session for both
+        # Taken: the same answer on the first instance signs no one in.
+        state = dict(httpx.URL(back).params)["state"]
+        again = httpx.get(back, headers={"Cookie": f"ts_sso={state}"})
+        assert again.status_code == 400
