@@ -108,6 +108,9 @@ def test_an_admin_of_the_provider_signs_in_and_lands_on_the_page(
     assert users.status_code == 200 and "alice" in users.text
     account = app.app.state.services.accounts.get_user("alice")  # type: ignore[attr-defined]
     assert account.source == "sso" and account.groups == ("admin", "ops", "team-a")
+    own = browser.get("/ui/users/alice").text
+    assert 'id="source"' in own and 'id="password"' not in own  # no password to set
+    assert "(provider)" in users.text
     rows = _audit(app)
     assert {"subject": "alice", "via": "sso", "target": "alice", "outcome": "ok"} in rows
     # Nothing the browser carried back is in the server's log.
