@@ -290,3 +290,16 @@ def test_a_pending_sign_in_is_taken_once_and_not_after_it_expires(
             logins.add("state-4", PendingLogin("n", "v", "/ui/users"), now, ten_minutes)
     finally:
         db.dispose()
+
+
+def test_the_sso_section_from_the_environment() -> None:
+    environ = {
+        "TOKENSERVER_SSO_ISSUER": "https://op.example.test",
+        "TOKENSERVER_SSO_CLIENT_ID": CLIENT,
+        "TOKENSERVER_SSO_CLIENT_SECRET": "s3",
+        "TOKENSERVER_SSO_ADMIN_GROUPS": "[platform]",
+        "TOKENSERVER_UI_PASSWORD_LOGIN": "false",
+    }
+    config = load_config(None, environ=environ)
+    assert config.sso is not None and config.sso.admin_groups == ["platform"]
+    assert config.ui.password_login is False
