@@ -25,6 +25,8 @@ declare -A PEERS=(
   [swift-container-server]=swift-container
   [swift-object-server]=swift-object
   [memcached]=memcached
+  [node]=nodejs
+  [npm]=npm
 )
 
 has_binary() {
@@ -35,6 +37,22 @@ has_binary() {
     # slapd lives in /usr/sbin, which a non-login root shell may lack in PATH
     PATH="$PATH:/usr/sbin:/sbin" command -v "$bin" >/dev/null 2>&1
   fi
+}
+
+# The OpenID Provider of the SSO tests: npm's oidc-provider, at the version of the
+# committed lock file, into the checkout (nothing outside it). Idempotent: skipped
+# once that version is there.
+OIDC_DIR=$(cd "$(dirname "$0")/.." && pwd)/tests/peers/oidc
+install_oidc_provider() {
+  local want have
+  want=$(sed -n 's/.*"oidc-provider": "\([0-9.]*\)".*/\1/p' "$OIDC_DIR/package.json")
+  have=$(sed -n 's/^  "version": "\(.*\)",$/\1/p' \
+    "$OIDC_DIR/node_modules/oidc-provider/package.json" 2>/dev/null || true)
+  if [[ -n $want && $want == "$have" ]]; then
+    return 0
+  fi
+  echo "install-peers: npm ci in $OIDC_DIR (oidc-provider $want)"
+  (cd "$OIDC_DIR" && npm ci --no-audit --no-fund --loglevel=error)
 }
 
 has_initdb() {
@@ -56,6 +74,7 @@ done
 has_initdb || missing[postgresql]=1
 
 if ((${#missing[@]} == 0)); then
+  install_oidc_provider
   echo "install-peers: all peers present"
   exit 0
 fi
@@ -82,4 +101,5 @@ for attempt in 1 2 3 4 5; do
   sleep $((attempt * 10))
 done
 "${APT[@]}" install -y "${packages[@]}" </dev/null
+install_oidc_provider
 echo "install-peers: done"

@@ -11,7 +11,9 @@ database): call them from a worker thread in async code.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import secrets
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,11 +35,12 @@ from tokenserver.store.ci_tokens import CITokenExists, CITokenInfo, CITokenStore
 from tokenserver.store.refresh_tokens import RefreshTokenInfo, RefreshTokenStore
 from tokenserver.store.trusts import TrustExists, TrustStore
 from tokenserver.store.ui_sessions import Session, SessionInfo, UISessionStore
-from tokenserver.store.users import UserExists, UserInfo, UserNotFound, UserStore
+from tokenserver.store.users import SSOPerson, UserExists, UserInfo, UserNotFound, UserStore
 
 # With the records the methods return, so front ends need not reach into the store for them.
 __all__ = [
     "ADMIN_RESOURCE_TYPE",
+    "MAX_GROUPS",
     "MAX_ID",
     "AccountError",
     "Accounts",
@@ -48,8 +51,10 @@ __all__ = [
     "InvalidValue",
     "NameTaken",
     "RefreshTokenInfo",
+    "SSOPerson",
     "Session",
     "SessionInfo",
+    "SignInRefused",
     "UnknownAccount",
     "UserInfo",
     "parse_id",
@@ -79,6 +84,9 @@ class InvalidValue(AccountError): ...
 
 
 class DirectoryUnavailable(AccountError, outcome="backend_unavailable"): ...
+
+
+class SignInRefused(AccountError, outcome="forbidden"): ...
 
 
 class Directory(Protocol):
@@ -205,6 +213,8 @@ class Accounts:
     def set_password(self, actor: Actor, name: str, password: str) -> Ended:
         """Set the password; revoke the user's refresh tokens and end their web sessions."""
         with self._act(actor, "user.password", name):
+            if self.get_user(name).source == "sso":
+                raise InvalidValue(f"{name} signs in through the OpenID provider: no password")
             hashed = self._hash(password)
             try:
                 self.users.set_password(_existing(name), hashed)
@@ -258,6 +268,58 @@ class Accounts:
             return Ended(
                 self.refresh_tokens.revoke_subject(name, self.clock()), self._end_web_sessions(name)
             )
+
+    def _name_is_free(self, name: str) -> None:
+        """NameTaken unless no user, directory entry, CI token or trust goes by `name`."""
+        if self.users.exists_like(name) or self.directory.knows(name):
+            raise NameTaken(f"{name} is another account's name")
+        if self.ci_tokens.live_like(name, self.clock()):
+            raise NameTaken(f"a CI token is named {name}")
+        if self._trust_named(name):
+            raise NameTaken(f"a federation trust is named {name}")
+
+    def sso_sign_in(
+        self, actor: Actor, person: SSOPerson, groups: Sequence[str], *, admins_only: bool
+    ) -> Identity:
+        """The identity of a person the OpenID provider just vouched for, with `groups`
+        (what the provider says now). Their first sign-in makes their account, named
+        `actor.subject`; later ones find it by the provider's subject (so another
+        subject can never sign in to it, whatever name it claims) and set its groups,
+        even when the sign-in is then refused (`admins_only` and not an admin): a
+        demotion at the provider counts at once. Audited as `ui.signin` with the
+        provider's subject as the target.
+        """
+        existing = self.users.sso_account(person)
+        name = existing or actor.subject
+        with self._act(dataclasses.replace(actor, subject=name), "ui.signin", person.subject):
+            _check_groups(groups)
+            if existing is None:
+                try:
+                    check_name(name)
+                except InvalidName as exc:
+                    raise InvalidValue(str(exc)) from None
+                self._name_is_free(name)
+                # No one is told this password: the account signs in through the provider only.
+                unusable = self._hash(secrets.token_urlsafe(32))
+                try:
+                    self.users.add(name, unusable, groups, sso=person)
+                except UserExists:
+                    raise NameTaken(f"{name} is another account's name") from None
+            else:
+                was_admin = ADMIN_GROUP in self.get_user(name).groups
+                self.users.set_groups(name, groups)
+                self.users.vouched(name, self.clock())
+                if was_admin and ADMIN_GROUP not in groups:
+                    self._end_web_sessions(name)
+            found = self.directory.find(name)
+            if found is None or found[0] != DatabaseBackend.name:
+                raise SignInRefused(
+                    f"the account {name} is disabled or shadowed by another backend"
+                )
+            backend, account = found
+            if admins_only and ADMIN_GROUP not in account.groups:
+                raise SignInRefused(f"Only members of the {ADMIN_GROUP} group may sign in.")
+            return account.identity(backend)
 
     # -- CI tokens ----------------------------------------------------------
 

@@ -17,11 +17,14 @@ from urllib.parse import SplitResult, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from authcore.duration import DurationError, parse_seconds
 from authcore.http_limits import ServingSettings, TLSFiles
 from authcore.jwk import ALGORITHMS
 from authcore.settings import ConfigError, load_settings
 from tokenserver.authz.acl import ACLEntry
-from tokenserver.federation.trusts import InvalidTrust, TrustSpec, check_ca_file
+from tokenserver.authz.patterns import Pattern, PatternError
+from tokenserver.federation.trusts import CLAIM_NAME, InvalidTrust, TrustSpec, check_ca_file
+from tokenserver.names import InvalidName, check_name
 from tokenserver.throttle import DEFAULT_IPV6_PREFIX
 
 __all__ = ["Config", "ConfigError", "load_config"]
@@ -35,6 +38,15 @@ def _server_url(value: str, schemes: tuple[str, ...]) -> SplitResult:
     if parts.scheme not in schemes or not parts.hostname:
         raise ValueError("must be " + " or ".join(f"{s}://HOST[:PORT]" for s in schemes))
     return parts
+
+
+def _read_secret(path: Path, key: str) -> str:
+    """The text of a secret's file; ConfigError naming `key` if it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or "not UTF-8"
+        raise ConfigError(f"{key}: {reason}") from None
 
 
 class _Section(BaseModel):
@@ -179,11 +191,7 @@ class LDAPConfig(_Section):
 
     def bind_password_value(self) -> str | None:
         if self.bind_password_file is not None:
-            try:
-                text = self.bind_password_file.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                reason = getattr(exc, "strerror", None) or "not UTF-8"
-                raise ConfigError(f"ldap.bind_password_file: {reason}") from None
+            text = _read_secret(self.bind_password_file, "ldap.bind_password_file")
             return text.removesuffix("\n").removesuffix("\r")
         return None if self.bind_password is None else self.bind_password.get_secret_value()
 
@@ -218,11 +226,123 @@ class CITokensConfig(_Section):
     max_ttl: int = Field(default=365 * 86400, ge=60)  # seconds
 
 
+class SSOConfig(_Section):
+    """People signing in to the web page through an OpenID provider (`tokenserver.sso`)."""
+
+    issuer: str
+    client_id: str = Field(min_length=1, max_length=255)
+    client_secret: SecretStr | None = None
+    client_secret_file: Path | None = None
+    # What the page's button says: "Sign in with <name>"; the issuer's host if not given.
+    name: str = Field(default="", max_length=64)
+    scopes: list[str] = ["openid", "profile", "email"]
+    username_claim: str = "preferred_username"
+    groups_claim: str = "groups"
+    # Conditions on the ID token's claims (globs or /regex/, as in access rules).
+    claims: dict[str, str] = {}
+    # Members of any of these groups at the provider are members of `admin` here.
+    admin_groups: list[str] = []
+    ca_file: Path | None = None
+    # The callback URL registered at the provider; else this server's own, as the
+    # browser reached it (`/ui/login/sso/callback`).
+    redirect_uri: str | None = None
+    # How long a sign-in through the provider is believed before the person must pass
+    # through it again (their groups read afresh): a web session lasts no longer.
+    recheck: int = 8 * 3600
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer(cls, value: str) -> str:
+        parts = _server_url(value, ("https",))
+        if parts.query or parts.fragment or len(value) > 1024:
+            raise ValueError("must be an https:// URL without query or fragment")
+        return value.rstrip("/")
+
+    @field_validator("redirect_uri")
+    @classmethod
+    def _redirect_uri(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = _server_url(value, ("http", "https"))
+            if parts.fragment or len(value) > 1024:
+                raise ValueError("must be a URL without a fragment")
+        return value
+
+    @field_validator("scopes", mode="before")
+    @classmethod
+    def _scopes(cls, value: object) -> object:
+        words = value.split() if isinstance(value, str) else value
+        if isinstance(words, list):
+            if "openid" not in words:
+                raise ValueError("must include openid")
+            if not all(isinstance(w, str) and w.isascii() and w.isprintable() for w in words):
+                raise ValueError("must be printable ASCII words")
+        return words
+
+    @field_validator("username_claim", "groups_claim")
+    @classmethod
+    def _claim_name(cls, value: str) -> str:
+        if not CLAIM_NAME.fullmatch(value):
+            raise ValueError(f"{value[:70]!r} is not a claim name")
+        return value
+
+    @field_validator("claims")
+    @classmethod
+    def _claims(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, pattern in value.items():
+            if not CLAIM_NAME.fullmatch(name):
+                raise ValueError(f"{name[:70]!r} is not a claim name")
+            try:
+                Pattern(pattern)
+            except PatternError as exc:
+                raise ValueError(f"{name}: {exc}") from None
+        return value
+
+    @field_validator("admin_groups")
+    @classmethod
+    def _admin_groups(cls, value: list[str]) -> list[str]:
+        try:
+            for group in value:
+                check_name(group, "group name")
+        except InvalidName as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("recheck", mode="before")
+    @classmethod
+    def _recheck(cls, value: object) -> object:
+        if isinstance(value, str) and not value.isdigit():
+            try:
+                value = parse_seconds(value)
+            except DurationError as exc:
+                raise ValueError(str(exc)) from None
+        if isinstance(value, int) and not isinstance(value, bool) and not 60 <= value <= 7 * 86400:
+            raise ValueError("must be 1m to 7d")
+        return value
+
+    @model_validator(mode="after")
+    def _secret(self) -> SSOConfig:
+        if (self.client_secret is None) == (self.client_secret_file is None):
+            raise ValueError("set client_secret or client_secret_file (one of them)")
+        return self
+
+    @property
+    def display_name(self) -> str:
+        return self.name or urlsplit(self.issuer).hostname or self.issuer
+
+    def client_secret_value(self) -> str:
+        if self.client_secret_file is not None:
+            return _read_secret(self.client_secret_file, "sso.client_secret_file").strip()
+        assert self.client_secret is not None  # one of the two, checked above
+        return self.client_secret.get_secret_value()
+
+
 class UIConfig(_Section):
     # The registry whose repositories the web page lists (read through its API).
     registry_url: str | None = None
     # Seconds a sign-in lasts.
     session_ttl: int = Field(default=8 * 3600, ge=60, le=7 * 86400)
+    # The user name and password form; off, people sign in only through `sso`.
+    password_login: bool = True
 
     @field_validator("registry_url")
     @classmethod
@@ -276,6 +396,8 @@ class Config(_Section):
     federation: list[TrustConfig] = []
     # docker login through the browser: how long a device's codes wait, how often it polls.
     device: DeviceConfig = DeviceConfig()
+    # The OpenID provider people sign in to the web page through.
+    sso: SSOConfig | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:
@@ -289,17 +411,31 @@ class Config(_Section):
                 raise ValueError("authn.order names htpasswd but users.htpasswd is not set")
             if "ldap" in self.authn.order and self.ldap.url is None:
                 raise ValueError("authn.order names ldap but ldap.url is not set")
+        if not self.ui.password_login and self.sso is None:
+            raise ValueError("ui.password_login is false but sso is not set: no one could sign in")
+        if self.sso is not None and "database" not in self.backend_order:
+            # The people who sign in through the provider are accounts of the database.
+            raise ValueError("sso needs the database backend (authn.order names it not)")
         return self
 
     def check_trust_files(self) -> None:
-        """Read the trusts' CA files now: a bad one stops the start-up, naming it, rather
-        than failing every login of its trust."""
+        """Read the trusts' (and the provider's) CA files now: a bad one stops the start-up,
+        naming it, rather than failing every login of its trust; so does an unreadable
+        `sso.client_secret_file`."""
         for index, trust in enumerate(self.federation):
             if trust.ca_file is not None:
                 try:
                     check_ca_file(trust.ca_file)
                 except InvalidTrust as exc:
                     raise ConfigError(f"federation.{index} ({trust.name}): {exc}") from None
+        if self.sso is not None:
+            if self.sso.ca_file is not None:
+                try:
+                    check_ca_file(self.sso.ca_file)
+                except InvalidTrust as exc:
+                    raise ConfigError(f"sso: {exc}") from None
+            if not self.sso.client_secret_value():
+                raise ConfigError("sso: the client secret is empty")
 
     @property
     def backend_order(self) -> tuple[str, ...]:
@@ -342,6 +478,14 @@ def _relative_to(config: Config, base: Path) -> Config:
                 )
                 for trust in config.federation
             ],
+            "sso": None
+            if config.sso is None
+            else config.sso.model_copy(
+                update={
+                    "ca_file": fix(config.sso.ca_file),
+                    "client_secret_file": fix(config.sso.client_secret_file),
+                }
+            ),
             "ldap": config.ldap.model_copy(
                 update={
                     "ca_file": fix(config.ldap.ca_file),

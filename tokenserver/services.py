@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from tokenserver.grants import GrantService
     from tokenserver.keys import KeySet
     from tokenserver.metrics import TokenMetrics
+    from tokenserver.sso.signin import SSO
 
 __all__ = [
     "Administration",
@@ -91,6 +92,8 @@ class Services(Administration):
     metrics: TokenMetrics
     # Devices' requests for codes, and the web page's people deciding them.
     devices: DeviceLogins
+    # Signing people in through the OpenID provider, if `sso` is configured.
+    sso: SSO | None
 
 
 _A = TypeVar("_A", bound=Administration)
@@ -201,8 +204,10 @@ def open_services(
     from tokenserver.grants import GrantService
     from tokenserver.issuer import Issuer
     from tokenserver.keys import load_keys
+    from tokenserver.sso.signin import SSO
     from tokenserver.store.device_codes import DeviceCodeStore
     from tokenserver.store.login_failures import LoginFailureStore
+    from tokenserver.store.sso_logins import SSOLoginStore
     from tokenserver.throttle import LoginThrottle
 
     with ExitStack() as exits:
@@ -266,4 +271,7 @@ def open_services(
             audit=audit,
             metrics=metrics,
             devices=devices,
+            sso=None
+            if config.sso is None
+            else SSO(config.sso, SSOLoginStore(records.database), clock),
         )

@@ -10,7 +10,7 @@ from alembic import op
 
 revision = "0010"
 # 0009 (SSO accounts) once the branches of issue 26 are merged; 0007 until then.
-down_revision = "0007"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 

@@ -12,15 +12,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from selenium import webdriver
 from selenium.common.exceptions import WebDriverException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.support.images import write_oci_layout
-from tests.support.peers import Skopeo, require_binary
+from tests.support.peers import Skopeo
 from tests.support.registry_proxy import RegistryProxy
 from tests.support.tokenserver import TokenServer
 
@@ -40,31 +38,6 @@ def servers(tmp_path: Path) -> Iterator[tuple[TokenServer, RegistryProxy]]:
     ts.config_path.write_text(config)
     with ts, registry:
         yield ts, registry
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[WebDriver]:
-    options = webdriver.ChromeOptions()
-    options.binary_location = require_binary("/usr/bin/chromium")
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1200,800",
-        f"--user-data-dir={tmp_path / 'chromium'}",
-    ):
-        options.add_argument(flag)
-    service = Service(executable_path=require_binary("/usr/bin/chromedriver"))
-    driver = webdriver.Chrome(service=service, options=options)
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 class Shots:

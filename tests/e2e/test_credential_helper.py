@@ -25,15 +25,13 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from tests.e2e.test_admin_ui import _submit, browser
+from tests.e2e.test_admin_ui import _submit
 from tests.support.images import write_oci_layout
 from tests.support.peers import Dockerd, Skopeo
 from tests.support.registry_proxy import RegistryProxy
 from tests.support.tokenserver import ROOT, TokenServer
 
 pytestmark = pytest.mark.e2e
-
-__all__ = ["browser"]  # a fixture, shared with the admin page's tests
 
 ROOT_PASSWORD = "root-pw-1"
 HELPER = Path(sys.executable).parent / "docker-credential-tokenserver"

@@ -25,14 +25,14 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from tests.e2e.test_admin_ui import Shots, _submit, browser
+from tests.e2e.test_admin_ui import Shots, _submit
 from tests.e2e.test_shared_postgres import pair
 from tests.support.registry_proxy import RegistryProxy
 from tests.support.tokenserver import TokenServer
 
 pytestmark = pytest.mark.e2e
 
-__all__ = ["browser", "pair"]  # fixtures, shared with the admin page's and PostgreSQL's tests
+__all__ = ["pair"]  # a fixture, shared with PostgreSQL's tests
 
 ROOT_PASSWORD = "root-pw-1"
 CLIENT = "docker-credential-tokenserver"

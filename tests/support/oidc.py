@@ -9,6 +9,9 @@ counted, so tests can see when the token server asks for keys.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import ssl
 import threading
@@ -26,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from tests.support.certs import write_self_signed
 from tests.support.peers import LOOPBACK
 
-__all__ = ["OIDCIssuer", "SigningKey"]
+__all__ = ["OIDCIssuer", "SigningKey", "forged_hs256", "forged_none"]
 
 
 class SigningKey:
@@ -253,3 +256,19 @@ class OIDCIssuer:
             },
         }
         return claims | extra
+
+
+def _part(obj: Mapping[str, object]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+
+def forged_none(claims: Mapping[str, object]) -> str:
+    """Unsigned: `alg` none."""
+    return f"{_part({'alg': 'none', 'typ': 'JWT', 'kid': 'x'})}.{_part(claims)}."
+
+
+def forged_hs256(claims: Mapping[str, object], secret: bytes, kid: str) -> str:
+    """Signed with HMAC, the public key as the secret: the classic confusion attack."""
+    signing_input = f"{_part({'alg': 'HS256', 'typ': 'JWT', 'kid': kid})}.{_part(claims)}"
+    mac = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import hashlib
-import hmac
 import json
 import time
 from collections.abc import Iterator
@@ -14,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from authcore.identity import ScopeLimit
-from tests.support.oidc import OIDCIssuer, SigningKey
+from tests.support.oidc import OIDCIssuer, SigningKey, forged_hs256, forged_none
 from tokenserver.authz.patterns import Pattern
 from tokenserver.federation.trusts import Trust
 from tokenserver.federation.verify import (
@@ -83,21 +80,6 @@ def test_each_platforms_token_shape(issuer: OIDCIssuer) -> None:
     assert verified.subject == "system:serviceaccount:ci:builder"
 
 
-def _part(obj: dict[str, object]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
-
-
-def _forged_none(claims: dict[str, object]) -> str:
-    return f"{_part({'alg': 'none', 'typ': 'JWT', 'kid': 'x'})}.{_part(claims)}."
-
-
-def _forged_hs256(claims: dict[str, object], secret: bytes, kid: str) -> str:
-    """Signed with HMAC, the public key as the secret: the classic confusion attack."""
-    signing_input = f"{_part({'alg': 'HS256', 'typ': 'JWT', 'kid': kid})}.{_part(claims)}"
-    mac = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
-    return f"{signing_input}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
-
-
 def test_every_wrong_token_is_refused(issuer: OIDCIssuer) -> None:
     verifier, _ = _verifier(issuer)
     now = time.time()
@@ -115,7 +97,7 @@ def test_every_wrong_token_is_refused(issuer: OIDCIssuer) -> None:
         "no sub": issuer.sign({k: v for k, v in good.items() if k != "sub"}),
         "exp not a number": issuer.sign(good | {"exp": "tomorrow"}),
         "unknown key": issuer.sign(good, key=SigningKey("RS256")),
-        "alg none": _forged_none(good),
+        "alg none": forged_none(good),
         "not a jwt": "hunter2",
         "huge": "eyJ" + "a" * 20000 + ".b.c",
     }
@@ -124,7 +106,7 @@ def test_every_wrong_token_is_refused(issuer: OIDCIssuer) -> None:
         key.private.public_key().public_bytes(*_pem_public_format()),
         json.dumps(key.jwk()).encode(),
     ):
-        cases[f"HS256 with {secret[:10]!r}"] = _forged_hs256(good, secret, key.kid)
+        cases[f"HS256 with {secret[:10]!r}"] = forged_hs256(good, secret, key.kid)
     for what, token in cases.items():
         with pytest.raises(InvalidIDToken):
             verifier.verify(token)

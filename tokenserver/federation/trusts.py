@@ -23,7 +23,7 @@ from tokenserver.authz.patterns import Pattern, PatternError
 from tokenserver.names import InvalidName, check_name
 from tokenserver.store.trusts import TrustFields
 
-__all__ = ["ADMIN_TYPE", "InvalidTrust", "Trust", "TrustSpec", "check_ca_file"]
+__all__ = ["ADMIN_TYPE", "CLAIM_NAME", "InvalidTrust", "Trust", "TrustSpec", "check_ca_file"]
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class Trust:
 
 ADMIN_TYPE = "admin"
 MIN_AGE, MAX_AGE = 60, 86400
-_CLAIM = re.compile(r"[A-Za-z0-9_.:/-]{1,64}")
+CLAIM_NAME = re.compile(r"[A-Za-z0-9_.:/-]{1,64}")
 
 
 class InvalidTrust(ValueError):
@@ -111,7 +111,7 @@ class TrustSpec:
             raise InvalidTrust("a trust may not grant admin scopes")
         claims = {}
         for name, pattern in self.claims.items():
-            if not _CLAIM.fullmatch(name):
+            if not CLAIM_NAME.fullmatch(name):
                 raise InvalidTrust(f"claim name {name[:70]!r} is not a claim")
             try:
                 claims[name] = Pattern(pattern)

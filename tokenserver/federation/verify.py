@@ -45,7 +45,7 @@ from authcore.jwt_verify import (
     verify_jwt,
 )
 from authcore.remote_keys import HTTPOptions, KeySetSource, KeysUnavailable, RemoteKeySet
-from tokenserver.authz.patterns import Values
+from tokenserver.authz.patterns import Pattern, Values
 from tokenserver.federation.trusts import Trust, TrustSpec
 from tokenserver.store.trusts import TrustStore
 
@@ -60,6 +60,7 @@ __all__ = [
     "Verified",
     "Verifier",
     "looks_like_jwt",
+    "match_claims",
 ]
 
 MAX_KEY_SOURCES = 1000
@@ -85,6 +86,20 @@ class Verified:
     jti: str
     # The claims the trust's conditions looked at, as the token had them.
     matched: dict[str, str] = field(default_factory=dict)
+
+
+def match_claims(conditions: Mapping[str, Pattern], claims: Mapping[str, object]) -> dict[str, str]:
+    """The claims each condition looked at, as the token had them; InvalidIDToken unless
+    every one is a string its pattern matches."""
+    matched = {}
+    for name, pattern in conditions.items():
+        value = claims.get(name)
+        if not isinstance(value, str):
+            raise InvalidIDToken(f"claim {name} is missing or not a string")
+        if not pattern.matches(value, _NO_VALUES):
+            raise InvalidIDToken(f"claim {name} does not match")
+        matched[name] = value[:255]
+    return matched
 
 
 def looks_like_jwt(value: str) -> bool:
@@ -193,7 +208,7 @@ class Verifier:
         subject = claims["sub"]
         if not isinstance(subject, str) or not subject or len(subject) > 255:
             raise InvalidIDToken("unusable subject")
-        matched = self._check_claims(claims)
+        matched = match_claims(self.trust.claims, claims)
         jti = claims.get("jti")
         return Verified(
             trust.name, trust.issuer, subject, jti if isinstance(jti, str) else "", matched
@@ -214,17 +229,6 @@ class Verifier:
     def _iat(signed: SignedClaims) -> float:
         assert signed.iat is not None  # required above
         return signed.iat
-
-    def _check_claims(self, claims: dict[str, object]) -> dict[str, str]:
-        matched = {}
-        for name, pattern in self.trust.claims.items():
-            value = claims.get(name)
-            if not isinstance(value, str):
-                raise InvalidIDToken(f"claim {name} is missing or not a string")
-            if not pattern.matches(value, _NO_VALUES):
-                raise InvalidIDToken(f"claim {name} does not match")
-            matched[name] = value[:255]
-        return matched
 
 
 class Trusts:

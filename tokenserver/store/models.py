@@ -29,6 +29,7 @@ __all__ = [
     "FederationTrust",
     "LoginFailure",
     "RefreshToken",
+    "SSOLogin",
     "UISession",
     "User",
     "UserGroup",
@@ -79,6 +80,14 @@ class User(Base):
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    # "local" (a password set here) or "sso" (signs in through the OpenID provider only).
+    source: Mapped[str] = mapped_column(String(16), default="local", server_default="local")
+    # A person of the provider: the SHA-256 of its issuer and their `sub`, so no other
+    # subject of the provider (nor another provider) can sign in to this account.
+    sso_key: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
+    sso_subject: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # When the provider last vouched for them (their last sign-in through it).
+    sso_checked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     groups: Mapped[list[UserGroup]] = relationship(
         cascade="all, delete-orphan", lazy="selectin", order_by="UserGroup.name"
     )
@@ -247,3 +256,22 @@ class DeviceCode(Base):
     backend: Mapped[str | None] = mapped_column(String(32), nullable=True)
     account_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
     decided_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class SSOLogin(Base):
+    """A sign-in through the OpenID provider under way: between the redirect to the
+    provider and its answer, on whichever instance that comes back to. Single use: the
+    answer deletes the row it takes."""
+
+    __tablename__ = "sso_logins"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # The SHA-256 of the `state` the browser carries (in the URL and a cookie).
+    state_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    nonce: Mapped[str] = mapped_column(String(64))
+    # PKCE's code verifier: sent to the provider's token endpoint with the code, once.
+    code_verifier: Mapped[str] = mapped_column(String(128))
+    # Where the browser goes once signed in: a path on this server.
+    return_to: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)

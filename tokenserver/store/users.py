@@ -12,6 +12,7 @@ import hashlib
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -23,6 +24,7 @@ from tokenserver.store.models import User, UserGroup
 __all__ = [
     "Credentials",
     "InvalidName",
+    "SSOPerson",
     "UserExists",
     "UserInfo",
     "UserNotFound",
@@ -57,6 +59,8 @@ class UserInfo:
     created_at: dt.datetime
     # This account and no later one of the same name (see User.account_id).
     account_id: str
+    # "local", or "sso" for a person of the OpenID provider (see User.source).
+    source: str = "local"
 
 
 def _info(user: User) -> UserInfo:
@@ -67,6 +71,7 @@ def _info(user: User) -> UserInfo:
         tuple(g.name for g in user.groups),
         user.created_at,
         user.account_id,
+        user.source,
     )
 
 
@@ -79,6 +84,18 @@ class Credentials:
     disabled: bool
     groups: frozenset[str]
     account_id: str
+
+
+class SSOPerson(NamedTuple):
+    """A person as the OpenID provider names them: its issuer and their subject; `key`
+    is what their account is bound to (User.sso_key)."""
+
+    issuer: str
+    subject: str
+
+    def key(self) -> str:
+        # A NUL cannot be in a URL, so no issuer and subject run into another pair.
+        return hashlib.sha256(f"{self.issuer}\0{self.subject}".encode()).hexdigest()
 
 
 # What a login needs of a user, compiled once (see PreparedRead).
@@ -126,6 +143,7 @@ class UserStore:
                 User.disabled,
                 User.created_at,
                 User.account_id,
+                User.source,
                 UserGroup.name.label("group"),
             )
             .outerjoin(UserGroup, UserGroup.user_id == User.id)
@@ -145,6 +163,7 @@ class UserStore:
             groups,
             first.created_at,
             first.account_id,
+            first.source,
         )
 
     def exists_like(self, name: str) -> bool:
@@ -157,8 +176,16 @@ class UserStore:
         with self._db.session() as s:
             return [_info(u) for u in s.scalars(select(User).order_by(User.name))]
 
-    def add(self, name: str, password_hash: str, groups: Iterable[str] = ()) -> UserInfo:
-        """Raises UserExists when any spelling of the name is taken (the database decides)."""
+    def add(
+        self,
+        name: str,
+        password_hash: str,
+        groups: Iterable[str] = (),
+        *,
+        sso: SSOPerson | None = None,
+    ) -> UserInfo:
+        """Raises UserExists when any spelling of the name is taken (the database decides),
+        or, for a person of the provider, when they have an account already."""
         check_name(name)
         now = dt.datetime.now(dt.UTC)
         user = User(
@@ -169,6 +196,10 @@ class UserStore:
             disabled=False,
             created_at=now,
             updated_at=now,
+            source="local" if sso is None else "sso",
+            sso_key=None if sso is None else sso.key(),
+            sso_subject=None if sso is None else sso.subject[:255],
+            sso_checked_at=None if sso is None else now,
             groups=[UserGroup(name=g) for g in _group_names(groups)],
         )
         try:
@@ -180,6 +211,16 @@ class UserStore:
             raise UserExists(name) from None
         self._changed(name)
         return info
+
+    def sso_account(self, person: SSOPerson) -> str | None:
+        """The name of the account of this person of the provider, if they have one."""
+        with self._db.engine.connect() as conn:
+            found = conn.execute(select(User.name).where(User.sso_key == person.key())).first()
+        return None if found is None else str(found.name)
+
+    def vouched(self, name: str, at: dt.datetime) -> None:
+        """The provider vouched for this person (they signed in through it) at `at`."""
+        self._update(name, sso_checked_at=at)
 
     def _update(self, name: str, **changes: object) -> None:
         with self._db.session() as s:

@@ -20,6 +20,7 @@ from tokenserver.routes.ui import (
     login,
     repositories,
     sessions,
+    sso,
     users,
 )
 from tokenserver.routes.ui.common import ShownAgain
@@ -31,7 +32,7 @@ __all__ = ["install"]
 
 def install(app: FastAPI) -> None:
     router = APIRouter(prefix=PATH)
-    for pages in (login, users, sessions, ci_tokens, audit, repositories, keys, device):
+    for pages in (login, sso, users, sessions, ci_tokens, audit, repositories, keys, device):
         router.include_router(pages.router)
     app.include_router(router)
     app.mount(

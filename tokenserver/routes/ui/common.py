@@ -16,9 +16,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from tokenserver.accounts import AccountError, InvalidValue, NameTaken, UnknownAccount
+from tokenserver.accounts import (
+    AccountError,
+    InvalidValue,
+    NameTaken,
+    SignInRefused,
+    UnknownAccount,
+)
 from tokenserver.audit import Actor
-from tokenserver.routes.ui.session import SignedIn, signed_in
+from tokenserver.routes.ui.session import PATH, SignedIn, signed_in
 
 __all__ = [
     "DONE",
@@ -28,6 +34,7 @@ __all__ = [
     "after_change",
     "base_context",
     "list_page",
+    "local_path",
     "status_of",
 ]
 
@@ -53,6 +60,29 @@ DONE = {
 def after_change(path: str, done: str, name: str = "") -> Response:
     query = urlencode({"done": done, "name": name} if name else {"done": done})
     return RedirectResponse(f"{path}?{query}", status_code=303)
+
+
+def local_path(value: str | None) -> str | None:
+    """`value` if it is a page of this site to go back to after signing in; else None.
+
+    Only `/ui/...` paths: no scheme, host or `//` (another site), no backslash
+    (which browsers read as a slash), no `..`, nothing but printable ASCII, and
+    not the sign-in pages themselves.
+    """
+    if (
+        value
+        and len(value) <= 255
+        and value.startswith(f"{PATH}/")
+        and value.isascii()
+        and value.isprintable()
+        and " " not in value
+        and "//" not in value
+        and "\\" not in value
+        and ".." not in value
+        and not value.startswith(f"{PATH}/login")
+    ):
+        return value
+    return None
 
 
 def list_page(
@@ -110,4 +140,6 @@ def status_of(exc: AccountError) -> int:
         return 409
     if isinstance(exc, InvalidValue):
         return 400
+    if isinstance(exc, SignInRefused):
+        return 403
     return 503

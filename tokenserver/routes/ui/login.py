@@ -15,10 +15,10 @@ from tokenserver.bodies import read_limited
 from tokenserver.forms import parse_params
 from tokenserver.refusals import Refused
 from tokenserver.routes.common import services
+from tokenserver.routes.ui.common import local_path
 from tokenserver.routes.ui.render import page
 from tokenserver.routes.ui.session import (
     LOGIN_COOKIE,
-    PATH,
     SESSION_COOKIE,
     CSRFRefused,
     new_login_token,
@@ -31,30 +31,47 @@ __all__ = ["router"]
 router = APIRouter()
 
 _LOGIN_TOKEN_AGE = 3600
-_MAX_RETURN = 1024
 
 
-def _return_to(value: str | None) -> str:
-    """Where a sign-in sends its person back (the device page, say): a path of this
-    page only, never another site, whatever the link said; "" for none."""
-    if (
-        not value
-        or len(value) > _MAX_RETURN
-        or not value.startswith(PATH + "/")
-        or "\\" in value
-        or ".." in value
-        or not all("!" <= c <= "~" for c in value)
-    ):
-        return ""
-    return value
-
-
-def _login_page(
-    request: Request, error: str | None = None, status: int = 200, return_to: str = ""
+def login_page(
+    request: Request, error: str | None = None, status: int = 200, return_to: str | None = None
 ) -> Response:
+    """The sign-in page: the password form unless `ui.password_login` is off, and the
+    OpenID provider's button when `sso` is configured; both go back to `return_to`."""
+    config = services(request).config
     token = new_login_token()
-    response = page(request, "login.html", status, csrf=token, error=error, return_to=return_to)
+    response = page(
+        request,
+        "login.html",
+        status,
+        csrf=token,
+        error=error,
+        password_login=config.ui.password_login,
+        sso_name=None if config.sso is None else config.sso.display_name,
+        return_to=return_to,
+    )
     set_cookie(request, response, LOGIN_COOKIE, token, _LOGIN_TOKEN_AGE)
+    return response
+
+
+def after_sign_in(
+    request: Request, cookie: str, ttl: int, destination: str, *, from_elsewhere: bool = False
+) -> Response:
+    """The answer that opens a web session: its cookie, and on to `destination`.
+
+    `from_elsewhere`: the browser came from another site (the OpenID provider's
+    redirect). A redirect would carry that on, and a browser sends no
+    `SameSite=Strict` cookie, the session's, on a navigation another site began:
+    a page of ours moves on instead (a meta refresh; no script), which begins
+    a navigation of this site.
+    """
+    response: Response
+    if from_elsewhere:
+        response = page(request, "signed_in.html", 200, destination=destination)
+    else:
+        response = RedirectResponse(destination, status_code=303)
+    set_cookie(request, response, SESSION_COOKIE, cookie, ttl)
+    response.delete_cookie(LOGIN_COOKIE, path="/ui")
     return response
 
 
@@ -65,19 +82,22 @@ async def home() -> Response:
 
 @router.get("/login", include_in_schema=False)
 async def login_form(request: Request) -> Response:
-    return _login_page(request, return_to=_return_to(request.query_params.get("return_to")))
+    return login_page(request, return_to=local_path(request.query_params.get("return_to")))
 
 
 @router.post("/login", include_in_schema=False)
 async def login(request: Request) -> Response:
     svc = services(request)
+    if not svc.config.ui.password_login:
+        reason = "Signing in with a password is switched off here."
+        return page(request, "refused.html", 404, reason=reason)
     form = parse_params(await read_limited(request, svc.config.server.max_body_bytes))
     expected = request.cookies.get(LOGIN_COOKIE, "")
     given = form.one("csrf") or ""
     if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
         raise CSRFRefused
     username, password = form.one("username") or "", form.secret("password")
-    return_to = _return_to(form.one("return_to"))
+    return_to = local_path(form.one("return_to"))
     ip = request.client.host if request.client else ""
     agent = request.headers.get("user-agent", "")[:512]
     attempt = Actor(username[:255], "ui", "user", "", ip, agent)
@@ -85,7 +105,7 @@ async def login(request: Request) -> Response:
     def refuse(outcome: Outcome, message: str) -> Response:
         svc.trail.record(attempt, "ui.signin", "", outcome)
         status = 401 if outcome == "bad_credentials" else 403
-        return _login_page(request, message, status, return_to)
+        return login_page(request, message, status, return_to)
 
     if not username or password is None:
         return refuse("bad_credentials", "Give a user name and a password.")
@@ -104,10 +124,7 @@ async def login(request: Request) -> Response:
     cookie, _session = opened
     actor = Actor(identity.subject, "ui", "user", identity.backend, ip, agent)
     svc.trail.record(actor, "ui.signin", "", "ok")
-    response = RedirectResponse(return_to or "/ui/users", status_code=303)
-    set_cookie(request, response, SESSION_COOKIE, cookie, ttl)
-    response.delete_cookie(LOGIN_COOKIE, path="/ui")
-    return response
+    return after_sign_in(request, cookie, ttl, return_to or "/ui/users")
 
 
 @router.post("/logout", include_in_schema=False)
