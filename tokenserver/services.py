@@ -37,11 +37,13 @@ from tokenserver.store.ui_sessions import UISessionStore
 from tokenserver.store.users import UserStore
 
 if TYPE_CHECKING:
+    from tokenserver.authn.federated import FederatedBackend
     from tokenserver.device import DeviceLogins
     from tokenserver.grants import GrantService
     from tokenserver.keys import KeySet
     from tokenserver.metrics import TokenMetrics
     from tokenserver.sso.signin import SSO
+    from tokenserver.throttle import LoginThrottle
 
 __all__ = [
     "Administration",
@@ -190,6 +192,42 @@ def open_administration(config: Config, *, clock: Clock = utcnow) -> Iterator[Ad
         yield _administration(Administration, config, _open_records(config, exits), clock)
 
 
+def _token_authenticator(
+    config: Config, records: _Records, clock: Clock, exits: ExitStack
+) -> tuple[Authenticator, FederatedBackend]:
+    """Every backend a token request meets, in order, and the federation among them."""
+    from tokenserver.authn.ci_tokens import CITokenBackend
+    from tokenserver.authn.federated import FederatedBackend
+    from tokenserver.federation.verify import Trusts
+
+    federation = FederatedBackend(Trusts(records.configured_trusts, records.trusts, clock))
+    # CI tokens and trusts first: only passwords shaped like their secrets
+    # (a CI secret, a JWT) go there.
+    backends: list[Backend] = [CITokenBackend(records.ci_tokens, clock), federation]
+    for backend in backends:
+        exits.callback(backend.close)
+    authenticator = Authenticator(
+        [*backends, *records.people],
+        CredentialCache(config.users.credential_cache_ttl),
+        config.users.bcrypt_cost,
+    )
+    return authenticator, federation
+
+
+def _throttle(config: Config, records: _Records, clock: Clock) -> LoginThrottle:
+    from tokenserver.store.login_failures import LoginFailureStore
+    from tokenserver.throttle import LoginThrottle
+
+    return LoginThrottle(
+        LoginFailureStore(records.database),
+        config.throttle.account_failures,
+        config.throttle.address_failures,
+        config.throttle.window,
+        clock=lambda: clock().timestamp(),
+        ipv6_prefix=config.throttle.ipv6_prefix,
+    )
+
+
 @contextmanager
 def open_services(
     config: Config, *, policy: Explaining, metrics: TokenMetrics, clock: Clock = utcnow
@@ -197,44 +235,22 @@ def open_services(
     """One app's services; when the block ends the audit rows are written, then all is closed."""
     # Imported here, not above: a CLI command, which opens only the
     # administration, starts faster without the token path's modules.
-    from tokenserver.authn.ci_tokens import CITokenBackend
-    from tokenserver.authn.federated import FederatedBackend
     from tokenserver.device import DeviceLogins
-    from tokenserver.federation.verify import Trusts
     from tokenserver.grants import GrantService
     from tokenserver.issuer import Issuer
     from tokenserver.keys import load_keys
     from tokenserver.sso.signin import SSO
     from tokenserver.store.device_codes import DeviceCodeStore
-    from tokenserver.store.login_failures import LoginFailureStore
     from tokenserver.store.sso_logins import SSOLoginStore
-    from tokenserver.throttle import LoginThrottle
 
     with ExitStack() as exits:
         records = _open_records(config, exits)
         keys = load_keys(config.token.keys_dir, config.token.algorithm, config.token.signing_key)
-        federation = FederatedBackend(Trusts(records.configured_trusts, records.trusts, clock))
-        # CI tokens and trusts first: only passwords shaped like their secrets
-        # (a CI secret, a JWT) go there.
-        backends: list[Backend] = [CITokenBackend(records.ci_tokens, clock), federation]
-        for backend in backends:
-            exits.callback(backend.close)
-        authenticator = Authenticator(
-            [*backends, *records.people],
-            CredentialCache(config.users.credential_cache_ttl),
-            config.users.bcrypt_cost,
-        )
+        authenticator, federation = _token_authenticator(config, records, clock, exits)
         audit = AuditLog(records.audit, dt.timedelta(days=config.audit.retention_days), clock)
         exits.callback(audit.close)
         # Wrong passwords and wrong user codes count in one place: a guesser's address is one.
-        throttle = LoginThrottle(
-            LoginFailureStore(records.database),
-            config.throttle.account_failures,
-            config.throttle.address_failures,
-            config.throttle.window,
-            clock=lambda: clock().timestamp(),
-            ipv6_prefix=config.throttle.ipv6_prefix,
-        )
+        throttle = _throttle(config, records, clock)
         device_codes = DeviceCodeStore(records.database)
         grants = GrantService(
             authenticator=authenticator,
