@@ -123,6 +123,8 @@ def test_one_function_decodes_a_signed_token_and_one_calls_it() -> None:
         "registry_proxy/auth.py",
         "tokenserver/federation/verify.py",
         "tokenserver/routes/admin/auth.py",
+        # People's ID tokens from the OpenID provider they sign in through.
+        "tokenserver/sso/id_tokens.py",
     }
 
 
@@ -190,8 +192,12 @@ def test_one_module_fetches_key_sets() -> None:
         "registry_proxy/trust.py",
         "tokenserver/federation/verify.py",
     }
-    # OIDC discovery is asked for in one place, where key sets are fetched.
-    assert _strings_mentioning("openid-configuration") == {"authcore/remote_keys.py"}
+    # OIDC discovery is asked for where key sets are fetched, and by the sign-in of people,
+    # for the provider's authorization and token endpoints (never for its keys).
+    assert _strings_mentioning("openid-configuration") == {
+        "authcore/remote_keys.py",
+        "tokenserver/sso/provider.py",
+    }
 
 
 def test_the_jwks_reader_skips_what_it_cannot_use() -> None:
