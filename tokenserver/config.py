@@ -17,6 +17,7 @@ from urllib.parse import SplitResult, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from authcore.duration import parse_seconds
 from authcore.http_limits import ServingSettings, TLSFiles
 from authcore.jwk import ALGORITHMS
 from authcore.settings import ConfigError, load_settings
@@ -218,6 +219,18 @@ class CITokensConfig(_Section):
     max_ttl: int = Field(default=365 * 86400, ge=60)  # seconds
 
 
+class PersonalTokensConfig(_Section):
+    # The longest lifetime a personal token may be given: seconds, or a
+    # duration such as 90d or 12h.
+    max_ttl: int = Field(default=90 * 86400, ge=60)
+
+    @field_validator("max_ttl", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        # A DurationError is a ValueError: the message names the key.
+        return parse_seconds(value) if isinstance(value, str) else value
+
+
 class UIConfig(_Section):
     # The registry whose repositories the web page lists (read through its API).
     registry_url: str | None = None
@@ -265,6 +278,8 @@ class Config(_Section):
     acl_file: Path | None = None
     # OIDC issuers whose ID tokens log pipelines in (more can live in the database).
     federation: list[TrustConfig] = []
+    # People's own tokens, made on their page or for them (docs/people.md).
+    personal_tokens: PersonalTokensConfig = PersonalTokensConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:

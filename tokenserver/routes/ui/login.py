@@ -1,4 +1,5 @@
-"""Signing in and out of the web page."""
+"""Signing in and out of the web page: any person with a password; admins land on the
+users, everyone else on their own page."""
 
 from __future__ import annotations
 
@@ -72,8 +73,10 @@ async def login(request: Request) -> Response:
         identity = await svc.grants.authenticate(username, password, ip)
     except Refused as exc:
         return refuse(exc.outcome, "Those credentials do not sign in here.")
-    if identity.kind != "user" or ADMIN_GROUP not in identity.groups:
-        return refuse("forbidden", f"Only members of the {ADMIN_GROUP} group may sign in.")
+    # People sign in with their password: not a CI token, a trust, or a
+    # personal token (whose session would hold more than its scopes).
+    if identity.kind != "user" or identity.limit is not None:
+        return refuse("forbidden", "Only people sign in here, with their password.")
     ttl = svc.config.ui.session_ttl
     opened = await run_in_threadpool(
         svc.accounts.open_ui_session, identity, dt.timedelta(seconds=ttl)
@@ -83,7 +86,8 @@ async def login(request: Request) -> Response:
     cookie, _session = opened
     actor = Actor(identity.subject, "ui", "user", identity.backend, ip, agent)
     svc.trail.record(actor, "ui.signin", "", "ok")
-    response = RedirectResponse("/ui/users", status_code=303)
+    landing = "/ui/users" if ADMIN_GROUP in identity.groups else "/ui/me"
+    response = RedirectResponse(landing, status_code=303)
     set_cookie(request, response, SESSION_COOKIE, cookie, ttl)
     response.delete_cookie(LOGIN_COOKIE, path="/ui")
     return response
@@ -91,7 +95,7 @@ async def login(request: Request) -> Response:
 
 @router.post("/logout", include_in_schema=False)
 async def logout(request: Request) -> Response:
-    who, _form = await posted(request)
+    who, _form = await posted(request, anyone=True)
     await run_in_threadpool(services(request).accounts.close_ui_session, who.cookie)
     services(request).trail.record(who.actor, "ui.signout", "", "ok")
     response = RedirectResponse("/ui/login", status_code=303)

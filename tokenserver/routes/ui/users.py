@@ -12,7 +12,7 @@ from tokenserver.accounts import AccountError, parse_id
 from tokenserver.routes.common import services
 from tokenserver.routes.ui.common import act, after_change, base_context, list_page, status_of
 from tokenserver.routes.ui.render import page
-from tokenserver.routes.ui.session import SignedIn, posted, signed_in
+from tokenserver.routes.ui.session import SignedIn, admin_signed_in, posted
 
 __all__ = ["router"]
 
@@ -63,7 +63,7 @@ async def _detail(
 
 @router.get("/users/{name}", include_in_schema=False)
 async def show_user(request: Request, name: str) -> Response:
-    return await _detail(request, await signed_in(request), name=name)
+    return await _detail(request, await admin_signed_in(request), name=name)
 
 
 @router.post("/users/{name}/{change}", include_in_schema=False)
