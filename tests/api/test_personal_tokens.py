@@ -10,9 +10,11 @@ Hostile input answers 4xx and changes nothing stored.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -479,3 +481,29 @@ def test_max_ttl_is_configurable_as_a_duration(
         assert too_long.status_code == 400
         fits = client.post("/admin/v1/personal-tokens", json={**body, "ttl": 2 * 86400}, auth=root)
         assert fits.status_code == 201
+
+
+def test_a_token_of_an_htpasswd_person_ends_when_the_file_drops_them(
+    make_config: Callable[..., Config],
+    start_client: StartClient,
+    add_user: Callable[..., str],
+    leak_guard: LeakGuard,
+    tmp_path: Path,
+    decode_token: Callable[[str], dict[str, Any]],
+) -> None:
+    root = ("root", add_user("root", groups=("admin",)))
+    htpasswd = tmp_path / "users.htpasswd"
+    htpasswd.write_text(f"hana:{hash_password('hana-pw-1', rounds=4)}\n")
+    config = make_config({"users": {"htpasswd": str(htpasswd)}})
+    with start_client(config) as client:
+        secret = make_token(
+            client, root, leak_guard, user="hana", scopes=("repository:hana/*:pull",)
+        )
+        answer = token_for(client, ("hana", secret), "repository:hana/app:pull")
+        assert granted(answer, decode_token) == {"repository:hana/app": ["pull"]}
+        (listed,) = client.get("/admin/v1/personal-tokens", auth=root).json()
+        assert listed["owner"] == "hana"
+        htpasswd.write_text("# nobody\n")
+        st = htpasswd.stat()
+        os.utime(htpasswd, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
+        assert token_for(client, ("hana", secret), "repository:hana/app:pull").status_code == 401
