@@ -275,3 +275,31 @@ def test_a_ci_token_still_cannot_sign_in(
         "/ui/login", data={"username": "ci-app", "password": secret, "csrf": _csrf(login.text)}
     )
     assert answer.status_code == 403 and "ts_session" not in browser.cookies
+
+
+def test_an_admin_sees_and_revokes_a_persons_tokens_on_their_user_page(
+    client: TestClient, people: None, database: Database, leak_guard: LeakGuard
+) -> None:
+    alice = sign_in(client, "alice", ALICE_PW, "/ui/me")
+    made = alice.post(
+        "/ui/me/tokens",
+        data={"csrf": _csrf(alice.get("/ui/me").text), "name": "laptop",
+              "scopes": "repository:alice/a:pull"},
+    )  # fmt: skip
+    secret = leak_guard.add(_secret(made.text))
+    root = sign_in(client, "root", ROOT_PW, "/ui/users")
+    page = root.get("/ui/users/alice").text
+    assert "laptop" in page and secret not in page
+    path = "/ui/users/alice/personal-tokens/laptop/revoke"
+    before = _tokens(database)
+    assert root.post(path, data={"csrf": "forged"}).status_code == 403
+    assert alice.post(path, data={"csrf": _csrf(alice.get("/ui/me").text)}).status_code == 403
+    assert _tokens(database) == before
+    done = root.post(path, data={"csrf": _csrf(page)})
+    assert done.status_code == 303
+    assert done.headers["location"] == "/ui/users/alice?done=pat-revoked&name=laptop"
+    assert "revoked" in root.get("/ui/users/alice").text
+    again = root.post(path, data={"csrf": _csrf(page)})
+    assert again.status_code == 404 and 'class="error"' in again.text
+    answer = client.get("/token", params={"service": SERVICE}, auth=("alice", secret))
+    assert answer.status_code == 401
