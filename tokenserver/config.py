@@ -17,7 +17,7 @@ from urllib.parse import SplitResult, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from authcore.duration import parse_seconds
+from authcore.duration import MAX_SECONDS, parse_seconds
 from authcore.http_limits import ServingSettings, TLSFiles
 from authcore.jwk import ALGORITHMS
 from authcore.settings import ConfigError, load_settings
@@ -221,8 +221,8 @@ class CITokensConfig(_Section):
 
 class PersonalTokensConfig(_Section):
     # The longest lifetime a personal token may be given: seconds, or a
-    # duration such as 90d or 12h.
-    max_ttl: int = Field(default=90 * 86400, ge=60)
+    # duration such as 90d or 12h; at most what an expiry date can hold.
+    max_ttl: int = Field(default=90 * 86400, ge=60, le=MAX_SECONDS)
 
     @field_validator("max_ttl", mode="before")
     @classmethod
