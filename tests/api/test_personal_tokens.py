@@ -507,3 +507,36 @@ def test_a_token_of_an_htpasswd_person_ends_when_the_file_drops_them(
         st = htpasswd.stat()
         os.utime(htpasswd, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
         assert token_for(client, ("hana", secret), "repository:hana/app:pull").status_code == 401
+
+
+def test_every_use_is_checked_and_recorded_afresh(
+    client: TestClient,
+    people: dict[str, tuple[str, str]],
+    leak_guard: LeakGuard,
+    clock: FakeClock,
+) -> None:
+    """No credential cache: each login reads the token, so each records its use."""
+    root = people["root"]
+    secret = make_token(client, root, leak_guard)
+    seen = []
+    for _ in range(3):
+        assert token_for(client, ("alice", secret), "repository:alice/a:pull").status_code == 200
+        (entry,) = client.get("/admin/v1/personal-tokens", auth=root).json()
+        seen.append(entry["last_used_at"])
+        clock.advance(60)
+    assert len(set(seen)) == 3
+
+
+def test_the_oauth_password_grant_with_a_token_gets_no_refresh_token(
+    client: TestClient, people: dict[str, tuple[str, str]], leak_guard: LeakGuard
+) -> None:
+    secret = make_token(client, people["root"], leak_guard)
+    answer = client.post(
+        "/token",
+        data={"grant_type": "password", "service": SERVICE, "client_id": "cli",
+              "access_type": "offline", "username": "alice", "password": secret,
+              "scope": "repository:alice/a:pull"},
+    )  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    assert "refresh_token" not in answer.json()
+    assert answer.json()["scope"] == "repository:alice/a:pull"
