@@ -1,4 +1,5 @@
-"""Users, groups, passwords, CI tokens, refresh tokens, web sessions: every change, in one place.
+"""Users, groups, passwords, CI and personal tokens, refresh tokens, web sessions: every change,
+in one place.
 
 The admin API, the CLI and the web page only parse input and format output;
 what a change means (a new password ends the user's sessions, a CI token
@@ -32,6 +33,12 @@ from tokenserver.names import InvalidName, check_name, name_key
 from tokenserver.passwords import PasswordRejected, hash_password
 from tokenserver.store.audit import Outcome
 from tokenserver.store.ci_tokens import CITokenExists, CITokenInfo, CITokenStore
+from tokenserver.store.personal_tokens import (
+    Owner,
+    PersonalTokenExists,
+    PersonalTokenInfo,
+    PersonalTokenStore,
+)
 from tokenserver.store.refresh_tokens import RefreshTokenInfo, RefreshTokenStore
 from tokenserver.store.trusts import TrustExists, TrustStore
 from tokenserver.store.ui_sessions import Session, SessionInfo, UISessionStore
@@ -50,6 +57,7 @@ __all__ = [
     "Ended",
     "InvalidValue",
     "NameTaken",
+    "PersonalTokenInfo",
     "RefreshTokenInfo",
     "SSOPerson",
     "Session",
@@ -65,6 +73,8 @@ ADMIN_RESOURCE_TYPE = "admin"
 MAX_DESCRIPTION = 1024
 MAX_SCOPES = 100
 MAX_GROUPS = 100
+# Live personal tokens a person may hold at once: a laptop, a CI job, a script each.
+MAX_PERSONAL_TOKENS = 100
 # The largest row id asked for (the admin API's bound too): beyond it no row
 # exists, and PostgreSQL's integers would overflow before the database could say so.
 MAX_ID = 2**62
@@ -107,6 +117,7 @@ class Ended:
 
     refresh_tokens: int
     ui_sessions: int
+    personal_tokens: int = 0
 
 
 def _existing(name: str, what: str = "user") -> str:
@@ -129,6 +140,27 @@ def parse_id(text: str, what: str = "id") -> int:
     return number
 
 
+def _token_scopes(scopes: Sequence[str], what: str) -> ScopeLimit:
+    """A token's scope patterns: 1 to MAX_SCOPES of them, none reaching the admin API."""
+    if not 0 < len(scopes) <= MAX_SCOPES:
+        raise InvalidValue(f"a {what} has 1 to {MAX_SCOPES} scopes")
+    try:
+        limit = ScopeLimit.parse(scopes)
+    except ScopePatternError as exc:
+        raise InvalidValue(f"bad scope: {exc}") from None
+    if any(p.type == ADMIN_RESOURCE_TYPE for p in limit.patterns):
+        raise InvalidValue(f"a {what} may not hold admin scopes")
+    return limit
+
+
+def _lifetime(ttl: int, most: int) -> dt.timedelta:
+    if ttl <= 0:
+        raise InvalidValue("ttl must be a positive number of seconds")
+    if ttl > most:
+        raise InvalidValue(f"ttl exceeds the maximum of {most} s")
+    return dt.timedelta(seconds=ttl)
+
+
 def _check_groups(groups: Sequence[str]) -> None:
     if len(groups) > MAX_GROUPS:
         raise InvalidValue(f"a user has at most {MAX_GROUPS} groups")
@@ -148,12 +180,14 @@ class Accounts:
     ci_tokens: CITokenStore
     trusts: TrustStore
     ui_sessions: UISessionStore
+    personal_tokens: PersonalTokenStore
     # The people's backends, asked whether a name is taken outside the database.
     directory: Directory
     trail: AdminTrail
     clock: Callable[[], dt.datetime]
     bcrypt_cost: int
     ci_max_ttl: int
+    personal_max_ttl: int
     # Read-only here: changed in the configuration file only.
     configured_trusts: Sequence[TrustSpec] = ()
 
@@ -211,7 +245,7 @@ class Accounts:
                 ) from None
 
     def set_password(self, actor: Actor, name: str, password: str) -> Ended:
-        """Set the password; revoke the user's refresh tokens and end their web sessions."""
+        """Set the password; revoke the user's refresh and personal tokens, end their web sessions."""
         with self._act(actor, "user.password", name):
             if self.get_user(name).source == "sso":
                 raise InvalidValue(f"{name} signs in through the OpenID provider: no password")
@@ -221,9 +255,20 @@ class Accounts:
             except UserNotFound:
                 raise UnknownAccount(f"no user {name}") from None
             # A new password ends every session the old one opened.
-            return Ended(
-                self.refresh_tokens.revoke_subject(name, self.clock()), self._end_web_sessions(name)
-            )
+            return self._end_credentials(name)
+
+    def _end_credentials(self, name: str) -> Ended:
+        """Revoke database user `name`'s refresh and personal tokens, end their web sessions."""
+        now = self.clock()
+        return Ended(
+            self.refresh_tokens.revoke_subject(name, now),
+            self._end_web_sessions(name),
+            self._revoke_personal_tokens(name, now),
+        )
+
+    def _revoke_personal_tokens(self, name: str, now: dt.datetime) -> int:
+        """Those of the database user `name` only: a directory person of a like name keeps theirs."""
+        return self.personal_tokens.revoke_owner(name, now, DatabaseBackend.name)
 
     def _end_web_sessions(self, name: str) -> int:
         """End the web sessions of database user `name`; the number ended.
@@ -256,18 +301,17 @@ class Accounts:
             if disabled:
                 # Ended, not merely refused: enabling the user again opens nothing.
                 self._end_web_sessions(name)
+                self._revoke_personal_tokens(name, self.clock())
             return self.get_user(name)
 
     def delete_user(self, actor: Actor, name: str) -> Ended:
-        """Delete the user; revoke their refresh tokens and end their web sessions."""
+        """Delete the user; revoke their refresh and personal tokens, end their web sessions."""
         with self._act(actor, "user.delete", name):
             try:
                 self.users.delete(_existing(name))
             except UserNotFound:
                 raise UnknownAccount(f"no user {name}") from None
-            return Ended(
-                self.refresh_tokens.revoke_subject(name, self.clock()), self._end_web_sessions(name)
-            )
+            return self._end_credentials(name)
 
     def _name_is_free(self, name: str) -> None:
         """NameTaken unless no user, directory entry, CI token or trust goes by `name`."""
@@ -278,15 +322,12 @@ class Accounts:
         if self._trust_named(name):
             raise NameTaken(f"a federation trust is named {name}")
 
-    def sso_sign_in(
-        self, actor: Actor, person: SSOPerson, groups: Sequence[str], *, admins_only: bool
-    ) -> Identity:
+    def sso_sign_in(self, actor: Actor, person: SSOPerson, groups: Sequence[str]) -> Identity:
         """The identity of a person the OpenID provider just vouched for, with `groups`
         (what the provider says now). Their first sign-in makes their account, named
         `actor.subject`; later ones find it by the provider's subject (so another
-        subject can never sign in to it, whatever name it claims) and set its groups,
-        even when the sign-in is then refused (`admins_only` and not an admin): a
-        demotion at the provider counts at once. Audited as `ui.signin` with the
+        subject can never sign in to it, whatever name it claims) and set its groups:
+        a demotion at the provider counts at once. Audited as `ui.signin` with the
         provider's subject as the target.
         """
         existing = self.users.sso_account(person)
@@ -317,8 +358,6 @@ class Accounts:
                     f"the account {name} is disabled or shadowed by another backend"
                 )
             backend, account = found
-            if admins_only and ADMIN_GROUP not in account.groups:
-                raise SignInRefused(f"Only members of the {ADMIN_GROUP} group may sign in.")
             return account.identity(backend)
 
     # -- CI tokens ----------------------------------------------------------
@@ -336,11 +375,8 @@ class Accounts:
     ) -> tuple[CITokenInfo, str]:
         """A new token and its secret (shown once)."""
         with self._act(actor, "ci_token.create", name):
-            limit = self._ci_scopes(scopes)
-            if ttl <= 0:
-                raise InvalidValue("ttl must be a positive number of seconds")
-            if ttl > self.ci_max_ttl:
-                raise InvalidValue(f"ttl exceeds the maximum of {self.ci_max_ttl} s")
+            limit = _token_scopes(scopes, "CI token")
+            lifetime = _lifetime(ttl, self.ci_max_ttl)
             if len(description) > MAX_DESCRIPTION:
                 raise InvalidValue(f"the description has more than {MAX_DESCRIPTION} characters")
             try:
@@ -357,7 +393,7 @@ class Accounts:
                 return self.ci_tokens.create(
                     name,
                     limit,
-                    now + dt.timedelta(seconds=ttl),
+                    now + lifetime,
                     now,
                     description=description,
                     created_by=actor.subject,
@@ -365,22 +401,60 @@ class Accounts:
             except CITokenExists:
                 raise NameTaken(f"a live CI token named {name} exists; revoke it first") from None
 
-    @staticmethod
-    def _ci_scopes(scopes: Sequence[str]) -> ScopeLimit:
-        if not 0 < len(scopes) <= MAX_SCOPES:
-            raise InvalidValue(f"a CI token has 1 to {MAX_SCOPES} scopes")
-        try:
-            limit = ScopeLimit.parse(scopes)
-        except ScopePatternError as exc:
-            raise InvalidValue(f"bad scope: {exc}") from None
-        if any(p.type == ADMIN_RESOURCE_TYPE for p in limit.patterns):
-            raise InvalidValue("a CI token may not hold admin scopes")
-        return limit
-
     def revoke_ci_token(self, actor: Actor, name: str) -> None:
         with self._act(actor, "ci_token.revoke", name):
             if not self.ci_tokens.revoke(_existing(name, "CI token"), self.clock()):
                 raise UnknownAccount(f"no live CI token named {name}")
+
+    # -- personal access tokens ---------------------------------------------------
+
+    def list_personal_tokens(self, owner: str | None = None) -> list[PersonalTokenInfo]:
+        """Every person's tokens, or `owner`'s (any spelling of the name); never a secret."""
+        return self.personal_tokens.list(None if owner is None else _existing(owner))
+
+    def create_personal_token(
+        self, actor: Actor, owner: str, name: str, scopes: Sequence[str], ttl: int
+    ) -> tuple[PersonalTokenInfo, str]:
+        """A new token of the person `owner` and its secret (shown once).
+
+        Whether `actor` may act for `owner` is the front end's to decide: a
+        person for themselves on their own page, an admin for anyone.
+        """
+        with self._act(actor, "personal_token.create", f"{owner}/{name}"):
+            limit = _token_scopes(scopes, "personal token")
+            lifetime = _lifetime(ttl, self.personal_max_ttl)
+            try:
+                check_name(name, "token name")
+            except InvalidName as exc:
+                raise InvalidValue(str(exc)) from None
+            person = self._person(owner)
+            now = self.clock()
+            if self.personal_tokens.count_live(person.name, now) >= MAX_PERSONAL_TOKENS:
+                raise InvalidValue(f"a person holds at most {MAX_PERSONAL_TOKENS} live tokens")
+            try:
+                return self.personal_tokens.create(
+                    person, name, limit, now + lifetime, now, created_by=actor.subject
+                )
+            except PersonalTokenExists:
+                raise NameTaken(
+                    f"{person.name} has a live token named {name}; revoke it first"
+                ) from None
+
+    def _person(self, name: str) -> Owner:
+        """The account a person's token is bound to: whoever the backends find by `name` now."""
+        found = self.directory.find(_existing(name, "person"))
+        if found is None or found[1].kind != "user":
+            raise UnknownAccount(f"no person {name[:100]!r} (or disabled)")
+        backend, account = found
+        return Owner(account.name, backend, account.account_key)
+
+    def revoke_personal_token(self, actor: Actor, owner: str, name: str) -> None:
+        with self._act(actor, "personal_token.revoke", f"{owner}/{name}"):
+            revoked = self.personal_tokens.revoke(
+                _existing(owner, "person"), _existing(name, "token"), self.clock()
+            )
+            if not revoked:
+                raise UnknownAccount(f"{owner} has no live token named {name}")
 
     # -- federation trusts -----------------------------------------------------
 
@@ -447,7 +521,7 @@ class Accounts:
     def open_ui_session(
         self, identity: Identity, lifetime: dt.timedelta
     ) -> tuple[str, Session] | None:
-        """A web session for an admin who just proved who they are: the cookie value and
+        """A web session for a person who just proved who they are: the cookie value and
         the session, or None if the account changed meanwhile. Blocking.
 
         Bound to the account that proved itself (its backend and account key),
@@ -457,7 +531,12 @@ class Accounts:
         insert would otherwise have missed this one.
         """
         cookie, session = self.ui_sessions.create(
-            identity.subject, identity.backend, identity.account_key, self.clock(), lifetime
+            identity.subject,
+            identity.backend,
+            identity.account_key,
+            self.clock(),
+            lifetime,
+            admin=ADMIN_GROUP in identity.groups,
         )
         if self.ui_session(cookie) is None:
             self.ui_sessions.end(cookie)
@@ -465,13 +544,14 @@ class Accounts:
         return cookie, session
 
     def ui_session(self, cookie: str) -> tuple[Session, Identity] | None:
-        """The live session this cookie names and its admin as the backends see them now.
+        """The live session this cookie names and its person as the backends see them now.
 
-        A session whose account is gone, disabled, no longer an admin, or now
-        another account of its name (deleted and created again, given a new
-        password, or found in another backend) is ended here, by whichever
-        instance sees it first: restoring the account brings nothing back.
-        Blocking.
+        A session whose account is gone, disabled, no longer an admin (if
+        an admin opened it), or now another account of its name (deleted and
+        created again, given a new password, or found in another backend) is
+        ended here, by whichever instance sees it first: restoring the account
+        brings nothing back. Whether the person may see an admin page is the
+        page's to check (their groups now). Blocking.
         """
         session = self.ui_sessions.get(cookie, self.clock())
         if session is None:
@@ -482,11 +562,9 @@ class Accounts:
             return None  # refused for now: nothing says the account changed
         if found is not None:
             backend, account = found
-            if (
-                (backend, account.account_key) == (session.backend, session.account_key)
-                and account.kind == "user"
-                and ADMIN_GROUP in account.groups
-            ):
+            same = (backend, account.account_key) == (session.backend, session.account_key)
+            demoted = session.admin and ADMIN_GROUP not in account.groups
+            if same and account.kind == "user" and not demoted:
                 return session, account.identity(backend)
         self.ui_sessions.end(cookie)
         return None

@@ -24,7 +24,7 @@ from tokenserver.config import Config, ConfigError, load_config
 from tokenserver.federation.trusts import TrustSpec
 from tokenserver.keys import KeysError, generate_key, jwks_document, load_public_keys, write_jwks
 from tokenserver.services import Administration, open_administration, utcnow
-from tokenserver.token_views import CITokenView
+from tokenserver.token_views import CITokenView, PersonalTokenView, TokenView
 
 __all__ = ["main"]
 
@@ -90,6 +90,7 @@ def _show(
 def _ended(ended: Ended) -> str:
     return (
         f"{ended.refresh_tokens} refresh token(s) revoked, {ended.ui_sessions} web session(s) ended"
+        + (f", {ended.personal_tokens} personal token(s) revoked" if ended.personal_tokens else "")
     )
 
 
@@ -301,24 +302,61 @@ def cmd_ci_create(args: argparse.Namespace) -> None:
     print(secret)
 
 
-def cmd_ci_list(args: argparse.Namespace) -> None:
+def _show_tokens(
+    tokens: Sequence[Any], as_json: bool, view: type[TokenView], line: Callable[[Any, str], str]
+) -> None:
+    """Tokens with scopes of their own, as `view` shows them, or a line each: `line` makes
+    it of the token and its fields in common (scopes, expiry, state, last use)."""
     now = utcnow()
-    tokens = _on_accounts(args, lambda accounts: accounts.list_ci_tokens())
+
+    def common(t: Any) -> str:
+        used = f"{t.last_used_at:{TIME}} {t.last_used_ip}" if t.last_used_at else "-"
+        return f"{t.scopes}\t{t.expires_at:{TIME}}\t{t.state(now)}\t{used}"
+
     _show(
         tokens,
-        args.json,
-        lambda t: CITokenView.of(t, now).model_dump(mode="json"),
-        lambda t: (
-            f"{t.name}\t{t.scopes}\t{t.expires_at:{TIME}}\t{t.state(now)}"
-            + (f"\t{t.last_used_at:{TIME}} {t.last_used_ip}" if t.last_used_at else "\t-")
-            + f"\t{t.description}"
-        ),
+        as_json,
+        lambda t: view.of(t, now).model_dump(mode="json"),
+        lambda t: line(t, common(t)),
+    )
+
+
+def cmd_ci_list(args: argparse.Namespace) -> None:
+    tokens = _on_accounts(args, lambda accounts: accounts.list_ci_tokens())
+    _show_tokens(
+        tokens, args.json, CITokenView, lambda t, common: f"{t.name}\t{common}\t{t.description}"
     )
 
 
 def cmd_ci_revoke(args: argparse.Namespace) -> None:
     _on_accounts(args, lambda accounts: accounts.revoke_ci_token(_actor(), args.name))
     print(f"CI token {args.name} revoked")
+
+
+def cmd_pat_create(args: argparse.Namespace) -> None:
+    ttl = _seconds(args.ttl)
+    _info, secret = _on_accounts(
+        args,
+        lambda accounts: accounts.create_personal_token(
+            _actor(), args.user, args.name, args.scope, ttl
+        ),
+    )
+    # Only the secret on stdout, as `ci-token create` prints it.
+    print(secret)
+
+
+def cmd_pat_list(args: argparse.Namespace) -> None:
+    tokens = _on_accounts(args, lambda accounts: accounts.list_personal_tokens(args.user))
+    _show_tokens(
+        tokens, args.json, PersonalTokenView, lambda t, common: f"{t.owner}\t{t.name}\t{common}"
+    )
+
+
+def cmd_pat_revoke(args: argparse.Namespace) -> None:
+    _on_accounts(
+        args, lambda accounts: accounts.revoke_personal_token(_actor(), args.user, args.name)
+    )
+    print(f"personal token {args.name} of {args.user} revoked")
 
 
 def _claims(values: Sequence[str]) -> dict[str, str]:
@@ -491,6 +529,25 @@ def _ci_token_commands(cli: CommandLine) -> None:
     cli.command("revoke", cmd_ci_revoke, "revoke a token", ci).add_argument("name")
 
 
+def _personal_token_commands(cli: CommandLine) -> None:
+    pat = cli.group("personal-token", "people's own tokens, made for them", "pat")
+    create = cli.command(
+        "create", cmd_pat_create, "create a token for a person; prints its secret", pat
+    )
+    create.add_argument("name")
+    create.add_argument("--user", required=True, help="the person it is for (their own name)")
+    create.add_argument(
+        "--scope", action="append", required=True, help="e.g. repository:alice/*:pull (repeatable)"
+    )
+    create.add_argument("--ttl", required=True, help="lifetime: 30d, 12h, 1h30m or seconds")
+    listing = cli.command("list", cmd_pat_list, "list tokens (never their secrets)", pat)
+    listing.add_argument("--user", help="only this person's (any spelling of the name)")
+    listing.add_argument("--json", action="store_true")
+    revoke = cli.command("revoke", cmd_pat_revoke, "revoke a person's token", pat)
+    revoke.add_argument("name")
+    revoke.add_argument("--user", required=True, help="the person whose token it is")
+
+
 def _trust_commands(cli: CommandLine) -> None:
     trust = cli.group("trust", "federation trusts (keyless CI with OIDC ID tokens)", "trust")
     add = cli.command("add", cmd_trust_add, "trust an issuer's ID tokens", trust)
@@ -534,6 +591,7 @@ def build_parser() -> argparse.ArgumentParser:
         _session_commands,
         _policy_commands,
         _ci_token_commands,
+        _personal_token_commands,
         _trust_commands,
         _audit_commands,
     ):

@@ -17,7 +17,7 @@ from urllib.parse import SplitResult, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from authcore.duration import DurationError, parse_seconds
+from authcore.duration import MAX_SECONDS, DurationError, parse_seconds
 from authcore.http_limits import ServingSettings, TLSFiles
 from authcore.jwk import ALGORITHMS
 from authcore.settings import ConfigError, load_settings
@@ -336,6 +336,18 @@ class SSOConfig(_Section):
         return self.client_secret.get_secret_value()
 
 
+class PersonalTokensConfig(_Section):
+    # The longest lifetime a personal token may be given: seconds, or a
+    # duration such as 90d or 12h; at most what an expiry date can hold.
+    max_ttl: int = Field(default=90 * 86400, ge=60, le=MAX_SECONDS)
+
+    @field_validator("max_ttl", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        # A DurationError is a ValueError: the message names the key.
+        return parse_seconds(value) if isinstance(value, str) else value
+
+
 class UIConfig(_Section):
     # The registry whose repositories the web page lists (read through its API).
     registry_url: str | None = None
@@ -398,6 +410,8 @@ class Config(_Section):
     device: DeviceConfig = DeviceConfig()
     # The OpenID provider people sign in to the web page through.
     sso: SSOConfig | None = None
+    # People's own tokens, made on their page or for them (docs/people.md).
+    personal_tokens: PersonalTokensConfig = PersonalTokensConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:

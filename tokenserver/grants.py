@@ -2,11 +2,12 @@
 
 The order of the protocol lives here and nowhere else: the service must be
 ours, the scopes must parse, the caller proves who it is (a password, a CI
-token's secret, a pipeline's OIDC ID token or a refresh token; throttled
-before any password is looked at), `account` must name that caller, the
-policy filters what was asked for (and a pipeline, by CI token or ID token,
-never gets an `admin` scope), the token is signed, and a
-refresh token is issued only to a person who asked to stay logged in. Every
+token's secret, a person's own token, a pipeline's OIDC ID token or a
+refresh token; throttled before any password is looked at), `account` must
+name that caller, the policy filters what was asked for (and a pipeline, by
+CI token or ID token, never gets an `admin` scope), the token is signed, and
+a refresh token is issued only to a person who asked to stay logged in with
+their password. Every
 request, whatever its fate, leaves one audit row and one metrics count.
 The routes only parse HTTP and turn a refusal into the answer their flavour
 of the protocol expects (`errors.from_refusal`).
@@ -130,7 +131,8 @@ def _outcome(trail: _Trail) -> Outcome:
 
 
 def _detail(identity: Identity | None) -> str:
-    """What vouched for a federated identity, as a JSON object (never the token itself)."""
+    """What vouched for a federated identity (or which personal token a person used), as a
+    JSON object (never the token itself)."""
     if identity is None or not identity.attributes:
         return ""
     return json.dumps(dict(identity.attributes), sort_keys=True, ensure_ascii=False)
@@ -214,8 +216,10 @@ class GrantService:
         refresh_token = None
         if isinstance(request.credentials, RefreshLogin):
             refresh_token = request.credentials.token.reveal()  # the same one, no rotation
-        # A CI token is the long-lived credential itself: refresh tokens are for people.
-        elif request.offline and identity.kind == "user":
+        # A CI token is the long-lived credential itself: refresh tokens are for
+        # people. A personal token is too: a refresh token would outlive it and
+        # its scopes.
+        elif request.offline and identity.kind == "user" and identity.limit is None:
             refresh_token = await run_sync(self._issue_refresh_token, request, identity)
         return Grant(token, refresh_token)
 

@@ -31,6 +31,7 @@ from tokenserver.federation.trusts import TrustSpec
 from tokenserver.store.audit import AuditStore
 from tokenserver.store.ci_tokens import CITokenStore
 from tokenserver.store.db import Database
+from tokenserver.store.personal_tokens import PersonalTokenStore
 from tokenserver.store.refresh_tokens import RefreshTokenStore
 from tokenserver.store.trusts import TrustStore
 from tokenserver.store.ui_sessions import UISessionStore
@@ -88,6 +89,8 @@ class Services(Administration):
     # Every backend in order, as a token request meets them; the admin API's
     # Bearer check asks it whether a token's subject still qualifies.
     authenticator: Authenticator
+    # The rules the grants follow, which also say why (a person's own page shows it).
+    policy: Explaining
     # Token requests' rows, written in batches off the request path.
     audit: AuditLog
     # Made with the app, before this: its middleware observes every request.
@@ -125,6 +128,7 @@ class _Records:
     users: UserStore
     refresh_tokens: RefreshTokenStore
     ci_tokens: CITokenStore
+    personal_tokens: PersonalTokenStore
     trusts: TrustStore
     ui_sessions: UISessionStore
     audit: AuditStore
@@ -148,6 +152,7 @@ def _open_records(config: Config, exits: ExitStack) -> _Records:
         users=users,
         refresh_tokens=RefreshTokenStore(db),
         ci_tokens=CITokenStore(db),
+        personal_tokens=PersonalTokenStore(db),
         trusts=TrustStore(db),
         ui_sessions=UISessionStore(db),
         audit=AuditStore(db),
@@ -165,11 +170,13 @@ def _administration(
         users=records.users,
         refresh_tokens=records.refresh_tokens,
         ci_tokens=records.ci_tokens,
+        personal_tokens=records.personal_tokens,
         directory=Authenticator(records.people, CredentialCache(0), config.users.bcrypt_cost),
         trail=trail,
         clock=clock,
         bcrypt_cost=config.users.bcrypt_cost,
         ci_max_ttl=config.ci_tokens.max_ttl,
+        personal_max_ttl=config.personal_tokens.max_ttl,
         trusts=records.trusts,
         ui_sessions=records.ui_sessions,
         configured_trusts=records.configured_trusts,
@@ -198,12 +205,18 @@ def _token_authenticator(
     """Every backend a token request meets, in order, and the federation among them."""
     from tokenserver.authn.ci_tokens import CITokenBackend
     from tokenserver.authn.federated import FederatedBackend
+    from tokenserver.authn.personal_tokens import PersonalTokenBackend
     from tokenserver.federation.verify import Trusts
 
     federation = FederatedBackend(Trusts(records.configured_trusts, records.trusts, clock))
-    # CI tokens and trusts first: only passwords shaped like their secrets
-    # (a CI secret, a JWT) go there.
-    backends: list[Backend] = [CITokenBackend(records.ci_tokens, clock), federation]
+    people = Authenticator(records.people, CredentialCache(0), config.users.bcrypt_cost)
+    # CI tokens, personal tokens and trusts first: only passwords shaped
+    # like their secrets (a CI secret, a personal one, a JWT) go there.
+    backends: list[Backend] = [
+        CITokenBackend(records.ci_tokens, clock),
+        PersonalTokenBackend(records.personal_tokens, people, clock),
+        federation,
+    ]
     for backend in backends:
         exits.callback(backend.close)
     authenticator = Authenticator(
@@ -284,6 +297,7 @@ def open_services(
             jwks=keys.jwks(),
             grants=grants,
             authenticator=authenticator,
+            policy=policy,
             audit=audit,
             metrics=metrics,
             devices=devices,

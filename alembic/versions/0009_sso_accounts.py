@@ -7,7 +7,7 @@ vouched for them. `sso_logins` holds each sign-in between the redirect to the
 provider and its answer, so any instance can take the answer, once.
 
 Revision ID: 0009
-Revises: 0007 (0008 once the personal tokens' revision is merged)
+Revises: 0008
 Create Date: 2026-12-07
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

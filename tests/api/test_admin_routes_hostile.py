@@ -31,6 +31,7 @@ TABLES = (
     "user_groups",
     "refresh_tokens",
     "ci_tokens",
+    "personal_tokens",
     "ui_sessions",
     "federation_trusts",
     "login_failures",
@@ -46,7 +47,8 @@ def admin(add_user: Callable[..., str]) -> tuple[str, str]:
 def stocked(
     client: TestClient, admin: tuple[str, str], add_user: Callable[..., str]
 ) -> tuple[str, str]:
-    """A user with a refresh token, a CI token, a federation trust and a web session."""
+    """A user with a refresh token and a personal token, a CI token, a federation trust and
+    a web session."""
     alice = ("alice", add_user("alice", groups=("dev",)))
     answer = client.post(
         "/token",
@@ -63,6 +65,12 @@ def stocked(
     made = client.post(
         "/admin/v1/ci-tokens",
         json={"name": "ci-a", "scopes": ["repository:a/b:pull"], "ttl": 3600},
+        auth=admin,
+    )
+    assert made.status_code == 201, made.text
+    made = client.post(
+        "/admin/v1/personal-tokens",
+        json={"user": "alice", "name": "laptop", "scopes": ["repository:alice/*:pull"], "ttl": 60},
         auth=admin,
     )
     assert made.status_code == 201, made.text
@@ -118,6 +126,24 @@ PROBES: list[tuple[str, str, Any, int]] = [
     ("DELETE", "/admin/v1/ci-tokens/ci-%00a", None, 404),
     ("DELETE", "/admin/v1/ci-tokens/c%C3%AE-a", None, 404),
     ("DELETE", "/admin/v1/ci-tokens/%FF%FE", None, 404),
+    # GET /personal-tokens, DELETE /personal-tokens/{user}/{name}
+    ("GET", "/admin/v1/personal-tokens?user=" + LONG, None, 400),
+    ("GET", "/admin/v1/personal-tokens?user=al%00ice", None, 404),
+    ("GET", "/admin/v1/personal-tokens?user=r%C3%B6%C3%B6t", None, 200),
+    ("DELETE", "/admin/v1/personal-tokens/alice/" + LONG, None, 404),
+    ("DELETE", "/admin/v1/personal-tokens/" + LONG + "/laptop", None, 404),
+    ("DELETE", "/admin/v1/personal-tokens/alice/lap%00top", None, 404),
+    ("DELETE", "/admin/v1/personal-tokens/al%00ice/laptop", None, 404),
+    ("DELETE", "/admin/v1/personal-tokens/%FF%FE/laptop", None, 404),
+    # POST /personal-tokens
+    ("POST", "/admin/v1/personal-tokens", {"user": "alice", "name": "x", "scopes": ["r"]}, 400),
+    ("POST", "/admin/v1/personal-tokens", b'{"user": "al\\u0000ice", "name": "x"}', 400),
+    (
+        "POST",
+        "/admin/v1/personal-tokens",
+        {"user": "alice", "name": "laptop", "scopes": ["repository:alice/a:pull"], "ttl": 60},
+        409,
+    ),
     # GET /refresh-tokens
     ("GET", "/admin/v1/refresh-tokens?user=" + LONG, None, 400),
     ("GET", "/admin/v1/refresh-tokens?user=al%00ice&user=x", None, 200),
@@ -245,6 +271,7 @@ def test_racing_deletes_of_one_row_remove_it_once(
 ) -> None:
     deletes = {
         "/admin/v1/ci-tokens/ci-a": "ci_tokens",
+        "/admin/v1/personal-tokens/alice/laptop": "personal_tokens",
         "/admin/v1/federation-trusts/gha-a": "federation_trusts",
         "/admin/v1/users/alice": "users",
     }
@@ -259,7 +286,13 @@ def test_racing_deletes_of_one_row_remove_it_once(
         listed = list(
             pool.map(
                 lambda p: client.get(p, auth=stocked).status_code,
-                ["/admin/v1/users", "/admin/v1/ci-tokens", "/admin/v1/ui-sessions"] * 4,
+                [
+                    "/admin/v1/users",
+                    "/admin/v1/ci-tokens",
+                    "/admin/v1/personal-tokens",
+                    "/admin/v1/ui-sessions",
+                ]
+                * 4,
             )
         )
         assert set(listed) == {200}

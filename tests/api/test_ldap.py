@@ -535,3 +535,39 @@ def test_case_variants_share_one_throttle_counter(
                 answer = client.get(f"/token?service={SERVICE}", headers=_basic(variant, password))
                 assert answer.status_code == 429, (user, variant)
                 assert int(answer.headers["retry-after"]) > 0
+
+
+def test_a_personal_token_of_an_ldap_person_follows_their_groups_and_ends_with_them(
+    make_config: Callable[..., Config],
+    directory: Directory,
+    start_client: StartClient,
+    add_user: Callable[..., str],
+    leak_guard: LeakGuard,
+    decode_token: Callable[[str], dict[str, Any]],
+) -> None:
+    dev, _dev_pw = directory.user("dev")
+    devs = directory.group("developers", dev)
+    root = ("root", add_user("root", groups=("admin",)))
+    rules = [{"match": {"labels": {"groups": "admin"}}, "actions": ["*"]}, *_rules(devs, "none")]
+    config = _ldap_config(make_config, directory, acl=rules, ldap={"cache_ttl": 0})
+    with start_client(config) as client:
+        made = client.post(
+            "/admin/v1/personal-tokens",
+            json={"user": dev, "name": "laptop", "scopes": ["repository:team/*:pull,push"],
+                  "ttl": 3600},
+            auth=root,
+        )  # fmt: skip
+        assert made.status_code == 201 and made.json()["owner"] == dev, made.text
+        secret = leak_guard.add(made.json()["secret"])
+        url = f"/token?service={SERVICE}&scope=repository:team/app:pull,push,delete"
+        answer = client.get(url, headers=_basic(dev, secret))
+        assert _scope(answer, decode_token) == [
+            {"type": "repository", "name": "team/app", "actions": ["pull", "push"]}
+        ]
+        assert decode_token(answer.json()["token"])["sub"] == dev
+        # Out of the group at the directory: out of it in the token too.
+        directory.slapd.remove_member(devs, dev)
+        assert _scope(client.get(url, headers=_basic(dev, secret)), decode_token) == []
+        # Gone from the directory: the token proves nothing.
+        directory.slapd.delete_user(dev)
+        assert client.get(url, headers=_basic(dev, secret)).status_code == 401

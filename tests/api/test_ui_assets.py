@@ -113,6 +113,7 @@ def test_no_page_names_what_is_not_there(client: TestClient, add_user: Callable[
         "/ui/audit",
         "/ui/repositories",
         "/ui/keys",
+        "/ui/me",
     ):
         assert expected in pages, pages
     missing = {}

@@ -88,11 +88,16 @@ def test_the_admin_page_end_to_end(
     base = ts.url
     shots = Shots(browser, tmp_path / "screenshots")
 
-    # A non-admin cannot sign in.
+    # A non-admin signs in to their own page, and is sent back to it from an admin page.
     _sign_in(browser, base, "alice", ALICE_PASSWORD)
-    assert "Only members of the admin group" in _text(browser, "error")
+    assert browser.current_url.endswith("/ui/me")
+    assert "dev" in _text(browser, "groups")
+    shots.take("non-admin-own-page")
+    browser.get(f"{base}/ui/users")
+    assert browser.current_url.endswith("/ui/me")
+    assert not browser.find_elements(By.CSS_SELECTOR, 'a[href="/ui/users"]')
+    _submit(browser, By.ID, "sign-out")
     assert browser.current_url.endswith("/ui/login")
-    shots.take("refused-non-admin")
 
     _sign_in(browser, base, "root", ROOT_PASSWORD)
     assert browser.current_url.endswith("/ui/users")
@@ -265,3 +270,49 @@ def test_web_sessions_on_the_page_end_and_stay_ended(
 
     trail = ts.cli("audit", "tail", "--json", "--since", "10m", "--action", "ui_session.end")
     assert trail.count('"via": "ui"') == 2 and trail.count('"outcome": "ok"') == 2
+
+
+def test_a_person_makes_a_token_on_their_page_and_pushes_with_it(
+    servers: tuple[TokenServer, RegistryProxy], browser: WebDriver, tmp_path: Path
+) -> None:
+    ts, registry = servers
+    base = ts.url
+    shots = Shots(browser, tmp_path / "screenshots")
+    _sign_in(browser, base, "alice", ALICE_PASSWORD)
+    assert browser.current_url.endswith("/ui/me")
+    assert "repository:alice/app" in _text(browser, "grants")
+    browser.find_element(By.ID, "pat-name").send_keys("laptop")
+    browser.find_element(By.ID, "pat-scopes").send_keys("repository:alice/*:pull,push")
+    browser.find_element(By.ID, "pat-ttl").clear()
+    browser.find_element(By.ID, "pat-ttl").send_keys("1d")
+    _submit(browser, By.ID, "create-pat")
+    secret = _text(browser, "secret")
+    assert re.fullmatch(r"tspat_[A-Za-z0-9_-]{43}", secret)
+    assert "-u alice --password-stdin" in _text(browser, "login-line")
+    shots.take("personal-token-created")
+    browser.get(f"{base}/ui/me")
+    assert secret not in browser.page_source and "laptop" in _text(browser, "personal-tokens")
+
+    skopeo = Skopeo(tmp_path)
+    image = tmp_path / "image"
+    write_oci_layout(image, tag="v1", layers=1, seed="alice-page")
+    skopeo(
+        "copy", "--dest-tls-verify=false", "--dest-creds", f"alice:{secret}",
+        f"oci:{image}:v1", f"docker://{registry.addr}/alice/app:v1",
+    )  # fmt: skip
+    elsewhere = skopeo(
+        "copy", "--dest-tls-verify=false", "--dest-creds", f"alice:{secret}",
+        f"oci:{image}:v1", f"docker://{registry.addr}/root/app:v1", check=False,
+    )  # fmt: skip
+    assert elsewhere.returncode != 0
+
+    # Revoked on the page: the secret pushes no more.
+    _submit(browser, By.CSS_SELECTOR, "#personal-tokens button.danger")
+    assert _text(browser, "message") == "Personal token laptop revoked."
+    again = skopeo(
+        "copy", "--dest-tls-verify=false", "--dest-creds", f"alice:{secret}",
+        f"oci:{image}:v1", f"docker://{registry.addr}/alice/app:v2", check=False,
+    )  # fmt: skip
+    assert again.returncode != 0
+    rows = ts.cli("audit", "tail", "--json", "--since", "10m")
+    assert '"action": "personal_token.create"' in rows and secret not in rows

@@ -303,6 +303,41 @@ def test_revocations_and_disables_on_one_instance_hold_on_the_other(
             assert refused.status_code == 401, server.url
 
 
+def test_personal_tokens_are_one_set_across_instances(
+    pair: tuple[TokenServer, TokenServer],
+) -> None:
+    """Made on one instance, used on the other; one live name per person however many race;
+    revoked or ended with the person on one, refused on the other at once."""
+    a, b = pair
+    a.add_user("pgboss", "pgboss-pw-1", "admin")
+    a.add_user("sara", "sara-pw-1")
+    servers = (a, b)
+    body = {"user": "sara", "name": "laptop", "scopes": ["repository:sara/*:pull"], "ttl": 600}
+    with client_from("127.0.0.26") as http:
+
+        def create(i: int) -> httpx.Response:
+            return http.post(
+                f"{servers[i % 2].url}/admin/v1/personal-tokens",
+                json=body,
+                auth=("pgboss", "pgboss-pw-1"),
+            )
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(create, range(8)))
+        assert sorted(r.status_code for r in answers) == [201] + [409] * 7
+        (secret,) = [r.json()["secret"] for r in answers if r.status_code == 201]
+        for server in servers:
+            assert login(http, server, "sara", secret).status_code == 200
+        b.cli("personal-token", "revoke", "laptop", "--user", "sara")
+        for server in servers:
+            assert login(http, server, "sara", secret).status_code == 401
+        again = create(0)
+        assert again.status_code == 201, again.text
+        assert login(http, b, "sara", again.json()["secret"]).status_code == 200
+        a.cli("user", "passwd", "sara", "--password-stdin", input="sara-pw-2\n")
+        assert login(http, b, "sara", again.json()["secret"]).status_code == 401
+
+
 def _sign_in(http: httpx.Client, server: TokenServer, user: str, password: str) -> str:
     """Sign in to the web page on `server`; the session cookie, good on every instance."""
     form = http.get(f"{server.url}/ui/login")

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
+from sqlalchemy import text
 
 from tokenserver import cli
 from tokenserver.config import Config
@@ -741,3 +742,73 @@ def test_ui_session_list_and_end(run: Run, database: Database, users: UserStore)
         ("Alice", "ok", "cli"),
         ("a:b", "not_found", "cli"),
     ]
+
+
+# -- personal tokens ---------------------------------------------------------------
+
+
+def test_personal_token_create_list_revoke(run: Run, users: UserStore, database: Database) -> None:
+    users.add("alice", "x", ("dev",))
+    code, out, err = run(
+        "personal-token", "create", "laptop", "--user", "alice",
+        "--scope", "repository:alice/*:pull,push", "--scope", "repository:team/*:pull",
+        "--ttl", "30d",
+    )  # fmt: skip
+    assert code == 0, err
+    secret = out.strip()
+    assert secret.startswith("tspat_") and out == secret + "\n"
+    code, out, _ = run("personal-token", "list", "--json")
+    (entry,) = json.loads(out)
+    assert (entry["owner"], entry["name"], entry["state"]) == ("alice", "laptop", "live")
+    assert entry["scopes"] == ["repository:alice/*:pull,push", "repository:team/*:pull"]
+    assert secret not in out and "secret" not in entry
+    expires = dt.datetime.fromisoformat(entry["expires_at"])
+    assert abs(expires - dt.datetime.now(dt.UTC) - dt.timedelta(days=30)) < dt.timedelta(minutes=1)
+    code, out, _ = run("personal-token", "list", "--user", "ALICE")
+    assert code == 0 and out.startswith("alice\tlaptop\trepository:alice/*:pull,push")
+    assert run("personal-token", "list", "--user", "bob", "--json")[1] == "[]\n"
+    code, out, _ = run("personal-token", "revoke", "laptop", "--user", "alice")
+    assert code == 0 and out == "personal token laptop of alice revoked\n"
+    assert json.loads(run("personal-token", "list", "--json")[1])[0]["state"] == "revoked"
+    code, _, err = run("personal-token", "revoke", "laptop", "--user", "alice")
+    assert code != 0 and "no live token named laptop" in err
+    with database.engine.connect() as conn:
+        acts = conn.execute(
+            text("SELECT action, target, outcome FROM audit_events ORDER BY id")
+        ).all()
+    assert [tuple(a) for a in acts] == [
+        ("personal_token.create", "alice/laptop", "ok"),
+        ("personal_token.revoke", "alice/laptop", "ok"),
+        ("personal_token.revoke", "alice/laptop", "not_found"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--user", "alice", "--scope", "repository:a/b:pull", "--ttl", "91d"], "maximum"),
+        (["--user", "alice", "--scope", "repository:a/b:pull", "--ttl", "soon"], "duration"),
+        (["--user", "alice", "--scope", "admin:api:*", "--ttl", "1d"], "admin scopes"),
+        (["--user", "alice", "--scope", "nonsense", "--ttl", "1d"], "bad scope"),
+        (["--user", "nobody", "--scope", "repository:a/b:pull", "--ttl", "1d"], "no person"),
+        (["--user", "dana", "--scope", "repository:a/b:pull", "--ttl", "1d"], "no person"),
+    ],
+)
+def test_personal_token_create_errors(
+    run: Run, users: UserStore, database: Database, args: list[str], message: str
+) -> None:
+    users.add("alice", "x")
+    users.add("dana", "x")
+    users.set_disabled("dana", True)
+    code, out, err = run("personal-token", "create", "t", *args)
+    assert code != 0 and out == "" and message in err, err
+    with database.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM personal_tokens")).scalar_one() == 0
+
+
+def test_a_user_deleted_by_the_cli_loses_their_personal_tokens(run: Run, users: UserStore) -> None:
+    users.add("alice", "x")
+    assert run("personal-token", "create", "t", "--user", "alice", "--scope",
+               "repository:alice/a:pull", "--ttl", "1d")[0] == 0  # fmt: skip
+    code, out, _ = run("user", "del", "alice")
+    assert code == 0 and "1 personal token(s) revoked" in out

@@ -302,3 +302,18 @@ def test_a_bad_ipv6_prefix_stops_serve_before_it_starts(
     assert cli.main(["serve", "--config", str(path)]) == 2
     err = capsys.readouterr().err
     assert "throttle.ipv6_prefix" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"), [("90d", 90 * 86400), ("12h", 43200), ("3600", 3600), ("60", 60)]
+)
+def test_personal_tokens_max_ttl_is_a_duration(value: str, seconds: int) -> None:
+    config = load_config(environ={"TOKENSERVER_PERSONAL_TOKENS_MAX_TTL": value})
+    assert config.personal_tokens.max_ttl == seconds
+    assert Config().personal_tokens.max_ttl == 90 * 86400
+
+
+@pytest.mark.parametrize("value", ["soon", "59", "0", "-1d", "1.5s", "9" * 400])
+def test_a_bad_personal_tokens_max_ttl_names_the_key(value: str) -> None:
+    with pytest.raises(ConfigError, match=r"personal_tokens\.max_ttl"):
+        load_config(environ={"TOKENSERVER_PERSONAL_TOKENS_MAX_TTL": value})

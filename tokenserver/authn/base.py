@@ -31,13 +31,16 @@ class Account:
     # See Identity.account_key; "" where the backend cannot tell one account
     # of a name from the next.
     account_key: str = ""
+    # The backend whose account this is, where another proved the password
+    # (a personal token proves a person of the database, a directory, ...).
+    backend: str = ""
 
     def identity(self, backend: str) -> Identity:
         return Identity(
             self.name,
             self.kind,
             self.groups,
-            backend,
+            self.backend or backend,
             self.limit,
             self.attributes,
             self.account_key,

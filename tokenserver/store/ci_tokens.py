@@ -9,7 +9,6 @@ only has to agree with it.
 from __future__ import annotations
 
 import datetime as dt
-import secrets
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
@@ -18,8 +17,9 @@ from sqlalchemy.exc import IntegrityError
 from authcore.identity import ScopeLimit
 from tokenserver.names import check_name, name_key
 from tokenserver.store.models import CIToken
+from tokenserver.store.scoped_tokens import ScopedTokenInfo, ScopedTokenStore, looks_like_secret
 from tokenserver.store.secret_hash import hash_secret
-from tokenserver.store.table import TableStore, record
+from tokenserver.store.table import record
 
 __all__ = [
     "PREFIX",
@@ -32,11 +32,10 @@ __all__ = [
 ]
 
 PREFIX = "tsci_"
-_SECRET_LENGTH = len(PREFIX) + 43  # token_urlsafe(32)
 
 
 def looks_like_ci_secret(value: str) -> bool:
-    return value.startswith(PREFIX) and len(value) == _SECRET_LENGTH
+    return looks_like_secret(PREFIX, value)
 
 
 @dataclass(frozen=True)
@@ -54,29 +53,18 @@ class CITokenExists(Exception):
 
 
 @dataclass(frozen=True)
-class CITokenInfo:
-    id: int
-    name: str
+class CITokenInfo(ScopedTokenInfo):
     description: str
-    scopes: ScopeLimit
-    created_at: dt.datetime
-    created_by: str
-    expires_at: dt.datetime
-    revoked_at: dt.datetime | None
-    last_used_at: dt.datetime | None
-    last_used_ip: str | None
-
-    def state(self, now: dt.datetime) -> str:
-        if self.revoked_at is not None:
-            return "revoked"
-        return "expired" if self.expires_at <= now else "live"
 
 
 def _info(row: CIToken) -> CITokenInfo:
     return record(CITokenInfo, row, scopes=ScopeLimit.parse(row.scopes.split()))
 
 
-class CITokenStore(TableStore):
+class CITokenStore(ScopedTokenStore):
+    model = CIToken
+    prefix = PREFIX
+
     def create(
         self,
         name: str,
@@ -93,28 +81,16 @@ class CITokenStore(TableStore):
         """
         check_name(name, "CI token name")
         key = name_key(name)
-        secret = PREFIX + secrets.token_urlsafe(32)
-        row = CIToken(
-            name=name,
-            live_key=key,
-            description=description,
-            scopes=str(scopes),
-            secret_hash=hash_secret(secret),
-            created_at=now,
-            created_by=created_by,
-            expires_at=expires_at,
+        free_expired = (
+            update(CIToken)
+            .where(CIToken.live_key == key, CIToken.expires_at <= now)
+            .values(live_key=None)
         )
         try:
-            with self._db.session() as s:
-                # An expired token no longer holds its name.
-                s.execute(
-                    update(CIToken)
-                    .where(CIToken.live_key == key, CIToken.expires_at <= now)
-                    .values(live_key=None)
-                )
-                s.add(row)
-                s.flush()
-                return _info(row), secret
+            return self._issue(
+                free_expired, _info, scopes, expires_at, now, created_by,
+                name=name, live_key=key, description=description,
+            )  # fmt: skip
         except IntegrityError:
             raise CITokenExists(name) from None
 
@@ -139,14 +115,6 @@ class CITokenStore(TableStore):
         if row is None:
             return None
         return LiveToken(row.id, row.name, row.secret_hash, ScopeLimit.parse(row.scopes.split()))
-
-    def record_use(self, token_id: int, now: dt.datetime, ip: str | None) -> None:
-        with self._db.session() as s:
-            s.execute(
-                update(CIToken)
-                .where(CIToken.id == token_id)
-                .values(last_used_at=now, last_used_ip=(ip or "")[:64] or None)
-            )
 
     def list(self) -> list[CITokenInfo]:
         with self._db.session() as s:

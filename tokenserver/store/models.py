@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -28,8 +29,10 @@ __all__ = [
     "DeviceCode",
     "FederationTrust",
     "LoginFailure",
+    "PersonalToken",
     "RefreshToken",
     "SSOLogin",
+    "ScopedToken",
     "UISession",
     "User",
     "UserGroup",
@@ -121,17 +124,11 @@ class RefreshToken(Base):
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
-class CIToken(Base):
-    """A robot credential: a name, scope patterns, an expiry; the secret only hashed."""
-
-    __tablename__ = "ci_tokens"
+class ScopedToken:
+    """What every token with scopes of its own has (CI and personal tokens): the secret
+    only hashed, an expiry, its last use."""
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(255), index=True)
-    # name_key(name) while the token may be live (cleared on revoke, and by the next
-    # create once expired): at most one live token per name, enforced here.
-    live_key: Mapped[str | None] = mapped_column(String(255), unique=True, nullable=True)
-    description: Mapped[str] = mapped_column(String(1024), default="")
     scopes: Mapped[str] = mapped_column(Text)  # space-separated scope patterns
     secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
@@ -140,6 +137,18 @@ class CIToken(Base):
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     last_used_ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class CIToken(ScopedToken, Base):
+    """A robot credential: a name, scope patterns, an expiry; the secret only hashed."""
+
+    __tablename__ = "ci_tokens"
+
+    name: Mapped[str] = mapped_column(String(255), index=True)
+    # name_key(name) while the token may be live (cleared on revoke, and by the next
+    # create once expired): at most one live token per name, enforced here.
+    live_key: Mapped[str | None] = mapped_column(String(255), unique=True, nullable=True)
+    description: Mapped[str] = mapped_column(String(1024), default="")
 
 
 class AuditEvent(Base):
@@ -191,7 +200,7 @@ class LoginFailure(Base):
 
 
 class UISession(Base):
-    """A signed-in admin of the web page; the cookie's value is stored only hashed."""
+    """A person signed in to the web page; the cookie's value is stored only hashed."""
 
     __tablename__ = "ui_sessions"
 
@@ -201,13 +210,17 @@ class UISession(Base):
     # names.name_key(subject): an admin ending "Bob"'s sessions ends bob's.
     subject_key: Mapped[str] = mapped_column(String(255), index=True)
     backend: Mapped[str] = mapped_column(String(32))
-    # Identity.account_key of the admin who signed in (NULL where the backend
+    # Identity.account_key of the person who signed in (NULL where the backend
     # has none): a user deleted and created again, or given a new password, is
     # not the account this session signed in.
     account_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
     csrf: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    # Whether it was opened by a member of `admin`: such a session ends when they
+    # leave the group, whichever backend says so, so promoting them again brings
+    # no old cookie back as an admin's.
+    admin: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class FederationTrust(Base):
@@ -275,3 +288,23 @@ class SSOLogin(Base):
     return_to: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class PersonalToken(ScopedToken, Base):
+    """A person's own credential: a name, scope patterns, an expiry; the secret only hashed."""
+
+    __tablename__ = "personal_tokens"
+    __table_args__ = (UniqueConstraint("owner_key", "live_key"),)
+
+    # The person's own name (as their backend spells it) and names.name_key of it.
+    owner: Mapped[str] = mapped_column(String(255))
+    owner_key: Mapped[str] = mapped_column(String(255), index=True)
+    # The account it was made for: the person's backend and Identity.account_key
+    # (NULL where the backend has none). A later account of the name, or the
+    # same one with a new password, is a stranger to it.
+    backend: Mapped[str] = mapped_column(String(32))
+    account_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    name: Mapped[str] = mapped_column(String(255))
+    # name_key(name) while the token may be live (cleared on revoke, and by the
+    # owner's next create once expired): one live token per name and owner.
+    live_key: Mapped[str | None] = mapped_column(String(255), nullable=True)

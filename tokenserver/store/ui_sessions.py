@@ -1,4 +1,4 @@
-"""Sessions of the admin web page, kept in the database so any instance knows them.
+"""Sessions of the web page, kept in the database so any instance knows them.
 
 The cookie carries 256 random bits; the table only their SHA-256, beside the
 session's CSRF token. Ending a session deletes its row, on whichever
@@ -42,6 +42,8 @@ class Session:
     account_key: str
     csrf: str
     expires_at: dt.datetime
+    # Opened by a member of `admin` (see UISession.admin).
+    admin: bool = False
 
 
 class UISessionStore(TableStore):
@@ -52,6 +54,8 @@ class UISessionStore(TableStore):
         account_key: str,
         now: dt.datetime,
         lifetime: dt.timedelta,
+        *,
+        admin: bool = False,
     ) -> tuple[str, Session]:
         """A new session; returns the cookie value (shown to nobody else) and the session."""
         token = secrets.token_urlsafe(32)
@@ -65,6 +69,7 @@ class UISessionStore(TableStore):
             csrf=csrf,
             created_at=now,
             expires_at=now + lifetime,
+            admin=admin,
         )
         with self._db.session() as s:
             # Expired sessions go whenever a new one comes: the table stays small.
@@ -72,7 +77,9 @@ class UISessionStore(TableStore):
             s.add(row)
             s.flush()
             session_id = row.id
-        return token, Session(session_id, subject, backend, account_key, csrf, row.expires_at)
+        return token, Session(
+            session_id, subject, backend, account_key, csrf, row.expires_at, admin
+        )
 
     def get(self, token: str, now: dt.datetime) -> Session | None:
         with self._db.engine.connect() as conn:
@@ -84,12 +91,19 @@ class UISessionStore(TableStore):
                     UISession.account_key,
                     UISession.csrf,
                     UISession.expires_at,
+                    UISession.admin,
                 ).where(UISession.token_hash == hash_secret(token), UISession.expires_at > now)
             ).first()
         if row is None:
             return None
         return Session(
-            row.id, row.subject, row.backend, row.account_key or "", row.csrf, row.expires_at
+            row.id,
+            row.subject,
+            row.backend,
+            row.account_key or "",
+            row.csrf,
+            row.expires_at,
+            bool(row.admin),
         )
 
     def end(self, token: str) -> None:

@@ -107,7 +107,8 @@ async def authenticate(request: Request) -> Actor:
         identity = await services(request).grants.authenticate(username, password, ip)
     except Refused as exc:
         raise from_refusal(exc, "admin", REALM) from None
-    if identity.kind != "user" or ADMIN_GROUP not in identity.groups:
+    # A personal token (a limited identity) never administers: its scopes hold no admin one.
+    if identity.kind != "user" or identity.limit is not None or ADMIN_GROUP not in identity.groups:
         raise Forbidden(f"only members of the {ADMIN_GROUP} group may use the admin API")
     return Actor(identity.subject, "basic", "user", identity.backend, ip, agent)
 

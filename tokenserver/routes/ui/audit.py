@@ -14,7 +14,7 @@ from tokenserver.audit import OUTCOMES
 from tokenserver.routes.common import services
 from tokenserver.routes.ui.common import base_context
 from tokenserver.routes.ui.render import page
-from tokenserver.routes.ui.session import signed_in
+from tokenserver.routes.ui.session import admin_signed_in
 
 __all__ = ["router"]
 
@@ -26,7 +26,7 @@ MAX_PAGES = 1000
 
 @router.get("/audit", include_in_schema=False)
 async def audit(request: Request) -> Response:
-    who = await signed_in(request)
+    who = await admin_signed_in(request)
     svc = services(request)
     params = request.query_params
     filters = {key: params.get(key, "")[:255] for key in ("subject", "action", "outcome", "since")}

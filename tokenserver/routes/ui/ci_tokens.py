@@ -6,11 +6,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from authcore.duration import DurationError, parse_seconds
-from tokenserver.accounts import InvalidValue
-from tokenserver.forms import Params
 from tokenserver.routes.common import services
-from tokenserver.routes.ui.common import act, after_change, base_context, list_page
+from tokenserver.routes.ui.common import (
+    act,
+    after_change,
+    base_context,
+    lifetime,
+    list_page,
+    registry_host,
+)
 from tokenserver.routes.ui.render import page
 from tokenserver.routes.ui.session import SignedIn, posted
 from tokenserver.token_views import CITokenView
@@ -18,11 +22,6 @@ from tokenserver.token_views import CITokenView
 __all__ = ["router"]
 
 router = APIRouter()
-
-
-def _registry_host(request: Request) -> str:
-    url = services(request).config.ui.registry_url
-    return url.split("://", 1)[1].rstrip("/") if url else "REGISTRY"
 
 
 async def _list(
@@ -38,18 +37,8 @@ async def _list(
         CITokenView.of(info, now)
         for info in await run_in_threadpool(services(request).accounts.list_ci_tokens)
     ]
-    context = base_context(request, who, error) | {"registry_host": _registry_host(request)}
+    context = base_context(request, who, error) | {"registry_host": registry_host(request)}
     return page(request, "ci_tokens.html", status, tokens=tokens, created=created, **context)
-
-
-list_page(router, "/ci-tokens", _list)
-
-
-def _ttl(form: Params) -> int:
-    try:
-        return parse_seconds(form.one("ttl") or "30d")
-    except DurationError as exc:
-        raise InvalidValue(str(exc)) from None
 
 
 @router.post("/ci-tokens", include_in_schema=False)
@@ -60,7 +49,7 @@ async def create_ci_token(request: Request) -> Response:
     create = services(request).accounts.create_ci_token
     # The lifetime is read within the act: a bad one is refused as any bad value is.
     _info, secret = await act(
-        request, who, _list, lambda actor: create(actor, name, scopes, _ttl(form), description)
+        request, who, _list, lambda actor: create(actor, name, scopes, lifetime(form), description)
     )
     # Rendered, not redirected: the secret must never be in a URL or shown twice.
     return await _list(request, who, created={"name": name, "secret": secret}, status=201)
@@ -71,3 +60,6 @@ async def revoke_ci_token(request: Request, name: str) -> Response:
     who, _form = await posted(request)
     await act(request, who, _list, services(request).accounts.revoke_ci_token, name)
     return after_change("/ui/ci-tokens", "ci-revoked", name)
+
+
+list_page(router, "/ci-tokens", _list)

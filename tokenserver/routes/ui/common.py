@@ -16,6 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from authcore.duration import DurationError, parse_seconds
 from tokenserver.accounts import (
     AccountError,
     InvalidValue,
@@ -24,7 +25,9 @@ from tokenserver.accounts import (
     UnknownAccount,
 )
 from tokenserver.audit import Actor
-from tokenserver.routes.ui.session import PATH, SignedIn, signed_in
+from tokenserver.forms import Params
+from tokenserver.routes.common import services
+from tokenserver.routes.ui.session import PATH, SignedIn, admin_signed_in
 
 __all__ = [
     "DONE",
@@ -33,8 +36,10 @@ __all__ = [
     "act",
     "after_change",
     "base_context",
+    "lifetime",
     "list_page",
     "local_path",
+    "registry_host",
     "status_of",
 ]
 
@@ -54,6 +59,7 @@ DONE = {
     "sessions-ended": "Web sessions of {name} ended.",
     "token-revoked": "Refresh token revoked.",
     "ci-revoked": "CI token {name} revoked.",
+    "pat-revoked": "Personal token {name} revoked.",
 }
 
 
@@ -88,10 +94,10 @@ def local_path(value: str | None) -> str | None:
 def list_page(
     router: APIRouter, path: str, render: Callable[[Request, SignedIn], Awaitable[Response]]
 ) -> None:
-    """Serves GET `path`: the page `render` makes for whoever is signed in."""
+    """Serves GET `path`: the page `render` makes for the admin signed in."""
 
     async def show(request: Request) -> Response:
-        return await render(request, await signed_in(request))
+        return await render(request, await admin_signed_in(request))
 
     router.get(path, include_in_schema=False)(show)
 
@@ -120,6 +126,21 @@ async def act(
         raise ShownAgain(await again(request, who, str(exc), status_of(exc))) from None
 
 
+def lifetime(form: Params) -> int:
+    """A token's lifetime as posted (`ttl`, 30 days if none), in seconds; call it within
+    the act, so that a bad one is refused as any bad value is."""
+    try:
+        return parse_seconds(form.one("ttl") or "30d")
+    except DurationError as exc:
+        raise InvalidValue(str(exc)) from None
+
+
+def registry_host(request: Request) -> str:
+    """The registry as `docker login` names it, for the line a created token's page shows."""
+    url = services(request).config.ui.registry_url
+    return url.split("://", 1)[1].rstrip("/") if url else "REGISTRY"
+
+
 def base_context(request: Request, who: SignedIn, error: str | None = None) -> dict[str, Any]:
     """What every page shows: who is signed in, its forms' CSRF token, what the last change
     did (`done`) and `error`, why a change was refused."""
@@ -127,6 +148,7 @@ def base_context(request: Request, who: SignedIn, error: str | None = None) -> d
     name = request.query_params.get("name", "")[:255]
     return {
         "subject": who.actor.subject,
+        "is_admin": who.is_admin,
         "csrf": who.session.csrf,
         "message": done.format(name=name) if done else None,
         "error": error,

@@ -8,7 +8,7 @@ from fastapi.responses import Response
 from tokenserver.routes.common import services
 from tokenserver.routes.ui.common import base_context
 from tokenserver.routes.ui.render import page
-from tokenserver.routes.ui.session import signed_in
+from tokenserver.routes.ui.session import admin_signed_in
 
 __all__ = ["router"]
 
@@ -17,7 +17,7 @@ router = APIRouter()
 
 @router.get("/keys", include_in_schema=False)
 async def keys(request: Request) -> Response:
-    who = await signed_in(request)
+    who = await admin_signed_in(request)
     keyset = services(request).keys
     rows = [
         {

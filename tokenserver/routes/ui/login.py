@@ -1,4 +1,5 @@
-"""Signing in and out of the web page."""
+"""Signing in and out of the web page: any person with a password; admins land on the
+users, everyone else on their own page."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from authcore.identity import Identity
 from tokenserver.audit import Actor, Outcome
 from tokenserver.authz.policy import ADMIN_GROUP
 from tokenserver.bodies import read_limited
@@ -52,6 +54,12 @@ def login_page(
     )
     set_cookie(request, response, LOGIN_COOKIE, token, _LOGIN_TOKEN_AGE)
     return response
+
+
+def landing(identity: Identity, return_to: str | None) -> str:
+    """Where a sign-in goes: back where it was asked for, else the admin pages for an
+    admin and a person's own page for everyone else."""
+    return return_to or ("/ui/users" if ADMIN_GROUP in identity.groups else "/ui/me")
 
 
 def after_sign_in(
@@ -113,8 +121,10 @@ async def login(request: Request) -> Response:
         identity = await svc.grants.authenticate(username, password, ip)
     except Refused as exc:
         return refuse(exc.outcome, "Those credentials do not sign in here.")
-    if identity.kind != "user" or ADMIN_GROUP not in identity.groups:
-        return refuse("forbidden", f"Only members of the {ADMIN_GROUP} group may sign in.")
+    # People sign in with their password: not a CI token, a trust, or a
+    # personal token (whose session would hold more than its scopes).
+    if identity.kind != "user" or identity.limit is not None:
+        return refuse("forbidden", "Only people sign in here, with their password.")
     ttl = svc.config.ui.session_ttl
     opened = await run_in_threadpool(
         svc.accounts.open_ui_session, identity, dt.timedelta(seconds=ttl)
@@ -124,12 +134,12 @@ async def login(request: Request) -> Response:
     cookie, _session = opened
     actor = Actor(identity.subject, "ui", "user", identity.backend, ip, agent)
     svc.trail.record(actor, "ui.signin", "", "ok")
-    return after_sign_in(request, cookie, ttl, return_to or "/ui/users")
+    return after_sign_in(request, cookie, ttl, landing(identity, return_to))
 
 
 @router.post("/logout", include_in_schema=False)
 async def logout(request: Request) -> Response:
-    who, _form = await posted(request)
+    who, _form = await posted(request, anyone=True)
     await run_in_threadpool(services(request).accounts.close_ui_session, who.cookie)
     services(request).trail.record(who.actor, "ui.signout", "", "ok")
     response = RedirectResponse("/ui/login", status_code=303)

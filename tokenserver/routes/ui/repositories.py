@@ -26,7 +26,7 @@ from tokenserver.refusals import Refused
 from tokenserver.routes.common import services
 from tokenserver.routes.ui.common import base_context
 from tokenserver.routes.ui.render import page
-from tokenserver.routes.ui.session import SignedIn, signed_in
+from tokenserver.routes.ui.session import SignedIn, admin_signed_in
 from tokenserver.token_requests import TokenRequest
 
 __all__ = ["router"]
@@ -233,7 +233,7 @@ class _Partial(Exception):
 
 @router.get("/repositories", include_in_schema=False)
 async def repositories(request: Request) -> Response:
-    who = await signed_in(request)
+    who = await admin_signed_in(request)
     base = services(request).config.ui.registry_url
     context = base_context(request, who)
     last = request.query_params.get("last") or None

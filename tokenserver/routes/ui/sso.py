@@ -25,7 +25,7 @@ from tokenserver.accounts import AccountError, SSOPerson
 from tokenserver.audit import Actor, Outcome
 from tokenserver.routes.common import services
 from tokenserver.routes.ui.common import local_path, status_of
-from tokenserver.routes.ui.login import after_sign_in, login_page
+from tokenserver.routes.ui.login import after_sign_in, landing, login_page
 from tokenserver.routes.ui.render import page
 from tokenserver.routes.ui.session import PATH
 from tokenserver.sso.id_tokens import MAX_SIGN_IN_AGE
@@ -41,7 +41,6 @@ SSO_COOKIE = "ts_sso"
 CALLBACK = f"{PATH}/login/sso/callback"
 MAX_STATE = 256
 MAX_CODE = 2048
-_HOME = f"{PATH}/users"
 
 
 def _redirect_uri(request: Request, sso: SSO) -> str:
@@ -58,7 +57,7 @@ async def start(request: Request) -> Response:
     sso = services(request).sso
     if sso is None:
         return _not_configured(request)
-    return_to = local_path(request.query_params.get("return_to")) or _HOME
+    return_to = local_path(request.query_params.get("return_to")) or ""
     try:
         started = await sso.begin(_redirect_uri(request, sso), return_to)
     except SignInFailed as exc:
@@ -120,9 +119,7 @@ async def callback(request: Request) -> Response:
     actor = Actor(person.username[:255], "sso", "user", "database", ip, agent)
     who = SSOPerson(sso.config.issuer, person.subject)
     try:
-        identity = await run_in_threadpool(
-            svc.accounts.sso_sign_in, actor, who, sso.groups(person), admins_only=True
-        )
+        identity = await run_in_threadpool(svc.accounts.sso_sign_in, actor, who, sso.groups(person))
     except AccountError as exc:
         response = login_page(request, str(exc), status_of(exc))
         response.delete_cookie(SSO_COOKIE, path=f"{PATH}/login/sso")
@@ -134,6 +131,7 @@ async def callback(request: Request) -> Response:
     )
     if opened is None:  # the account changed (disabled, say) while this sign-in ran
         return refuse("bad_credentials", "That account does not sign in here.", 403)
-    response = after_sign_in(request, opened[0], ttl, return_to, from_elsewhere=True)
+    destination = landing(identity, return_to)
+    response = after_sign_in(request, opened[0], ttl, destination, from_elsewhere=True)
     response.delete_cookie(SSO_COOKIE, path=f"{PATH}/login/sso")
     return response

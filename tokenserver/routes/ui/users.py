@@ -1,4 +1,5 @@
-"""Users: list, search, create; one user's groups, password, state, refresh tokens."""
+"""Users: list, search, create; one user's groups, password, state, refresh and personal
+tokens."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from tokenserver.accounts import AccountError, parse_id
 from tokenserver.routes.common import services
 from tokenserver.routes.ui.common import act, after_change, base_context, list_page, status_of
 from tokenserver.routes.ui.render import page
-from tokenserver.routes.ui.session import SignedIn, posted, signed_in
+from tokenserver.routes.ui.session import SignedIn, admin_signed_in, posted
+from tokenserver.token_views import PersonalTokenView
 
 __all__ = ["router"]
 
@@ -56,14 +58,18 @@ async def _detail(
         user = await run_in_threadpool(services(request).accounts.get_user, name)
     except AccountError as exc:
         return await _list(request, who, str(exc), status_of(exc))
-    tokens = await run_in_threadpool(services(request).accounts.list_refresh_tokens, name)
-    context = base_context(request, who, error)
+    accounts, now = services(request).accounts, services(request).clock()
+    tokens = await run_in_threadpool(accounts.list_refresh_tokens, name)
+    personal = await run_in_threadpool(accounts.list_personal_tokens, name)
+    context = base_context(request, who, error) | {
+        "personal_tokens": [PersonalTokenView.of(info, now) for info in personal]
+    }
     return page(request, "user.html", status, user=user, refresh_tokens=tokens, **context)
 
 
 @router.get("/users/{name}", include_in_schema=False)
 async def show_user(request: Request, name: str) -> Response:
-    return await _detail(request, await signed_in(request), name=name)
+    return await _detail(request, await admin_signed_in(request), name=name)
 
 
 @router.post("/users/{name}/{change}", include_in_schema=False)
@@ -86,6 +92,14 @@ async def change_user(request: Request, name: str, change: str) -> Response:
     else:
         return await _detail(request, who, f"no such change: {change[:40]}", 404, name=name)
     return after_change(f"/ui/users/{name}", done, name)
+
+
+@router.post("/users/{name}/personal-tokens/{token}/revoke", include_in_schema=False)
+async def revoke_personal_token(request: Request, name: str, token: str) -> Response:
+    who, _form = await posted(request)
+    revoke = services(request).accounts.revoke_personal_token
+    await act(request, who, partial(_detail, name=name), revoke, name, token)
+    return after_change(f"/ui/users/{name}", "pat-revoked", token)
 
 
 @router.post("/refresh-tokens/{token_id}/revoke", include_in_schema=False)
