@@ -135,24 +135,33 @@ def test_a_group_removed_at_the_provider_is_gone_at_the_next_sign_in(
     second = _browser(app)
     assert second.get(provider.sign_in(_start(second), "alice")).status_code == 200
     assert accounts.get_user("alice").groups == ("admin", "ops", "team-c")
-    # No longer an admin at the provider: refused, and the earlier sessions are ended.
+    # No longer an admin at the provider: signed in to her own page only, and the
+    # sessions she opened as an admin are ended.
     provider.set_person("alice", ["team-c"])
     third = _browser(app)
-    refused = third.get(provider.sign_in(_start(third), "alice"))
-    assert refused.status_code == 403 and "Only members of the admin group" in refused.text
+    signed = third.get(provider.sign_in(_start(third), "alice"))
+    assert signed.status_code == 200 and 'content="0;url=/ui/me"' in signed.text
     assert accounts.get_user("alice").groups == ("team-c",)
-    assert first.get("/ui/users").status_code == 303  # back to the sign-in page
+    ended = first.get("/ui/users")
+    assert ended.status_code == 303 and ended.headers["location"].startswith("/ui/login")
+    assert third.get("/ui/users").headers["location"] == "/ui/me"
+    assert "team-c" in third.get("/ui/me").text
 
 
-def test_a_person_who_is_not_an_admin_gets_an_account_but_no_session(
+def test_a_person_who_is_not_an_admin_signs_in_to_their_own_page(
     app: TestClient, provider: OIDCProvider
 ) -> None:
     browser = _browser(app)
-    refused = browser.get(provider.sign_in(_start(browser), "bob"))
-    assert refused.status_code == 403 and "ts_session" not in browser.cookies
+    signed = browser.get(provider.sign_in(_start(browser), "bob"))
+    assert signed.status_code == 200 and "ts_session" in browser.cookies
+    assert 'content="0;url=/ui/me"' in signed.text
     bob = app.app.state.services.accounts.get_user("bob")  # type: ignore[attr-defined]
     assert bob.source == "sso" and bob.groups == ("team-b",)
-    assert {"subject": "bob", "via": "sso", "target": "bob", "outcome": "forbidden"} in _audit(app)
+    assert {"subject": "bob", "via": "sso", "target": "bob", "outcome": "ok"} in _audit(app)
+    own = browser.get("/ui/me")
+    assert own.status_code == 200 and "team-b" in own.text
+    # The admin pages are not his.
+    assert browser.get("/ui/users").headers["location"] == "/ui/me"
 
 
 def test_no_one_else_takes_a_name_nor_a_person_of_the_provider_another_s(
