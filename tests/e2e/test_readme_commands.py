@@ -92,6 +92,8 @@ ELSEWHERE = {
     "make peers": "make test (its prerequisite)",
     "scripts/install-peers.sh": "make test (through make peers)",
     "make bench": "bench/ (not a test: its figures are read by hand, docs/speed.md)",
+    "docker login -u NAME": "tests/e2e/test_personal_token_docker.py",
+    "tokenserver personal-token": "tests/e2e/test_personal_token_docker.py",
 }
 
 
