@@ -2,8 +2,10 @@
 token server as a process, the provider's own login form.
 
 An admin of the provider signs in and lands on the page; a group removed at the
-provider is gone from their account at their next sign-in. Two instances on
-PostgreSQL share a sign-in under way.
+provider is gone from their account at their next sign-in. A person who is no
+admin lands on their own page, makes a personal token there and pushes with
+it from docker to their own namespace only; an admin then sees them. Two
+instances on PostgreSQL share a sign-in under way.
 """
 
 from __future__ import annotations
@@ -19,8 +21,11 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
+from tests.e2e.test_admin_ui import _submit
+from tests.support.images import write_docker_archive
 from tests.support.oidc_provider import OIDCProvider
-from tests.support.peers import Postgres
+from tests.support.peers import Dockerd, Postgres
+from tests.support.registry_proxy import RegistryProxy
 from tests.support.tokenserver import TokenServer
 
 pytestmark = pytest.mark.e2e
@@ -82,6 +87,49 @@ def test_an_admin_signs_in_through_the_provider_and_groups_follow_it(
     rows = ts.cli("audit", "tail", "--json", "--since", "10m")
     assert '"action": "ui.signin"' in rows and '"via": "sso"' in rows
     assert provider.client_secret not in ts.log_text()
+
+
+def test_a_person_signs_in_makes_a_token_and_pushes_with_docker(
+    servers: tuple[TokenServer, OIDCProvider],
+    browser: WebDriver,
+    dockerd: Dockerd,
+    tmp_path: Path,
+) -> None:
+    ts, provider = servers
+    with RegistryProxy(tmp_path / "registry", ts.registry_auth()) as registry:
+        _through_the_provider(browser, ts.url, "bob")
+        _at(browser, "/ui/me")
+        assert browser.find_element(By.ID, "groups").text.split() == ["team-b"]
+        browser.find_element(By.ID, "pat-name").send_keys("laptop")
+        browser.find_element(By.ID, "pat-scopes").send_keys("repository:bob/*:pull,push")
+        browser.find_element(By.ID, "pat-ttl").clear()
+        browser.find_element(By.ID, "pat-ttl").send_keys("1d")
+        _submit(browser, By.ID, "create-pat")
+        secret = browser.find_element(By.ID, "secret").text
+        assert secret.startswith("tspat_")
+        browser.save_screenshot(str(tmp_path / "personal-token.png"))
+
+        addr = registry.addr
+        dockerd.docker("login", addr, "-u", "bob", "--password-stdin", input=secret)
+        own = f"{addr}/bob/app:v1"
+        archive = write_docker_archive(tmp_path / "bob.tar", repo_tag=own, seed="sso-bob")
+        dockerd.docker("load", "-i", str(archive.path))
+        dockerd.docker("push", own)
+        elsewhere = f"{addr}/alice/app:v1"
+        dockerd.docker("tag", own, elsewhere)
+        assert dockerd.docker("push", elsewhere, check=False).returncode != 0
+        dockerd.docker("logout", addr)
+
+        # An admin of the provider signs in (the provider forgets bob first) and sees him.
+        browser.find_element(By.ID, "sign-out").click()
+        _at(browser, "/ui/login")
+        browser.get(f"{provider.issuer}/.well-known/openid-configuration")
+        browser.delete_all_cookies()
+        _through_the_provider(browser, ts.url, "alice")
+        _at(browser, "/ui/users")
+        assert "bob" in browser.find_element(By.ID, "users").text
+        rows = ts.cli("audit", "tail", "--json", "--since", "10m")
+        assert '"action": "personal_token.create"' in rows and secret not in rows
 
 
 def test_two_instances_on_postgresql_share_the_sign_in(postgres: Postgres, tmp_path: Path) -> None:
