@@ -34,6 +34,7 @@ from tokenserver.store.device_codes import (
     DeviceRequest,
     IssuedCodes,
 )
+from tokenserver.store.device_codes import TooManyCodes as NoRoom
 from tokenserver.throttle import LoginThrottle, ThrottleUnavailable
 
 __all__ = [
@@ -42,9 +43,11 @@ __all__ = [
     "DeviceError",
     "DeviceLogins",
     "DeviceRequest",
+    "DeviceThrottled",
     "DeviceUnavailable",
     "InvalidDeviceRequest",
     "IssuedCodes",
+    "TooManyCodes",
     "TooManyGuesses",
     "UnknownUserCode",
     "normalise_user_code",
@@ -53,6 +56,9 @@ __all__ = [
 MAX_CLIENT_ID = 255
 MAX_SCOPES = 100
 MAX_TYPED = 64
+# Far more than one person's devices wait for at once; an address (an IPv6 /64) asking
+# for more is asking for codes to guess at, or to fill the table with.
+MAX_WAITING_PER_NETWORK = 20
 # Upper case: no folded account name is spelt so, so no one's login failures are these.
 _GUESSER = "USER-CODE-SESSION:"
 
@@ -74,10 +80,22 @@ class AlreadyDecided(DeviceError, outcome="conflict"): ...
 class DeviceUnavailable(DeviceError, outcome="backend_unavailable"): ...
 
 
-class TooManyGuesses(DeviceError, outcome="throttled"):
+class DeviceThrottled(DeviceError, outcome="throttled"):
+    """Refused for now: `retry_after` seconds."""
+
+    reason = ""
+
     def __init__(self, retry_after: int) -> None:
-        super().__init__(f"too many wrong codes; retry in {retry_after} s")
+        super().__init__(f"{self.reason}; retry in {retry_after} s")
         self.retry_after = retry_after
+
+
+class TooManyGuesses(DeviceThrottled):
+    reason = "too many wrong codes"
+
+
+class TooManyCodes(DeviceThrottled):
+    reason = "too many codes of this client's network are waiting"
 
 
 def normalise_user_code(typed: str) -> str | None:
@@ -124,6 +142,8 @@ class DeviceLogins:
     services: Sequence[str]
     code_ttl: int
     interval: int
+    # Codes one client network may have waiting at once: a flood fills no table.
+    max_waiting: int = MAX_WAITING_PER_NETWORK
 
     def start(
         self,
@@ -144,11 +164,15 @@ class DeviceLogins:
                 service=service,
                 scopes=_scopes(scopes),
                 client_ip=client_ip,
+                client_net=self.throttle.network_of(client_ip),
                 user_agent=user_agent,
                 now=self.clock(),
                 lifetime=dt.timedelta(seconds=self.code_ttl),
                 interval=self.interval,
+                max_live=self.max_waiting,
             )
+        except NoRoom as exc:
+            raise TooManyCodes(exc.retry_after) from None
         except SQLAlchemyError:
             raise DeviceUnavailable("the database is unavailable; retry") from None
 

@@ -111,10 +111,11 @@ class TemporarilyUnavailable(TokenServerError, status=503, error="temporarily_un
 
 
 class TooManyRequests(TokenServerError, status=429, error="too_many_requests"):
-    """Too many failed logins for this account or address; the password was not checked."""
+    """Too many failed logins (or wrong codes, or waiting codes) for this account or address;
+    what was sent was not checked."""
 
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(f"too many failed logins; retry in {retry_after} s")
+    def __init__(self, retry_after: int, reason: str = "too many failed logins") -> None:
+        super().__init__(f"{reason}; retry in {retry_after} s")
         self.retry_after = retry_after
 
     def headers(self) -> dict[str, str]:
@@ -202,8 +203,8 @@ _REFUSED_CHANGES: dict[type[AuditedError], type[TokenServerError]] = {
 def from_account_error(exc: accounts.AccountError | device.DeviceError) -> TokenServerError:
     """The answer to a change the accounts service refused, or to a device request
     (RFC 8628 §3.1-3.2, and the page's look at a code): one table, one place."""
-    if isinstance(exc, device.TooManyGuesses):
-        return TooManyRequests(exc.retry_after)
+    if isinstance(exc, device.DeviceThrottled):
+        return TooManyRequests(exc.retry_after, exc.reason)
     return _REFUSED_CHANGES.get(type(exc), InvalidRequest)(str(exc))
 
 

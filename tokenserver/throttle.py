@@ -140,12 +140,13 @@ class LoginThrottle:
         """The standing from what a recent check read (never blocks); None if it must be read."""
         now = self._clock()
         by_account = self._recent(ACCOUNT + account, now)
-        by_address = self._recent(self._address_key(address), now) if address else ()
+        by_address = self._recent(self.network_of(address), now) if address else ()
         if by_account is None or by_address is None:
             return None
         return self._standing(by_account, by_address, now)
 
-    def _address_key(self, address: str) -> str:
+    def network_of(self, address: str) -> str:
+        """`address` as its failures are counted: itself, or an IPv6 one's network."""
         return address_key(address, self._ipv6_prefix)
 
     def _remember(self, key: str, times: list[float], now: float) -> None:
@@ -159,7 +160,7 @@ class LoginThrottle:
         """Raises ThrottleUnavailable when the counts cannot be read."""
         now = self._clock()
         account_key = ACCOUNT + account
-        client_key = self._address_key(address) if address else None
+        client_key = self.network_of(address) if address else None
         try:
             rows = self._store.recent(account_key, client_key, now - self._window)
         except SQLAlchemyError as exc:
@@ -183,7 +184,7 @@ class LoginThrottle:
         now = self._clock()
         keys = [] if account is None else [ACCOUNT + account]
         if address:
-            keys.append(self._address_key(address))
+            keys.append(self.network_of(address))
         if not keys:
             return
         self._forget(keys)

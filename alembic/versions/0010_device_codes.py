@@ -28,6 +28,7 @@ def upgrade() -> None:
         sa.Column("service", sa.String(255), nullable=False),
         sa.Column("scopes", sa.Text(), nullable=False),
         sa.Column("client_ip", sa.String(64), nullable=False),
+        sa.Column("client_net", sa.String(64), nullable=False),
         sa.Column("user_agent", sa.String(512), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.Column("expires_at", sa.DateTime(), nullable=False),
@@ -40,8 +41,10 @@ def upgrade() -> None:
         sa.UniqueConstraint("user_hash", name="uq_device_codes_user_hash"),
     )
     op.create_index("ix_device_codes_expires_at", "device_codes", ["expires_at"])
+    op.create_index("ix_device_codes_client_net", "device_codes", ["client_net"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_device_codes_client_net", table_name="device_codes")
     op.drop_index("ix_device_codes_expires_at", table_name="device_codes")
     op.drop_table("device_codes")

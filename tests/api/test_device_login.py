@@ -555,3 +555,31 @@ def test_the_page_without_a_code_asks_for_one(client: TestClient, admins: None) 
     page = Person(client, "root", ROOT_PW).http.get("/ui/device")
     assert page.status_code == 200
     assert 'name="user_code"' in page.text and 'id="continue"' in page.text
+
+
+def test_one_network_may_have_only_so_many_codes_waiting(
+    client: TestClient, clock: FakeClock, leak_guard: LeakGuard
+) -> None:
+    """A flood of requests for codes fills no table: past the cap, 429 and nothing stored."""
+    from tokenserver.device import MAX_WAITING_PER_NETWORK, TooManyCodes
+
+    devices = _services(client).devices
+    for n in range(MAX_WAITING_PER_NETWORK):
+        devices.start(CLIENT, [], None, f"2001:db8:1:2::{n + 1:x}", "flood/1")
+    # Another address of that /64 is the same client; the next /64 and IPv4 are others.
+    with pytest.raises(TooManyCodes) as refused:
+        devices.start(CLIENT, [], None, "2001:db8:1:2:abcd::1", "flood/1")
+    assert 0 < refused.value.retry_after <= 601
+    devices.start(CLIENT, [], None, "2001:db8:1:3::1", "flood/1")
+    for _ in range(MAX_WAITING_PER_NETWORK):
+        _codes(client, leak_guard)
+    over = client.post("/device/code", data={"client_id": CLIENT})
+    assert over.status_code == 429 and over.json()["error"] == "too_many_requests"
+    assert int(over.headers["retry-after"]) > 0
+    with _services(client).database.session() as s:
+        stored = s.execute(text("SELECT count(*) FROM device_codes")).scalar_one()
+    assert stored == 2 * MAX_WAITING_PER_NETWORK + 1
+    # Codes that have expired wait no more: room again.
+    clock.advance(601)
+    devices.start(CLIENT, [], None, "2001:db8:1:2::1", "flood/1")
+    _codes(client, leak_guard)

@@ -14,8 +14,9 @@ import secrets
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from tokenserver.store.models import DeviceCode
 from tokenserver.store.secret_hash import hash_secret
@@ -29,6 +30,7 @@ __all__ = [
     "IssuedCodes",
     "Poll",
     "Redeemed",
+    "TooManyCodes",
 ]
 
 # No vowels (no words spelt by chance) and none of the letters read as a digit.
@@ -98,6 +100,27 @@ def shown(user_code: str) -> str:
     return f"{user_code[:half]}-{user_code[half:]}"
 
 
+class TooManyCodes(Exception):
+    """One client's network holds as many waiting codes as it may; the first of them
+    expires in `retry_after` seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(retry_after)
+        self.retry_after = retry_after
+
+
+def _check_room(s: Session, client_net: str, now: dt.datetime, max_live: int) -> None:
+    count, first_expiry = s.execute(
+        select(func.count(), func.min(DeviceCode.expires_at)).where(
+            DeviceCode.client_net == client_net,
+            DeviceCode.status == "pending",
+            DeviceCode.expires_at > now,
+        )
+    ).one()
+    if count >= max_live:
+        raise TooManyCodes(max(1, int((first_expiry - now).total_seconds()) + 1))
+
+
 class DeviceCodeStore(TableStore):
     def create(
         self,
@@ -106,12 +129,18 @@ class DeviceCodeStore(TableStore):
         service: str,
         scopes: str,
         client_ip: str,
+        client_net: str,
         user_agent: str,
         now: dt.datetime,
         lifetime: dt.timedelta,
         interval: int,
+        max_live: int,
     ) -> IssuedCodes:
-        """New codes; `user_code` is drawn again in the rare case it is taken."""
+        """New codes; `user_code` is drawn again in the rare case it is taken.
+
+        `TooManyCodes` when `client_net` holds `max_live` codes still waiting. Counted,
+        then added: instances racing may each add one past it, never more.
+        """
         device_code = secrets.token_urlsafe(32)
         for attempt in range(_CREATE_TRIES):
             user_code = _new_user_code()
@@ -121,6 +150,7 @@ class DeviceCodeStore(TableStore):
                         s.execute(
                             delete(DeviceCode).where(DeviceCode.expires_at <= now - _KEPT_EXPIRED)
                         )
+                        _check_room(s, client_net, now, max_live)
                     s.add(
                         DeviceCode(
                             device_hash=hash_secret(device_code),
@@ -129,6 +159,7 @@ class DeviceCodeStore(TableStore):
                             service=service,
                             scopes=scopes,
                             client_ip=client_ip[:64],
+                            client_net=client_net[:64],
                             user_agent=user_agent[:512],
                             created_at=now,
                             expires_at=now + lifetime,

@@ -261,6 +261,9 @@ class DeviceCode(Base):
     service: Mapped[str] = mapped_column(String(255))
     scopes: Mapped[str] = mapped_column(Text)  # space-separated, as requested
     client_ip: Mapped[str] = mapped_column(String(64))
+    # The address as the throttle counts it (an IPv6 one: its network): what the cap on
+    # one client's live codes is kept by.
+    client_net: Mapped[str] = mapped_column(String(64), index=True)
     user_agent: Mapped[str] = mapped_column(String(512))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
