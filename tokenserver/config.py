@@ -12,10 +12,18 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import SplitResult, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 from authcore.duration import MAX_SECONDS, DurationError, parse_seconds
 from authcore.http_limits import ServingSettings, TLSFiles
@@ -222,8 +230,18 @@ class TrustConfig(_Section):
         return self
 
 
+def _lifetime(value: object) -> object:
+    # A DurationError is a ValueError: the message names the key.
+    return parse_seconds(value) if isinstance(value, str) else value
+
+
+# The longest lifetime a kind of token may be given: seconds, or a duration such as
+# 90d or 12h; at most what an expiry date can hold.
+MaxLifetime = Annotated[int, BeforeValidator(_lifetime), Field(ge=60, le=MAX_SECONDS)]
+
+
 class CITokensConfig(_Section):
-    max_ttl: int = Field(default=365 * 86400, ge=60)  # seconds
+    max_ttl: MaxLifetime = 365 * 86400
 
 
 class SSOConfig(_Section):
@@ -337,15 +355,7 @@ class SSOConfig(_Section):
 
 
 class PersonalTokensConfig(_Section):
-    # The longest lifetime a personal token may be given: seconds, or a
-    # duration such as 90d or 12h; at most what an expiry date can hold.
-    max_ttl: int = Field(default=90 * 86400, ge=60, le=MAX_SECONDS)
-
-    @field_validator("max_ttl", mode="before")
-    @classmethod
-    def _duration(cls, value: object) -> object:
-        # A DurationError is a ValueError: the message names the key.
-        return parse_seconds(value) if isinstance(value, str) else value
+    max_ttl: MaxLifetime = 90 * 86400
 
 
 class UIConfig(_Section):

@@ -304,16 +304,22 @@ def test_a_bad_ipv6_prefix_stops_serve_before_it_starts(
     assert "throttle.ipv6_prefix" in err and "Traceback" not in err
 
 
+TOKEN_KINDS = [("personal_tokens", 90 * 86400), ("ci_tokens", 365 * 86400)]
+
+
+@pytest.mark.parametrize(("section", "default"), TOKEN_KINDS)
 @pytest.mark.parametrize(
     ("value", "seconds"), [("90d", 90 * 86400), ("12h", 43200), ("3600", 3600), ("60", 60)]
 )
-def test_personal_tokens_max_ttl_is_a_duration(value: str, seconds: int) -> None:
-    config = load_config(environ={"TOKENSERVER_PERSONAL_TOKENS_MAX_TTL": value})
-    assert config.personal_tokens.max_ttl == seconds
-    assert Config().personal_tokens.max_ttl == 90 * 86400
+def test_a_max_ttl_is_a_duration(section: str, default: int, value: str, seconds: int) -> None:
+    config = load_config(environ={f"TOKENSERVER_{section.upper()}_MAX_TTL": value})
+    assert getattr(config, section).max_ttl == seconds
+    assert getattr(Config(), section).max_ttl == default
 
 
-@pytest.mark.parametrize("value", ["soon", "59", "0", "-1d", "1.5s", "9" * 400])
-def test_a_bad_personal_tokens_max_ttl_names_the_key(value: str) -> None:
-    with pytest.raises(ConfigError, match=r"personal_tokens\.max_ttl"):
-        load_config(environ={"TOKENSERVER_PERSONAL_TOKENS_MAX_TTL": value})
+@pytest.mark.parametrize(("section", "default"), TOKEN_KINDS)
+@pytest.mark.parametrize("value", ["soon", "59", "0", "-1d", "1.5s", "9" * 400, "36500000d"])
+def test_a_bad_max_ttl_names_the_key(section: str, default: int, value: str) -> None:
+    # Past what an expiry date holds too: a token made with it would end in a 500.
+    with pytest.raises(ConfigError, match=rf"{section}\.max_ttl"):
+        load_config(environ={f"TOKENSERVER_{section.upper()}_MAX_TTL": value})
