@@ -187,8 +187,17 @@ def cmd_user_list(args: argparse.Namespace) -> None:
     _show(
         users,
         args.json,
-        lambda u: {"name": u.name, "groups": list(u.groups), "disabled": u.disabled},
-        lambda u: f"{u.name}\t{','.join(u.groups)}" + (" (disabled)" if u.disabled else ""),
+        lambda u: {
+            "name": u.name,
+            "groups": list(u.groups),
+            "disabled": u.disabled,
+            "source": u.source,
+        },
+        lambda u: (
+            f"{u.name}\t{','.join(u.groups)}"
+            + (" (disabled)" if u.disabled else "")
+            + (f" ({u.source})" if u.source != "local" else "")
+        ),
     )
 
 

@@ -82,7 +82,7 @@ def test_an_admin_signs_in_through_the_provider_and_groups_follow_it(
     assert "team-a" not in browser.find_element(By.ID, "users").text
     listed = json.loads(ts.cli("user", "list", "--json"))
     (alice,) = [u for u in listed if u["name"] == "alice"]
-    assert alice["groups"] == ["admin", "platform"]
+    assert alice["groups"] == ["admin", "platform"] and alice["source"] == "sso"
 
     rows = ts.cli("audit", "tail", "--json", "--since", "10m")
     assert '"action": "ui.signin"' in rows and '"via": "sso"' in rows

@@ -62,8 +62,8 @@ def test_user_add_list_passwd_disable_del(run: Run, users: UserStore) -> None:
     code, out, _ = run("user", "list", "--json")
     assert code == 0
     assert json.loads(out) == [
-        {"name": "alice", "groups": ["admin", "dev"], "disabled": False},
-        {"name": "bob", "groups": [], "disabled": False},
+        {"name": "alice", "groups": ["admin", "dev"], "disabled": False, "source": "local"},
+        {"name": "bob", "groups": [], "disabled": False, "source": "local"},
     ]
 
     code, out, _ = run("user", "passwd", "alice", "--password-stdin", stdin="second-pw\n")
