@@ -38,10 +38,12 @@ HELPER = Path(sys.executable).parent / "docker-credential-tokenserver"
 _PROMPT = re.compile(r"open (\S+)\nand approve the code ([A-Z0-9-]+) ")
 
 
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[tuple[TokenServer, RegistryProxy]]:
-    extra = {"users": {"bcrypt_cost": 4}, "device": {"interval": 1}}
-    ts = TokenServer(tmp_path / "ts", extra=extra)
+@pytest.fixture(params=[600])
+def stack(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[TokenServer, RegistryProxy]]:
+    device = {"interval": 1, "code_ttl": request.param}
+    ts = TokenServer(tmp_path / "ts", extra={"users": {"bcrypt_cost": 4}, "device": device})
     ts.add_user("root", ROOT_PASSWORD, "admin")
     registry = RegistryProxy(tmp_path / "registry", ts.registry_auth())
     with ts, registry:
@@ -187,3 +189,52 @@ def test_a_denied_code_ends_the_pull_and_stores_nothing(
     assert f"No sign-in for {registry.addr}: the sign-in was denied." in said
     assert "pull access denied" in said  # docker went on without credentials
     assert not (person.xdg / "tokenserver" / "credentials.json").exists()
+
+
+@pytest.mark.parametrize("stack", [60], indirect=True)  # the shortest code lifetime
+def test_a_wrong_code_finds_nothing_and_an_unapproved_one_expires(
+    stack: tuple[TokenServer, RegistryProxy], browser: WebDriver, tmp_path: Path
+) -> None:
+    ts, registry = stack
+    person = _Person(tmp_path / "person", registry.addr)
+    helper = subprocess.Popen(
+        [str(HELPER), "get"],
+        env=person.env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert helper.stdin is not None and helper.stderr is not None
+    helper.stdin.write(registry.addr)
+    helper.stdin.close()
+    prompt = ""
+    while "approve the code" not in prompt:
+        line = helper.stderr.readline()
+        assert line, "the helper ended without a prompt"
+        prompt += line
+    found = _PROMPT.search(prompt)
+    assert found is not None
+    code = found.group(2)
+
+    # A code typed wrong finds nothing and decides nothing.
+    wrong = "BBBB-BBBB" if code != "BBBB-BBBB" else "CCCC-CCCC"
+    _decide_typed(browser, ts.url, wrong)
+    assert "no request has this code" in browser.find_element(By.ID, "error").text
+    # Nobody approves the right one: the helper gives up when it expires.
+    assert helper.wait(timeout=120) == 1
+    out = helper.stdout.read() if helper.stdout is not None else ""
+    err = prompt + helper.stderr.read()
+    assert out.strip() == "credentials not found in native keychain"
+    assert "the code expired before it was approved" in err
+    assert not (person.xdg / "tokenserver" / "credentials.json").exists()
+
+
+def _decide_typed(browser: WebDriver, base: str, typed: str) -> None:
+    browser.get(f"{base}/device")
+    if "/ui/login" in browser.current_url:
+        browser.find_element(By.ID, "username").send_keys("root")
+        browser.find_element(By.ID, "password").send_keys(ROOT_PASSWORD)
+        _submit(browser, By.ID, "sign-in")
+    browser.find_element(By.ID, "user_code").send_keys(typed)
+    _submit(browser, By.ID, "continue")
