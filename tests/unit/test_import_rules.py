@@ -127,6 +127,20 @@ def test_layers_import_only_what_they_may(importer: str, forbidden: str) -> None
     assert any(_within(target, forbidden) for targets in graph.values() for target in targets)
 
 
+def test_the_credential_helper_imports_nothing_of_the_server() -> None:
+    """It runs on people's machines: the package's version, and its own modules, only."""
+    graph = _graph()
+    helper = "tokenserver.credential_helper"
+    imported = {
+        target
+        for module, targets in graph.items()
+        if _within(module, helper)
+        for target in targets
+        if not _within(target, helper)
+    }
+    assert imported == {"tokenserver"}
+
+
 def test_no_import_cycles() -> None:
     graph = _graph()
     index: dict[str, int] = {}
