@@ -303,3 +303,61 @@ def test_an_admin_sees_and_revokes_a_persons_tokens_on_their_user_page(
     assert again.status_code == 404 and 'class="error"' in again.text
     answer = client.get("/token", params={"service": SERVICE}, auth=("alice", secret))
     assert answer.status_code == 401
+
+
+HOSTILE_PARTS = ["x" * 20_000, "lap%00top", "l%C3%A4ptop", "%FF%FE", "..%2F..%2Fadmin"]
+
+
+def test_hostile_paths_and_queries_answer_4xx_and_change_nothing(
+    client: TestClient, people: None, database: Database, leak_guard: LeakGuard
+) -> None:
+    """The person's revoke, the admin's revoke of a person's token and the rules' explanation,
+    with huge, NUL, non-ASCII and undecodable parts: a 4xx or the page, never a 500."""
+    alice = sign_in(client, "alice", ALICE_PW, "/ui/me")
+    csrf = _csrf(alice.get("/ui/me").text)
+    made = alice.post(
+        "/ui/me/tokens", data={"csrf": csrf, "name": "laptop", "scopes": "repository:alice/a:pull"}
+    )
+    leak_guard.add(_secret(made.text))
+    root = sign_in(TestClient(client.app, follow_redirects=False), "root", ROOT_PW, "/ui/users")
+    root_csrf = _csrf(root.get("/ui/users").text)
+    before = _tokens(database)
+    for part in HOSTILE_PARTS:
+        answer = alice.post(f"/ui/me/tokens/{part}/revoke", data={"csrf": csrf})
+        assert 400 <= answer.status_code < 500, (part[:40], answer.status_code)
+        for path in (
+            f"/ui/users/alice/personal-tokens/{part}/revoke",
+            f"/ui/users/{part}/personal-tokens/laptop/revoke",
+        ):
+            answer = root.post(path, data={"csrf": root_csrf})
+            assert 400 <= answer.status_code < 500, (path[:60], answer.status_code)
+        shown = alice.get(f"/ui/me?scope={part}")
+        assert shown.status_code in (200, 400), (part[:40], shown.status_code)
+    assert _tokens(database) == before
+
+
+def test_racing_revokes_on_the_page_revoke_once(
+    client: TestClient, people: None, database: Database, leak_guard: LeakGuard
+) -> None:
+    import concurrent.futures
+
+    alice = sign_in(client, "alice", ALICE_PW, "/ui/me")
+    csrf = _csrf(alice.get("/ui/me").text)
+    made = alice.post(
+        "/ui/me/tokens", data={"csrf": csrf, "name": "laptop", "scopes": "repository:alice/a:pull"}
+    )
+    leak_guard.add(_secret(made.text))
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        answers = list(
+            pool.map(
+                lambda _: alice.post("/ui/me/tokens/laptop/revoke", data={"csrf": csrf}),
+                range(8),
+            )
+        )
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses.count(303) == 1 and all(s == 404 for s in statuses if s != 303), statuses
+    with database.engine.connect() as conn:
+        revoked = conn.execute(
+            text("SELECT count(*) FROM personal_tokens WHERE revoked_at IS NOT NULL")
+        ).scalar_one()
+    assert revoked == 1
