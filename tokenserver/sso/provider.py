@@ -23,6 +23,8 @@ from urllib.parse import quote_plus, urlsplit
 
 import httpx
 
+from authcore.cache import Cache
+
 __all__ = [
     "DEADLINE",
     "MAX_ANSWER_BYTES",
@@ -72,13 +74,13 @@ class ProviderClient:
         # RFC 6749, 2.3.1: each form-encoded, then Basic.
         pair = f"{quote_plus(client_id)}:{quote_plus(client_secret)}".encode()
         self._authorization = "Basic " + base64.b64encode(pair).decode()
-        self._clock = clock
-        self._endpoints: tuple[float, Endpoints] | None = None
+        # The discovery document's endpoints, read again after an hour.
+        self._endpoints: Cache[str, Endpoints] = Cache(1, ttl=DISCOVERY_TTL, clock=clock)
 
     async def endpoints(self) -> Endpoints:
-        cached = self._endpoints
-        if cached is not None and self._clock() - cached[0] < DISCOVERY_TTL:
-            return cached[1]
+        cached = self._endpoints.get(self.issuer)
+        if cached is not None:
+            return cached
         url = f"{self.issuer}/.well-known/openid-configuration"
         document = await self._exchange("GET", url)
         if document.get("issuer") != self.issuer:
@@ -86,8 +88,7 @@ class ProviderClient:
         endpoints = Endpoints(
             _https_url(document, "authorization_endpoint"), _https_url(document, "token_endpoint")
         )
-        self._endpoints = (self._clock(), endpoints)
-        return endpoints
+        return self._endpoints.put(self.issuer, endpoints)
 
     async def redeem(self, code: str, redirect_uri: str, code_verifier: str) -> str:
         """The ID token the provider gives for this authorization code."""
