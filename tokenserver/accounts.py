@@ -322,13 +322,20 @@ class Accounts:
         if self._trust_named(name):
             raise NameTaken(f"a federation trust is named {name}")
 
-    def sso_sign_in(self, actor: Actor, person: SSOPerson, groups: Sequence[str]) -> Identity:
+    def sso_sign_in(
+        self,
+        actor: Actor,
+        person: SSOPerson,
+        groups: Sequence[str],
+        refresh: str | None = None,
+    ) -> Identity:
         """The identity of a person the OpenID provider just vouched for, with `groups`
-        (what the provider says now). Their first sign-in makes their account, named
-        `actor.subject`; later ones find it by the provider's subject (so another
-        subject can never sign in to it, whatever name it claims) and set its groups:
-        a demotion at the provider counts at once. Audited as `ui.signin` with the
-        provider's subject as the target.
+        (what the provider says now) and `refresh`, their sealed refresh token there
+        (kept to ask about them again: `sso/recheck.py`). Their first sign-in makes
+        their account, named `actor.subject`; later ones find it by the provider's
+        subject (so another subject can never sign in to it, whatever name it claims)
+        and set its groups: a demotion at the provider counts at once. Audited as
+        `ui.signin` with the provider's subject as the target.
         """
         existing = self.users.sso_account(person)
         name = existing or actor.subject
@@ -343,15 +350,13 @@ class Accounts:
                 # No one is told this password: the account signs in through the provider only.
                 unusable = self._hash(secrets.token_urlsafe(32))
                 try:
-                    self.users.add(name, unusable, groups, sso=person)
+                    self.users.add(
+                        name, unusable, groups, sso=person, sso_refresh=refresh, now=self.clock()
+                    )
                 except UserExists:
                     raise NameTaken(f"{name} is another account's name") from None
             else:
-                was_admin = ADMIN_GROUP in self.get_user(name).groups
-                self.users.set_groups(name, groups)
-                self.users.vouched(name, self.clock())
-                if was_admin and ADMIN_GROUP not in groups:
-                    self._end_web_sessions(name)
+                self._sso_vouched(name, groups, refresh)
             found = self.directory.find(name)
             if found is None or found[0] != DatabaseBackend.name:
                 raise SignInRefused(
@@ -359,6 +364,43 @@ class Accounts:
                 )
             backend, account = found
             return account.identity(backend)
+
+    def _sso_vouched(self, name: str, groups: Sequence[str] | None, refresh: str | None) -> None:
+        was_admin = ADMIN_GROUP in self.get_user(name).groups
+        if groups is not None:
+            self.users.set_groups(name, groups)
+        self.users.vouched(name, self.clock(), refresh)
+        if was_admin and groups is not None and ADMIN_GROUP not in groups:
+            self._end_web_sessions(name)
+
+    def sso_rechecked(
+        self, actor: Actor, name: str, groups: Sequence[str] | None, refresh: str | None
+    ) -> None:
+        """The provider still vouches for person `name`, with `groups` now (None: as
+        they were) and perhaps a new sealed refresh token. Audited as `sso.recheck`."""
+        with self._act(actor, "sso.recheck", name):
+            if groups is not None:
+                _check_groups(groups)
+            try:
+                self._sso_vouched(name, groups, refresh)
+            except UserNotFound:
+                raise UnknownAccount(f"no user {name}") from None
+
+    def sso_gone(self, actor: Actor, name: str) -> Ended:
+        """The provider no longer vouches for person `name`: their refresh and personal
+        tokens are revoked, their web sessions ended, their refresh token at the provider
+        forgotten. The account stays (its name is theirs, should they come back through
+        the provider), refused until they sign in through it again. Audited as
+        `sso.recheck` refused."""
+        try:
+            # First: from here on no credential of theirs works, so none minted while
+            # the rest are revoked outlives this.
+            self.users.unvouched(name)
+        except UserNotFound:
+            raise UnknownAccount(f"no user {name}") from None
+        ended = self._end_credentials(name)
+        self.trail.record(actor, "sso.recheck", name[:255], "bad_credentials")
+        return ended
 
     # -- CI tokens ----------------------------------------------------------
 

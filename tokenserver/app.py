@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, suppress
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -32,7 +33,14 @@ from tokenserver.errors import (
 from tokenserver.fast_path import TokenApp
 from tokenserver.metrics import TokenMetrics
 from tokenserver.routes import admin, device, token, ui, wellknown
-from tokenserver.services import Clock, Services, build_policy, open_services, utcnow
+from tokenserver.services import (
+    Clock,
+    Services,
+    build_policy,
+    open_services,
+    rechecker,
+    utcnow,
+)
 
 __all__ = ["create_app"]
 
@@ -48,8 +56,9 @@ def create_app(config: Config, *, clock: Clock = utcnow) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         with open_services(config, policy=policy, metrics=metrics, clock=clock) as services:
             app.state.services = services
-            with _frozen_heap(services):
-                yield
+            async with _rechecking(services):
+                with _frozen_heap(services):
+                    yield
 
     app = TokenApp(
         token_routes=token.router,
@@ -76,6 +85,24 @@ def create_app(config: Config, *, clock: Clock = utcnow) -> FastAPI:
     _install_error_answers(app)
     _drop_validation_answers(app)
     return app
+
+
+@asynccontextmanager
+async def _rechecking(services: Services) -> AsyncIterator[None]:
+    """Ask the OpenID provider about its people again while the app runs (`sso/recheck.py`)."""
+    recheck = rechecker(services)
+    if recheck is None:
+        yield
+        return
+    from tokenserver.sso.recheck import keep_rechecking
+
+    task = asyncio.create_task(keep_rechecking(recheck))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
 
 
 @contextmanager

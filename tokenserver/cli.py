@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import datetime as dt
 import getpass
@@ -23,7 +24,7 @@ from tokenserver.audit import TOKEN_ACTION, Actor
 from tokenserver.config import Config, ConfigError, load_config
 from tokenserver.federation.trusts import TrustSpec
 from tokenserver.keys import KeysError, generate_key, jwks_document, load_public_keys, write_jwks
-from tokenserver.services import Administration, open_administration, utcnow
+from tokenserver.services import Administration, open_administration, rechecker, utcnow
 from tokenserver.token_views import CITokenView, PersonalTokenView, TokenView
 
 __all__ = ["main"]
@@ -368,6 +369,23 @@ def cmd_pat_revoke(args: argparse.Namespace) -> None:
     print(f"personal token {args.name} of {args.user} revoked")
 
 
+def cmd_sso_recheck(args: argparse.Namespace) -> None:
+    with _administration(args) as admin:
+        recheck = rechecker(admin)
+        if recheck is None:
+            raise CLIError("no OpenID provider is configured (sso)")
+        report = asyncio.run(recheck.run(_actor(), everyone=args.all))
+    if args.json:
+        print(json.dumps(dataclasses.asdict(report)))
+    else:
+        print(
+            f"rechecked {report.rechecked}, ended {report.ended}, "
+            f"provider unavailable for {report.unavailable}"
+        )
+    if report.unavailable:
+        raise CLIError("the provider could not be asked about everyone: run it again later")
+
+
 def _claims(values: Sequence[str]) -> dict[str, str]:
     claims = {}
     for value in values:
@@ -557,6 +575,20 @@ def _personal_token_commands(cli: CommandLine) -> None:
     revoke.add_argument("--user", required=True, help="the person whose token it is")
 
 
+def _sso_commands(cli: CommandLine) -> None:
+    sso = cli.group("sso", "people of the OpenID provider", "sso")
+    recheck = cli.command(
+        "recheck",
+        cmd_sso_recheck,
+        "ask the provider about its people now; end the access of those it no longer has",
+        sso,
+    )
+    recheck.add_argument(
+        "--all", action="store_true", help="everyone it can be asked about, not only those due"
+    )
+    recheck.add_argument("--json", action="store_true")
+
+
 def _trust_commands(cli: CommandLine) -> None:
     trust = cli.group("trust", "federation trusts (keyless CI with OIDC ID tokens)", "trust")
     add = cli.command("add", cmd_trust_add, "trust an issuer's ID tokens", trust)
@@ -601,6 +633,7 @@ def build_parser() -> argparse.ArgumentParser:
         _policy_commands,
         _ci_token_commands,
         _personal_token_commands,
+        _sso_commands,
         _trust_commands,
         _audit_commands,
     ):

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from tokenserver.grants import GrantService
     from tokenserver.keys import KeySet
     from tokenserver.metrics import TokenMetrics
+    from tokenserver.sso.recheck import Rechecker
     from tokenserver.sso.signin import SSO
     from tokenserver.throttle import LoginThrottle
 
@@ -54,6 +55,7 @@ __all__ = [
     "migrate",
     "open_administration",
     "open_services",
+    "rechecker",
     "utcnow",
 ]
 
@@ -139,12 +141,12 @@ class _Records:
     configured_trusts: list[TrustSpec]
 
 
-def _open_records(config: Config, exits: ExitStack) -> _Records:
+def _open_records(config: Config, exits: ExitStack, clock: Clock) -> _Records:
     db = Database(config.database.url, pool_size=config.database.pool_size)
     exits.callback(db.dispose)
     db.migrate()
     users = UserStore(db)
-    people = build_backends(config, users)
+    people = build_backends(config, users, clock)
     for backend in people:
         exits.callback(backend.close)
     return _Records(
@@ -196,7 +198,20 @@ def _administration(
 def open_administration(config: Config, *, clock: Clock = utcnow) -> Iterator[Administration]:
     """The CLI's services, closed (backends, then the database) when the block ends."""
     with ExitStack() as exits:
-        yield _administration(Administration, config, _open_records(config, exits), clock)
+        yield _administration(Administration, config, _open_records(config, exits, clock), clock)
+
+
+def rechecker(admin: Administration) -> Rechecker | None:
+    """What asks the OpenID provider about its people again (`sso/recheck.py`), over the
+    app's sign-in service or, for the CLI, one of its own; None without `sso`."""
+    from tokenserver.sso.recheck import Rechecker
+    from tokenserver.sso.signin import SSO
+    from tokenserver.store.sso_logins import SSOLoginStore
+
+    sso = admin.sso if isinstance(admin, Services) else None
+    if sso is None and admin.config.sso is not None:
+        sso = SSO(admin.config.sso, SSOLoginStore(admin.database), admin.clock)
+    return None if sso is None else Rechecker(sso, admin.accounts, admin.clock)
 
 
 def _token_authenticator(
@@ -257,7 +272,7 @@ def open_services(
     from tokenserver.store.sso_logins import SSOLoginStore
 
     with ExitStack() as exits:
-        records = _open_records(config, exits)
+        records = _open_records(config, exits, clock)
         keys = load_keys(config.token.keys_dir, config.token.algorithm, config.token.signing_key)
         authenticator, federation = _token_authenticator(config, records, clock, exits)
         audit = AuditLog(records.audit, dt.timedelta(days=config.audit.retention_days), clock)

@@ -13,8 +13,6 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from http.server import BaseHTTPRequestHandler
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -22,7 +20,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from fastapi.testclient import TestClient
 
-from tests.support.oidc import OIDCIssuer, forged_hs256, forged_none
+from tests.support.fake_oidc_provider import FakeProvider
+from tests.support.oidc import forged_hs256, forged_none
 from tests.support.oidc_provider import OIDCProvider
 from tokenserver.config import Config
 
@@ -277,89 +276,6 @@ def test_the_password_form_can_be_switched_off(
 
 
 # -- a provider that answers what no honest one does ---------------------------------------
-
-
-class FakeProvider(OIDCIssuer):
-    """Discovery, keys, and a token endpoint answering whatever `answer` makes of the nonce."""
-
-    def __init__(self, directory: Path) -> None:
-        self.answer: Callable[[str], tuple[int, bytes, float]] = lambda nonce: (500, b"", 0.0)
-        self.nonce = ""
-        super().__init__(directory)
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        base = super()._handler()
-        provider = self
-
-        class Handler(base):  # type: ignore[misc, valid-type]
-            def do_GET(self) -> None:
-                if self.path != "/.well-known/openid-configuration":
-                    return super().do_GET()  # type: ignore[no-any-return]
-                url = provider.url
-                document = {
-                    "issuer": url,
-                    "authorization_endpoint": f"{url}/authorize",
-                    "token_endpoint": f"{url}/token",
-                    "jwks_uri": f"{url}/.well-known/jwks",
-                }
-                self._send(200, json.dumps(document).encode(), 0.0)
-                return None
-
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("content-length", "0")))
-                self._send(*provider.answer(provider.nonce))
-
-            def _send(self, status: int, body: bytes, delay: float) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                # A slow answer comes a few bytes at a time.
-                step = 16 if delay else 64 * 1024
-                try:
-                    for at in range(0, len(body), step):
-                        time.sleep(delay)
-                        self.wfile.write(body[at : at + step])
-                        self.wfile.flush()
-                except OSError:
-                    pass  # the server stopped reading: as it should
-
-        return Handler
-
-    def id_token(self, nonce: str, **change: Any) -> dict[str, Any]:
-        now = int(time.time())
-        claims = {
-            "iss": self.url,
-            "aud": "registry-auth",
-            "sub": "fake-1",
-            "iat": now,
-            "exp": now + 300,
-            "nonce": nonce,
-            "preferred_username": "faker",
-            "groups": ["ops"],
-        }
-        return {k: v for k, v in (claims | change).items() if v is not None}
-
-
-@pytest.fixture
-def fake(tmp_path: Path) -> Iterator[FakeProvider]:
-    with FakeProvider(tmp_path / "fake") as provider:
-        yield provider
-
-
-@pytest.fixture
-def fake_app(
-    fake: FakeProvider, make_config: Callable[..., Config], start_client: Start
-) -> Iterator[TestClient]:
-    sso = {
-        "issuer": fake.url,
-        "client_id": "registry-auth",
-        "client_secret": "fake-secret",
-        "ca_file": str(fake.ca_file),
-        "admin_groups": ["ops"],
-    }
-    with start_client(make_config({"sso": sso})) as client:
-        yield client
 
 
 def _answered(app: TestClient, fake: FakeProvider, body: Callable[[str], bytes]) -> int:

@@ -74,6 +74,14 @@ class OIDCProvider(Peer):
             "groups": list(groups),
             **({"username": username} if username else {}),
         }
+        self._write_people()
+
+    def remove_person(self, name: str) -> None:
+        """The provider no longer has `name`: it refuses their refresh tokens from now on."""
+        self._people[name] = {"gone": True}
+        self._write_people()
+
+    def _write_people(self) -> None:
         temporary = self.people_file.with_suffix(".tmp")
         temporary.write_text(json.dumps(self._people))
         temporary.replace(self.people_file)

@@ -11,10 +11,18 @@ database afresh. So a password change, disable or delete made elsewhere
 (another instance, another worker, the CLI) stops a remembered password
 within `ttl`, and one made through this process's own accounts service at
 once (the user store tells us).
+
+A person of the OpenID provider (source "sso") counts as disabled once the
+provider has not vouched for them for `sso_recheck` seconds (a sign-in
+through it, or the recheck of `sso/recheck.py`), and always when no provider
+is configured: their personal tokens, refresh tokens and web sessions rest
+on the provider's word, and an old word is none. Signing in again revives
+them.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Callable
 
@@ -23,7 +31,7 @@ from sqlalchemy.exc import OperationalError
 from authcore.cache import Cache
 from tokenserver.authn.base import MISS, Account, BackendUnavailable, Peeked
 from tokenserver.authn.hashed import HashedPasswordBackend
-from tokenserver.store.users import UserStore, account_key
+from tokenserver.store.users import Credentials, UserStore, account_key
 
 __all__ = ["DatabaseBackend"]
 
@@ -34,10 +42,18 @@ class DatabaseBackend(HashedPasswordBackend):
     name = "database"
 
     def __init__(
-        self, users: UserStore, ttl: float = 0.0, clock: Callable[[], float] = time.monotonic
+        self,
+        users: UserStore,
+        ttl: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        sso_recheck: float | None = None,
+        now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         self._users = users
         self._ttl = ttl
+        self._sso_recheck = sso_recheck
+        self._now = now
         # None is remembered too: an unknown name.
         self._seen: Cache[str, Account | None] = Cache(MAX_ENTRIES, ttl=ttl, clock=clock)
         users.on_change(self.forget)
@@ -53,12 +69,19 @@ class DatabaseBackend(HashedPasswordBackend):
                 found.name,
                 found.groups,
                 fingerprint=found.password_hash,
-                disabled=found.disabled,
+                disabled=found.disabled or self._unvouched(found),
                 account_key=account_key(found.account_id, found.password_hash),
             )
         if self._ttl > 0:
             self._seen.put(username, account)
         return account
+
+    def _unvouched(self, found: Credentials) -> bool:
+        if found.source != "sso":
+            return False
+        if self._sso_recheck is None or found.sso_checked_at is None:
+            return True
+        return (self._now() - found.sso_checked_at).total_seconds() > self._sso_recheck
 
     def peek(self, username: str) -> Peeked:
         return self._seen.get(username, MISS)

@@ -4,7 +4,8 @@ asks of a relying party, then the configured conditions.
 `verify_jwt` checks the size, an allowed algorithm that fits one of the
 provider's keys (so `none` and an HMAC keyed with a public key are refused),
 `iss`, `aud` (our client id), `exp`, `iat` and `nbf` with the usual leeway.
-Then: the `nonce` is the one this sign-in sent; a token for several audiences
+Then: the `nonce` is the one this sign-in sent (a token answered to a
+refresh has none to check: OpenID Connect Core, 12.2); a token for several audiences
 names us as its `azp`; it is no older than a sign-in lasts; the claims meet
 every condition of `sso.claims`; the username and groups come from their
 claims. The provider's keys are `federation.verify.IssuerKeys`: fetched from
@@ -46,7 +47,9 @@ class SignedInPerson:
     matched: dict[str, str]
 
 
-def _signed(token: str, keys: IssuerKeys, rules: IDTokenRules, now: float) -> SignedClaims:
+def _signed(
+    token: str, keys: IssuerKeys, rules: IDTokenRules, now: float, require: tuple[str, ...]
+) -> SignedClaims:
     def verify() -> SignedClaims:
         return verify_jwt(
             token,
@@ -55,7 +58,7 @@ def _signed(token: str, keys: IssuerKeys, rules: IDTokenRules, now: float) -> Si
             audience=rules.client_id,
             leeway=LEEWAY,
             now=now,
-            require=("sub", "iat", "nonce"),
+            require=require,
         )
 
     try:
@@ -87,17 +90,25 @@ def _groups(value: object) -> tuple[str, ...]:
 
 
 def check_id_token(
-    token: str, nonce: str, keys: IssuerKeys, rules: IDTokenRules, clock: Callable[[], float]
+    token: str,
+    nonce: str | None,
+    keys: IssuerKeys,
+    rules: IDTokenRules,
+    clock: Callable[[], float],
 ) -> SignedInPerson:
-    """Blocking (may fetch keys). InvalidIDToken says why the token is refused (never the
-    token); KeysUnavailable when the provider's keys cannot be had."""
+    """Blocking (may fetch keys). `nonce` is the sign-in's, None for a token answered to a
+    refresh. InvalidIDToken says why the token is refused (never the token);
+    KeysUnavailable when the provider's keys cannot be had."""
     if not looks_like_jwt(token):
         raise InvalidIDToken("not a JWT")
     now = clock()
-    signed = _signed(token, keys, rules, now)
+    require = ("sub", "iat") if nonce is None else ("sub", "iat", "nonce")
+    signed = _signed(token, keys, rules, now, require)
     claims = signed.claims
     given = claims.get("nonce")
-    if not isinstance(given, str) or not hmac.compare_digest(given.encode(), nonce.encode()):
+    if nonce is not None and (
+        not isinstance(given, str) or not hmac.compare_digest(given.encode(), nonce.encode())
+    ):
         raise InvalidIDToken("the nonce is not this sign-in's")
     aud, azp = claims.get("aud"), claims.get("azp")
     if ((isinstance(aud, list) and len(aud) > 1) or azp is not None) and azp != rules.client_id:

@@ -31,6 +31,7 @@ __all__ = [
     "Endpoints",
     "ProviderClient",
     "ProviderRefused",
+    "ProviderTokens",
     "ProviderUnavailable",
 ]
 
@@ -44,7 +45,22 @@ class ProviderUnavailable(Exception):
 
 
 class ProviderRefused(Exception):
-    """The provider's token endpoint refused the code (reused, expired, PKCE mismatch)."""
+    """The provider's token endpoint refused the grant: a code reused, expired or of
+    another verifier; a refresh token revoked, or of a person it no longer has.
+    `error` is its OAuth2 error code (RFC 6749, 5.2), "" if it named none."""
+
+    def __init__(self, message: str, error: str = "") -> None:
+        super().__init__(message)
+        self.error = error
+
+
+@dataclass(frozen=True)
+class ProviderTokens:
+    """What the token endpoint answered: an ID token (none is usual on a refresh) and a
+    refresh token, if it gave one (a provider that rotates them gives a new one)."""
+
+    id_token: str | None
+    refresh_token: str | None
 
 
 @dataclass(frozen=True)
@@ -58,6 +74,19 @@ def _https_url(document: Mapping[str, Any], key: str) -> str:
     if not isinstance(value, str) or len(value) > 1024 or urlsplit(value).scheme != "https":
         raise ProviderUnavailable(f"the discovery document's {key} is not an https:// URL")
     return value
+
+
+def _error_code(body: bytes | bytearray) -> str:
+    """The `error` of an OAuth2 error answer, if it is one and the code is well formed."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return ""
+    error = document.get("error") if isinstance(document, dict) else None
+    # RFC 6749, 5.2: printable ASCII without quote or backslash.
+    if isinstance(error, str) and 0 < len(error) <= 64 and error.isascii() and error.isprintable():
+        return error if not set(error) & {'"', "\\"} else ""
+    return ""
 
 
 class ProviderClient:
@@ -90,21 +119,33 @@ class ProviderClient:
         )
         return self._endpoints.put(self.issuer, endpoints)
 
-    async def redeem(self, code: str, redirect_uri: str, code_verifier: str) -> str:
-        """The ID token the provider gives for this authorization code."""
-        form = {
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": redirect_uri,
-            "code_verifier": code_verifier,
-        }
+    async def redeem(self, code: str, redirect_uri: str, code_verifier: str) -> ProviderTokens:
+        """What the provider gives for this authorization code: an ID token always."""
+        tokens = await self._token(
+            {
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": redirect_uri,
+                "code_verifier": code_verifier,
+            }
+        )
+        if tokens.id_token is None:
+            raise ProviderUnavailable("the token endpoint answered no ID token")
+        return tokens
+
+    async def refresh(self, refresh_token: str) -> ProviderTokens:
+        """Ask about a person again with their refresh token (RFC 6749, 6)."""
+        return await self._token({"grant_type": "refresh_token", "refresh_token": refresh_token})
+
+    async def _token(self, form: dict[str, str]) -> ProviderTokens:
         endpoint = (await self.endpoints()).token
         headers = {"Accept": "application/json", "Authorization": self._authorization}
         answer = await self._exchange("POST", endpoint, data=form, headers=headers)
-        id_token = answer.get("id_token")
-        if not isinstance(id_token, str):
-            raise ProviderUnavailable("the token endpoint answered no ID token")
-        return id_token
+        id_token, refresh_token = answer.get("id_token"), answer.get("refresh_token")
+        return ProviderTokens(
+            id_token if isinstance(id_token, str) else None,
+            refresh_token if isinstance(refresh_token, str) and refresh_token else None,
+        )
 
     async def _exchange(self, method: str, url: str, **options: Any) -> dict[str, Any]:
         """The JSON object the provider answers: a 200 within the deadline and size."""
@@ -131,7 +172,8 @@ class ProviderClient:
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise ProviderUnavailable(f"{where}: {type(exc).__name__}") from None
         if answer.status_code in (400, 401) and method == "POST":
-            raise ProviderRefused(f"{where}: HTTP {answer.status_code}")
+            error = _error_code(body)
+            raise ProviderRefused(f"{where}: HTTP {answer.status_code} {error}".rstrip(), error)
         if answer.status_code != 200:
             raise ProviderUnavailable(f"{where}: HTTP {answer.status_code}")
         try:

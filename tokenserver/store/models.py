@@ -89,8 +89,13 @@ class User(Base):
     # subject of the provider (nor another provider) can sign in to this account.
     sso_key: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
     sso_subject: Mapped[str | None] = mapped_column(String(255), nullable=True)
-    # When the provider last vouched for them (their last sign-in through it).
+    # When the provider last vouched for them (a sign-in through it, or a recheck).
     sso_checked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The provider's refresh token, sealed (`sso/sealed.py`): how the provider is asked
+    # about them again without them (`sso/recheck.py`); none if it gave none.
+    sso_refresh: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Until when one instance is asking the provider about them (a lease, see 0011).
+    sso_recheck_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     groups: Mapped[list[UserGroup]] = relationship(
         cascade="all, delete-orphan", lazy="selectin", order_by="UserGroup.name"
     )

@@ -24,6 +24,7 @@ from tokenserver.store.models import User, UserGroup
 __all__ = [
     "Credentials",
     "InvalidName",
+    "SSOClaim",
     "SSOPerson",
     "UserExists",
     "UserInfo",
@@ -84,6 +85,9 @@ class Credentials:
     disabled: bool
     groups: frozenset[str]
     account_id: str
+    # For a person of the OpenID provider ("sso"): when it last vouched for them.
+    source: str = "local"
+    sso_checked_at: dt.datetime | None = None
 
 
 class SSOPerson(NamedTuple):
@@ -98,13 +102,40 @@ class SSOPerson(NamedTuple):
         return hashlib.sha256(f"{self.issuer}\0{self.subject}".encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class SSOClaim:
+    """A person of the provider one instance now asks the provider about (see `claim_sso`)."""
+
+    name: str
+    subject: str
+    # Their sealed refresh token at the provider.
+    refresh: str
+
+
 # What a login needs of a user, compiled once (see PreparedRead).
 _CREDENTIALS = (
-    select(User.name, User.password_hash, User.disabled, User.account_id, UserGroup.name)
+    select(
+        User.name,
+        User.password_hash,
+        User.disabled,
+        User.account_id,
+        User.source,
+        User.sso_checked_at,
+        UserGroup.name,
+    )
     .outerjoin(UserGroup, UserGroup.user_id == User.id)
     .where(User.name == bindparam("name"))
     .order_by(UserGroup.name)
 )
+
+
+def _utc(value: object) -> dt.datetime | None:
+    """A stored time as an aware UTC datetime (a raw select skips the column type)."""
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    if not isinstance(value, dt.datetime):
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def _group_names(groups: Iterable[str]) -> list[str]:
@@ -131,8 +162,16 @@ class UserStore:
         if not rows:
             return None
         first = rows[0]
-        groups = frozenset(str(r[4]) for r in rows if r[4] is not None)
-        return Credentials(str(first[0]), str(first[1]), bool(first[2]), groups, str(first[3]))
+        groups = frozenset(str(r[6]) for r in rows if r[6] is not None)
+        return Credentials(
+            str(first[0]),
+            str(first[1]),
+            bool(first[2]),
+            groups,
+            str(first[3]),
+            str(first[4]),
+            _utc(first[5]),
+        )
 
     def get(self, name: str) -> UserInfo | None:
         # One round trip, no ORM identity map.
@@ -183,11 +222,14 @@ class UserStore:
         groups: Iterable[str] = (),
         *,
         sso: SSOPerson | None = None,
+        sso_refresh: str | None = None,
+        now: dt.datetime | None = None,
     ) -> UserInfo:
         """Raises UserExists when any spelling of the name is taken (the database decides),
-        or, for a person of the provider, when they have an account already."""
+        or, for a person of the provider, when they have an account already. `now` is
+        when (the accounts service's clock; the system's if not given)."""
         check_name(name)
-        now = dt.datetime.now(dt.UTC)
+        now = now or dt.datetime.now(dt.UTC)
         user = User(
             name=name,
             name_key=name_key(name),
@@ -200,6 +242,7 @@ class UserStore:
             sso_key=None if sso is None else sso.key(),
             sso_subject=None if sso is None else sso.subject[:255],
             sso_checked_at=None if sso is None else now,
+            sso_refresh=None if sso is None else sso_refresh,
             groups=[UserGroup(name=g) for g in _group_names(groups)],
         )
         try:
@@ -218,9 +261,56 @@ class UserStore:
             found = conn.execute(select(User.name).where(User.sso_key == person.key())).first()
         return None if found is None else str(found.name)
 
-    def vouched(self, name: str, at: dt.datetime) -> None:
-        """The provider vouched for this person (they signed in through it) at `at`."""
-        self._update(name, sso_checked_at=at)
+    def vouched(self, name: str, at: dt.datetime, refresh: str | None = None) -> None:
+        """The provider vouched for this person at `at` (a sign-in or a recheck); `refresh`,
+        if it gave one, replaces their sealed refresh token. Ends a lease on them."""
+        kept = {} if refresh is None else {"sso_refresh": refresh}
+        self._update(name, sso_checked_at=at, sso_recheck_until=None, **kept)
+
+    def sso_due(self, before: dt.datetime, now: dt.datetime, limit: int) -> tuple[str, ...]:
+        """People of the provider last vouched for before `before` whom it can be asked
+        about (a refresh token kept) and nobody is asking about now: the oldest first."""
+        query = (
+            select(User.name)
+            .where(User.source == "sso", User.sso_refresh.is_not(None))
+            .where(User.sso_checked_at < before)
+            .where((User.sso_recheck_until.is_(None)) | (User.sso_recheck_until < now))
+            .order_by(User.sso_checked_at)
+            .limit(limit)
+        )
+        with self._db.engine.connect() as conn:
+            return tuple(str(name) for name in conn.execute(query).scalars())
+
+    def claim_sso(
+        self, name: str, before: dt.datetime, now: dt.datetime, until: dt.datetime
+    ) -> SSOClaim | None:
+        """Take the lease on asking the provider about `name` until `until`, if they are
+        still due (see `sso_due`) and no one holds it: one statement, so of instances
+        racing for a person one wins."""
+        with self._db.session() as s:
+            taken = s.execute(
+                update(User)
+                .where(User.name == name, User.source == "sso", User.sso_refresh.is_not(None))
+                .where(User.sso_checked_at < before)
+                .where((User.sso_recheck_until.is_(None)) | (User.sso_recheck_until < now))
+                .values(sso_recheck_until=until)
+            )
+            if taken.rowcount != 1:  # type: ignore[attr-defined]
+                return None
+            row = s.execute(
+                select(User.sso_subject, User.sso_refresh).where(User.name == name)
+            ).one()
+        return SSOClaim(name, str(row.sso_subject), str(row.sso_refresh))
+
+    def release_sso(self, name: str) -> None:
+        """End a lease on `name` without news of them."""
+        with self._db.session() as s:
+            s.execute(update(User).where(User.name == name).values(sso_recheck_until=None))
+
+    def unvouched(self, name: str) -> None:
+        """The provider no longer vouches for person `name`: nothing it said of them
+        counts any more, until they sign in through it again."""
+        self._update(name, sso_checked_at=None, sso_refresh=None, sso_recheck_until=None)
 
     def _update(self, name: str, **changes: object) -> None:
         with self._db.session() as s:

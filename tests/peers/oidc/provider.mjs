@@ -8,8 +8,12 @@
 // "email": "...", "username": "..."}, ...}, read again at every sign-in, so a test
 // changes a person's groups by rewriting it. The login name is the subject (`sub`);
 // `username` (else the login name) is `preferred_username`. The provider's own development login form takes any
-// name and password; a name not in the file signs in with no groups. Prints
-// "listening on PORT" once it answers.
+// name and password; a name not in the file signs in with no groups, and one
+// marked {"gone": true} is a person the provider no longer has: it refuses their
+// refresh tokens (`invalid_grant`) and their sign-in. Refresh tokens are given at
+// every sign-in (as Keycloak does, without offline_access), live on after the
+// provider's own session, and are rotated at every use (as Okta and Entra ID do).
+// Prints "listening on PORT" once it answers.
 import { readFileSync } from 'node:fs';
 import https from 'node:https';
 import Provider from 'oidc-provider';
@@ -29,7 +33,7 @@ const provider = new Provider(settings.issuer, {
       client_id: settings.client_id,
       client_secret: settings.client_secret,
       redirect_uris: [settings.redirect_uri],
-      grant_types: ['authorization_code'],
+      grant_types: ['authorization_code', 'refresh_token'],
       response_types: ['code'],
       token_endpoint_auth_method: 'client_secret_basic',
     },
@@ -45,6 +49,9 @@ const provider = new Provider(settings.issuer, {
   conformIdTokenClaims: false,
   // The sign-in's subject is the login name typed; its claims are read now.
   async findAccount(_ctx, sub) {
+    if (person(sub).gone) {
+      return undefined;
+    }
     return {
       accountId: sub,
       async claims() {
@@ -76,6 +83,9 @@ const provider = new Provider(settings.issuer, {
     await grant.save();
     return grant;
   },
+  issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
+  expiresWithSession: async () => false,
+  rotateRefreshToken: () => true,
   cookies: { keys: [settings.client_secret + '-cookies'] },
   features: { devInteractions: { enabled: true } },
 });

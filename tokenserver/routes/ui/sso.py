@@ -107,7 +107,7 @@ async def callback(request: Request) -> Response:
         message = "This sign-in was not started in this browser: start again."
         return refuse("invalid_request", message, 400)
     try:
-        person, return_to = await sso.finish(state, code, _redirect_uri(request, sso))
+        finished = await sso.finish(state, code, _redirect_uri(request, sso))
     except SignInFailed as exc:
         log.info("sso sign-in refused", extra={"reason": str(exc)})
         message = (
@@ -116,10 +116,13 @@ async def callback(request: Request) -> Response:
             else "The OpenID provider's answer signs no one in here: start again."
         )
         return refuse(exc.outcome, message, exc.status)
+    person = finished.person
     actor = Actor(person.username[:255], "sso", "user", "database", ip, agent)
     who = SSOPerson(sso.config.issuer, person.subject)
     try:
-        identity = await run_in_threadpool(svc.accounts.sso_sign_in, actor, who, sso.groups(person))
+        identity = await run_in_threadpool(
+            svc.accounts.sso_sign_in, actor, who, sso.groups(person), finished.refresh
+        )
     except AccountError as exc:
         response = login_page(request, str(exc), status_of(exc))
         response.delete_cookie(SSO_COOKIE, path=f"{PATH}/login/sso")
@@ -131,7 +134,7 @@ async def callback(request: Request) -> Response:
     )
     if opened is None:  # the account changed (disabled, say) while this sign-in ran
         return refuse("bad_credentials", "That account does not sign in here.", 403)
-    destination = landing(identity, return_to)
+    destination = landing(identity, finished.return_to)
     response = after_sign_in(request, opened[0], ttl, destination, from_elsewhere=True)
     response.delete_cookie(SSO_COOKIE, path=f"{PATH}/login/sso")
     return response
