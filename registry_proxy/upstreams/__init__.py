@@ -1,0 +1,1 @@
+"""Other registries this one pulls from: the client that speaks to them as a registry client does."""
