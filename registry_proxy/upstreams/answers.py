@@ -16,13 +16,8 @@ from collections.abc import Iterator
 
 import httpx
 
-from registry_proxy.upstreams.errors import (
-    UpstreamDenied,
-    UpstreamError,
-    UpstreamInvalid,
-    UpstreamNotFound,
-    UpstreamUnavailable,
-)
+from authcore import capped
+from registry_proxy.upstreams import errors
 
 __all__ = [
     "MAX_RETRY_AFTER",
@@ -59,16 +54,18 @@ async def read_capped(response: httpx.Response, limit: int) -> bytes:
     what = describe(response.request.url)
     length = content_length(response)
     if length is not None and length > limit:
-        raise UpstreamInvalid(f"{what}: Content-Length {length} is over the limit of {limit} bytes")
+        raise errors.UpstreamInvalid(
+            f"{what}: Content-Length {length} is over the limit of {limit} bytes"
+        )
     encoding = response.headers.get("content-encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):
-        raise UpstreamInvalid(f"{what}: Content-Encoding {encoding[:40]!r}, asked for identity")
-    body = bytearray()
-    async for chunk in response.aiter_raw():
-        body += chunk
-        if len(body) > limit:
-            raise UpstreamInvalid(f"{what}: the body is over the limit of {limit} bytes")
-    return bytes(body)
+        raise errors.UpstreamInvalid(
+            f"{what}: Content-Encoding {encoding[:40]!r}, asked for identity"
+        )
+    body = await capped.read_capped(response.aiter_raw(), limit)
+    if body is None:
+        raise errors.UpstreamInvalid(f"{what}: the body is over the limit of {limit} bytes")
+    return body
 
 
 def retry_after(response: httpx.Response) -> float | None:
@@ -89,18 +86,20 @@ def retry_after(response: httpx.Response) -> float | None:
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
-def refusal(response: httpx.Response) -> UpstreamError | None:
+def refusal(response: httpx.Response) -> errors.UpstreamError | None:
     """The error a status other than 200 means (a 401 only once it was answered), else None."""
     status, what = response.status_code, describe(response.request.url)
     if status == 200:
         return None
     if status == 404:
-        return UpstreamNotFound(f"{what}: not found (404)")
+        return errors.UpstreamNotFound(f"{what}: not found (404)")
     if status in (401, 403):
-        return UpstreamDenied(f"{what}: denied ({status})")
+        return errors.UpstreamDenied(f"{what}: denied ({status})")
     if status == 429 or status >= 500:
-        return UpstreamUnavailable(f"{what}: HTTP {status}", retry_after=retry_after(response))
-    return UpstreamInvalid(f"{what}: unexpected HTTP {status}")
+        return errors.UpstreamUnavailable(
+            f"{what}: HTTP {status}", retry_after=retry_after(response)
+        )
+    return errors.UpstreamInvalid(f"{what}: unexpected HTTP {status}")
 
 
 @contextlib.contextmanager
@@ -109,8 +108,8 @@ def network_errors(what: str, timeout: float) -> Iterator[None]:
     try:
         yield
     except (TimeoutError, httpx.TimeoutException):
-        raise UpstreamUnavailable(f"{what}: no answer within {timeout:g} s") from None
+        raise errors.UpstreamUnavailable(f"{what}: no answer within {timeout:g} s") from None
     except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
-        raise UpstreamInvalid(f"{what}: {type(exc).__name__}") from None
+        raise errors.UpstreamInvalid(f"{what}: {type(exc).__name__}") from None
     except httpx.HTTPError as exc:
-        raise UpstreamUnavailable(f"{what}: {type(exc).__name__}") from None
+        raise errors.UpstreamUnavailable(f"{what}: {type(exc).__name__}") from None

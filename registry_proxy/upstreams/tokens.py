@@ -95,9 +95,9 @@ def _read_answer(body: bytes, what: str) -> Token:
     try:
         answer = json.loads(body)
     except ValueError:
-        raise UpstreamInvalid(f"{what}: the token answer is not JSON") from None
+        answer = None
     if not isinstance(answer, dict):
-        raise UpstreamInvalid(f"{what}: the token answer is not a JSON object")
+        raise UpstreamInvalid(f"{what}: the token answer is no JSON object")
     value = answer.get("token") or answer.get("access_token")
     if not isinstance(value, str) or _TOKEN_VALUE.fullmatch(value) is None:
         raise UpstreamInvalid(f"{what}: the token answer holds no token")
