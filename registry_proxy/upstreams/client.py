@@ -147,6 +147,9 @@ class UpstreamClient:
         self._scopes: Cache[str, TokenKey] = Cache(MAX_NAMES)
         self._basic_asked = False
 
+    def __repr__(self) -> str:
+        return f"UpstreamClient({self._base!r})"  # the URL alone: never its credentials
+
     async def get_manifest(
         self, name: str, reference: str, accept: Sequence[str]
     ) -> FetchedManifest:

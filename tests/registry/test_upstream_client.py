@@ -223,6 +223,21 @@ async def test_the_realm_gets_the_credentials_the_redirect_target_does_not(
     assert "authorization" not in elsewhere.seen[0].headers
 
 
+async def test_a_blob_cut_short_is_unavailable(
+    upstream: FakeUpstream, client: UpstreamClient, guard: LeakGuard
+) -> None:
+    upstream.answer = lambda seen: Answer(
+        200, {"Content-Length": str(len(BLOB))}, iter([BLOB[:1000]])
+    )
+    await fails(read_blob(client), UpstreamUnavailable, guard)
+
+
+async def test_the_clients_repr_names_its_upstream_alone(
+    upstream: FakeUpstream, client: UpstreamClient, guard: LeakGuard
+) -> None:
+    assert repr(client) == f"UpstreamClient({upstream.origin!r})"
+
+
 async def test_a_challenge_from_a_redirect_target_is_not_answered(
     upstream: FakeUpstream, elsewhere: FakeUpstream, client: UpstreamClient, guard: LeakGuard
 ) -> None:
@@ -409,7 +424,7 @@ async def test_a_10_gb_manifest_is_refused_before_a_byte_is_read(
     upstream.answer = lambda seen: Answer(200, {"Content-Length": str(10 * 10**9)}, stalled())
     began = time.monotonic()
     caught = await fails(client.get_manifest(NAME, "v1", []), UpstreamInvalid, guard)
-    assert time.monotonic() - began < 2
+    assert time.monotonic() - began < 4
     assert "Content-Length 10000000000" in str(caught)
 
 
@@ -448,7 +463,7 @@ async def test_a_trickle_is_cut_at_the_deadline(
     client = UpstreamClient(upstream.origin, username=USER, password=PASSWORD, timeout=2)
     began = time.monotonic()
     await fails(client.get_manifest(NAME, "v1", []), UpstreamUnavailable, guard)
-    assert 1.8 < time.monotonic() - began < 3.5
+    assert 1.8 < time.monotonic() - began < 5  # 2 s, and a busy machine's slack
     await client.aclose()
 
 
@@ -470,7 +485,7 @@ async def test_a_stalled_blob_is_cut_by_the_read_timeout(
             async for chunk in opened.chunks():
                 got += chunk
     assert bytes(got) == BLOB[:1000]
-    assert 1.8 < time.monotonic() - began < 3.5
+    assert 1.8 < time.monotonic() - began < 5  # 2 s, and a busy machine's slack
     await client.aclose()
 
 
@@ -479,12 +494,12 @@ async def test_a_slow_blob_that_keeps_coming_is_not_cut(
 ) -> None:
     def slow() -> Iterator[bytes]:
         for i in range(0, len(BLOB), len(BLOB) // 4):
-            time.sleep(0.6)
+            time.sleep(0.5)
             yield BLOB[i : i + len(BLOB) // 4]
 
     upstream.answer = lambda seen: Answer(200, {"Content-Length": str(len(BLOB))}, slow())
-    client = UpstreamClient(upstream.origin, timeout=1)
-    assert await read_blob(client) == BLOB  # 2.4 s in all, no read waiting 1 s
+    client = UpstreamClient(upstream.origin, timeout=1.5)
+    assert await read_blob(client) == BLOB  # 2 s in all, no read waiting 1.5 s
     await client.aclose()
 
 
