@@ -16,6 +16,7 @@ import hashlib
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -561,6 +562,24 @@ async def test_a_bad_redirect_is_invalid(
     upstream.answer = redirect(location)
     await fails(client.get_manifest(NAME, "v1", []), UpstreamInvalid, guard)
     assert len(upstream.seen) == (6 if location == "/again" else 1)
+
+
+async def test_an_https_upstream_is_trusted_by_its_ca_file_alone(
+    tmp_path: Path, guard: LeakGuard
+) -> None:
+    with FakeUpstream(tls=tmp_path / "tls") as upstream:
+        upstream.answer = basic_protected(manifest)
+        trusting = UpstreamClient(
+            upstream.origin, username=USER, password=PASSWORD, ca_file=upstream.ca_file
+        )
+        assert (await trusting.get_manifest(NAME, "v1", [])).body == MANIFEST
+        await trusting.aclose()
+
+        # The system's CAs (not this one): no connection, so no credential sent.
+        untrusting = UpstreamClient(upstream.origin, username=USER, password=PASSWORD)
+        await fails(untrusting.get_manifest(NAME, "v1", []), UpstreamUnavailable, guard)
+        await untrusting.aclose()
+        assert len(upstream.seen) == 2
 
 
 # -- what is sent ---------------------------------------------------------------------

@@ -11,13 +11,16 @@ bytes it sent are counted.
 
 from __future__ import annotations
 
+import ssl
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from tests.support.certs import write_self_signed
 from tests.support.peers import LOOPBACK
 
 __all__ = ["Answer", "FakeUpstream", "Seen"]
@@ -44,15 +47,23 @@ def not_found(seen: Seen) -> Answer:
 class FakeUpstream:
     """`with FakeUpstream() as upstream:`; set `upstream.answer`, read `upstream.seen`."""
 
-    def __init__(self, host: str = LOOPBACK) -> None:
+    def __init__(self, host: str = LOOPBACK, *, tls: Path | None = None) -> None:
+        """With `tls` (a directory) it speaks HTTPS, its certificate there as `ca_file`."""
         self.answer: Callable[[Seen], Answer] = not_found
         self.seen: list[Seen] = []
         self.sent_bytes = 0
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer((host, 0), self._handler())
         self._server.daemon_threads = True
+        self.ca_file: Path | None = None
+        if tls is not None:
+            tls.mkdir(parents=True, exist_ok=True)
+            self.ca_file, key_file = write_self_signed(tls, ip=host)
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(self.ca_file, key_file)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self.port = self._server.server_address[1]
-        self.origin = f"http://{host}:{self.port}"
+        self.origin = f"{'https' if tls else 'http'}://{host}:{self.port}"
         # A short poll, so stopping takes a twentieth of a second rather than half of one.
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.05,), daemon=True
