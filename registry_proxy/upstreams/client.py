@@ -126,7 +126,10 @@ class UpstreamClient:
         ca_file: Path | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        base = httpx.URL(url.rstrip("/"))
+        try:
+            base = httpx.URL(url.rstrip("/"))
+        except httpx.InvalidURL:
+            raise ValueError("an upstream URL is http(s)://host[:port][/path]") from None
         if base.scheme not in ("http", "https") or not base.host or base.userinfo or base.query:
             raise ValueError("an upstream URL is http(s)://host[:port][/path], no user or query")
         if (username is None) != (password is None):

@@ -617,3 +617,12 @@ async def test_a_bad_name_or_reference_sends_nothing(
     with pytest.raises(ValueError):
         await client.get_manifest(name, reference, [])
     assert upstream.seen == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["ftp://127.0.0.1/", "http://u:p@127.0.0.1", "http://127.0.0.1/?q=1", "http://[::1", "/v2"],
+)
+def test_an_upstream_url_is_http_without_user_or_query(url: str) -> None:
+    with pytest.raises(ValueError):
+        UpstreamClient(url)
