@@ -19,7 +19,9 @@ from registry_proxy.routes.common import (
 )
 from registry_proxy.routes.ranges import RangeNotSatisfiable, byte_range
 from registry_proxy.routes.upstream import pulled_blob, upstream_of
+from registry_proxy.services import Services
 from registry_proxy.upstreams.pull_through import BlobStream
+from registry_proxy.upstreams.routing import Routed
 
 # How long a redirect's signed URL works, as the Go registry's `s3` driver signs them.
 REDIRECT_SECONDS = 20 * 60
@@ -35,14 +37,9 @@ async def get_blob(request: Request) -> Response:
     svc = services(request)
     storage = svc.storage
     if routed is not None:
-        # Not cached yet: a whole blob comes as the upstream sends it; a range or a
-        # HEAD once it is stored (or, through a gateway, as the upstream answers).
-        whole = request.method == "GET" and "range" not in request.headers
-        gateway = not routed.upstream.cache
-        wanted = request.method == "GET" if gateway else whole
-        stream = await pulled_blob(svc, routed, digest, stream=wanted)
-        if stream is not None:
-            return _streamed(request, digest, stream)
+        streamed = await _from_upstream(request, svc, routed, digest)
+        if streamed is not None:
+            return streamed
     size = await storage.blobs.linked(name, digest)
     if size is None:
         raise RegistryError("BLOB_UNKNOWN", {"digest": str(digest)})
@@ -86,6 +83,22 @@ async def get_blob(request: Request) -> Response:
     # whole object faster (Swift does, for a multipart object).
     chunks = storage.blobs.open(digest, start, end) if status == 206 else storage.blobs.open(digest)
     return StreamingResponse(chunks, status_code=status, headers=headers)
+
+
+async def _from_upstream(
+    request: Request, svc: Services, routed: Routed, digest: Digest
+) -> Response | None:
+    """The answer while the blob is not in storage (None: serve it from there).
+
+    A whole blob not cached yet comes as the upstream sends it; a range or a
+    HEAD once it is stored (through a gateway, as the upstream answers).
+    """
+    if routed.upstream.cache:
+        wanted = request.method == "GET" and "range" not in request.headers
+    else:
+        wanted = request.method == "GET"
+    stream = await pulled_blob(svc, routed, digest, stream=wanted)
+    return None if stream is None else _streamed(request, digest, stream)
 
 
 def _streamed(request: Request, digest: Digest, stream: BlobStream) -> Response:

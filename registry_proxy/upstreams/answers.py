@@ -97,7 +97,7 @@ def refusal(response: httpx.Response) -> errors.UpstreamError | None:
         return errors.UpstreamDenied(f"{what}: denied ({status})")
     if status == 429 or status >= 500:
         return errors.UpstreamUnavailable(
-            f"{what}: HTTP {status}", retry_after=retry_after(response)
+            f"{what}: HTTP {status}", retry_after=retry_after(response), status=status
         )
     return errors.UpstreamInvalid(f"{what}: unexpected HTTP {status}")
 

@@ -21,11 +21,15 @@ class UpstreamError(Exception):
 
 
 class UpstreamUnavailable(UpstreamError):
-    """Not reached, too slow, 5xx or 429; `retry_after` is its `Retry-After` in seconds."""
+    """Not reached, too slow, 5xx or 429; `retry_after` is its `Retry-After` in seconds,
+    `status` the HTTP status it answered (None when it did not answer)."""
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, status: int | None = None
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.status = status
 
 
 class UpstreamNotFound(UpstreamError):

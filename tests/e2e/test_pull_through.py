@@ -263,14 +263,17 @@ def test_bytes_altered_upstream_are_refused_and_not_stored(
         )  # fmt: skip
         assert copied.returncode != 0
         assert layer not in _stored_blobs(registry)
-        # The manifest too: served by digest from the upstream, altered there.
-        manifest_file = upstream.blob_file(image.manifest_digest)
+        # A manifest too, of an image not pulled before, altered at the upstream.
+        other = write_oci_layout(tmp_path / "other", tag="v1", layers=1, seed="pt-tamper-2")
+        upstream.push(tmp_path / "other", "team/other:v1")
+        manifest_file = upstream.blob_file(other.manifest_digest)
         body = manifest_file.read_bytes()
-        manifest_file.write_bytes(body.replace(b'"schemaVersion": 2', b'"schemaVersion":2 '))
-        by_digest = f"docker://{registry.addr}/up/team/app@{image.manifest_digest}"
+        manifest_file.write_bytes(body.replace(b'"schemaVersion":2', b'"schemaVersion":2 '))
+        assert manifest_file.read_bytes() != body
+        by_digest = f"docker://{registry.addr}/up/team/other@{other.manifest_digest}"
         refused = _inspect(skopeo, by_digest, check=False)
         assert refused.returncode != 0
-        assert image.manifest_digest not in _stored_blobs(registry)
+        assert other.manifest_digest not in _stored_blobs(registry)
         data.write_bytes(original)
         manifest_file.write_bytes(body)
 
