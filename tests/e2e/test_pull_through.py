@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +25,8 @@ import httpx
 import pytest
 
 from tests.support.images import write_oci_index_layout, write_oci_layout
-from tests.support.peers import GoRegistry, Skopeo
+from tests.support.peers import Dockerd, GoRegistry, Skopeo, short_tempdir
+from tests.support.podman import Podman
 from tests.support.registry_client import TokenAuth
 from tests.support.registry_proxy import RegistryProxy
 from tests.support.tokenserver import TokenServer
@@ -338,3 +340,70 @@ def test_a_gateway_stores_nothing(tmp_path: Path, tokens: TokenServer) -> None:
         for digest in image.layer_digests:
             assert _blob(dst, digest) == _blob(src, digest)
         assert _stored_blobs(registry) == set()
+
+
+# --- docker, podman, and containerd with ours as a mirror ----------------------------------
+
+
+def test_docker_and_podman_pull_through(
+    tmp_path: Path, tokens: TokenServer, dockerd: Dockerd
+) -> None:
+    with (
+        upstream_registry(tmp_path / "up") as upstream,
+        ours(tmp_path, tokens, _upstreams(upstream)) as registry,
+    ):
+        src = tmp_path / "src"
+        image = write_oci_layout(src, tag="v1", layers=2, seed="pt-docker")
+        upstream.push(src, "team/app:v1")
+        ref = f"{registry.addr}/up/team/app:v1"
+        dockerd.docker("login", registry.addr, "-u", ROOT[0], "--password-stdin", input=ROOT[1])
+        dockerd.docker("pull", ref)
+        inspected = json.loads(dockerd.docker("image", "inspect", ref).stdout)[0]
+        assert inspected["RepoDigests"] == [f"{registry.addr}/up/team/app@{image.manifest_digest}"]
+        dockerd.docker("rmi", ref)
+        workdir = short_tempdir("pt-pm")
+        try:
+            podman = Podman(workdir)
+            podman.login(registry.addr, *ROOT)
+            podman("pull", "--tls-verify=false", ref)
+            assert podman("images", "-q", "--no-trunc").stdout.split() == [image.config_digest]
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_containerd_uses_ours_as_a_mirror_of_the_upstream(
+    tmp_path: Path, tokens: TokenServer, dockerd: Dockerd
+) -> None:
+    with (
+        upstream_registry(tmp_path / "up") as upstream,
+        ours(tmp_path, tokens, _upstreams(upstream)) as registry,
+    ):
+        src = tmp_path / "src"
+        write_oci_layout(src, tag="v1", layers=2, seed="pt-ctr")
+        upstream.push(src, "team/tool:v1")
+        # containerd is told the upstream's host has a mirror: ours. It asks ours for
+        # `/v2/team/tool/...?ns=<upstream host>`, with a token for the name ours keeps it under.
+        hosts = tmp_path / "hosts.d"
+        (hosts / upstream.registry.addr).mkdir(parents=True)
+        (hosts / upstream.registry.addr / "hosts.toml").write_text(
+            f'server = "{upstream.registry.url}"\n\n'
+            f'[host."{registry.url}"]\n'
+            '  capabilities = ["pull", "resolve"]\n'
+        )
+        ref = f"{upstream.registry.addr}/team/tool:v1"
+        offset = len(registry.log_text())
+        dockerd.ctr(
+            "images", "pull", "--hosts-dir", str(hosts), "--user", _creds(ROOT),
+            "--platform", "linux/amd64", ref,
+        )  # fmt: skip
+        lines = registry.log_text()[offset:].splitlines()
+        served = [json.loads(line) for line in lines if line.startswith("{")]
+        manifests = [
+            e["status"]
+            for e in served
+            if e.get("msg") == "request"
+            and e.get("path", "").startswith("/v2/team/tool/manifests/")
+        ]
+        # Asked by the name at the upstream (no prefix: only `?ns=` routes it), and served.
+        assert 200 in manifests, served
+        dockerd.ctr("images", "rm", ref)
