@@ -104,6 +104,26 @@ def ours(
         yield reg
 
 
+@contextmanager
+def pulling_through(
+    tmp_path: Path, tokens: TokenServer, **settings: Any
+) -> Iterator[tuple[Upstream, RegistryProxy, Skopeo]]:
+    """An upstream, ours in front of it with these upstream settings, and skopeo."""
+    with (
+        upstream_registry(tmp_path / "up") as upstream,
+        ours(tmp_path, tokens, _upstreams(upstream, **settings)) as registry,
+    ):
+        yield upstream, registry, Skopeo(tmp_path)
+
+
+def _copy_out(skopeo: Skopeo, ref: str, dst: Path, *options: str, check: bool = True) -> Any:
+    """skopeo copy from ours (as root) into an OCI layout."""
+    return skopeo(
+        "copy", "--src-tls-verify=false", "--src-creds", _creds(ROOT), *options,
+        ref, f"oci:{dst}:v1", check=check,
+    )  # fmt: skip
+
+
 def _creds(who: tuple[str, str]) -> str:
     return ":".join(who)
 
@@ -124,21 +144,14 @@ def _inspect(skopeo: Skopeo, ref: str, who: tuple[str, str] = ROOT, **kw: Any) -
 def test_images_pull_through_byte_identical_and_are_served_from_our_storage_after(
     tmp_path: Path, tokens: TokenServer
 ) -> None:
-    with (
-        upstream_registry(tmp_path / "up") as upstream,
-        ours(tmp_path, tokens, _upstreams(upstream, ttl="1h")) as registry,
-    ):
-        skopeo = Skopeo(tmp_path)
+    with pulling_through(tmp_path, tokens, ttl="1h") as (upstream, registry, skopeo):
         src = tmp_path / "src"
         image = write_oci_layout(src, tag="v1", layers=3, seed="pull-through")
         upstream.push(src, "team/app:v1")
         ref = f"docker://{registry.addr}/up/team/app"
 
         dst = tmp_path / "dst"
-        skopeo(
-            "copy", "--src-tls-verify=false", "--src-creds", _creds(ROOT),
-            f"{ref}:v1", f"oci:{dst}:v1",
-        )  # fmt: skip
+        _copy_out(skopeo, f"{ref}:v1", dst)
         index = json.loads((dst / "index.json").read_text())
         assert [m["digest"] for m in index["manifests"]] == [image.manifest_digest]
         assert _blob(dst, image.manifest_digest) == image.manifest
@@ -153,10 +166,7 @@ def test_images_pull_through_byte_identical_and_are_served_from_our_storage_afte
         # Served from our storage: the upstream is not asked again for digests.
         upstream.registry.stop()
         again = tmp_path / "again"
-        skopeo(
-            "copy", "--src-tls-verify=false", "--src-creds", _creds(ROOT),
-            f"{ref}:v1", f"oci:{again}:v1",
-        )  # fmt: skip
+        _copy_out(skopeo, f"{ref}:v1", again)
         assert _blob(again, image.manifest_digest) == image.manifest
         # Never cached: the upstream's absence is the answer, in the OCI envelope.
         missing = _inspect(skopeo, f"{ref}:never", check=False, timeout=60)
@@ -165,11 +175,7 @@ def test_images_pull_through_byte_identical_and_are_served_from_our_storage_afte
 
 
 def test_only_the_platforms_pulled_are_fetched(tmp_path: Path, tokens: TokenServer) -> None:
-    with (
-        upstream_registry(tmp_path / "up") as upstream,
-        ours(tmp_path, tokens, _upstreams(upstream)) as registry,
-    ):
-        skopeo = Skopeo(tmp_path)
+    with pulling_through(tmp_path, tokens) as (upstream, registry, skopeo):
         src = tmp_path / "src"
         index = write_oci_index_layout(src, tag="v1", seed="pt-multi")
         upstream.push(src, "team/multi:v1", all_images=True)
@@ -177,10 +183,7 @@ def test_only_the_platforms_pulled_are_fetched(tmp_path: Path, tokens: TokenServ
         assert _inspect(skopeo, ref).stdout.encode() == index.index
         arm64 = index.images["linux/arm64"]
         dst = tmp_path / "dst"
-        skopeo(
-            "copy", "--src-tls-verify=false", "--src-creds", _creds(ROOT),
-            "--override-arch", "arm64", "--override-os", "linux", ref, f"oci:{dst}:v1",
-        )  # fmt: skip
+        _copy_out(skopeo, ref, dst, "--override-arch", "arm64", "--override-os", "linux")
         stored = _stored_blobs(registry)
         assert set(arm64.layer_digests) <= stored
         assert not set(index.images["linux/amd64"].layer_digests) & stored
@@ -189,11 +192,7 @@ def test_only_the_platforms_pulled_are_fetched(tmp_path: Path, tokens: TokenServ
 def test_our_access_rules_apply_and_nothing_is_pushed_there(
     tmp_path: Path, tokens: TokenServer
 ) -> None:
-    with (
-        upstream_registry(tmp_path / "up") as upstream,
-        ours(tmp_path, tokens, _upstreams(upstream, repositories=["team/*"])) as registry,
-    ):
-        skopeo = Skopeo(tmp_path)
+    with pulling_through(tmp_path, tokens, repositories=["team/*"]) as (upstream, registry, skopeo):
         src = tmp_path / "src"
         write_oci_layout(src, tag="v1", layers=1, seed="pt-rules")
         upstream.push(src, "team/app:v1")
@@ -220,11 +219,7 @@ def test_our_access_rules_apply_and_nothing_is_pushed_there(
 def test_a_tag_moved_upstream_is_seen_after_ttl_and_not_before(
     tmp_path: Path, tokens: TokenServer
 ) -> None:
-    with (
-        upstream_registry(tmp_path / "up") as upstream,
-        ours(tmp_path, tokens, _upstreams(upstream, ttl="6s")) as registry,
-    ):
-        skopeo = Skopeo(tmp_path)
+    with pulling_through(tmp_path, tokens, ttl="6s") as (upstream, registry, skopeo):
         first = write_oci_layout(tmp_path / "one", tag="v1", layers=1, seed="pt-one")
         second = write_oci_layout(tmp_path / "two", tag="v1", layers=1, seed="pt-two")
         upstream.push(tmp_path / "one", "team/app:v1")
@@ -246,11 +241,7 @@ def test_a_tag_moved_upstream_is_seen_after_ttl_and_not_before(
 def test_bytes_altered_upstream_are_refused_and_not_stored(
     tmp_path: Path, tokens: TokenServer
 ) -> None:
-    with (
-        upstream_registry(tmp_path / "up") as upstream,
-        ours(tmp_path, tokens, _upstreams(upstream)) as registry,
-    ):
-        skopeo = Skopeo(tmp_path)
+    with pulling_through(tmp_path, tokens) as (upstream, registry, skopeo):
         src = tmp_path / "src"
         image = write_oci_layout(src, tag="v1", layers=1, seed="pt-tamper")
         upstream.push(src, "team/app:v1")
@@ -259,10 +250,7 @@ def test_bytes_altered_upstream_are_refused_and_not_stored(
         original = data.read_bytes()
         data.write_bytes(bytes(b ^ 0xFF for b in original))  # same length, other bytes
         dst = tmp_path / "dst"
-        copied = skopeo(
-            "copy", "--src-tls-verify=false", "--src-creds", _creds(ROOT),
-            f"docker://{registry.addr}/up/team/app:v1", f"oci:{dst}:v1", check=False,
-        )  # fmt: skip
+        copied = _copy_out(skopeo, f"docker://{registry.addr}/up/team/app:v1", dst, check=False)
         assert copied.returncode != 0
         assert layer not in _stored_blobs(registry)
         # A manifest too, of an image not pulled before, altered at the upstream.
@@ -283,10 +271,7 @@ def test_bytes_altered_upstream_are_refused_and_not_stored(
 def test_concurrent_pulls_of_a_missing_blob_fetch_it_once(
     tmp_path: Path, tokens: TokenServer
 ) -> None:
-    with (
-        upstream_registry(tmp_path / "up") as upstream,
-        ours(tmp_path, tokens, _upstreams(upstream)) as registry,
-    ):
+    with pulling_through(tmp_path, tokens) as (upstream, registry, _skopeo):
         src = tmp_path / "src"
         image = write_oci_layout(src, tag="v1", layers=1, seed="pt-many", layer_bytes=20 << 20)
         upstream.push(src, "team/big:v1")
@@ -324,19 +309,12 @@ def test_concurrent_pulls_of_a_missing_blob_fetch_it_once(
 
 
 def test_a_gateway_stores_nothing(tmp_path: Path, tokens: TokenServer) -> None:
-    with (
-        upstream_registry(tmp_path / "up") as upstream,
-        ours(tmp_path, tokens, _upstreams(upstream, cache=False)) as registry,
-    ):
-        skopeo = Skopeo(tmp_path)
+    with pulling_through(tmp_path, tokens, cache=False) as (upstream, registry, skopeo):
         src = tmp_path / "src"
         image = write_oci_layout(src, tag="v1", layers=2, seed="pt-gateway")
         upstream.push(src, "team/app:v1")
         dst = tmp_path / "dst"
-        skopeo(
-            "copy", "--src-tls-verify=false", "--src-creds", _creds(ROOT),
-            f"docker://{registry.addr}/up/team/app:v1", f"oci:{dst}:v1",
-        )  # fmt: skip
+        _copy_out(skopeo, f"docker://{registry.addr}/up/team/app:v1", dst)
         for digest in image.layer_digests:
             assert _blob(dst, digest) == _blob(src, digest)
         assert _stored_blobs(registry) == set()
@@ -348,10 +326,7 @@ def test_a_gateway_stores_nothing(tmp_path: Path, tokens: TokenServer) -> None:
 def test_docker_and_podman_pull_through(
     tmp_path: Path, tokens: TokenServer, dockerd: Dockerd
 ) -> None:
-    with (
-        upstream_registry(tmp_path / "up") as upstream,
-        ours(tmp_path, tokens, _upstreams(upstream)) as registry,
-    ):
+    with pulling_through(tmp_path, tokens) as (upstream, registry, _skopeo):
         src = tmp_path / "src"
         image = write_oci_layout(src, tag="v1", layers=2, seed="pt-docker")
         upstream.push(src, "team/app:v1")
@@ -374,10 +349,7 @@ def test_docker_and_podman_pull_through(
 def test_containerd_uses_ours_as_a_mirror_of_the_upstream(
     tmp_path: Path, tokens: TokenServer, dockerd: Dockerd
 ) -> None:
-    with (
-        upstream_registry(tmp_path / "up") as upstream,
-        ours(tmp_path, tokens, _upstreams(upstream)) as registry,
-    ):
+    with pulling_through(tmp_path, tokens) as (upstream, registry, _skopeo):
         src = tmp_path / "src"
         write_oci_layout(src, tag="v1", layers=2, seed="pt-ctr")
         upstream.push(src, "team/tool:v1")

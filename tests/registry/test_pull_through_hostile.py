@@ -19,7 +19,7 @@ from starlette.testclient import TestClient
 
 from registry_proxy.app import create_app
 from registry_proxy.config import Config
-from tests.registry.conftest import ISSUER, SERVICE, Mint
+from tests.registry.conftest import Mint, token_auth
 from tests.support.fake_upstream import Answer, FakeUpstream, Seen
 
 UPSTREAM_PASSWORD = "upstream-pw-31337"
@@ -52,14 +52,7 @@ def ours(upstream: FakeUpstream, storage_root: Path, keys_dir: Path) -> Iterator
     config = Config.model_validate(
         {
             "storage": {"filesystem": {"rootdirectory": str(storage_root)}},
-            "auth": {
-                "token": {
-                    "realm": "http://127.0.0.1:1/token",
-                    "service": SERVICE,
-                    "issuer": ISSUER,
-                    "rootcertbundle": str(keys_dir / "bundle.pem"),
-                }
-            },
+            "auth": token_auth(keys_dir),
             "upstreams": [
                 {
                     "prefix": "up",
