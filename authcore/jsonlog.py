@@ -208,6 +208,9 @@ def configure_logging(level: str, keys: Sequence[ContextKey[Any]]) -> None:
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True
+    # httpx logs every URL it fetches at INFO, query included: an upstream registry's
+    # redirect to signed storage URLs (a signature, an access key id) would be logged.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     pipe.start()
     _register_hooks()
 

@@ -32,6 +32,7 @@ from typing import Any, Generic, TypeVar
 
 import httpx
 
+from authcore.capped import read_capped
 from authcore.jwk import JWKSKeys, read_jwks
 
 __all__ = [
@@ -270,11 +271,9 @@ class RemoteKeySet(Generic[T]):
             async with client.stream("GET", url) as answer:
                 if answer.status_code != 200:
                     raise KeysUnavailable(f"{url[:100]}: HTTP {answer.status_code}")
-                body = bytearray()
-                async for chunk in answer.aiter_bytes():
-                    body += chunk
-                    if len(body) > MAX_DOCUMENT_BYTES:
-                        raise KeysUnavailable(f"{url[:100]}: larger than 1 MiB")
+                body = await read_capped(answer.aiter_bytes(), MAX_DOCUMENT_BYTES)
+                if body is None:
+                    raise KeysUnavailable(f"{url[:100]}: larger than 1 MiB")
             return json.loads(body)
         except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
             raise KeysUnavailable(f"{url[:100]}: {type(exc).__name__}") from None

@@ -30,6 +30,8 @@ from registry_proxy.storage import Storage, close_driver, make_driver
 from registry_proxy.storage.errors import StorageError
 from registry_proxy.trust import KeyStore
 from registry_proxy.upload_slots import UploadSlots
+from registry_proxy.upstreams.configured import build_upstreams
+from registry_proxy.upstreams.pull_through import PullThrough
 
 __all__ = ["create_app"]
 
@@ -182,8 +184,11 @@ def create_app(config: Config) -> Starlette:
             # At start there is time to wait for the whole fetch (it has its deadline).
             await keys.refresh(wait=FETCH_DEADLINE)
         driver = make_driver(config.storage.driver, **config.storage.driver_options())
+        storage = Storage(driver, config.validation.rules())
+        upstreams = build_upstreams(config)
+        pull_through = PullThrough(storage, metrics)
         app.state.services = Services(
-            storage=Storage(driver, config.validation.rules()),
+            storage=storage,
             access=AccessController(
                 keys,
                 realm=token.realm,
@@ -194,6 +199,8 @@ def create_app(config: Config) -> Starlette:
             delete_enabled=config.storage.delete.enabled,
             uploads=UploadSlots(config.http.max_uploads, config.http.max_uploads_per_subject),
             redirect=not config.storage.redirect.disable,
+            upstreams=upstreams,
+            pull_through=pull_through,
         )
         read_only = config.storage.maintenance.readonly.enabled
         log.info(
@@ -218,6 +225,8 @@ def create_app(config: Config) -> Starlette:
                 purger.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await purger
+            await pull_through.aclose()
+            await upstreams.aclose()
             await keys.aclose()
             await close_driver(driver)
 

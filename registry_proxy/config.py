@@ -27,6 +27,7 @@ from authcore.regex import InvalidPattern, compile_pattern
 from authcore.settings import ConfigError, load_settings
 from registry_proxy.storage.s3_settings import S3Settings
 from registry_proxy.storage.validation import ManifestRules, URLMatcher
+from registry_proxy.upstreams.settings import ProxyConfig, UpstreamConfig
 
 __all__ = ["Config", "ConfigError", "load_config"]
 
@@ -253,12 +254,26 @@ class Config(_Section):
     storage: StorageConfig = StorageConfig()
     validation: ValidationConfig = ValidationConfig()
     auth: AuthConfig
+    # The Go registry's pull-through cache of one upstream (then nothing can be pushed).
+    proxy: ProxyConfig | None = None
+    # Other registries served under name prefixes, beside local repositories.
+    upstreams: list[UpstreamConfig] = Field(default=[], max_length=100)
 
     @model_validator(mode="after")
     def _shared_storage(self) -> Config:
         if self.http.workers > 1 and self.storage.driver == "memory":
             # Each worker would hold a store of its own.
             raise ValueError("http.workers > 1 needs storage every worker shares, not memory")
+        return self
+
+    @model_validator(mode="after")
+    def _one_kind_of_upstream(self) -> Config:
+        if self.proxy is not None and self.upstreams:
+            raise ValueError("proxy makes every name an upstream's: it excludes upstreams")
+        prefixes = [u.prefix for u in self.upstreams]
+        repeated = sorted({p for p in prefixes if prefixes.count(p) > 1})
+        if repeated:
+            raise ValueError(f"upstreams: prefix {repeated[0]} is given twice")
         return self
 
 
@@ -281,8 +296,12 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
     if jwks and "://" not in jwks:
         jwks = str(fix(Path(jwks)))
     token = token.model_copy(update={"rootcertbundle": fix(token.rootcertbundle), "jwks": jwks})
+    upstreams = [
+        u.model_copy(update={"password_file": fix(u.password_file)}) for u in config.upstreams
+    ]
     return config.model_copy(
         update={
+            "upstreams": upstreams,
             "storage": storage,
             "auth": AuthConfig(token=token),
             "http": config.http.model_copy(

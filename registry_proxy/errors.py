@@ -10,8 +10,14 @@ from starlette.responses import JSONResponse
 
 from registry_proxy.storage import errors as storage_errors
 from registry_proxy.storage.errors import StorageError
+from registry_proxy.upstreams.client import (
+    UpstreamDenied,
+    UpstreamError,
+    UpstreamNotFound,
+    UpstreamUnavailable,
+)
 
-__all__ = ["RegistryError", "error_response", "from_storage", "refusal"]
+__all__ = ["RegistryError", "error_response", "from_storage", "from_upstream", "refusal"]
 
 # code -> (HTTP status, default message)
 CODES: dict[str, tuple[int, str]] = {
@@ -108,6 +114,33 @@ def from_storage(exc: StorageError) -> RegistryError:
         if isinstance(exc, cls):
             return RegistryError(code, detail)
     return RegistryError("UNAVAILABLE", None, message="storage error")
+
+
+def from_upstream(exc: UpstreamError, unknown: str, detail: Any = None) -> RegistryError:
+    """The client-facing error for an upstream registry's failure; `unknown` is the code
+    of what was asked for when the upstream has no such thing (MANIFEST_UNKNOWN, ...)."""
+    match exc:
+        case UpstreamNotFound():
+            return RegistryError(unknown, detail)
+        case UpstreamUnavailable() if exc.status == 429:
+            after = {} if exc.retry_after is None else {"Retry-After": str(int(exc.retry_after))}
+            return RegistryError(
+                "TOOMANYREQUESTS", None, message="the upstream registry is limiting", headers=after
+            )
+        case UpstreamUnavailable():
+            return RegistryError(
+                "UNAVAILABLE", None, message="the upstream registry is unavailable"
+            )
+        case UpstreamDenied():
+            return RegistryError(
+                "DENIED", None, message="the upstream registry refuses this registry's access"
+            )
+    return RegistryError(
+        "UNAVAILABLE",
+        None,
+        message="the upstream registry answered something unusable",
+        status=502,
+    )
 
 
 _STORAGE_CODES: tuple[tuple[type[StorageError], str], ...] = (

@@ -86,6 +86,21 @@ class RegistryMetrics:
         # the labels). Keys are bounded as the labels are.
         self._by_reason = {r: self._auth_failures.labels(r) for r in AUTH_FAILURE_REASONS}
         self._children: dict[tuple[str, str, int], _Children] = {}
+        # The upstreams' content, named as the Go registry names its proxy's metrics.
+        self._proxy_requests = counter(
+            "registry_proxy_requests", "Pulls of an upstream's content, by kind.", ["kind"]
+        )
+        self._proxy_hits = counter(
+            "registry_proxy_hits", "Of those, served from this registry's storage.", ["kind"]
+        )
+        self._proxy_misses = counter(
+            "registry_proxy_misses", "Of those, fetched from the upstream.", ["kind"]
+        )
+        self._proxy_bytes = counter(
+            "registry_proxy_pulled_bytes",
+            "Bytes of blobs fetched from each upstream (by its prefix).",
+            ["upstream"],
+        )
 
     def observe(self, request: Finished) -> None:
         """Record one finished HTTP request (an observer of the request middleware).
@@ -111,6 +126,19 @@ class RegistryMetrics:
             self._request_bytes.labels(method, route),
             self._response_bytes.labels(method, route),
         )
+
+    def proxy_hit(self, kind: str) -> None:
+        """A manifest or blob of an upstream served from storage."""
+        self._proxy_requests.labels(kind).inc()
+        self._proxy_hits.labels(kind).inc()
+
+    def proxy_miss(self, kind: str) -> None:
+        """A manifest or blob of an upstream fetched from it."""
+        self._proxy_requests.labels(kind).inc()
+        self._proxy_misses.labels(kind).inc()
+
+    def proxy_pulled(self, upstream: str, size: int) -> None:
+        self._proxy_bytes.labels(upstream).inc(size)
 
     def auth_failure(self, reason: str) -> None:
         """Count one 401; `reason` is one of AUTH_FAILURE_REASONS (else ValueError)."""

@@ -6,6 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from registry_proxy.errors import RegistryError
+from registry_proxy.reference import Digest
 from registry_proxy.routes.common import (
     API_HEADERS,
     authorize,
@@ -14,8 +15,13 @@ from registry_proxy.routes.common import (
     pull,
     repository,
     services,
+    writable,
 )
 from registry_proxy.routes.ranges import RangeNotSatisfiable, byte_range
+from registry_proxy.routes.upstream import pulled_blob, upstream_of
+from registry_proxy.services import Services
+from registry_proxy.upstreams.pull_through import BlobStream
+from registry_proxy.upstreams.routing import Routed
 
 # How long a redirect's signed URL works, as the Go registry's `s3` driver signs them.
 REDIRECT_SECONDS = 20 * 60
@@ -24,9 +30,16 @@ REDIRECT_SECONDS = 20 * 60
 async def get_blob(request: Request) -> Response:
     name = repository(request)
     digest = parse_digest(request.path_params["digest"])
+    routed = upstream_of(request, name)
+    if routed is not None:
+        name = routed.local
     await authorize(request, pull(name))
     svc = services(request)
     storage = svc.storage
+    if routed is not None:
+        streamed = await _from_upstream(request, svc, routed, digest)
+        if streamed is not None:
+            return streamed
     size = await storage.blobs.linked(name, digest)
     if size is None:
         raise RegistryError("BLOB_UNKNOWN", {"digest": str(digest)})
@@ -72,8 +85,38 @@ async def get_blob(request: Request) -> Response:
     return StreamingResponse(chunks, status_code=status, headers=headers)
 
 
+async def _from_upstream(
+    request: Request, svc: Services, routed: Routed, digest: Digest
+) -> Response | None:
+    """The answer while the blob is not in storage (None: serve it from there).
+
+    A whole blob not cached yet comes as the upstream sends it; a range or a
+    HEAD once it is stored (through a gateway, as the upstream answers).
+    """
+    if routed.upstream.cache:
+        wanted = request.method == "GET" and "range" not in request.headers
+    else:
+        wanted = request.method == "GET"
+    stream = await pulled_blob(svc, routed, digest, stream=wanted)
+    return None if stream is None else _streamed(request, digest, stream)
+
+
+def _streamed(request: Request, digest: Digest, stream: BlobStream) -> Response:
+    headers = {
+        **API_HEADERS,
+        "Docker-Content-Digest": str(digest),
+        "Content-Type": "application/octet-stream",
+        "ETag": f'"{digest}"',
+    }
+    if stream.size is not None:
+        headers["Content-Length"] = str(stream.size)
+    if request.method == "HEAD":
+        return Response(status_code=200, headers=headers)
+    return StreamingResponse(stream.chunks, status_code=200, headers=headers)
+
+
 async def delete_blob(request: Request) -> Response:
-    name = repository(request)
+    name = writable(request)
     digest = parse_digest(request.path_params["digest"])
     await authorize(request, delete(name))
     svc = services(request)

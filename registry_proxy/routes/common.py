@@ -26,6 +26,7 @@ __all__ = [
     "parse_digest",
     "repository",
     "services",
+    "writable",
 ]
 
 API_HEADERS = {"Docker-Distribution-Api-Version": "registry/2.0"}
@@ -44,6 +45,18 @@ def repository(request: Request) -> str:
         raise RegistryError("NAME_INVALID", {"name": name[:300]}) from None
     context.REPOSITORY.set(name)
     return str(name)
+
+
+def writable(request: Request) -> str:
+    """The repository a write names: refused (405) when it is an upstream registry's."""
+    name = repository(request)
+    if services(request).upstreams.owns(name):
+        raise RegistryError(
+            "UNSUPPORTED",
+            {"name": name[:300]},
+            message="this repository is served from an upstream registry: it cannot be changed here",
+        )
+    return name
 
 
 def parse_digest(text: str, code: str = "DIGEST_INVALID") -> Digest:

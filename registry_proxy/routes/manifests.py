@@ -16,8 +16,12 @@ from registry_proxy.routes.common import (
     push,
     repository,
     services,
+    writable,
 )
 from registry_proxy.routes.numbers import bounded_int, is_number
+from registry_proxy.routes.upstream import pulled_manifest, upstream_of
+from registry_proxy.storage.manifests import StoredManifest
+from registry_proxy.upstreams.pull_through import STALE, ServedManifest
 
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 # `?tag=` parameters one push may carry: each is two writes to storage.
@@ -48,8 +52,13 @@ def _reference(request: Request) -> str:
 async def get_manifest(request: Request) -> Response:
     name = repository(request)
     reference = _reference(request)
-    await authorize(request, pull(name))
-    manifest = await services(request).storage.manifests.get(name, reference)
+    svc = services(request)
+    routed = upstream_of(request, name)
+    await authorize(request, pull(routed.local if routed else name))
+    if routed is None:
+        manifest: StoredManifest | ServedManifest = await svc.storage.manifests.get(name, reference)
+    else:
+        manifest = await pulled_manifest(svc, routed, reference)
     headers = {
         **API_HEADERS,
         "Docker-Content-Digest": str(manifest.digest),
@@ -57,6 +66,8 @@ async def get_manifest(request: Request) -> Response:
         "Content-Length": str(len(manifest.body)),
         "ETag": f'"{manifest.digest}"',
     }
+    if isinstance(manifest, ServedManifest) and manifest.stale:
+        headers["Warning"] = STALE
     if request.method == "HEAD":
         return Response(status_code=200, headers=headers)
     return Response(manifest.body, status_code=200, headers=headers)
@@ -83,7 +94,7 @@ async def _read_manifest(request: Request) -> bytes:
 
 
 async def put_manifest(request: Request) -> Response:
-    name = repository(request)
+    name = writable(request)
     reference = _reference(request)
     extra_tags = list(dict.fromkeys(request.query_params.getlist("tag")))
     if len(extra_tags) > MAX_EXTRA_TAGS:
@@ -117,7 +128,7 @@ async def put_manifest(request: Request) -> Response:
 
 
 async def delete_manifest(request: Request) -> Response:
-    name = repository(request)
+    name = writable(request)
     reference = _reference(request)
     await authorize(request, delete(name))
     svc = services(request)

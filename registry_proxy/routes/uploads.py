@@ -15,8 +15,8 @@ from registry_proxy.routes.common import (
     parse_digest,
     pull,
     push,
-    repository,
     services,
+    writable,
 )
 from registry_proxy.routes.numbers import bounded_int, is_number
 from registry_proxy.routes.ranges import MAX_OFFSET, content_range
@@ -70,7 +70,7 @@ def _chunk_start(request: Request) -> int | None:
 
 
 async def start_upload(request: Request) -> Response:
-    name = repository(request)
+    name = writable(request)
     token = await authorize(request, push(name))
     storage = services(request).storage
     params = request.query_params
@@ -99,7 +99,7 @@ async def start_upload(request: Request) -> Response:
 
 
 async def upload_status(request: Request) -> Response:
-    name = repository(request)
+    name = writable(request)
     await authorize(request, pull(name))
     upload_id = request.path_params["upload_id"]
     status = await services(request).storage.uploads.status(name, upload_id)
@@ -107,7 +107,7 @@ async def upload_status(request: Request) -> Response:
 
 
 async def patch_upload(request: Request) -> Response:
-    name = repository(request)
+    name = writable(request)
     token = await authorize(request, push(name))
     upload_id = request.path_params["upload_id"]
     start = _chunk_start(request)
@@ -118,7 +118,7 @@ async def patch_upload(request: Request) -> Response:
 
 
 async def finish_upload(request: Request) -> Response:
-    name = repository(request)
+    name = writable(request)
     token = await authorize(request, push(name))
     upload_id = request.path_params["upload_id"]
     digest_param = request.query_params.get("digest")
@@ -141,7 +141,7 @@ async def finish_upload(request: Request) -> Response:
 
 
 async def cancel_upload(request: Request) -> Response:
-    name = repository(request)
+    name = writable(request)
     await authorize(request, delete(name))
     await services(request).storage.uploads.cancel(name, request.path_params["upload_id"])
     return Response(status_code=204, headers={**API_HEADERS, "Content-Length": "0"})

@@ -72,11 +72,15 @@ class Manifests:
         body: bytes,
         content_type: str | None = None,
         tags: Sequence[str] = (),
+        *,
+        references_elsewhere: bool = False,
     ) -> PutResult:
         """Validate and store `body` byte-exact; tag it if `reference` is a tag, and with `tags`.
 
         Stored under the digest the client named (a `sha512:` one too), else
         under the sha256 of the bytes; every tag points at that digest.
+        `references_elsewhere`: what it references need not be here (a manifest
+        cached from an upstream registry, whose blobs come when first asked for).
         """
         if len(body) > MAX_MANIFEST_SIZE:
             raise ManifestTooLarge(MAX_MANIFEST_SIZE)
@@ -91,7 +95,8 @@ class Manifests:
         if doc.get("schemaVersion") != 2:
             raise ManifestInvalid("schemaVersion must be 2")
         info = parse(doc, _media_type(doc, content_type))
-        await self._check_references(repo, info)
+        if not references_elsewhere:
+            await self._check_references(repo, info)
 
         await self.blobs.put(digest, body)
         subject = info.subject.digest if info.subject is not None else None

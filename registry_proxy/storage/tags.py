@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import datetime as dt
 
 from registry_proxy.reference import Digest, is_tag
 from registry_proxy.storage import paths
@@ -38,6 +39,18 @@ class Tags:
         if digest is None:
             raise ManifestUnknown(tag)
         return digest
+
+    async def resolve_with_time(self, repo: str, tag: str) -> tuple[Digest, dt.datetime] | None:
+        """The digest `tag` points at and when it was last pointed (at that or another
+        digest: `tag` rewrites the link each time); None if it is not a tag of `repo`."""
+        path = paths.tag_current_link(repo, tag)
+        digest = await read_link(self._driver, path)
+        if digest is None:
+            return None
+        try:
+            return digest, (await self._driver.stat(path)).modified
+        except FileNotFound:  # untagged in between
+            return None
 
     async def tag(self, repo: str, tag: str, digest: Digest) -> None:
         """Point `tag` at `digest` (which the caller has checked is a revision of `repo`)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -45,6 +46,18 @@ def mint(keys_dir: Path) -> Mint:
     return mint
 
 
+def token_auth(keys_dir: Path) -> dict[str, Any]:
+    """The `auth` section of a registry trusting the minter's keys."""
+    return {
+        "token": {
+            "realm": "http://127.0.0.1:1/token",
+            "service": SERVICE,
+            "issuer": ISSUER,
+            "rootcertbundle": str(keys_dir / "bundle.pem"),
+        }
+    }
+
+
 @pytest.fixture
 def registry(storage_root: Path, keys_dir: Path) -> Iterator[TestClient]:
     config = Config.model_validate(
@@ -53,14 +66,7 @@ def registry(storage_root: Path, keys_dir: Path) -> Iterator[TestClient]:
                 "filesystem": {"rootdirectory": str(storage_root)},
                 "delete": {"enabled": True},
             },
-            "auth": {
-                "token": {
-                    "realm": "http://127.0.0.1:1/token",
-                    "service": SERVICE,
-                    "issuer": ISSUER,
-                    "rootcertbundle": str(keys_dir / "bundle.pem"),
-                }
-            },
+            "auth": token_auth(keys_dir),
         }
     )
     with TestClient(create_app(config)) as client:

@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 from registry_proxy.app import create_app
 from registry_proxy.config import Config, load_config
 from registry_proxy.metrics import AUTH_FAILURE_REASONS, RegistryMetrics, auth_failure_reason
-from tests.registry.conftest import ISSUER, SERVICE, Mint, raw_request
+from tests.registry.conftest import Mint, raw_request, token_auth
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -51,14 +51,7 @@ def config_for(storage_root: Path, keys_dir: Path, **http: Any) -> Config:
         {
             "http": http,
             "storage": {"filesystem": {"rootdirectory": str(storage_root)}},
-            "auth": {
-                "token": {
-                    "realm": "http://127.0.0.1:1/token",
-                    "service": SERVICE,
-                    "issuer": ISSUER,
-                    "rootcertbundle": str(keys_dir / "bundle.pem"),
-                }
-            },
+            "auth": token_auth(keys_dir),
         }
     )
 

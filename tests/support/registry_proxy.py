@@ -61,7 +61,10 @@ class RegistryProxy(Peer):
         if tls is not None:
             config["http"]["tls"] = {"certificate": str(tls[0]), "key": str(tls[1])}
         for section, values in (extra or {}).items():
-            config.setdefault(section, {}).update(values)
+            if isinstance(values, dict):
+                config.setdefault(section, {}).update(values)
+            else:  # a list section (`upstreams`)
+                config[section] = values
         self.config_path = workdir / f"registry-proxy-{self.port}.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
 

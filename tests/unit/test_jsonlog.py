@@ -45,6 +45,7 @@ def stream(monkeypatch: pytest.MonkeyPatch) -> Iterator[CountingStream]:
             for name in ("uvicorn", "uvicorn.error")
         },
         "access": logging.getLogger("uvicorn.access").disabled,
+        "httpx": logging.getLogger("httpx").level,
     }
     captured = CountingStream()
     monkeypatch.setattr(sys, "stderr", captured)
@@ -61,6 +62,17 @@ def stream(monkeypatch: pytest.MonkeyPatch) -> Iterator[CountingStream]:
             logging.getLogger(name).handlers[:] = handlers
             logging.getLogger(name).propagate = propagate
         logging.getLogger("uvicorn.access").disabled = saved["access"]
+        logging.getLogger("httpx").setLevel(saved["httpx"])
+
+
+def test_the_urls_httpx_fetches_are_not_logged(stream: CountingStream) -> None:
+    # An upstream registry redirects blobs to signed URLs: their query is a credential.
+    signed = "https://127.0.0.1:9000/b/blob?X-Amz-Signature=sig-value-7&X-Amz-Credential=AKIA7"
+    logging.getLogger("httpx").info("HTTP Request: GET %s", signed)
+    logging.getLogger("httpx").warning("a warning still shows")
+    stop_logging()
+    lines = stream.getvalue()
+    assert "sig-value-7" not in lines and "a warning still shows" in lines
 
 
 def entries(stream: io.StringIO) -> list[dict[str, Any]]:
