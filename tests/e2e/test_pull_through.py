@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -273,7 +274,7 @@ def test_concurrent_pulls_of_a_missing_blob_fetch_it_once(
 ) -> None:
     with pulling_through(tmp_path, tokens) as (upstream, registry, _skopeo):
         src = tmp_path / "src"
-        image = write_oci_layout(src, tag="v1", layers=1, seed="pt-many", layer_bytes=20 << 20)
+        image = write_oci_layout(src, tag="v1", layers=1, seed="pt-many", layer_bytes=200 << 20)
         upstream.push(src, "team/big:v1")
         layer = image.layer_digests[0]
         expected = hashlib.sha256(_blob(src, layer)).hexdigest()
@@ -379,3 +380,46 @@ def test_containerd_uses_ours_as_a_mirror_of_the_upstream(
         # Asked by the name at the upstream (no prefix: only `?ns=` routes it), and served.
         assert 200 in manifests, served
         dockerd.ctr("images", "rm", ref)
+
+
+def test_upstreams_behind_token_auth_go_registry_and_ours(
+    tmp_path: Path, tokens: TokenServer
+) -> None:
+    """Two upstreams at once: the Go registry 2.8 trusting a second token server of ours
+    (the token flow, with a user of that server), and another registry of ours."""
+    puller = ("puller", "puller-pw-2")
+    with TokenServer(tmp_path / "ts-up") as upstream_tokens:
+        upstream_tokens.add_user(*puller, "admin")
+        with (
+            GoRegistry(tmp_path / "go", token=upstream_tokens.registry_auth()) as go,
+            RegistryProxy(tmp_path / "second", tokens.registry_auth()) as second,
+        ):
+            skopeo = Skopeo(tmp_path)
+            one = write_oci_layout(tmp_path / "one", tag="v1", layers=2, seed="pt-token")
+            two = write_oci_layout(tmp_path / "two", tag="v1", layers=2, seed="pt-second")
+            for layout, target, who in (
+                (tmp_path / "one", f"{go.addr}/team/app:v1", puller),
+                (tmp_path / "two", f"{second.addr}/team/app:v1", ROOT),
+            ):
+                skopeo(
+                    "copy", "--dest-tls-verify=false", "--dest-creds", _creds(who),
+                    f"oci:{layout}:v1", f"docker://{target}",
+                )  # fmt: skip
+            upstreams = [
+                {"prefix": "tok", "url": go.url, "username": puller[0], "password": puller[1]},
+                {"prefix": "mine", "url": second.url, "username": ROOT[0], "password": ROOT[1]},
+            ]
+            with ours(tmp_path / "front", tokens, upstreams) as front:
+                for prefix, image, src in (("tok", one, "one"), ("mine", two, "two")):
+                    dst = tmp_path / f"out-{prefix}"
+                    _copy_out(skopeo, f"docker://{front.addr}/{prefix}/team/app:v1", dst)
+                    assert _blob(dst, image.manifest_digest) == image.manifest
+                    for digest in image.layer_digests:
+                        assert _blob(dst, digest) == _blob(tmp_path / src, digest)
+                metrics = httpx.get(f"{front.url}/metrics", timeout=10, trust_env=False).text
+    assert 'registry_proxy_misses_total{kind="blob"}' in metrics
+    for prefix in ("tok", "mine"):
+        pulled = re.search(
+            rf'^registry_proxy_pulled_bytes_total\{{upstream="{prefix}"\}} (\S+)$', metrics, re.M
+        )
+        assert pulled is not None and float(pulled.group(1)) > 0, metrics
