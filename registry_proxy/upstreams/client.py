@@ -182,6 +182,16 @@ class UpstreamClient:
             content_length(response),
         )
 
+    async def head_blob(self, name: str, digest: str) -> int | None:
+        """Whether the upstream has the blob in that repository (UpstreamNotFound if not);
+        its size if it says."""
+        url = self._url(name, "blobs", str(Digest.parse(digest)))
+        with network_errors(describe(url), self._timeout):
+            async with asyncio.timeout(self._timeout):
+                response = await self._exchange("HEAD", url, name, {})
+                await response.aclose()
+        return content_length(response)
+
     @contextlib.asynccontextmanager
     async def open_blob(self, name: str, digest: str) -> AsyncIterator[UpstreamBlob]:
         url = self._url(name, "blobs", str(Digest.parse(digest)))

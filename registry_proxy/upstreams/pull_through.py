@@ -234,6 +234,13 @@ class PullThrough:
             return None
         key = (routed.local, digest)
         fetch = self._fetches.get(key)
+        if fetch is None and await storage.blobs.stat(digest) is not None:
+            # Stored already, for another repository: once the upstream says this one has
+            # it too (or a pull could reach what its repository does not hold), link it.
+            await routed.upstream.client.head_blob(routed.remote, str(digest))
+            await storage.blobs.link(routed.local, digest)
+            self._counts.proxy_hit("blob")
+            return None
         if fetch is None:
             self._counts.proxy_miss("blob")
             fetch = self._start(routed, digest, listen=stream)

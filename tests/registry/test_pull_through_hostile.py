@@ -293,3 +293,27 @@ def test_a_cached_tag_is_served_stale_with_a_warning_while_the_upstream_fails(
     upstream.answer = lambda seen: Answer(404, {}, b"")
     gone = ours.get("/v2/up/team/app/manifests/v1", headers=headers)
     assert (gone.status_code, _error(gone)) == (404, "MANIFEST_UNKNOWN")
+
+
+def test_a_blob_stored_for_one_repository_is_linked_for_another_once_the_upstream_has_it(
+    ours: TestClient, upstream: FakeUpstream, mint: Mint
+) -> None:
+    upstream.answer = lambda seen: Answer(200, {}, BLOB)
+    first = ours.get(
+        f"/v2/up/team/one/blobs/{BLOB_DIGEST}", headers=mint("repository:up/team/one:pull")
+    )
+    assert first.status_code == 200 and first.content == BLOB
+    upstream.seen.clear()
+    second = ours.get(
+        f"/v2/up/team/two/blobs/{BLOB_DIGEST}", headers=mint("repository:up/team/two:pull")
+    )
+    assert second.status_code == 200 and second.content == BLOB
+    assert [(s.method, s.path) for s in upstream.seen] == [
+        ("HEAD", f"/v2/team/two/blobs/{BLOB_DIGEST}")
+    ]
+    # A repository the upstream does not hold it in gets nothing of what another one holds.
+    upstream.answer = lambda seen: Answer(404, {}, b"")
+    third = ours.get(
+        f"/v2/up/team/three/blobs/{BLOB_DIGEST}", headers=mint("repository:up/team/three:pull")
+    )
+    assert (third.status_code, _error(third)) == (404, "BLOB_UNKNOWN")
