@@ -97,6 +97,9 @@ class _Fetch:
         queue = self.listener
         if queue is None:
             return
+        if not queue.full():  # the usual case: no timer, no task
+            queue.put_nowait(piece)
+            return
         try:
             await asyncio.wait_for(queue.put(piece), SLOW_CLIENT)
         except TimeoutError:
