@@ -182,6 +182,18 @@ async def test_callers_at_once_share_one_run(
     assert len(helper.runs()) == 1
 
 
+async def test_with_a_lifetime_of_zero_callers_at_once_still_share_the_run_under_way(
+    helper: HelperScript, guard: LeakGuard
+) -> None:
+    helper.behave(secret=SECRET, delay=0.5)
+    source = ExecCredentials(helper.command(), "http://127.0.0.1:1", lifetime=0)
+    got = await asyncio.gather(*(source() for _ in range(8)))
+    assert got == [Credentials(USER, SECRET)] * 8
+    assert len(helper.runs()) == 1
+    assert await source() == Credentials(USER, SECRET)
+    assert len(helper.runs()) == 2  # nothing kept once it ended
+
+
 # -- a refused secret ---------------------------------------------------------------
 
 
