@@ -5,9 +5,9 @@ scope, or with Basic once the upstream asked for it; a 401 is answered once
 (`tokens.py` for `Bearer`, the credentials for `Basic`) and a second one is
 `UpstreamDenied`, unless it refused credentials its `CredentialSource` can
 renew (`credentials.py`): then they are asked for once more and sent once
-more, so one request runs a credential helper again at most once. Only a 401 from the upstream's own origin is
-answered: a challenge from a host it redirected to would send our
-credentials where the upstream pointed. Redirects are followed by hand
+more, so one request runs a credential helper again at most once. Only a
+401 from the upstream's own origin is answered: a challenge from a host it
+redirected to would send our credentials where the upstream pointed. Redirects are followed by hand
 (`redirects.py`), with `Authorization` for the upstream's origin only.
 
 Everything is bounded: one pooled `httpx.AsyncClient` that reads no

@@ -99,11 +99,10 @@ def accepting(*secrets: str) -> Callable[[Seen], Answer]:
 
 
 def client_of(
-    upstream: FakeUpstream, helper: HelperScript, lifetime: float | None, **options: float
+    upstream: FakeUpstream, helper: HelperScript, lifetime: float | None
 ) -> UpstreamClient:
-    source = ExecCredentials(
-        helper.command("--registry", "an upstream"), upstream.origin, lifetime=lifetime, **options
-    )
+    command = helper.command("--registry", "an upstream")
+    source = ExecCredentials(command, upstream.origin, lifetime=lifetime)
     return UpstreamClient(upstream.origin, credentials=source, timeout=15)
 
 
