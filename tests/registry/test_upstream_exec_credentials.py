@@ -455,3 +455,27 @@ def test_our_registry_pulls_with_the_helper_s_credentials(
         assert other.status_code == 503 and other.json()["errors"][0]["code"] == "UNAVAILABLE"
         assert guard.found_in(other.text) == []
         assert len(helper.runs()) == 2  # refused, the helper was asked again, and failed
+
+
+def test_a_tag_cached_is_served_stale_while_the_helper_fails(
+    upstream: FakeUpstream,
+    helper: HelperScript,
+    storage_root: Path,
+    keys_dir: Path,
+    mint: Mint,
+    guard: LeakGuard,
+) -> None:
+    upstream.answer = accepting(SECRET)
+    exec_ = {"command": helper.command(), "lifetime": 0}
+    section = {"prefix": "up", "url": upstream.origin, "exec": exec_, "ttl": "1s"}
+    with _registry(storage_root, keys_dir, upstreams=[section]) as ours:
+        headers = mint("repository:up/team/app:pull")
+        first = ours.get("/v2/up/team/app/manifests/v1", headers=headers)
+        assert first.status_code == 200 and first.content == MANIFEST, first.text
+        helper.behave("fail", secret=SECRET)
+        runs = len(helper.runs())
+        time.sleep(1.2)  # past the tag's ttl: the upstream is asked, the helper fails
+        stale = ours.get("/v2/up/team/app/manifests/v1", headers=headers)
+        assert stale.status_code == 200 and stale.content == MANIFEST
+        assert "110" in stale.headers.get("warning", ""), stale.headers
+        assert len(helper.runs()) == runs + 1  # it was asked, and failed
