@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.exec_helper import HelperScript
 from tests.support.images import write_oci_index_layout, write_oci_layout
 from tests.support.peers import Dockerd, GoRegistry, Skopeo, short_tempdir
 from tests.support.podman import Podman
@@ -319,6 +320,66 @@ def test_a_gateway_stores_nothing(tmp_path: Path, tokens: TokenServer) -> None:
         for digest in image.layer_digests:
             assert _blob(dst, digest) == _blob(src, digest)
         assert _stored_blobs(registry) == set()
+
+
+# --- credentials from a docker credential helper (exec) -----------------------------------
+
+
+def _helper(work: Path) -> HelperScript:
+    """A helper answering the upstream's htpasswd user, as a secret store would."""
+    helper = HelperScript(work / "helper")
+    helper.behave(username=UPSTREAM_USER[0], secret=UPSTREAM_USER[1])
+    return helper
+
+
+def test_images_pull_through_with_credentials_from_a_helper(
+    tmp_path: Path, tokens: TokenServer
+) -> None:
+    helper = _helper(tmp_path)
+    exec_ = {"command": helper.command("--profile", "upstream"), "lifetime": "1h"}
+    with upstream_registry(tmp_path / "up") as upstream:
+        section = {"prefix": "up", "url": upstream.registry.url, "exec": exec_}
+        with ours(tmp_path, tokens, [section]) as registry:
+            src = tmp_path / "src"
+            image = write_oci_layout(src, tag="v1", layers=3, seed="pt-exec")
+            upstream.push(src, "team/app:v1")
+            dst = tmp_path / "dst"
+            _copy_out(Skopeo(tmp_path), f"docker://{registry.addr}/up/team/app:v1", dst)
+            assert _blob(dst, image.manifest_digest) == image.manifest
+            for digest in [image.config_digest, *image.layer_digests]:
+                assert _blob(dst, digest) == _blob(src, digest)
+            runs = helper.runs()
+            assert len(runs) == 1  # kept for its lifetime across the whole pull
+            assert runs[0]["argv"] == ["--profile", "upstream", "get"]
+            assert runs[0]["server"] == upstream.registry.url
+            assert UPSTREAM_USER[1] not in registry.log_text()
+
+
+def test_the_go_registry_proxy_section_with_exec(tmp_path: Path, tokens: TokenServer) -> None:
+    helper = _helper(tmp_path)
+    with upstream_registry(tmp_path / "up") as upstream:
+        proxy = {"remoteurl": upstream.registry.url, "exec": {"command": helper.command()}}
+        with RegistryProxy(
+            tmp_path / "ours", tokens.registry_auth(), extra={"proxy": proxy}
+        ) as registry:
+            src = tmp_path / "src"
+            image = write_oci_layout(src, tag="v1", layers=2, seed="pt-exec-proxy")
+            upstream.push(src, "team/app:v1")
+            skopeo = Skopeo(tmp_path)
+            # Every name is the upstream's, as itself.
+            dst = tmp_path / "dst"
+            _copy_out(skopeo, f"docker://{registry.addr}/team/app:v1", dst)
+            assert _blob(dst, image.manifest_digest) == image.manifest
+            for digest in image.layer_digests:
+                assert _blob(dst, digest) == _blob(src, digest)
+            assert len(helper.runs()) == 1  # no lifetime: run once
+            pushed = skopeo(
+                "copy", "--dest-tls-verify=false", "--dest-creds", _creds(ROOT),
+                f"oci:{src}:v1", f"docker://{registry.addr}/team/mine:v1", check=False,
+            )  # fmt: skip
+            assert pushed.returncode != 0
+            assert "unsupported" in pushed.stderr.lower() or "405" in pushed.stderr, pushed.stderr
+            assert UPSTREAM_USER[1] not in registry.log_text()
 
 
 # --- docker, podman, and containerd with ours as a mirror ----------------------------------
