@@ -126,6 +126,17 @@ def _copy_out(skopeo: Skopeo, ref: str, dst: Path, *options: str, check: bool = 
     )  # fmt: skip
 
 
+def pulled_sha256(url: str, auth: httpx.Auth) -> str:
+    """The SHA-256 (hex) of what a GET of `url` streams, once it answered 200."""
+    with httpx.Client(auth=auth, timeout=300, trust_env=False) as client:
+        digest = hashlib.sha256()
+        with client.stream("GET", url) as answer:
+            assert answer.status_code == 200, answer.read()
+            for piece in answer.iter_raw():
+                digest.update(piece)
+        return digest.hexdigest()
+
+
 def _creds(who: tuple[str, str]) -> str:
     return ":".join(who)
 
@@ -282,17 +293,8 @@ def test_concurrent_pulls_of_a_missing_blob_fetch_it_once(
         url = f"{registry.url}/v2/up/team/big/blobs/{layer}"
         auth = TokenAuth(*ROOT)
 
-        def pull(_: int) -> str:
-            with httpx.Client(auth=auth, timeout=120, trust_env=False) as client:
-                digest = hashlib.sha256()
-                with client.stream("GET", url) as answer:
-                    assert answer.status_code == 200, answer.read()
-                    for piece in answer.iter_raw():
-                        digest.update(piece)
-                return digest.hexdigest()
-
         with ThreadPoolExecutor(20) as pool:
-            assert set(pool.map(pull, range(20))) == {expected}
+            assert set(pool.map(lambda _: pulled_sha256(url, auth), range(20))) == {expected}
         fetched = [
             line for line in upstream.access() if f"/blobs/{layer}" in line and "GET" in line
         ]

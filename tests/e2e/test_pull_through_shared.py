@@ -16,7 +16,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.test_pull_through import ROOT, Upstream, _upstreams, upstream_registry
+from tests.e2e.test_pull_through import (
+    ROOT,
+    Upstream,
+    _upstreams,
+    pulled_sha256,
+    upstream_registry,
+)
 from tests.support.images import write_oci_layout
 from tests.support.registry_client import TokenAuth
 from tests.support.registry_proxy import RegistryProxy
@@ -88,14 +94,7 @@ def test_twenty_clients_on_two_instances_cause_one_upstream_fetch_each(
 
     def pull(i: int) -> str:
         instance = shared.instances[i % 2]
-        url = f"{instance.url}/v2/up/team/big/blobs/{layer}"
-        with httpx.Client(auth=auth, timeout=300, trust_env=False) as client:
-            digest = hashlib.sha256()
-            with client.stream("GET", url) as answer:
-                assert answer.status_code == 200, answer.read()
-                for piece in answer.iter_raw():
-                    digest.update(piece)
-            return digest.hexdigest()
+        return pulled_sha256(f"{instance.url}/v2/up/team/big/blobs/{layer}", auth)
 
     with ThreadPoolExecutor(20) as pool:
         assert set(pool.map(pull, range(20))) == {expected}
@@ -129,13 +128,7 @@ def test_an_instance_killed_mid_fetch_leaves_no_partial_blob(
         next(answer.iter_raw(1 * MB))
         first.kill()
     assert _blob_keys(shared, layer) == []
-    with httpx.Client(auth=auth, timeout=120, trust_env=False) as client:
-        digest = hashlib.sha256()
-        with client.stream("GET", f"{second.url}/v2/up/team/big/blobs/{layer}") as answer:
-            assert answer.status_code == 200
-            for piece in answer.iter_raw():
-                digest.update(piece)
-    assert digest.hexdigest() == expected
+    assert pulled_sha256(f"{second.url}/v2/up/team/big/blobs/{layer}", auth) == expected
     # Stored once the fetch's commit is done, a moment after the last byte went out.
     deadline = time.monotonic() + 20
     while not _blob_keys(shared, layer) and time.monotonic() < deadline:

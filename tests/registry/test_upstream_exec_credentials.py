@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
-import json
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -29,6 +27,7 @@ from registry_proxy.upstreams.credentials import Credentials
 from registry_proxy.upstreams.exec_credentials import ExecCredentials
 from tests.conftest import LeakGuard
 from tests.registry.conftest import Mint, token_auth
+from tests.registry.test_pull_through_hostile import MANIFEST, MANIFEST_DIGEST, OCI
 from tests.support.exec_helper import HelperScript
 from tests.support.fake_upstream import Answer, FakeUpstream, Seen
 
@@ -36,20 +35,7 @@ pytestmark = pytest.mark.anyio
 
 NAME = "library/app"
 USER, SECRET, ROTATED = "puller", "helper-secret-4d1f", "helper-rotated-9a2c"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-MANIFEST = json.dumps(
-    {
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {
-            "mediaType": "application/vnd.oci.image.config.v1+json",
-            "digest": "sha256:" + "a" * 64,
-            "size": 2,
-        },
-        "layers": [],
-    }
-).encode()
-MANIFEST_DIGEST = "sha256:" + hashlib.sha256(MANIFEST).hexdigest()
+OCI_MANIFEST = OCI
 
 
 def basic(secret: str, user: str = USER) -> str:
