@@ -41,6 +41,12 @@ async def get_blob(request: Request) -> Response:
         if streamed is not None:
             return streamed
     size = await storage.blobs.linked(name, digest)
+    if size is None and routed is not None:
+        # Unlinked by `registry-proxy gc` since it was found: fetched again.
+        streamed = await _from_upstream(request, svc, routed, digest)
+        if streamed is not None:
+            return streamed
+        size = await storage.blobs.linked(name, digest)
     if size is None:
         raise RegistryError("BLOB_UNKNOWN", {"digest": str(digest)})
     if svc.redirect and request.method == "GET":
