@@ -33,6 +33,7 @@ from registry_proxy.reference import Digest, InvalidDigest, is_digest
 from registry_proxy.storage import Storage
 from registry_proxy.storage.cache_uses import LAYER, MANIFEST, CacheUses
 from registry_proxy.storage.errors import ManifestUnknown
+from registry_proxy.storage.manifests import served_media_type
 from registry_proxy.storage.schema import (
     DOCKER_LIST,
     DOCKER_MANIFEST,
@@ -219,7 +220,8 @@ class PullThrough:
             fetched.media_type or None,
             references_elsewhere=True,
         )
-        return await self._stored(routed.local, str(digest))
+        # As stored, but not read back: `gc` may have removed it already.
+        return ServedManifest(fetched.body, served_media_type(fetched.body), digest)
 
     async def _hit(self, routed: Routed, served: ServedManifest) -> ServedManifest:
         self._counts.proxy_hit("manifest")
