@@ -17,6 +17,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from starlette.testclient import TestClient
 
 from registry_proxy.app import create_app
 from registry_proxy.cli import main
-from registry_proxy.config import Config
+from registry_proxy.config import Config, load_config
 from registry_proxy.reference import Digest
 from registry_proxy.storage import Storage
 from registry_proxy.storage.cache_expiry import expire_and_evict
@@ -163,7 +164,6 @@ def stacked(
     upstream: FakeUpstream, storage_root: Path, keys_dir: Path, tmp_path: Path, mint: Mint
 ) -> Iterator[Any]:
     """`with stacked(ttl="2s", max_bytes=...) as stack:` ours in front of the upstream."""
-    from contextlib import contextmanager
 
     @contextmanager
     def make(**settings: Any) -> Iterator[Stack]:
@@ -194,14 +194,13 @@ def _store_local(root: Path, repo: str, local: Image) -> None:
     asyncio.run(push())
 
 
-def _collect(root: Path, stack_config: Path, now: dt.datetime, max_bytes: int | None = None) -> Any:
+def _collect(root: Path, config_file: Path, now: dt.datetime) -> Any:
     """The collection `gc` runs, at `now`, on a storage object of its own."""
-    from registry_proxy.config import load_config
 
     async def run() -> Any:
         storage = Storage(FilesystemDriver(root))
-        names = ConfiguredNames.of(load_config(stack_config))
-        report = await expire_and_evict(storage, names, max_bytes, now)
+        names = ConfiguredNames.of(load_config(config_file))
+        report = await expire_and_evict(storage, names, None, now)
         await collect(storage)
         return report
 
@@ -414,3 +413,21 @@ def test_max_bytes_is_a_count_of_bytes(keys_dir: Path) -> None:
     config = Config.model_validate({**base, "storage": {"proxycache": {"max_bytes": 10}}})
     assert config.storage.proxycache.max_bytes == 10
     assert Config.model_validate(base).storage.proxycache.max_bytes is None
+
+
+def test_the_configured_names_are_the_upstreams_with_their_ttl(keys_dir: Path) -> None:
+    base = {"auth": token_auth(keys_dir)}
+    upstreams = [
+        {"prefix": "hub", "url": "http://127.0.0.1:1", "ttl": "1h"},
+        {"prefix": "hub/deep", "url": "http://127.0.0.1:2", "ttl": "0"},
+        {"prefix": "gw", "url": "http://127.0.0.1:3", "cache": False},
+    ]
+    names = ConfiguredNames.of(Config.model_validate({**base, "upstreams": upstreams}))
+    assert names.owns("hub/alpine") and names.owns("hub") and names.owns("gw/x")
+    assert not names.owns("hubble/x") and not names.owns("mine/app")
+    assert names.ttl("hub/alpine") == dt.timedelta(hours=1)
+    assert names.ttl("hub/deep/x") is None  # the longest prefix decides, as routing does
+    proxy = {**base, "proxy": {"remoteurl": "http://127.0.0.1:1", "ttl": "3h"}}
+    everything = ConfiguredNames.of(Config.model_validate(proxy))
+    assert everything.owns("any/name") and everything.ttl("x") == dt.timedelta(hours=3)
+    assert not ConfiguredNames.of(Config.model_validate(base))
