@@ -121,18 +121,18 @@ async def expire_and_evict(
             expired_bytes += drop(unit)
     evicted: list[_Unit] = []
     evicted_bytes = 0
+    gone = {id(unit) for unit in expired}
     if max_bytes is not None:
         total = sum(sizes[d] for d, count in held.items() if count > 0)
-        gone = {id(unit) for unit in expired}
         for unit in sorted((u for u in units if id(u) not in gone), key=_Unit.order):
             if total <= max_bytes:
                 break
             evicted.append(unit)
+            gone.add(id(unit))
             freed = drop(unit)
             total -= freed
             evicted_bytes += freed
-    removed = expired + evicted
-    kept = [unit for unit in units if all(unit is not r for r in removed)]
+    kept = [unit for unit in units if id(unit) not in gone]
     counted = [
         await _remove(storage, list(group), kept, dry_run, progress, why)
         for group, why in ((expired, "expired"), (evicted, "evicted"))
