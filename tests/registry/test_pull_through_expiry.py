@@ -14,6 +14,7 @@ import asyncio
 import datetime as dt
 import hashlib
 import json
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -431,3 +432,29 @@ def test_the_configured_names_are_the_upstreams_with_their_ttl(keys_dir: Path) -
     everything = ConfiguredNames.of(Config.model_validate(proxy))
     assert everything.owns("any/name") and everything.ttl("x") == dt.timedelta(hours=3)
     assert not ConfiguredNames.of(Config.model_validate(base))
+
+
+def test_a_collection_killed_half_way_is_finished_by_the_next(stacked: Any) -> None:
+    with stacked(ttl="1h") as stack:
+        remote = image("killed")
+        stack.served.images[("team/app", "v1")] = remote
+        stack.pull("team/app", "v1")
+        stack.pull("team/app", "v1")  # records its use
+        repo = stack.root / V2 / "repositories/up/team/app"
+        cache = stack.root / V2 / "_proxycache/up/team/app"
+        config, layer = (
+            json.loads(remote.manifest)["config"],
+            json.loads(remote.manifest)["layers"][0],
+        )
+        # Killed after deleting the revision and one layer's link, before their records.
+        shutil.rmtree(repo / "_manifests/revisions/sha256" / remote.digest.removeprefix("sha256:"))
+        shutil.rmtree(repo / "_layers/sha256" / config["digest"].removeprefix("sha256:"))
+        assert (
+            cache / "_layers/sha256" / config["digest"].removeprefix("sha256:") / "used"
+        ).exists()
+
+        _collect(stack.root, stack.config_file, dt.datetime.now(dt.UTC) + dt.timedelta(hours=2))
+        assert not {remote.digest, *remote.blobs} & stack.stored()
+        assert not list(cache.rglob("used"))
+        assert not (repo / "_layers/sha256" / layer["digest"].removeprefix("sha256:")).exists()
+        assert stack.pull("team/app", "v1") == {remote.digest: remote.manifest, **remote.blobs}
