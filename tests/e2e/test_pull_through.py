@@ -150,6 +150,14 @@ def _stored_blobs(registry: RegistryProxy) -> set[str]:
     return {f"sha256:{p.parent.name}" for p in root.glob("*/*/data")} if root.exists() else set()
 
 
+def _stored_soon(registry: RegistryProxy, digests: set[str]) -> None:
+    """A fetch is committed to storage just after its first client has the last byte."""
+    deadline = time.monotonic() + 10
+    while not digests <= _stored_blobs(registry) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert digests <= _stored_blobs(registry)
+
+
 def _inspect(skopeo: Skopeo, ref: str, who: tuple[str, str] = ROOT, **kw: Any) -> Any:
     return skopeo("inspect", "--raw", "--tls-verify=false", "--creds", _creds(who), ref, **kw)
 
@@ -249,6 +257,49 @@ def test_a_tag_moved_upstream_is_seen_after_ttl_and_not_before(
         upstream.registry.stop()
         time.sleep(6.5)
         assert _inspect(skopeo, ref).stdout.encode() == second.manifest
+
+
+def test_cached_content_expires_by_ttl_gc_removes_it_and_the_next_pull_fetches_it_again(
+    tmp_path: Path, tokens: TokenServer
+) -> None:
+    with pulling_through(tmp_path, tokens, ttl="2s") as (upstream, registry, skopeo):
+        src = tmp_path / "src"
+        image = write_oci_layout(src, tag="v1", layers=2, seed="pt-expiry")
+        upstream.push(src, "team/app:v1")
+        local = write_oci_layout(tmp_path / "local", tag="v1", layers=1, seed="pt-expiry-mine")
+        skopeo(
+            "copy", "--dest-tls-verify=false", "--dest-creds", _creds(SKY),
+            f"oci:{tmp_path / 'local'}:v1", f"docker://{registry.addr}/sky/app:v1",
+        )  # fmt: skip
+        ref = f"docker://{registry.addr}/up/team/app:v1"
+        _copy_out(skopeo, ref, tmp_path / "dst")
+        cached = {image.manifest_digest, image.config_digest, *image.layer_digests}
+        _stored_soon(registry, cached)
+
+        time.sleep(2.5)
+        done = registry.gc()
+        assert done.returncode == 0, done.stderr
+        assert "unlinked 1 manifests and 3 layers of upstream content expired" in done.stdout
+        stored = _stored_blobs(registry)
+        assert not cached & stored
+        assert {local.manifest_digest, local.config_digest, *local.layer_digests} <= stored
+
+        again = tmp_path / "again"
+        _copy_out(skopeo, ref, again)
+        assert _blob(again, image.manifest_digest) == image.manifest
+        for digest in [image.config_digest, *image.layer_digests]:
+            assert _blob(again, digest) == _blob(src, digest)
+        # Fetched from the upstream again, not found somewhere here.
+        layer = image.layer_digests[0]
+        gets = [
+            line
+            for line in upstream.access()
+            if f"/blobs/{layer}" in line
+            and "GET" in line
+            and ("status=200" in line or '"http.response.status":200' in line)
+        ]
+        assert len(gets) == 2, gets
+        _stored_soon(registry, cached)
 
 
 def test_bytes_altered_upstream_are_refused_and_not_stored(
