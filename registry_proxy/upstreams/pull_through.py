@@ -32,7 +32,7 @@ from typing import Protocol
 from registry_proxy.reference import Digest, InvalidDigest, is_digest
 from registry_proxy.storage import Storage
 from registry_proxy.storage.cache_uses import LAYER, MANIFEST, CacheUses
-from registry_proxy.storage.errors import ManifestUnknown
+from registry_proxy.storage.errors import BlobUnknown, ManifestUnknown
 from registry_proxy.storage.manifests import served_media_type
 from registry_proxy.storage.schema import (
     DOCKER_LIST,
@@ -251,11 +251,7 @@ class PullThrough:
             return None
         key = (routed.local, digest)
         fetch = self._fetches.get(key)
-        if fetch is None and await storage.blobs.stat(digest) is not None:
-            # Stored already, for another repository: once the upstream says this one has
-            # it too (or a pull could reach what its repository does not hold), link it.
-            await routed.upstream.client.head_blob(routed.remote, str(digest))
-            await storage.blobs.link(routed.local, digest)
+        if fetch is None and await self._linked_from_elsewhere(routed, digest):
             self._counts.proxy_hit("blob")
             return None
         if fetch is None:
@@ -272,6 +268,18 @@ class PullThrough:
         if fetch.failed is not None:
             raise fetch.failed
         return None
+
+    async def _linked_from_elsewhere(self, routed: Routed, digest: Digest) -> bool:
+        """Stored already, for another repository: linked here once the upstream says this
+        repository has it too (else a pull could reach what its repository does not hold)."""
+        if await self._storage.blobs.stat(digest) is None:
+            return False
+        await routed.upstream.client.head_blob(routed.remote, str(digest))
+        try:
+            await self._storage.blobs.link(routed.local, digest)
+        except BlobUnknown:  # swept by a gc in between: fetched after all
+            return False
+        return True
 
     def _start(self, routed: Routed, digest: Digest, *, listen: bool) -> _Fetch:
         fetch = _Fetch(listener=asyncio.Queue(QUEUED_PIECES) if listen else None)
