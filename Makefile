@@ -54,6 +54,7 @@ bench: install peers
 	$(PY) bench/token_bench.py
 	$(PY) bench/blob_bench.py
 	$(PY) bench/blob_bench.py --s3 --size 512MiB --repeat 4 --levels 16
+	$(PY) bench/blob_bench.py --proxy
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache

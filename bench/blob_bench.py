@@ -43,6 +43,12 @@ plus the copy's, and how much of that ours reached; on S3 the 2x upload target
 is the monolithic (one-PATCH) upload's, which is how docker, skopeo and podman
 push and which commits without a copy. `make bench` runs
 `--s3 --size 512MiB --repeat 4 --levels 16`.
+
+With --proxy both registries are pull-through caches of one upstream (the Go
+registry without auth): the upstream's own download rate, a miss, a hit and
+16 clients at once through each, and the bytes the upstream sent; see
+bench/proxy_bench.py, which holds that mode. `make bench` runs `--proxy`
+(512 MiB layers, 4 rounds).
 """
 
 from __future__ import annotations
@@ -176,8 +182,8 @@ def with_digest(location: str, digest: str) -> httpx.URL:
     return httpx.URL(location).copy_add_param("digest", digest)
 
 
-def start_upload(http: httpx.Client) -> str:
-    started = http.post(f"/v2/{REPO}/blobs/uploads/")
+def start_upload(http: httpx.Client, repo: str = REPO) -> str:
+    started = http.post(f"/v2/{repo}/blobs/uploads/")
     if started.status_code != 202:
         raise SystemExit(f"POST upload: {started.status_code} {started.text}")
     location: str = started.headers["location"]
@@ -189,8 +195,8 @@ def check_created(response: httpx.Response, blob: Blob) -> None:
         raise SystemExit(f"PUT upload: {response.status_code} {response.text[:300]}")
 
 
-def upload_monolithic(http: httpx.Client, blob: Blob) -> None:
-    location = start_upload(http)
+def upload_monolithic(http: httpx.Client, blob: Blob, repo: str = REPO) -> None:
+    location = start_upload(http, repo)
     done = http.put(
         with_digest(location, blob.digest),
         content=cast(Iterator[bytes], blob.pieces()),
@@ -218,23 +224,34 @@ def upload_chunked(http: httpx.Client, blob: Blob, chunk: int) -> None:
     check_created(http.put(with_digest(location, blob.digest)), blob)
 
 
-def download_curl(curl: str, url: str, token: str, blob: Blob) -> None:
+def curl_get(curl: str, url: str, token: str | None, headers: Path) -> list[str]:
+    """curl's argv to GET `url`, body discarded, headers dumped into `headers`; prints the size."""
+    auth = [] if token is None else ["-H", f"Authorization: Bearer {token}"]
+    return [curl, "-sS", "--fail", "-o", "/dev/null", "-D", str(headers),
+            "-w", "%{size_download}", *auth, url]  # fmt: skip
+
+
+def check_download(code: int, out: str, err: str, headers: Path, blob: Blob) -> None:
+    """A curl GET of `blob` (see curl_get) got all its bytes and the digest header."""
+    if code != 0 or int(out or 0) != blob.size:
+        raise SystemExit(f"curl GET blob: exit {code}, {out} bytes: {err}")
+    dumped = headers.read_text().lower()
+    if f"docker-content-digest: {blob.digest}" not in dumped:
+        raise SystemExit(f"curl GET blob: no digest header in {dumped}")
+
+
+def download_curl(curl: str, url: str, token: str | None, blob: Blob, repo: str = REPO) -> None:
     """GET the blob with curl, body discarded; checks the size and the digest header."""
     with tempfile.NamedTemporaryFile("w+", suffix=".headers", dir="/tmp") as headers:
+        path = Path(headers.name)
         out = subprocess.run(
-            [curl, "-sS", "--fail", "-o", "/dev/null", "-D", headers.name,
-             "-w", "%{size_download}", "-H", f"Authorization: Bearer {token}",
-             f"{url}/v2/{REPO}/blobs/{blob.digest}"],
+            curl_get(curl, f"{url}/v2/{repo}/blobs/{blob.digest}", token, path),
             capture_output=True,
             text=True,
             timeout=600,
             check=False,
-        )  # fmt: skip
-        dumped = headers.read().lower()
-    if out.returncode != 0 or int(out.stdout or 0) != blob.size:
-        raise SystemExit(f"curl GET blob: exit {out.returncode}, {out.stdout} bytes: {out.stderr}")
-    if f"docker-content-digest: {blob.digest}" not in dumped:
-        raise SystemExit(f"curl GET blob: no digest header in {dumped}")
+        )
+        check_download(out.returncode, out.stdout, out.stderr, path, blob)
 
 
 def run_wrk(wrk: str, url: str, token: str, concurrency: int, seconds: int, budget: int) -> float:
@@ -588,7 +605,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--size", type=parse_size, default=1024 * MiB, help="blob size (1GiB)")
+    parser.add_argument(
+        "--size", type=parse_size, help="blob size (1GiB; with --proxy the layer's, 512MiB)"
+    )
     parser.add_argument("--chunk", type=parse_size, default=64 * MiB, help="PATCH size (64MiB)")
     parser.add_argument("--repeat", type=int, default=4, help=f"blob rounds (<= {MAX_REPEAT})")
     parser.add_argument("--levels", type=lambda s: [int(x) for x in s.split(",")], default=[16, 64])
@@ -598,14 +617,27 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, help="py-spy registry_proxy into this directory")
     parser.add_argument("--native", action="store_true", help="py-spy with C frames (pauses it)")
     parser.add_argument("--s3", action="store_true", help="both registries on one Swift's S3 API")
+    parser.add_argument(
+        "--proxy", action="store_true", help="pull-through: both in front of one upstream"
+    )
     args = parser.parse_args()
+    if args.proxy and args.s3:
+        parser.error("--proxy runs on the filesystem: no --s3")
+    if args.size is None:
+        args.size = (512 if args.proxy else 1024) * MiB
     args.seconds = max(1, min(args.seconds, MAX_WRK_SECONDS))
     args.repeat = max(1, min(args.repeat, MAX_REPEAT))
-    found = {name: shutil.which(name) for name in ("wrk", "hey", "curl")}
+    needed = ("curl",) if args.proxy else ("wrk", "hey", "curl")
+    found = {name: shutil.which(name) for name in needed}
     tools = {name: path for name, path in found.items() if path is not None}
     if len(tools) != len(found):
         missing = " ".join(sorted(set(found) - set(tools)))
         raise SystemExit(f"missing load generators: apt-get install {missing}")
+    if args.proxy:
+        import proxy_bench  # it imports this module's helpers
+
+        proxy_bench.run(args, tools["curl"])
+        return
     if args.profile is not None:
         args.profile.mkdir(parents=True, exist_ok=True)
 

@@ -6,10 +6,14 @@ import argparse
 import asyncio
 import datetime as dt
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from authcore.cli import CommandLine, config_file, run
 from registry_proxy.config import Config, ConfigError, load_config
+
+if TYPE_CHECKING:
+    from registry_proxy.storage import Storage
 
 __all__ = ["main"]
 
@@ -58,6 +62,7 @@ def cmd_gc(args: argparse.Namespace) -> None:
     def progress(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
+    _expire_cached(config, storage, args.dry_run, progress)
     report = asyncio.run(
         collect(
             storage,
@@ -84,13 +89,38 @@ def cmd_gc(args: argparse.Namespace) -> None:
     print(f"{verb} {len(purged.purged)} upload sessions older than {format_duration(age)}")
 
 
+def _expire_cached(
+    config: Config, storage: Storage, dry_run: bool, progress: Callable[[str], None]
+) -> None:
+    """Unlink upstream content past its `ttl`, then the least recently used past
+    `storage.proxycache.max_bytes`, for the sweep that follows to delete."""
+    from registry_proxy.storage.cache_expiry import expire_and_evict
+    from registry_proxy.upstreams.cached_names import ConfiguredNames
+
+    names = ConfiguredNames.of(config)
+    if not names:
+        return
+    now = dt.datetime.now(dt.UTC)
+    max_bytes = config.storage.proxycache.max_bytes
+    report = asyncio.run(
+        expire_and_evict(storage, names, max_bytes, now, dry_run=dry_run, progress=progress)
+    )
+    verb = "would unlink" if dry_run else "unlinked"
+    for what, removed in (("expired", report.expired), ("evicted", report.evicted)):
+        print(
+            f"{verb} {removed.manifests} manifests and {removed.layers} layers of upstream "
+            f"content {what} ({removed.bytes} bytes no upstream repository holds any more)"
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
     cli = CommandLine("registry-proxy", __doc__, "REGISTRY_PROXY_CONFIG")
     cli.command("serve", cmd_serve, "run the registry")
     gc = cli.command(
         "gc",
         cmd_gc,
-        "delete blobs no manifest references, and upload sessions older than "
+        "unlink upstream content past its ttl or storage.proxycache.max_bytes, delete "
+        "blobs no manifest references, and upload sessions older than "
         "storage.maintenance.uploadpurging.age",
     )
     gc.add_argument("--dry-run", action="store_true", help="report, change nothing")

@@ -110,6 +110,12 @@ class MaintenanceConfig(_Section):
     readonly: ReadOnlyConfig = ReadOnlyConfig()
 
 
+class ProxyCacheConfig(_Section):
+    # Bytes the upstreams' cached blobs may add up to after `registry-proxy gc`; unset: no
+    # bound. Past it gc unlinks the least recently used upstream content first.
+    max_bytes: int | None = Field(default=None, ge=0)
+
+
 class StorageConfig(_Section):
     filesystem: FilesystemConfig | None = None
     s3: S3Settings | None = None
@@ -117,6 +123,7 @@ class StorageConfig(_Section):
     delete: DeleteConfig = DeleteConfig()
     redirect: RedirectConfig = RedirectConfig()
     maintenance: MaintenanceConfig = MaintenanceConfig()
+    proxycache: ProxyCacheConfig = ProxyCacheConfig()
 
     @model_validator(mode="after")
     def _one_driver(self) -> StorageConfig:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
@@ -20,6 +23,7 @@ from registry_proxy.routes.common import (
 from registry_proxy.routes.ranges import RangeNotSatisfiable, byte_range
 from registry_proxy.routes.upstream import pulled_blob, upstream_of
 from registry_proxy.services import Services
+from registry_proxy.storage.errors import BlobUnknown
 from registry_proxy.upstreams.pull_through import BlobStream
 from registry_proxy.upstreams.routing import Routed
 
@@ -35,13 +39,29 @@ async def get_blob(request: Request) -> Response:
         name = routed.local
     await authorize(request, pull(name))
     svc = services(request)
-    storage = svc.storage
-    if routed is not None:
+    if routed is None:
+        return await _stored_blob(request, svc, name, digest, started=False)
+    # Twice: `registry-proxy gc` may remove the blob between finding it and reading it;
+    # then it is fetched again.
+    for _attempt in range(2):
         streamed = await _from_upstream(request, svc, routed, digest)
         if streamed is not None:
             return streamed
+        with contextlib.suppress(BlobUnknown):
+            return await _stored_blob(request, svc, name, digest, started=True)
+    raise RegistryError("BLOB_UNKNOWN", {"digest": str(digest)})
+
+
+async def _stored_blob(
+    request: Request, svc: Services, name: str, digest: Digest, *, started: bool
+) -> Response:
+    """The blob from storage; with `started`, its first bytes are read before answering, so
+    a blob gone meanwhile is `BlobUnknown` here rather than an answer cut short."""
+    storage = svc.storage
     size = await storage.blobs.linked(name, digest)
     if size is None:
+        if started:
+            raise BlobUnknown(digest)
         raise RegistryError("BLOB_UNKNOWN", {"digest": str(digest)})
     if svc.redirect and request.method == "GET":
         url = await storage.blobs.redirect_url(digest, REDIRECT_SECONDS)
@@ -82,7 +102,21 @@ async def get_blob(request: Request) -> Response:
     # A whole blob is read to its end, not as a range: a store may serve the
     # whole object faster (Swift does, for a multipart object).
     chunks = storage.blobs.open(digest, start, end) if status == 206 else storage.blobs.open(digest)
+    if started:
+        chunks = await _started(chunks)
     return StreamingResponse(chunks, status_code=status, headers=headers)
+
+
+async def _started(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """`chunks` with its first piece read already (and given first)."""
+    first = await anext(chunks, b"")
+
+    async def rest() -> AsyncIterator[bytes]:
+        yield first
+        async for piece in chunks:
+            yield piece
+
+    return rest()
 
 
 async def _from_upstream(

@@ -21,7 +21,10 @@ def upstream_of(request: Request, name: str) -> Routed | None:
     A name under an upstream's prefix that its `repositories` leave out is
     unknown: nothing is asked of the upstream for it.
     """
-    routed = services(request).upstreams.route(name, request.query_params.get("ns"))
+    upstreams = services(request).upstreams
+    if not upstreams:  # the usual registry: nothing to parse or look up
+        return None
+    routed = upstreams.route(name, request.query_params.get("ns"))
     if routed is not None and not routed.upstream.allows(routed.remote):
         raise RegistryError("NAME_UNKNOWN", {"name": name[:300]})
     return routed

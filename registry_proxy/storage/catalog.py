@@ -39,24 +39,30 @@ class Catalog:
 
 
 async def walk_repositories(
-    driver: StorageDriver, markers: Collection[str], after: str | None = None
+    driver: StorageDriver,
+    markers: Collection[str],
+    after: str | None = None,
+    root: str = paths.REPOSITORIES,
 ) -> AsyncGenerator[str, None]:
     """Repository names in catalog order, strictly after `after` if given.
 
-    A directory counts as a repository when it holds one of `markers`.
+    A directory counts as a repository when it holds one of `markers`. `root`: another
+    tree laid out by repository name (the cache's bookkeeping).
     """
     bound = tuple(after.split("/")) if after is not None else None
     try:
-        children = await driver.list(paths.REPOSITORIES)
+        children = await driver.list(root)
     except FileNotFound:
         return
-    async with contextlib.aclosing(_walk(driver, (), children, markers, bound)) as names:
+    walk = _walk(driver, root, (), children, markers, bound)
+    async with contextlib.aclosing(walk) as names:
         async for name in names:
             yield name
 
 
 async def _walk(
     driver: StorageDriver,
+    root: str,
     prefix: tuple[str, ...],
     children: list[str],
     markers: Collection[str],
@@ -74,9 +80,11 @@ async def _walk(
         if bound is not None and path < bound[: len(path)]:
             continue
         try:
-            grandchildren = await driver.list(f"{paths.REPOSITORIES}/{'/'.join(path)}")
+            grandchildren = await driver.list(f"{root}/{'/'.join(path)}")
         except FileNotFound:
             continue  # A file, or removed while we walk.
-        async with contextlib.aclosing(_walk(driver, path, grandchildren, markers, bound)) as names:
+        async with contextlib.aclosing(
+            _walk(driver, root, path, grandchildren, markers, bound)
+        ) as names:
             async for name in names:
                 yield name

@@ -16,7 +16,7 @@ from registry_proxy.storage import paths
 from registry_proxy.storage.catalog import walk_repositories
 from registry_proxy.storage.driver import FileNotFound, StorageDriver
 from registry_proxy.storage.errors import ManifestUnknown, NameUnknown
-from registry_proxy.storage.revisions import list_revisions, read_revision
+from registry_proxy.storage.revisions import children, list_revisions, read_revision
 from registry_proxy.storage.schema import ManifestInfo, decode, parse, stored_media_type
 
 if TYPE_CHECKING:
@@ -128,9 +128,9 @@ async def _kept(storage: Storage, repo: str, manifests: dict[Digest, ManifestInf
 
 
 async def _stored_blobs(driver: StorageDriver) -> AsyncIterator[tuple[Digest, int]]:
-    for algorithm in await _children(driver, paths.BLOBS):
-        for prefix in await _children(driver, f"{paths.BLOBS}/{algorithm}"):
-            for encoded in await _children(driver, f"{paths.BLOBS}/{algorithm}/{prefix}"):
+    for algorithm in await children(driver, paths.BLOBS):
+        for prefix in await children(driver, f"{paths.BLOBS}/{algorithm}"):
+            for encoded in await children(driver, f"{paths.BLOBS}/{algorithm}/{prefix}"):
                 try:
                     digest = Digest.parse(f"{algorithm}:{encoded}")
                 except InvalidDigest:
@@ -140,10 +140,3 @@ async def _stored_blobs(driver: StorageDriver) -> AsyncIterator[tuple[Digest, in
                 except FileNotFound:
                     continue
                 yield digest, info.size
-
-
-async def _children(driver: StorageDriver, path: str) -> list[str]:
-    try:
-        return await driver.list(path)
-    except FileNotFound:
-        return []

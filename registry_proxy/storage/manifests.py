@@ -39,7 +39,13 @@ from registry_proxy.storage.schema import (
 from registry_proxy.storage.tags import Tags
 from registry_proxy.storage.validation import ManifestRules
 
-__all__ = ["MAX_MANIFEST_SIZE", "Manifests", "PutResult", "StoredManifest"]
+__all__ = [
+    "MAX_MANIFEST_SIZE",
+    "Manifests",
+    "PutResult",
+    "StoredManifest",
+    "served_media_type",
+]
 
 MAX_MANIFEST_SIZE = 4 * 1024 * 1024
 # How often a push links its manifest again when concurrent deletes keep removing it.
@@ -128,11 +134,7 @@ class Manifests:
         body = await read_revision(self.driver, repo, digest)
         if body is None:
             raise ManifestUnknown(reference)
-        try:
-            media_type = stored_media_type(decode(body))
-        except ManifestInvalid:
-            media_type = OCI_MANIFEST  # Served as stored; the Go registry's default guess.
-        return StoredManifest(body, media_type, digest)
+        return StoredManifest(body, served_media_type(body), digest)
 
     async def exists(self, repo: str, digest: Digest) -> bool:
         target = await read_link(self.driver, paths.REVISIONS.link(repo, digest))
@@ -181,6 +183,14 @@ class StoredManifest:
     body: bytes
     media_type: str
     digest: Digest
+
+
+def served_media_type(body: bytes) -> str:
+    """The media type a stored manifest is served with."""
+    try:
+        return stored_media_type(decode(body))
+    except ManifestInvalid:
+        return OCI_MANIFEST  # Served as stored; the Go registry's default guess.
 
 
 def _target(reference: str, body: bytes) -> tuple[str | None, Digest]:

@@ -9,6 +9,8 @@ docker/registry/v2/repositories/<name>/
     _uploads/<uuid>/data, _uploads/<uuid>/startedat  (RFC 3339)
     _uploads/<uuid>/session                         (ours, on multipart stores)
     _referrers/<alg>/<subject hex>/<alg>/<referrer hex>/link, .../descriptor   (ours only)
+docker/registry/v2/_proxycache/<name>/               (ours only: upstream content's use)
+    _layers/<alg>/<hex>/used, _manifests/<alg>/<hex>/used   -> RFC 3339 time of last use
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from registry_proxy.storage.errors import PathInvalid
 __all__ = [
     "BLOBS",
     "LAYERS",
+    "PROXYCACHE",
     "REPOSITORIES",
     "REVISIONS",
     "ROOT",
@@ -30,6 +33,8 @@ __all__ = [
     "blob_data",
     "blob_dir",
     "manifests_dir",
+    "proxycache_dir",
+    "proxycache_used",
     "referrer_descriptor",
     "referrer_dir",
     "referrer_link",
@@ -48,6 +53,8 @@ __all__ = [
 ROOT = "docker/registry/v2"
 BLOBS = f"{ROOT}/blobs"
 REPOSITORIES = f"{ROOT}/repositories"
+# Beside `repositories/`, never listed by the Go registry: what upstream content was last used.
+PROXYCACHE = f"{ROOT}/_proxycache"
 UPLOAD_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _ALGORITHM = re.compile(r"[a-z0-9]+")
 _HEX = re.compile(r"[a-f0-9]{2,}")
@@ -165,3 +172,16 @@ def referrer_link(name: str, subject: Digest, referrer: Digest) -> str:
 def referrer_descriptor(name: str, subject: Digest, referrer: Digest) -> str:
     """Ours alone: the referrer's OCI descriptor (JSON), as the referrers API lists it."""
     return f"{referrer_dir(name, subject, referrer)}/descriptor"
+
+
+def proxycache_dir(name: str, kind: str, digest: Digest) -> str:
+    """Ours alone: what is kept of a cached layer's or manifest's use (`kind`: `_layers`
+    or `_manifests`), outside the repository so the Go registry never sees it."""
+    if kind not in ("_layers", "_manifests"):
+        raise PathInvalid("unknown kind of cached content")
+    repository(name)
+    return _by_digest(f"{PROXYCACHE}/{name}/{kind}", digest)
+
+
+def proxycache_used(name: str, kind: str, digest: Digest) -> str:
+    return f"{proxycache_dir(name, kind, digest)}/used"

@@ -7,7 +7,14 @@ from registry_proxy.storage import paths
 from registry_proxy.storage.driver import FileNotFound, StorageDriver
 from registry_proxy.storage.links import read_link
 
-__all__ = ["MAX_STORED_MANIFEST_SIZE", "list_revisions", "read_revision"]
+__all__ = [
+    "MAX_STORED_MANIFEST_SIZE",
+    "children",
+    "digests_below",
+    "list_links",
+    "list_revisions",
+    "read_revision",
+]
 
 # Larger than what we accept on push, so whatever an older registry stored still reads back.
 MAX_STORED_MANIFEST_SIZE = 16 * 1024 * 1024
@@ -26,21 +33,32 @@ async def read_revision(driver: StorageDriver, repo: str, digest: Digest) -> byt
 
 async def list_revisions(driver: StorageDriver, repo: str) -> list[Digest]:
     """Every manifest revision linked in `repo` (whether or not its blob is still stored)."""
-    root = paths.REVISIONS.root(repo)
+    return await list_links(driver, paths.REVISIONS, repo)
+
+
+async def list_links(driver: StorageDriver, tree: paths.DigestLinks, repo: str) -> list[Digest]:
+    """Every digest `tree` (layers or revisions) of `repo` links to itself."""
     found: list[Digest] = []
-    for algorithm in await _children(driver, root):
-        for encoded in await _children(driver, f"{root}/{algorithm}"):
-            try:
-                candidate = Digest.parse(f"{algorithm}:{encoded}")
-            except InvalidDigest:
-                continue
-            target = await read_link(driver, paths.REVISIONS.link(repo, candidate))
-            if target is not None and target == candidate:
-                found.append(target)
+    for candidate in await digests_below(driver, tree.root(repo)):
+        if await read_link(driver, tree.link(repo, candidate)) == candidate:
+            found.append(candidate)
     return found
 
 
-async def _children(driver: StorageDriver, path: str) -> list[str]:
+async def digests_below(driver: StorageDriver, root: str) -> list[Digest]:
+    """The digests named by `<root>/<alg>/<hex>` directories (other names are passed over)."""
+    found: list[Digest] = []
+    for algorithm in await children(driver, root):
+        for encoded in await children(driver, f"{root}/{algorithm}"):
+            try:
+                found.append(Digest.parse(f"{algorithm}:{encoded}"))
+            except InvalidDigest:
+                continue
+    return found
+
+
+async def children(driver: StorageDriver, path: str) -> list[str]:
+    """A directory's children; none if it is missing (or emptied away on an object store)."""
     try:
         return await driver.list(path)
     except FileNotFound:

@@ -2,10 +2,12 @@
 
 Requests go out anonymously, or with the token held for the repository's
 scope, or with Basic once the upstream asked for it; a 401 is answered once
-(`tokens.py` for `Bearer`, the configured credentials for `Basic`) and a
-second one is `UpstreamDenied`. Only a 401 from the upstream's own origin is
-answered: a challenge from a host it redirected to would send our
-credentials where the upstream pointed. Redirects are followed by hand
+(`tokens.py` for `Bearer`, the credentials for `Basic`) and a second one is
+`UpstreamDenied`, unless it refused credentials its `CredentialSource` can
+renew (`credentials.py`): then they are asked for once more and sent once
+more, so one request runs a credential helper again at most once. Only a
+401 from the upstream's own origin is answered: a challenge from a host it
+redirected to would send our credentials where the upstream pointed. Redirects are followed by hand
 (`redirects.py`), with `Authorization` for the upstream's origin only.
 
 Everything is bounded: one pooled `httpx.AsyncClient` that reads no
@@ -41,6 +43,7 @@ from registry_proxy.upstreams.answers import (
     refusal,
 )
 from registry_proxy.upstreams.challenge import BadChallenge, Challenge, parse_challenges
+from registry_proxy.upstreams.credentials import Credentials, CredentialSource, StaticCredentials
 from registry_proxy.upstreams.errors import (
     UpstreamDenied,
     UpstreamError,
@@ -98,10 +101,17 @@ class UpstreamBlob:
                 yield chunk
 
 
-def _basic(username: str, password: str) -> str:
+def _basic(credentials: Credentials) -> str:
+    username, password = credentials.username, credentials.password
     if ":" in username:
         raise ValueError("an upstream username may not contain ':' (Basic authentication)")
     return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+
+
+def _credentials_in(basic: str) -> Credentials:
+    """The credentials a Basic header of `_basic` carries (a username holds no ':')."""
+    username, _, password = base64.b64decode(basic.removeprefix("Basic ")).decode().partition(":")
+    return Credentials(username, password)
 
 
 def _accept(accept: Sequence[str]) -> dict[str, str]:
@@ -122,6 +132,7 @@ class UpstreamClient:
         *,
         username: str | None = None,
         password: str | None = None,
+        credentials: CredentialSource | None = None,
         timeout: float = 30.0,
         ca_file: Path | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -134,8 +145,18 @@ class UpstreamClient:
             raise ValueError("an upstream URL is http(s)://host[:port][/path], no user or query")
         if (username is None) != (password is None):
             raise ValueError("an upstream's username and password come together")
+        if credentials is not None and username is not None:
+            raise ValueError("an upstream's credentials come from a source or are given, not both")
+        if credentials is None:
+            given = (
+                None if username is None or password is None else Credentials(username, password)
+            )
+            if given is not None:
+                _basic(given)  # a username Basic cannot carry is refused here, not at first use
+            credentials = StaticCredentials(given)
         self._base, self._home = str(base), origin_of(base)
-        self._basic = None if username is None or password is None else _basic(username, password)
+        # The client owns its source: closed with it.
+        self._credentials = credentials
         self._timeout = timeout
         verify = ssl.create_default_context(cafile=str(ca_file)) if ca_file is not None else True
         self._http = httpx.AsyncClient(
@@ -182,6 +203,16 @@ class UpstreamClient:
             content_length(response),
         )
 
+    async def head_blob(self, name: str, digest: str) -> int | None:
+        """Whether the upstream has the blob in that repository (UpstreamNotFound if not);
+        its size if it says."""
+        url = self._url(name, "blobs", str(Digest.parse(digest)))
+        with network_errors(describe(url), self._timeout):
+            async with asyncio.timeout(self._timeout):
+                response = await self._exchange("HEAD", url, name, {})
+                await response.aclose()
+        return content_length(response)
+
     @contextlib.asynccontextmanager
     async def open_blob(self, name: str, digest: str) -> AsyncIterator[UpstreamBlob]:
         url = self._url(name, "blobs", str(Digest.parse(digest)))
@@ -195,6 +226,7 @@ class UpstreamClient:
 
     async def aclose(self) -> None:
         self._tokens.close()
+        await self._credentials.aclose()
         await self._http.aclose()
 
     def _url(self, name: str, kind: str, reference: str) -> httpx.URL:
@@ -204,13 +236,23 @@ class UpstreamClient:
         self, method: str, url: httpx.URL, name: str, headers: dict[str, str]
     ) -> httpx.Response:
         """The answer to `method url`, a 200 opened as a stream, or the error it means."""
-        authorization = self._known_authorization(name)
-        response = await self._send(method, url, headers, authorization)
-        if response.status_code == 401 and origin_of(response.request.url) == self._home:
+        sent = await self._known_authorization(name)
+        response = await self._send(method, url, headers, sent)
+        answered = renewed = False
+        while response.status_code == 401 and origin_of(response.request.url) == self._home:
             challenge = ", ".join(response.headers.get_list("www-authenticate"))
             await response.aclose()
-            authorization = await self._answer(challenge, url, name, authorization)
-            response = await self._send(method, url, headers, authorization)
+            again = None
+            if not answered:
+                answered = True
+                again = await self._answer(challenge, url, name, sent)
+            if again in (None, sent) and not renewed and _is_basic(sent):
+                renewed = True
+                again = await self._renewed(sent)
+            if again is None or again == sent:
+                raise UpstreamDenied(f"{describe(url)}: denied (401)")
+            sent = again
+            response = await self._send(method, url, headers, sent)
         error = refusal(response)
         if error is not None:
             await response.aclose()
@@ -224,12 +266,24 @@ class UpstreamClient:
             self._http, method, url, headers, home=self._home, authorization=authorization
         )
 
-    def _known_authorization(self, name: str) -> str | None:
+    async def _known_authorization(self, name: str) -> str | None:
         key = self._scopes.get(name)
         token = None if key is None else self._tokens.held(key)
         if token is not None:
             return f"Bearer {token}"
-        return self._basic if self._basic_asked else None
+        return await self._current_basic() if self._basic_asked else None
+
+    async def _current_basic(self) -> str | None:
+        credentials = await self._credentials()
+        return None if credentials is None else _basic(credentials)
+
+    async def _renewed(self, refused: str | None) -> str | None:
+        """Basic with other credentials than the `refused` header's, if the source has any."""
+        if refused is None:
+            return None
+        credentials = await self._credentials(_credentials_in(refused))
+        fresh = None if credentials is None else _basic(credentials)
+        return None if fresh == refused else fresh
 
     async def _answer(self, header: str, url: httpx.URL, name: str, sent: str | None) -> str | None:
         """What to send again after a 401 with `header`, having sent `sent`."""
@@ -244,21 +298,33 @@ class UpstreamClient:
             if sent is not None and sent.startswith("Bearer "):
                 self._tokens.forget(key, sent.removeprefix("Bearer "))
             return f"Bearer {await self._tokens.get(key)}"
-        if _first(challenges, "basic") is not None and self._basic is not None:
-            if sent == self._basic:
-                raise UpstreamDenied(f"{describe(url)}: denied (401)")
-            self._basic_asked = True
-            return self._basic
+        if _first(challenges, "basic") is not None:
+            basic = await self._current_basic()
+            if basic is not None:
+                self._basic_asked = True
+                return basic  # the one refused already, if it is `sent`: the caller decides
         raise UpstreamDenied(f"{describe(url)}: 401 with no challenge we can answer")
 
     async def _request_token(self, key: TokenKey) -> Token:
         with network_errors(describe(httpx.URL(key.realm)), self._timeout):
             async with asyncio.timeout(self._timeout):
-                return await request_token(self._http, key, self._basic)
+                basic = await self._current_basic()
+                try:
+                    return await request_token(self._http, key, basic)
+                except UpstreamDenied:
+                    # The realm refused the credentials: a helper's may have changed since.
+                    fresh = await self._renewed(basic)
+                    if fresh is None:
+                        raise
+                return await request_token(self._http, key, fresh)
 
 
 def _reference(reference: str) -> str:
     return str(Digest.parse(reference)) if is_digest(reference) else check_tag(reference)
+
+
+def _is_basic(authorization: str | None) -> bool:
+    return authorization is not None and authorization.startswith("Basic ")
 
 
 def _first(challenges: list[Challenge], scheme: str) -> Challenge | None:

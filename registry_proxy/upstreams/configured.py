@@ -5,8 +5,9 @@ from __future__ import annotations
 from authcore.settings import ConfigError
 from registry_proxy.config import Config
 from registry_proxy.upstreams.client import UpstreamClient
+from registry_proxy.upstreams.exec_credentials import ExecCredentials
 from registry_proxy.upstreams.routing import Upstream, Upstreams, hosts_of
-from registry_proxy.upstreams.settings import UpstreamConfig
+from registry_proxy.upstreams.settings import ExecConfig, UpstreamConfig
 
 __all__ = ["build_upstreams"]
 
@@ -31,12 +32,24 @@ def _password(upstream: UpstreamConfig) -> str | None:
         raise ConfigError(f"{where}: {path} cannot be read ({type(exc).__name__})") from None
 
 
+def _helper(section: ExecConfig | None, url: str) -> ExecCredentials | None:
+    if section is None:
+        return None
+    lifetime = None if section.lifetime is None else section.lifetime.total_seconds()
+    return ExecCredentials(section.command, url, lifetime=lifetime)
+
+
 def build_upstreams(config: Config) -> Upstreams:
     """ConfigError for a password file that cannot be read."""
     proxy = config.proxy
     if proxy is not None:
         password = proxy.password.get_secret_value() if proxy.password else None
-        client = UpstreamClient(proxy.remoteurl, username=proxy.username, password=password)
+        client = UpstreamClient(
+            proxy.remoteurl,
+            username=proxy.username,
+            password=password,
+            credentials=_helper(proxy.exec, proxy.remoteurl),
+        )
         upstream = Upstream("", proxy.remoteurl, client, proxy.ttl, hosts=hosts_of(proxy.remoteurl))
         return Upstreams([upstream], everything=True)
     built = []
@@ -45,6 +58,7 @@ def build_upstreams(config: Config) -> Upstreams:
             section.url,
             username=section.username,
             password=_password(section),
+            credentials=_helper(section.exec, section.url),
             timeout=section.timeout,
         )
         built.append(

@@ -31,7 +31,9 @@ from typing import Protocol
 
 from registry_proxy.reference import Digest, InvalidDigest, is_digest
 from registry_proxy.storage import Storage
-from registry_proxy.storage.errors import ManifestUnknown
+from registry_proxy.storage.cache_uses import LAYER, MANIFEST, CacheUses
+from registry_proxy.storage.errors import BlobUnknown, ManifestUnknown
+from registry_proxy.storage.manifests import served_media_type
 from registry_proxy.storage.schema import (
     DOCKER_LIST,
     DOCKER_MANIFEST,
@@ -97,6 +99,9 @@ class _Fetch:
         queue = self.listener
         if queue is None:
             return
+        if not queue.full():  # the usual case: no timer, no task
+            queue.put_nowait(piece)
+            return
         try:
             await asyncio.wait_for(queue.put(piece), SLOW_CLIENT)
         except TimeoutError:
@@ -139,6 +144,7 @@ class PullThrough:
         self._storage = storage
         self._counts: Counts = counts or _Uncounted()
         self._clock = clock
+        self._uses = CacheUses(storage.driver, clock)
         self._fetches: dict[tuple[str, Digest], _Fetch] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -150,7 +156,7 @@ class PullThrough:
             digest = _digest(reference)
             if routed.upstream.cache:
                 with contextlib.suppress(ManifestUnknown):
-                    return self._hit(await self._stored(routed.local, reference))
+                    return await self._hit(routed, await self._stored(routed.local, reference))
             return await self._fetch_manifest(routed, digest, reference)
         return await self._tagged(routed, reference)
 
@@ -162,21 +168,29 @@ class PullThrough:
             else None
         )
         if cached is not None and self._fresh(routed, cached[1]):
-            return self._hit(await self._stored(routed.local, str(cached[0])))
+            with contextlib.suppress(ManifestUnknown):
+                return await self._hit(routed, await self._stored(routed.local, str(cached[0])))
+            cached = None  # removed by `gc` since: the upstream says again
         try:
             head = await upstream.client.head_manifest(routed.remote, tag, MANIFEST_TYPES)
             named = _digest(head.digest) if head.digest else None
             if cached is not None and named == cached[0]:
-                # Unchanged upstream: believed for another `ttl` from now.
-                await self._storage.tags.tag(routed.local, tag, cached[0])
-                return self._hit(await self._stored(routed.local, str(cached[0])))
+                with contextlib.suppress(ManifestUnknown):
+                    found = await self._stored(routed.local, str(cached[0]))
+                    # Unchanged upstream: believed for another `ttl` from now.
+                    await self._storage.tags.tag(routed.local, tag, cached[0])
+                    return await self._hit(routed, found)
             served = await self._fetch_manifest(routed, named, str(named) if named else tag)
         except UpstreamNotFound:
             raise
-        except UpstreamError:
+        except UpstreamError as exc:
             if cached is None:
                 raise
-            found = self._hit(await self._stored(routed.local, str(cached[0])))
+            try:
+                found = await self._stored(routed.local, str(cached[0]))
+            except ManifestUnknown:
+                raise exc from None
+            found = await self._hit(routed, found)
             return ServedManifest(found.body, found.media_type, found.digest, stale=True)
         if upstream.cache:
             await self._storage.tags.tag(routed.local, tag, served.digest)
@@ -209,10 +223,12 @@ class PullThrough:
             fetched.media_type or None,
             references_elsewhere=True,
         )
-        return await self._stored(routed.local, str(digest))
+        # As stored, but not read back: `gc` may have removed it already.
+        return ServedManifest(fetched.body, served_media_type(fetched.body), digest)
 
-    def _hit(self, served: ServedManifest) -> ServedManifest:
+    async def _hit(self, routed: Routed, served: ServedManifest) -> ServedManifest:
         self._counts.proxy_hit("manifest")
+        await self._uses.used(routed.local, MANIFEST, served.digest)
         return served
 
     async def _stored(self, repo: str, reference: str) -> ServedManifest:
@@ -231,9 +247,13 @@ class PullThrough:
             return await self._passed_through(routed, digest, stream=stream)
         if await storage.blobs.linked(routed.local, digest) is not None:
             self._counts.proxy_hit("blob")
+            await self._uses.used(routed.local, LAYER, digest)
             return None
         key = (routed.local, digest)
         fetch = self._fetches.get(key)
+        if fetch is None and await self._linked_from_elsewhere(routed, digest):
+            self._counts.proxy_hit("blob")
+            return None
         if fetch is None:
             self._counts.proxy_miss("blob")
             fetch = self._start(routed, digest, listen=stream)
@@ -248,6 +268,18 @@ class PullThrough:
         if fetch.failed is not None:
             raise fetch.failed
         return None
+
+    async def _linked_from_elsewhere(self, routed: Routed, digest: Digest) -> bool:
+        """Stored already, for another repository: linked here once the upstream says this
+        repository has it too (else a pull could reach what its repository does not hold)."""
+        if await self._storage.blobs.stat(digest) is None:
+            return False
+        await routed.upstream.client.head_blob(routed.remote, str(digest))
+        try:
+            await self._storage.blobs.link(routed.local, digest)
+        except BlobUnknown:  # swept by a gc in between: fetched after all
+            return False
+        return True
 
     def _start(self, routed: Routed, digest: Digest, *, listen: bool) -> _Fetch:
         fetch = _Fetch(listener=asyncio.Queue(QUEUED_PIECES) if listen else None)

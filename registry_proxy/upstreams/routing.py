@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from registry_proxy.reference import InvalidName, check_name
 from registry_proxy.upstreams.client import UpstreamClient
 
-__all__ = ["DOCKER_HUB_HOSTS", "Routed", "Upstream", "Upstreams"]
+__all__ = ["DOCKER_HUB_HOSTS", "Routed", "Upstream", "Upstreams", "under"]
 
 # Docker Hub's registry goes by several names; `ns=docker.io` is the usual one.
 DOCKER_HUB_HOSTS = frozenset({"docker.io", "registry-1.docker.io", "index.docker.io"})
@@ -68,6 +68,11 @@ class Routed:
     local: str
     # The name at the upstream.
     remote: str
+
+
+def under(name: str, prefix: str) -> bool:
+    """Whether `name` is `prefix` or below it, a whole component (every name is below "")."""
+    return not prefix or name == prefix or name.startswith(prefix + "/")
 
 
 def _join(prefix: str, name: str) -> str:
@@ -120,9 +125,7 @@ class Upstreams:
 
     def owns(self, name: str) -> bool:
         """Whether `name` is an upstream's, so nothing can be pushed to it or deleted."""
-        return self.everything or any(
-            name == u.prefix or name.startswith(u.prefix + "/") for u in self._by_prefix
-        )
+        return self.everything or any(under(name, u.prefix) for u in self._by_prefix)
 
     async def aclose(self) -> None:
         for upstream in self._by_prefix:

@@ -22,8 +22,9 @@ from pydantic import (
 
 from authcore.duration import parse_duration
 from registry_proxy.reference import InvalidName, check_name
+from registry_proxy.upstreams.exec_credentials import helper_argv
 
-__all__ = ["DEFAULT_TTL", "ProxyConfig", "UpstreamConfig"]
+__all__ = ["DEFAULT_TTL", "ExecConfig", "ProxyConfig", "UpstreamConfig"]
 
 # The Go registry's default: cached content expires a week after it was fetched.
 DEFAULT_TTL = dt.timedelta(hours=168)
@@ -59,6 +60,40 @@ def _registry_url(value: str) -> str:
     return value.rstrip("/")
 
 
+def _lifetime(value: object) -> dt.timedelta | None:
+    """A Go duration, 0 included (the helper runs for every request)."""
+    if value is None or isinstance(value, dt.timedelta):
+        return value
+    if value == 0 and not isinstance(value, bool):
+        return dt.timedelta(0)
+    if not isinstance(value, str):
+        raise ValueError("must be a duration such as 10m or 12h (0: run for every request)")
+    duration = parse_duration(value)
+    if duration < dt.timedelta(0):
+        raise ValueError("must not be negative (0: run for every request)")
+    return duration
+
+
+class ExecConfig(_Section):
+    """Credentials from a docker credential helper, as the Go registry's `proxy.exec` runs one."""
+
+    command: str = Field(min_length=1, max_length=4096)
+    # None: the helper runs once; 0: for every request; else its answer is kept this long.
+    lifetime: Annotated[dt.timedelta | None, BeforeValidator(_lifetime)] = None
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, value: str) -> str:
+        helper_argv(value)
+        return value
+
+
+def _exec_alone(exec_: ExecConfig | None, keys: dict[str, object]) -> None:
+    given = [key for key, value in keys.items() if value is not None]
+    if exec_ is not None and given:
+        raise ValueError(f"exec excludes {', '.join(given)}: the helper gives the credentials")
+
+
 class ProxyConfig(_Section):
     """The Go registry's `proxy`: every repository is pulled through from `remoteurl`."""
 
@@ -66,6 +101,7 @@ class ProxyConfig(_Section):
     username: str | None = Field(default=None, max_length=1024)
     password: SecretStr | None = None
     ttl: TTL = DEFAULT_TTL
+    exec: ExecConfig | None = None
 
     @field_validator("remoteurl")
     @classmethod
@@ -74,6 +110,7 @@ class ProxyConfig(_Section):
 
     @model_validator(mode="after")
     def _pair(self) -> ProxyConfig:
+        _exec_alone(self.exec, {"username": self.username, "password": self.password})
         if (self.username is None) != (self.password is None):
             raise ValueError("set username and password together")
         return self
@@ -87,6 +124,7 @@ class UpstreamConfig(_Section):
     username: str | None = Field(default=None, max_length=1024)
     password: SecretStr | None = None
     password_file: Path | None = None
+    exec: ExecConfig | None = None
     ttl: TTL = DEFAULT_TTL
     # false: a gateway that stores nothing, only checks our tokens in front of the upstream.
     cache: StrictBool = True
@@ -112,6 +150,8 @@ class UpstreamConfig(_Section):
 
     @model_validator(mode="after")
     def _credentials(self) -> UpstreamConfig:
+        given = {"username": self.username, "password": self.password}
+        _exec_alone(self.exec, given | {"password_file": self.password_file})
         if self.password is not None and self.password_file is not None:
             raise ValueError("set password or password_file, not both")
         has_password = self.password is not None or self.password_file is not None

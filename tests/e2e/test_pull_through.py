@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.exec_helper import HelperScript
 from tests.support.images import write_oci_index_layout, write_oci_layout
 from tests.support.peers import Dockerd, GoRegistry, Skopeo, short_tempdir
 from tests.support.podman import Podman
@@ -124,6 +126,17 @@ def _copy_out(skopeo: Skopeo, ref: str, dst: Path, *options: str, check: bool = 
     )  # fmt: skip
 
 
+def pulled_sha256(url: str, auth: httpx.Auth) -> str:
+    """The SHA-256 (hex) of what a GET of `url` streams, once it answered 200."""
+    with httpx.Client(auth=auth, timeout=300, trust_env=False) as client:
+        digest = hashlib.sha256()
+        with client.stream("GET", url) as answer:
+            assert answer.status_code == 200, answer.read()
+            for piece in answer.iter_raw():
+                digest.update(piece)
+        return digest.hexdigest()
+
+
 def _creds(who: tuple[str, str]) -> str:
     return ":".join(who)
 
@@ -135,6 +148,14 @@ def _blob(layout: Path, digest: str) -> bytes:
 def _stored_blobs(registry: RegistryProxy) -> set[str]:
     root = registry.root / "docker/registry/v2/blobs/sha256"
     return {f"sha256:{p.parent.name}" for p in root.glob("*/*/data")} if root.exists() else set()
+
+
+def _stored_soon(registry: RegistryProxy, digests: set[str]) -> None:
+    """A fetch is committed to storage just after its first client has the last byte."""
+    deadline = time.monotonic() + 10
+    while not digests <= _stored_blobs(registry) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert digests <= _stored_blobs(registry)
 
 
 def _inspect(skopeo: Skopeo, ref: str, who: tuple[str, str] = ROOT, **kw: Any) -> Any:
@@ -238,6 +259,49 @@ def test_a_tag_moved_upstream_is_seen_after_ttl_and_not_before(
         assert _inspect(skopeo, ref).stdout.encode() == second.manifest
 
 
+def test_cached_content_expires_by_ttl_gc_removes_it_and_the_next_pull_fetches_it_again(
+    tmp_path: Path, tokens: TokenServer
+) -> None:
+    with pulling_through(tmp_path, tokens, ttl="2s") as (upstream, registry, skopeo):
+        src = tmp_path / "src"
+        image = write_oci_layout(src, tag="v1", layers=2, seed="pt-expiry")
+        upstream.push(src, "team/app:v1")
+        local = write_oci_layout(tmp_path / "local", tag="v1", layers=1, seed="pt-expiry-mine")
+        skopeo(
+            "copy", "--dest-tls-verify=false", "--dest-creds", _creds(SKY),
+            f"oci:{tmp_path / 'local'}:v1", f"docker://{registry.addr}/sky/app:v1",
+        )  # fmt: skip
+        ref = f"docker://{registry.addr}/up/team/app:v1"
+        _copy_out(skopeo, ref, tmp_path / "dst")
+        cached = {image.manifest_digest, image.config_digest, *image.layer_digests}
+        _stored_soon(registry, cached)
+
+        time.sleep(2.5)
+        done = registry.gc()
+        assert done.returncode == 0, done.stderr
+        assert "unlinked 1 manifests and 3 layers of upstream content expired" in done.stdout
+        stored = _stored_blobs(registry)
+        assert not cached & stored
+        assert {local.manifest_digest, local.config_digest, *local.layer_digests} <= stored
+
+        again = tmp_path / "again"
+        _copy_out(skopeo, ref, again)
+        assert _blob(again, image.manifest_digest) == image.manifest
+        for digest in [image.config_digest, *image.layer_digests]:
+            assert _blob(again, digest) == _blob(src, digest)
+        # Fetched from the upstream again, not found somewhere here.
+        layer = image.layer_digests[0]
+        gets = [
+            line
+            for line in upstream.access()
+            if f"/blobs/{layer}" in line
+            and "GET" in line
+            and ("status=200" in line or '"http.response.status":200' in line)
+        ]
+        assert len(gets) == 2, gets
+        _stored_soon(registry, cached)
+
+
 def test_bytes_altered_upstream_are_refused_and_not_stored(
     tmp_path: Path, tokens: TokenServer
 ) -> None:
@@ -273,24 +337,15 @@ def test_concurrent_pulls_of_a_missing_blob_fetch_it_once(
 ) -> None:
     with pulling_through(tmp_path, tokens) as (upstream, registry, _skopeo):
         src = tmp_path / "src"
-        image = write_oci_layout(src, tag="v1", layers=1, seed="pt-many", layer_bytes=20 << 20)
+        image = write_oci_layout(src, tag="v1", layers=1, seed="pt-many", layer_bytes=200 << 20)
         upstream.push(src, "team/big:v1")
         layer = image.layer_digests[0]
         expected = hashlib.sha256(_blob(src, layer)).hexdigest()
         url = f"{registry.url}/v2/up/team/big/blobs/{layer}"
         auth = TokenAuth(*ROOT)
 
-        def pull(_: int) -> str:
-            with httpx.Client(auth=auth, timeout=120, trust_env=False) as client:
-                digest = hashlib.sha256()
-                with client.stream("GET", url) as answer:
-                    assert answer.status_code == 200, answer.read()
-                    for piece in answer.iter_raw():
-                        digest.update(piece)
-                return digest.hexdigest()
-
         with ThreadPoolExecutor(20) as pool:
-            assert set(pool.map(pull, range(20))) == {expected}
+            assert set(pool.map(lambda _: pulled_sha256(url, auth), range(20))) == {expected}
         fetched = [
             line for line in upstream.access() if f"/blobs/{layer}" in line and "GET" in line
         ]
@@ -318,6 +373,66 @@ def test_a_gateway_stores_nothing(tmp_path: Path, tokens: TokenServer) -> None:
         for digest in image.layer_digests:
             assert _blob(dst, digest) == _blob(src, digest)
         assert _stored_blobs(registry) == set()
+
+
+# --- credentials from a docker credential helper (exec) -----------------------------------
+
+
+def _helper(work: Path) -> HelperScript:
+    """A helper answering the upstream's htpasswd user, as a secret store would."""
+    helper = HelperScript(work / "helper")
+    helper.behave(username=UPSTREAM_USER[0], secret=UPSTREAM_USER[1])
+    return helper
+
+
+def test_images_pull_through_with_credentials_from_a_helper(
+    tmp_path: Path, tokens: TokenServer
+) -> None:
+    helper = _helper(tmp_path)
+    exec_ = {"command": helper.command("--profile", "upstream"), "lifetime": "1h"}
+    with upstream_registry(tmp_path / "up") as upstream:
+        section = {"prefix": "up", "url": upstream.registry.url, "exec": exec_}
+        with ours(tmp_path, tokens, [section]) as registry:
+            src = tmp_path / "src"
+            image = write_oci_layout(src, tag="v1", layers=3, seed="pt-exec")
+            upstream.push(src, "team/app:v1")
+            dst = tmp_path / "dst"
+            _copy_out(Skopeo(tmp_path), f"docker://{registry.addr}/up/team/app:v1", dst)
+            assert _blob(dst, image.manifest_digest) == image.manifest
+            for digest in [image.config_digest, *image.layer_digests]:
+                assert _blob(dst, digest) == _blob(src, digest)
+            runs = helper.runs()
+            assert len(runs) == 1  # kept for its lifetime across the whole pull
+            assert runs[0]["argv"] == ["--profile", "upstream", "get"]
+            assert runs[0]["server"] == upstream.registry.url
+            assert UPSTREAM_USER[1] not in registry.log_text()
+
+
+def test_the_go_registry_proxy_section_with_exec(tmp_path: Path, tokens: TokenServer) -> None:
+    helper = _helper(tmp_path)
+    with upstream_registry(tmp_path / "up") as upstream:
+        proxy = {"remoteurl": upstream.registry.url, "exec": {"command": helper.command()}}
+        with RegistryProxy(
+            tmp_path / "ours", tokens.registry_auth(), extra={"proxy": proxy}
+        ) as registry:
+            src = tmp_path / "src"
+            image = write_oci_layout(src, tag="v1", layers=2, seed="pt-exec-proxy")
+            upstream.push(src, "team/app:v1")
+            skopeo = Skopeo(tmp_path)
+            # Every name is the upstream's, as itself.
+            dst = tmp_path / "dst"
+            _copy_out(skopeo, f"docker://{registry.addr}/team/app:v1", dst)
+            assert _blob(dst, image.manifest_digest) == image.manifest
+            for digest in image.layer_digests:
+                assert _blob(dst, digest) == _blob(src, digest)
+            assert len(helper.runs()) == 1  # no lifetime: run once
+            pushed = skopeo(
+                "copy", "--dest-tls-verify=false", "--dest-creds", _creds(ROOT),
+                f"oci:{src}:v1", f"docker://{registry.addr}/team/mine:v1", check=False,
+            )  # fmt: skip
+            assert pushed.returncode != 0
+            assert "unsupported" in pushed.stderr.lower() or "405" in pushed.stderr, pushed.stderr
+            assert UPSTREAM_USER[1] not in registry.log_text()
 
 
 # --- docker, podman, and containerd with ours as a mirror ----------------------------------
@@ -379,3 +494,46 @@ def test_containerd_uses_ours_as_a_mirror_of_the_upstream(
         # Asked by the name at the upstream (no prefix: only `?ns=` routes it), and served.
         assert 200 in manifests, served
         dockerd.ctr("images", "rm", ref)
+
+
+def test_upstreams_behind_token_auth_go_registry_and_ours(
+    tmp_path: Path, tokens: TokenServer
+) -> None:
+    """Two upstreams at once: the Go registry 2.8 trusting a second token server of ours
+    (the token flow, with a user of that server), and another registry of ours."""
+    puller = ("puller", "puller-pw-2")
+    with TokenServer(tmp_path / "ts-up") as upstream_tokens:
+        upstream_tokens.add_user(*puller, "admin")
+        with (
+            GoRegistry(tmp_path / "go", token=upstream_tokens.registry_auth()) as go,
+            RegistryProxy(tmp_path / "second", tokens.registry_auth()) as second,
+        ):
+            skopeo = Skopeo(tmp_path)
+            one = write_oci_layout(tmp_path / "one", tag="v1", layers=2, seed="pt-token")
+            two = write_oci_layout(tmp_path / "two", tag="v1", layers=2, seed="pt-second")
+            for layout, target, who in (
+                (tmp_path / "one", f"{go.addr}/team/app:v1", puller),
+                (tmp_path / "two", f"{second.addr}/team/app:v1", ROOT),
+            ):
+                skopeo(
+                    "copy", "--dest-tls-verify=false", "--dest-creds", _creds(who),
+                    f"oci:{layout}:v1", f"docker://{target}",
+                )  # fmt: skip
+            upstreams = [
+                {"prefix": "tok", "url": go.url, "username": puller[0], "password": puller[1]},
+                {"prefix": "mine", "url": second.url, "username": ROOT[0], "password": ROOT[1]},
+            ]
+            with ours(tmp_path / "front", tokens, upstreams) as front:
+                for prefix, image, src in (("tok", one, "one"), ("mine", two, "two")):
+                    dst = tmp_path / f"out-{prefix}"
+                    _copy_out(skopeo, f"docker://{front.addr}/{prefix}/team/app:v1", dst)
+                    assert _blob(dst, image.manifest_digest) == image.manifest
+                    for digest in image.layer_digests:
+                        assert _blob(dst, digest) == _blob(tmp_path / src, digest)
+                metrics = httpx.get(f"{front.url}/metrics", timeout=10, trust_env=False).text
+    assert 'registry_proxy_misses_total{kind="blob"}' in metrics
+    for prefix in ("tok", "mine"):
+        pulled = re.search(
+            rf'^registry_proxy_pulled_bytes_total\{{upstream="{prefix}"\}} (\S+)$', metrics, re.M
+        )
+        assert pulled is not None and float(pulled.group(1)) > 0, metrics

@@ -48,7 +48,14 @@ def upstream() -> Iterator[FakeUpstream]:
 
 
 @pytest.fixture
-def ours(upstream: FakeUpstream, storage_root: Path, keys_dir: Path) -> Iterator[TestClient]:
+def ttl() -> str:
+    return "168h"
+
+
+@pytest.fixture
+def ours(
+    upstream: FakeUpstream, storage_root: Path, keys_dir: Path, ttl: str
+) -> Iterator[TestClient]:
     config = Config.model_validate(
         {
             "storage": {"filesystem": {"rootdirectory": str(storage_root)}},
@@ -60,6 +67,7 @@ def ours(upstream: FakeUpstream, storage_root: Path, keys_dir: Path) -> Iterator
                     "username": "puller",
                     "password": UPSTREAM_PASSWORD,
                     "timeout": 2,
+                    "ttl": ttl,
                     "repositories": ["team/*"],
                 }
             ],
@@ -262,3 +270,50 @@ def test_the_upstreams_host_in_ns_routes_there(
         headers=mint("repository:up/team/app:pull"),
     )
     assert got.status_code == 200 and got.content == MANIFEST
+
+
+@pytest.mark.parametrize("ttl", ["1s"])
+def test_a_cached_tag_is_served_stale_with_a_warning_while_the_upstream_fails(
+    ours: TestClient, upstream: FakeUpstream, mint: Mint, storage_root: Path
+) -> None:
+    headers = mint("repository:up/team/app:pull")
+    upstream.answer = lambda seen: Answer(
+        200, {"Content-Type": OCI, "Docker-Content-Digest": MANIFEST_DIGEST}, MANIFEST
+    )
+    fresh = ours.get("/v2/up/team/app/manifests/v1", headers=headers)
+    assert fresh.status_code == 200 and "warning" not in fresh.headers
+    time.sleep(1.2)
+    for status in (500, 429, 401):
+        upstream.answer = lambda seen, status=status: Answer(status, {}, b"")
+        stale = ours.get("/v2/up/team/app/manifests/v1", headers=headers)
+        assert stale.status_code == 200 and stale.content == MANIFEST, status
+        assert stale.headers["warning"] == '110 - "Response is Stale"'
+        assert stale.headers["docker-content-digest"] == MANIFEST_DIGEST
+    # A tag the upstream says is gone is gone here too: not served stale.
+    upstream.answer = lambda seen: Answer(404, {}, b"")
+    gone = ours.get("/v2/up/team/app/manifests/v1", headers=headers)
+    assert (gone.status_code, _error(gone)) == (404, "MANIFEST_UNKNOWN")
+
+
+def test_a_blob_stored_for_one_repository_is_linked_for_another_once_the_upstream_has_it(
+    ours: TestClient, upstream: FakeUpstream, mint: Mint
+) -> None:
+    upstream.answer = lambda seen: Answer(200, {}, BLOB)
+    first = ours.get(
+        f"/v2/up/team/one/blobs/{BLOB_DIGEST}", headers=mint("repository:up/team/one:pull")
+    )
+    assert first.status_code == 200 and first.content == BLOB
+    upstream.seen.clear()
+    second = ours.get(
+        f"/v2/up/team/two/blobs/{BLOB_DIGEST}", headers=mint("repository:up/team/two:pull")
+    )
+    assert second.status_code == 200 and second.content == BLOB
+    assert [(s.method, s.path) for s in upstream.seen] == [
+        ("HEAD", f"/v2/team/two/blobs/{BLOB_DIGEST}")
+    ]
+    # A repository the upstream does not hold it in gets nothing of what another one holds.
+    upstream.answer = lambda seen: Answer(404, {}, b"")
+    third = ours.get(
+        f"/v2/up/team/three/blobs/{BLOB_DIGEST}", headers=mint("repository:up/team/three:pull")
+    )
+    assert (third.status_code, _error(third)) == (404, "BLOB_UNKNOWN")

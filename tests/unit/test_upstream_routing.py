@@ -105,6 +105,44 @@ def test_the_go_registry_proxy_section_is_taken_as_written() -> None:
     assert _config(proxy={"remoteurl": "http://127.0.0.1:5000", "ttl": 0}).proxy.ttl is None  # type: ignore[union-attr]
 
 
+def test_exec_takes_a_command_and_a_lifetime_as_the_go_registry_does() -> None:
+    url = "http://127.0.0.1:5000"
+    once = _config(proxy={"remoteurl": url, "exec": {"command": "docker-credential-ecr-login"}})
+    assert once.proxy is not None and once.proxy.exec is not None
+    assert once.proxy.exec.lifetime is None  # absent: the helper runs once
+    every = _config(proxy={"remoteurl": url, "exec": {"command": "h --x 'a b'", "lifetime": 0}})
+    assert every.proxy.exec.lifetime == dt.timedelta(0)  # type: ignore[union-attr]
+    kept = _config(
+        upstreams=[{"prefix": "a", "url": url, "exec": {"command": "h", "lifetime": "12h"}}]
+    )
+    assert kept.upstreams[0].exec is not None
+    assert kept.upstreams[0].exec.lifetime == dt.timedelta(hours=12)
+
+
+@pytest.mark.parametrize(
+    ("sections", "keys"),
+    [
+        ({"proxy": {"username": "u", "password": "p"}}, "username, password"),
+        ({"proxy": {"username": "u"}}, "username"),
+        ({"upstreams": [{"password_file": "/dev/null"}]}, "password_file"),
+        ({"upstreams": [{"username": "u", "password": "p"}]}, "username, password"),
+    ],
+)
+def test_exec_excludes_a_username_and_password_naming_them(
+    sections: dict[str, Any], keys: str
+) -> None:
+    exec_ = {"command": "docker-credential-x"}
+    if "proxy" in sections:
+        sections = {
+            "proxy": {"remoteurl": "http://127.0.0.1:5000", "exec": exec_, **sections["proxy"]}
+        }
+    else:
+        given = {"prefix": "a", "url": "http://127.0.0.1:5000", "exec": exec_}
+        sections = {"upstreams": [given | sections["upstreams"][0]]}
+    with pytest.raises(ValueError, match=f"exec excludes {keys}"):
+        _config(**sections)
+
+
 @pytest.mark.parametrize(
     "sections",
     [
@@ -113,7 +151,31 @@ def test_the_go_registry_proxy_section_is_taken_as_written() -> None:
         {"proxy": {"remoteurl": "http://127.0.0.1:5000", "username": "u"}},
         {"proxy": {"remoteurl": "http://127.0.0.1:5000", "ttl": "-1h"}},
         {"proxy": {"remoteurl": "http://127.0.0.1:5000", "ttl": "soon"}},
-        {"proxy": {"remoteurl": "http://127.0.0.1:5000", "exec": {"command": "x"}}},
+        {"proxy": {"remoteurl": "http://127.0.0.1:5000", "exec": {}}},
+        {"proxy": {"remoteurl": "http://127.0.0.1:5000", "exec": {"command": ""}}},
+        {"proxy": {"remoteurl": "http://127.0.0.1:5000", "exec": {"command": "  "}}},
+        {"proxy": {"remoteurl": "http://127.0.0.1:5000", "exec": {"command": "'open"}}},
+        {"proxy": {"remoteurl": "http://127.0.0.1:5000", "exec": {"command": "x" * 4097}}},
+        {"proxy": {"remoteurl": "http://127.0.0.1:5000", "exec": {"command": "x", "shell": 1}}},
+        {
+            "proxy": {
+                "remoteurl": "http://127.0.0.1:5000",
+                "exec": {"command": "x", "lifetime": "-1s"},
+            }
+        },
+        {
+            "proxy": {
+                "remoteurl": "http://127.0.0.1:5000",
+                "exec": {"command": "x", "lifetime": "soon"},
+            }
+        },
+        {
+            "proxy": {
+                "remoteurl": "http://127.0.0.1:5000",
+                "exec": {"command": "x", "lifetime": True},
+            }
+        },
+        {"proxy": {"remoteurl": "http://127.0.0.1:5000", "exec": {"command": "x", "lifetime": 60}}},
         {"upstreams": [{"prefix": "Hub", "url": "https://ghcr.io"}]},
         {"upstreams": [{"prefix": "hub/", "url": "https://ghcr.io"}]},
         {"upstreams": [{"prefix": "", "url": "https://ghcr.io"}]},
